@@ -1,0 +1,137 @@
+"""The HTTP application: `create_app(deps)` builds a Quart-trio app around the composition root's parts.
+
+Cross-cutting behaviour lives here: request ids and one log line per request, authentication of
+every non-public route, CORS for FRONTEND_URL, security headers, body-size limits, JSON errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from quart import Response, g, request
+from quart_trio import QuartTrio
+
+from api import auth as auth_module
+from api.auth import LoginThrottle, TokenService
+from api.errors import register_error_handlers
+from gateway.config import Config
+from storage.db import Database
+
+log = logging.getLogger("zapgate.http")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_MAX_AGE = "600"
+
+
+@attrs.define
+class Deps:
+    """What the API needs from the composition root."""
+
+    config: Config
+    db: Database
+    tokens: TokenService
+    throttle: LoginThrottle
+    health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
+
+
+def build_tokens(config: Config) -> TokenService:
+    return TokenService(secret=config.jwt_secret, refresh_secret=config.jwt_refresh_secret,
+                        access_ttl=config.access_token_ttl, refresh_ttl=config.refresh_token_ttl,
+                        expired_status=config.expired_token_status)
+
+
+def build_throttle(config: Config) -> LoginThrottle:
+    return LoginThrottle(max_failures=config.login_max_failures, max_per_ip=config.login_max_failures_per_ip,
+                         window=config.login_window)
+
+
+def create_app(deps: Deps) -> QuartTrio:
+    app = QuartTrio("zapgate")
+    app.config["MAX_CONTENT_LENGTH"] = deps.config.upload_max_size
+    app.config["MAX_FORM_MEMORY_SIZE"] = deps.config.json_max_size
+    app.config["JSON_SORT_KEYS"] = False
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["zapgate"] = deps
+    allowed_origins = set(deps.config.frontend_urls)
+
+    @app.before_request
+    async def start_request() -> Response | None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        if request.method == "OPTIONS":
+            return Response("", status=204)
+        length = request.content_length
+        if length is not None and length > deps.config.json_max_size and _is_json():
+            from api.errors import error_response
+
+            return error_response(413, "ERR_PAYLOAD_TOO_LARGE",
+                                  f"JSON bodies are limited to {deps.config.json_max_size} bytes")
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and not getattr(view, "_zapgate_public", False):
+            auth_module.authenticate_request(deps.tokens)
+        return None
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        origin = request.headers.get("Origin")
+        if origin and origin.rstrip("/") in allowed_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+            response.headers.add("Vary", "Origin")
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+                response.headers["Access-Control-Allow-Headers"] = (
+                    request.headers.get("Access-Control-Request-Headers") or "Authorization, Content-Type"
+                )
+                response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+        _log_request(response)
+        return response
+
+    register_error_handlers(app)
+
+    from api import auth_routes, companies, health, settings, users
+
+    for module in (health, auth_routes, users, companies, settings):
+        app.register_blueprint(module.blueprint)
+    return app
+
+
+def _is_json() -> bool:
+    mimetype = request.mimetype or ""
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def _log_request(response: Response) -> None:
+    duration_ms = round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2)
+    principal = g.get("principal")
+    fields = {
+        "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+        "status": response.status_code, "duration_ms": duration_ms,
+        "remote": request.remote_addr, "user_id": principal.user_id if principal else None,
+    }
+    level = logging.WARNING if response.status_code >= 500 else logging.INFO
+    log.log(level, "%s %s %s %.1fms", request.method, request.path, response.status_code, duration_ms,
+            extra={"fields": fields})
+
+
+def deps_of(app: Any) -> Deps:
+    return app.extensions["zapgate"]

@@ -1,0 +1,151 @@
+"""API errors: every failure answers `{"error": "ERR_…", "message": "…"}` with its HTTP status.
+
+`register_error_handlers` is the one place where library and storage errors become responses;
+an unexpected exception becomes a 500 carrying an error id that is also logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from quart import Quart, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from storage import errors as storage_errors
+
+log = logging.getLogger("zapgate.api")
+
+
+class ApiError(Exception):
+    status = 400
+    code = "ERR_BAD_REQUEST"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 field: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.field = field
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status, code = 400, "ERR_BAD_REQUEST"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "ERR_SESSION_EXPIRED"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "ERR_NO_PERMISSION"
+
+
+class NotFound(ApiError):
+    status, code = 404, "ERR_NOT_FOUND"
+
+
+class Conflict(ApiError):
+    status, code = 409, "ERR_CONFLICT"
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "ERR_TOO_MANY_REQUESTS"
+
+
+_HTTP_CODES = {
+    400: "ERR_BAD_REQUEST",
+    401: "ERR_SESSION_EXPIRED",
+    403: "ERR_NO_PERMISSION",
+    404: "ERR_NOT_FOUND",
+    405: "ERR_METHOD_NOT_ALLOWED",
+    408: "ERR_REQUEST_TIMEOUT",
+    411: "ERR_LENGTH_REQUIRED",
+    413: "ERR_PAYLOAD_TOO_LARGE",
+    415: "ERR_UNSUPPORTED_MEDIA_TYPE",
+    429: "ERR_TOO_MANY_REQUESTS",
+}
+
+# Unique constraints whose violation the user can fix: constraint → (code, message).
+_CONFLICTS = {
+    "users_email_key": ("ERR_DUPLICATED_EMAIL", "a user with this email already exists"),
+    "companies_name_key": ("ERR_COMPANY_NAME_ALREADY_EXISTS", "a company with this name already exists"),
+    "queues_company_name_key": ("ERR_QUEUE_NAME_ALREADY_EXISTS", "a queue with this name already exists"),
+    "whatsapps_company_name_key": ("ERR_WAPP_NAME_ALREADY_EXISTS", "a connection with this name already exists"),
+    "tags_company_name_key": ("ERR_TAG_NAME_ALREADY_EXISTS", "a tag with this name already exists"),
+    "contacts_company_number_key": ("ERR_DUPLICATED_CONTACT", "a contact with this number already exists"),
+}
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    body = {"error": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        response = error_response(error.status, error.code, error.message, field=error.field)
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, f"ERR_HTTP_{status}")
+        message = {
+            404: "no such route",
+            405: "method not allowed on this route",
+            413: "the request body is larger than allowed",
+        }.get(status, error.description or error.name)
+        response = error_response(status, code, message)
+        if status == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(storage_errors.NotFound)
+    async def not_found(error: storage_errors.NotFound) -> Response:
+        return error_response(404, "ERR_NOT_FOUND", f"{error} not found")
+
+    @app.errorhandler(storage_errors.Conflict)
+    async def conflict(error: storage_errors.Conflict) -> Response:
+        code, message = _CONFLICTS.get(error.constraint or "", ("ERR_CONFLICT", "the record already exists"))
+        return error_response(409, code, message)
+
+    @app.errorhandler(storage_errors.InvalidReference)
+    async def invalid_reference(error: storage_errors.InvalidReference) -> Response:
+        return error_response(404, "ERR_NOT_FOUND", "a referenced record does not exist")
+
+    @app.errorhandler(storage_errors.InvalidData)
+    async def invalid_data(error: storage_errors.InvalidData) -> Response:
+        return error_response(400, "ERR_VALIDATION", f"invalid data: {error}")
+
+    @app.errorhandler(storage_errors.Unavailable)
+    async def unavailable(error: storage_errors.Unavailable) -> Response:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("database unavailable", extra={"fields": {"error_id": error_id, "reason": str(error)}})
+        response = error_response(503, "ERR_SERVICE_UNAVAILABLE", "the database is unavailable, retry later",
+                                  errorId=error_id)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(storage_errors.QueryTimeout)
+    async def timeout(error: storage_errors.QueryTimeout) -> Response:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("query timeout", extra={"fields": {"error_id": error_id}})
+        return error_response(503, "ERR_TIMEOUT", "the request took too long", errorId=error_id)
+
+    @app.errorhandler(Exception)
+    async def internal(error: Exception) -> Response:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error", exc_info=error,
+                  extra={"fields": {"error_id": error_id, "request_id": g.get("request_id")}})
+        return error_response(500, "ERR_INTERNAL", "internal error; quote this id to your administrator",
+                              errorId=error_id)

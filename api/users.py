@@ -1,0 +1,116 @@
+"""`/users`: the users of the caller's company. Admins manage them; a user may read and edit themself."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, current_app, jsonify
+
+from api import present
+from api.app import deps_of
+from api.auth import Principal, current, hash_password, require_admin
+from api.errors import BadRequest, Forbidden
+from api.validation import Field, body, page, path_id, search_pattern
+from storage import users
+
+blueprint = Blueprint("users", __name__, url_prefix="/users")
+PAGE_SIZE = 40
+
+USER_FIELDS = {
+    "name": Field("str", required=True, max_len=255),
+    "email": Field("email", required=True, max_len=255),
+    "password": Field("str", required=True, min_len=6, max_len=72, strip=False),
+    "profile": Field("str", choices=("admin", "user")),
+    "allTicket": Field("str", choices=("enable", "disable")),
+    "whatsappId": Field("int", nullable=True, minimum=1),
+    "queueIds": Field("list_of_int", max_items=500),
+    "super": Field("bool"),
+}
+SELF_EDITABLE = ("name", "email", "password")
+
+
+def _check_super_flag(principal: Principal, data: dict) -> None:
+    if data.get("super") and not principal.super:
+        raise Forbidden("only a super admin can grant super")
+
+
+@blueprint.get("")
+async def list_users() -> Response:
+    principal = require_admin()
+    limit, offset = page(PAGE_SIZE)
+    rows, count = await users.list_users(deps_of(current_app).db, principal.company_id, search=search_pattern(),
+                                         limit=limit, offset=offset)
+    return jsonify(present.page("users", [present.user(row) for row in rows], count, limit, offset))
+
+
+@blueprint.get("/list")
+async def list_colleagues() -> Response:
+    """Every user of the company, short form (any user: the transfer dialogs need it)."""
+    principal = current()
+    rows, _ = await users.list_users(deps_of(current_app).db, principal.company_id, search=None, limit=5000, offset=0)
+    return jsonify([{"id": row["id"], "name": row["name"], "profile": row["profile"], "online": row["online"],
+                     "queues": row["queues"]} for row in rows])
+
+
+@blueprint.post("")
+async def create_user() -> tuple[Response, int]:
+    principal = require_admin()
+    deps = deps_of(current_app)
+    data = await body(USER_FIELDS)
+    _check_super_flag(principal, data)
+    created = await users.create_user(
+        deps.db, principal.company_id, name=data["name"], email=data["email"],
+        password_hash=await hash_password(data["password"], deps.config.bcrypt_rounds),
+        profile=data.get("profile", "user"), super_=data.get("super", False),
+        all_ticket=data.get("allTicket", "disable"), whatsapp_id=data.get("whatsappId"),
+        queue_ids=data.get("queueIds", []),
+    )
+    return jsonify(present.user(created)), 201
+
+
+@blueprint.get("/<user_id>")
+async def show_user(user_id: str) -> Response:
+    principal = current()
+    target = path_id(user_id, "user")
+    if target != principal.user_id and not principal.is_admin:
+        raise Forbidden("only admins can see other users")
+    return jsonify(present.user(await users.show_user(deps_of(current_app).db, principal.company_id, target)))
+
+
+@blueprint.put("/<user_id>")
+async def update_user(user_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    target = path_id(user_id, "user")
+    data = await body(USER_FIELDS, partial=True)
+    if not principal.is_admin:
+        if target != principal.user_id:
+            raise Forbidden("only admins can edit other users")
+        forbidden = sorted(set(data) - set(SELF_EDITABLE))
+        if forbidden:
+            raise Forbidden(f"only admins can change {', '.join(forbidden)}")
+    _check_super_flag(principal, data)
+    if target == principal.user_id and data.get("profile") == "user" and principal.profile == "admin":
+        raise BadRequest("an admin cannot demote themself", code="ERR_CANNOT_DEMOTE_SELF")
+    password_hash = None
+    if "password" in data:
+        password_hash = await hash_password(data["password"], deps.config.bcrypt_rounds)
+    fields = {
+        "name": data.get("name"), "email": data.get("email"), "profile": data.get("profile"),
+        "all_ticket": data.get("allTicket"),
+    }
+    fields = {key: value for key, value in fields.items() if value is not None}
+    if "whatsappId" in data:
+        fields["whatsapp_id"] = data["whatsappId"]
+    if "queueIds" in data:
+        fields["queue_ids"] = data["queueIds"]
+    updated = await users.update_user(deps.db, principal.company_id, target, fields, password_hash=password_hash)
+    return jsonify(present.user(updated))
+
+
+@blueprint.delete("/<user_id>")
+async def delete_user(user_id: str) -> Response:
+    principal = require_admin()
+    target = path_id(user_id, "user")
+    if target == principal.user_id:
+        raise BadRequest("you cannot delete yourself", code="ERR_CANNOT_DELETE_SELF")
+    await users.delete_user(deps_of(current_app).db, principal.company_id, target)
+    return jsonify({"message": "user deleted"})

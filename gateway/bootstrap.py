@@ -1,0 +1,204 @@
+"""The composition root: builds every part, wires them, runs them in one trio supervision tree.
+
+    serve(config)
+    └─ root nursery
+       ├─ signal watcher        SIGTERM/SIGINT → graceful shutdown (a second signal: immediate)
+       ├─ root Supervisor       housekeeping now; sessions, tickets, campaigns… as they land
+       └─ hypercorn            api.create_app(deps); drains in-flight requests on shutdown
+
+No globals: what a part needs is passed to its constructor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from api.app import Deps, build_throttle, build_tokens, create_app
+from api.auth import check_password, hash_password
+from gateway.config import Config
+from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
+from storage import companies, migrate, users
+from storage.db import Database, open_pool
+
+log = logging.getLogger("zapgate")
+
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+HOUSEKEEPING_PERIOD = 3600.0
+
+
+@contextlib.contextmanager
+def database_url(config: Config) -> Iterator[str]:
+    """The configured server's URL, or the embedded PostgreSQL's for as long as the block runs."""
+    if config.database_url is not None:
+        yield config.database_url
+        return
+    from gateway.embedded import embedded_postgres
+
+    with embedded_postgres(config.data_dir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def open_database_sync(config: Config, url: str, *, min_size: int | None = None) -> Iterator[Database]:
+    pool = open_pool(url, min_size=config.db_pool_min if min_size is None else min_size,
+                     max_size=config.db_pool_max, statement_timeout_ms=config.db_statement_timeout_ms)
+    try:
+        yield Database(pool)
+    finally:
+        pool.close()
+
+
+@attrs.frozen
+class AdminLogin:
+    email: str
+    password: str | None  # None: not known to us (set by ADMIN_PASSWORD or changed since)
+    created: bool
+
+
+async def ensure_first_company(db: Database, config: Config) -> AdminLogin:
+    """On an empty database: company "Default" and its super admin. Always: what to tell the operator."""
+    password_file = config.data_dir / INITIAL_PASSWORD_FILE
+    if await companies.count_companies(db) == 0:
+        password = config.admin_password or secrets.token_urlsafe(12)
+        admin = {"name": "Admin", "email": config.admin_email, "super": True,
+                 "password_hash": await hash_password(password, config.bcrypt_rounds)}
+        await companies.create_company(db, name="Default", admin=admin)
+        log.info("created company Default and its super admin", extra={"fields": {"email": config.admin_email}})
+        if config.admin_password is None:
+            _write_private(password_file, password)
+        return AdminLogin(config.admin_email, password, created=True)
+    if config.admin_password is not None:
+        return AdminLogin(config.admin_email, config.admin_password, created=False)
+    if password_file.is_file():
+        remembered = password_file.read_text().strip()
+        user = await users.user_by_email(db, config.admin_email)
+        if user is not None and await check_password(remembered, user["password_hash"]):
+            return AdminLogin(config.admin_email, remembered, created=False)
+        password_file.unlink(missing_ok=True)  # changed since: forget it
+    return AdminLogin(config.admin_email, None, created=False)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
+
+
+def print_banner(config: Config, binds: list[str], admin: AdminLogin) -> None:
+    url = binds[0].replace("0.0.0.0", "localhost") if binds else f"http://localhost:{config.port}"
+    lines = [
+        "",
+        f"  zapgate is running at {url}",
+        f"  database: {'embedded PostgreSQL in ' + str(config.data_dir / 'postgres') if config.embedded_db else 'external'}",
+        f"  sandbox WhatsApp network: {'on' if config.sandbox else 'off'}",
+        f"  admin login: {admin.email}",
+    ]
+    if admin.password is not None and config.admin_password is None:
+        lines.append(f"  password:    {admin.password}   (change it after logging in)")
+    elif config.admin_password is not None:
+        lines.append("  password:    the ADMIN_PASSWORD you configured")
+    else:
+        lines.append("  password:    the one you set (the generated one was changed)")
+    lines.append("")
+    print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+class Housekeeper:
+    """Periodic clean-up: expired and revoked logins."""
+
+    def __init__(self, db: Database, period: float = HOUSEKEEPING_PERIOD) -> None:
+        self.db = db
+        self.period = period
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(None)
+        while True:
+            purged = await users.purge_logins(self.db)
+            if purged:
+                log.info("purged old logins", extra={"fields": {"count": purged}})
+            await trio.sleep(self.period)
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.graceful_timeout = config.graceful_timeout
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    hc.include_server_header = False
+    hc.keep_alive_timeout = 30
+    hc.h11_max_incomplete_size = 64 * 1024
+    return hc
+
+
+async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = None,
+                  shutdown: trio.Event | None = None,
+                  task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the supervision tree and the HTTP server until `shutdown` is set; then drain and return.
+
+    `task_status.started(binds)` once the server listens. The caller owns `db`.
+    """
+    shutdown = shutdown if shutdown is not None else trio.Event()
+    root = Supervisor("root", children=[ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT)])
+    async with trio.open_nursery() as nursery:
+        supervisor = await nursery.start(root.run)
+        deps = Deps(config=config, db=db, tokens=build_tokens(config), throttle=build_throttle(config),
+                    health=lambda: {"supervisors": {"root": supervisor.stats()}})
+        app = create_app(deps)
+        binds = await nursery.start(lambda task_status: hypercorn_serve(
+            app, hc or hypercorn_config(config), shutdown_trigger=shutdown.wait, task_status=task_status))
+        task_status.started(binds)
+        await shutdown.wait()
+        # hypercorn returns once in-flight requests are done (or graceful_timeout has passed)
+        nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1
+        supervisor.cancel()
+
+
+async def _watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            if not shutdown.is_set():
+                log.info("shutting down gracefully", extra={"fields": {"signal": signal.Signals(signum).name}})
+                shutdown.set()
+            else:
+                log.warning("second signal: stopping now")
+                cancel_scope.cancel()
+
+
+async def serve(config: Config) -> None:
+    """`zapgate serve`: migrate, make sure an admin exists, serve until SIGTERM/SIGINT."""
+    with database_url(config) as url:
+        applied = await trio.to_thread.run_sync(migrate.migrate_url, url)
+        for migration in applied:
+            log.info("migrated", extra={"fields": {"version": migration.version, "name": migration.name}})
+        pool = await trio.to_thread.run_sync(lambda: open_pool(
+            url, min_size=config.db_pool_min, max_size=config.db_pool_max,
+            statement_timeout_ms=config.db_statement_timeout_ms))
+        db = Database(pool)
+        try:
+            admin = await ensure_first_company(db, config)
+            shutdown = trio.Event()
+            async with trio.open_nursery() as outer:
+                outer.start_soon(_watch_signals, shutdown, outer.cancel_scope)
+                async with trio.open_nursery() as inner:
+                    binds = await inner.start(partial(run_app, config, db, shutdown=shutdown))
+                    print_banner(config, binds, admin)
+                outer.cancel_scope.cancel()  # run_app drained and returned: stop the signal watcher
+        finally:
+            await db.aclose()
+    log.info("stopped")

@@ -1,0 +1,71 @@
+"""Companies (tenants). Creating one also creates its first admin and its default settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+
+from storage import settings
+from storage.db import Database, Row
+from storage.errors import NotFound
+
+
+async def create_company(db: Database, *, name: str, email: str | None = None, phone: str | None = None,
+                         document: str | None = None, status: bool = True, due_date: dt.date | None = None,
+                         admin: dict[str, Any] | None = None) -> tuple[Row, int | None]:
+    """Create a company (and, when `admin` is given — name, email, password_hash — its first admin).
+
+    One transaction: a duplicate admin email leaves no company behind. Returns (company, admin id).
+    """
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> tuple[Row, int | None]:
+        company = conn.execute(q.company_insert, {"name": name, "email": email, "phone": phone,
+                                                  "document": document, "status": status,
+                                                  "due_date": due_date}).fetchone()
+        assert company is not None
+        settings.seed(conn, company["id"], q)
+        admin_id = None
+        if admin is not None:
+            row = conn.execute(q.user_insert, {
+                "company_id": company["id"], "name": admin["name"], "email": admin["email"],
+                "password_hash": admin["password_hash"], "profile": "admin",
+                "super": admin.get("super", False), "all_ticket": "enable", "whatsapp_id": None,
+            }).fetchone()
+            assert row is not None
+            admin_id = row["id"]
+        return company, admin_id
+
+    return await db.run(work)
+
+
+async def get_company(db: Database, company_id: int) -> Row:
+    row = await db.fetch_one(db.q.company_get, {"id": company_id})
+    if row is None:
+        raise NotFound(f"company {company_id}")
+    return row
+
+
+async def list_companies(db: Database, *, search: str | None, limit: int, offset: int) -> tuple[list[Row], int]:
+    rows = await db.fetch_all(db.q.company_list, {"search": search, "limit": limit, "offset": offset})
+    return rows, (rows[0]["total"] if rows else 0)
+
+
+async def update_company(db: Database, company_id: int, fields: dict[str, Any]) -> Row:
+    params = {key: fields.get(key) for key in ("name", "email", "phone", "document", "status", "due_date")}
+    params.update(id=company_id, set_due_date="due_date" in fields)
+    row = await db.fetch_one(db.q.company_update, params)
+    if row is None:
+        raise NotFound(f"company {company_id}")
+    return row
+
+
+async def delete_company(db: Database, company_id: int) -> None:
+    if await db.execute(db.q.company_delete, {"id": company_id}) == 0:
+        raise NotFound(f"company {company_id}")
+
+
+async def count_companies(db: Database) -> int:
+    return await db.fetch_value(db.q.company_count)
