@@ -295,7 +295,7 @@ class Supervisor:
         """Record a restart; False when it would be one too many within ``max_seconds``."""
         now = trio.current_time()
         _prune(self._restart_times, now - self._max_seconds)
-        if len(self._restart_times) > self._max_restarts:
+        if len(self._restart_times) >= self._max_restarts:
             return False
         self._restart_times.append(now)
         child.restart_times.append(now)

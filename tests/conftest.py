@@ -91,7 +91,8 @@ def url_of(conninfo: str) -> str:
     if host.startswith("/"):
         from urllib.parse import quote
 
-        return f"postgresql://{auth}@/{dbname}?host={quote(host, safe='')}&port={params.get('port', 5432)}"
+        port = f"&port={params['port']}" if params.get("port") else ""
+        return f"postgresql://{auth}@/{dbname}?host={quote(host, safe='')}{port}"
     return f"postgresql://{auth}@{host or 'localhost'}:{params.get('port', 5432)}/{dbname}"
 
 

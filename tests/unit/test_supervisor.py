@@ -390,3 +390,30 @@ async def test_terminate_child_stops_it_for_good(autojump_clock: trio.abc.Clock)
         with pytest.raises(KeyError):
             handle.terminate_child("drop")
         handle.cancel()
+
+
+@pytest.mark.trio
+async def test_terminate_child_reports_a_child_overrunning_its_shutdown_allowance(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="zapgate.supervisor")
+
+    async def slow_to_stop(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(3)
+
+    sup = Supervisor("s", [ChildSpec("slow", slow_to_stop, shutdown=1.0)])
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(sup.run)
+        handle.terminate_child("slow")
+        await trio.sleep(2)
+        assert handle.which_children() == [("slow", ChildState.STOPPING, 0)]
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
+        assert "'slow' still running 1.0s after it was cancelled" in caplog.records[0].getMessage()
+        await trio.sleep(2)
+        assert handle.which_children() == []
+        handle.cancel()
