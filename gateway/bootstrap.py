@@ -101,10 +101,11 @@ def _write_private(path: Path, text: str) -> None:
 
 def print_banner(config: Config, binds: list[str], admin: AdminLogin) -> None:
     url = binds[0].replace("0.0.0.0", "localhost") if binds else f"http://localhost:{config.port}"
+    database = f"embedded PostgreSQL in {config.data_dir / 'postgres'}" if config.embedded_db else "external"
     lines = [
         "",
         f"  zapgate is running at {url}",
-        f"  database: {'embedded PostgreSQL in ' + str(config.data_dir / 'postgres') if config.embedded_db else 'external'}",
+        f"  database: {database}",
         f"  sandbox WhatsApp network: {'on' if config.sandbox else 'off'}",
         f"  admin login: {admin.email}",
     ]
