@@ -43,6 +43,8 @@ CREATE TABLE auth_sessions (
     user_id       bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     company_id    bigint NOT NULL REFERENCES companies (id) ON DELETE CASCADE,
     current_jti   uuid NOT NULL,
+    previous_jti  uuid,         -- the token rotated last: still honoured for a few seconds (parallel refreshes)
+    rotated_at    timestamptz,
     user_agent    text,
     ip            text,
     created_at    timestamptz NOT NULL DEFAULT now(),

@@ -8,6 +8,7 @@ scopes every query the view makes (`current()` gives it). Roles: `super` (all co
 from __future__ import annotations
 
 import collections
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -143,12 +144,19 @@ async def hash_password(password: str, rounds: int) -> str:
     return hashed.decode()
 
 
-# A valid hash to compare against when the email is unknown, so both paths take the same time.
-_DUMMY_HASH = bcrypt.hashpw(b"zapgate-timing-equaliser", bcrypt.gensalt(4)).decode()
+@functools.cache
+def _dummy_hash(rounds: int) -> bytes:
+    """A valid hash of cost `rounds`, checked when the email is unknown so both paths take the same time."""
+    return bcrypt.hashpw(b"zapgate-timing-equaliser", bcrypt.gensalt(rounds))
 
 
-async def check_password(password: str, password_hash: str | None) -> bool:
-    candidate = (password_hash or _DUMMY_HASH).encode()
+async def check_password(password: str, password_hash: str | None, *, rounds: int = 10) -> bool:
+    """Whether `password` matches `password_hash`; with no hash (unknown user) it still spends the time of
+    checking a hash of cost `rounds` (pass the configured cost), then answers False."""
+    if password_hash is None:
+        candidate = await trio.to_thread.run_sync(_dummy_hash, rounds, limiter=_BCRYPT_LIMITER)
+    else:
+        candidate = password_hash.encode()
     try:
         ok = await trio.to_thread.run_sync(bcrypt.checkpw, password.encode()[:72], candidate,
                                            limiter=_BCRYPT_LIMITER)

@@ -12,6 +12,7 @@ from api.auth import check_password, current, public
 from api.errors import Forbidden, Unauthorized
 from api.validation import Field, body, json_body
 from storage import users
+from storage.errors import NotFound
 
 log = logging.getLogger("zapgate.auth")
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
@@ -47,7 +48,8 @@ async def login() -> Response:
     email, ip = data["email"].lower(), _client_ip()
     deps.throttle.check(email, ip)
     user = await users.user_by_email(deps.db, email)
-    if not await check_password(data["password"], user["password_hash"] if user else None) or user is None:
+    if not await check_password(data["password"], user["password_hash"] if user else None,
+                                rounds=deps.config.bcrypt_rounds) or user is None:
         deps.throttle.failed(email, ip)
         log.info("login failed", extra={"fields": {"email": email, "remote": ip}})
         raise Unauthorized("invalid email or password", code="ERR_INVALID_CREDENTIALS")
@@ -68,16 +70,15 @@ async def login() -> Response:
 @public
 async def refresh_token() -> Response:
     deps = deps_of(current_app)
-    token = request.cookies.get(COOKIE)
-    if not token:
-        supplied = (await json_body()).get("refreshToken")
-        token = supplied if isinstance(supplied, str) else None
+    supplied = (await json_body()).get("refreshToken")  # a malformed body is a 400 even beside a cookie
+    token = request.cookies.get(COOKIE) or (supplied if isinstance(supplied, str) else None)
     if not token:
         raise Unauthorized("no refresh token (cookie jrt or body refreshToken)", code="ERR_SESSION_EXPIRED")
     user_id, session_id, jti = deps.tokens.verify_refresh(token)
     try:
         login_row, new_jti = await users.rotate_login(deps.db, session_id=session_id, jti=jti,
-                                                      ttl=deps.config.refresh_token_ttl)
+                                                      ttl=deps.config.refresh_token_ttl,
+                                                      grace=deps.config.refresh_reuse_grace)
     except users.RefreshRejected as rejected:
         if rejected.reuse:
             log.warning("refresh token reused: login revoked",
@@ -110,4 +111,8 @@ async def logout() -> Response:
 async def me() -> Response:
     deps = deps_of(current_app)
     principal = current()
-    return jsonify(present.user(await users.show_user(deps.db, principal.company_id, principal.user_id)))
+    try:
+        shown = await users.show_user(deps.db, principal.company_id, principal.user_id)
+    except NotFound:  # deleted since the token was issued: the session is over, not a missing resource
+        raise Unauthorized("the user no longer exists", code="ERR_SESSION_EXPIRED") from None
+    return jsonify(present.user(shown))

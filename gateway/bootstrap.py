@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
 from api.app import Deps, build_throttle, build_tokens, create_app
@@ -33,6 +34,7 @@ from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from storage import companies, migrate, users
 from storage.db import Database, open_pool
+from storage.errors import Conflict
 
 log = logging.getLogger("zapgate")
 
@@ -76,7 +78,11 @@ async def ensure_first_company(db: Database, config: Config) -> AdminLogin:
         password = config.admin_password or secrets.token_urlsafe(12)
         admin = {"name": "Admin", "email": config.admin_email, "super": True,
                  "password_hash": await hash_password(password, config.bcrypt_rounds)}
-        await companies.create_company(db, name="Default", admin=admin)
+        try:
+            await companies.create_company(db, name="Default", admin=admin)
+        except Conflict:
+            # another process starting on the same empty database won the race: use its admin
+            return await ensure_first_company(db, config)
         log.info("created company Default and its super admin", extra={"fields": {"email": config.admin_email}})
         if config.admin_password is None:
             _write_private(password_file, password)
@@ -160,7 +166,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=build_tokens(config), throttle=build_throttle(config),
                     health=lambda: {"supervisors": {"root": supervisor.stats()}})
-        app = create_app(deps)
+        app: Any = create_app(deps)
+        if config.trusted_proxies:
+            # behind N reverse proxies: the client address (login throttling, logs) from X-Forwarded-For
+            app = ProxyFixMiddleware(app, mode="legacy", trusted_hops=config.trusted_proxies)
         binds = await nursery.start(lambda task_status: hypercorn_serve(
             app, hc or hypercorn_config(config), shutdown_trigger=shutdown.wait, task_status=task_status))
         task_status.started(binds)

@@ -39,6 +39,7 @@ class Config:
     jwt_refresh_secret: str = ""
     access_token_ttl: int = 15 * 60
     expired_token_status: int = 401
+    refresh_reuse_grace: float = 10.0
     refresh_token_ttl: int = 7 * 24 * 3600
     frontend_urls: tuple[str, ...] = ()
     backend_url: str = ""
@@ -59,6 +60,7 @@ class Config:
     login_max_failures_per_ip: int = 30
     login_window: int = 15 * 60
     secure_cookies: bool = False
+    trusted_proxies: int = 0
 
     @property
     def embedded_db(self) -> bool:
@@ -237,6 +239,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 15 * 60, minimum=10),
         refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 7 * 24 * 3600, minimum=60),
         expired_token_status=_expired_status(env),
+        refresh_reuse_grace=_float(env, "REFRESH_REUSE_GRACE", 10.0),
         frontend_urls=frontend,
         backend_url=(env.get("BACKEND_URL", "").strip().rstrip("/") or f"http://localhost:{port}"),
         upload_max_size=_size(env, "UPLOAD_MAX_SIZE", 50 * 1024 * 1024),
@@ -255,5 +258,6 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1),
         login_max_failures_per_ip=_int(env, "LOGIN_MAX_FAILURES_PER_IP", 30, minimum=1),
         login_window=_int(env, "LOGIN_WINDOW", 15 * 60, minimum=1),
+        trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )

@@ -120,10 +120,12 @@ VALUES (%(id)s, %(user_id)s, %(company_id)s, %(jti)s, %(user_agent)s, %(ip)s,
         now() + make_interval(secs => %(ttl)s))
 
 -- name: auth_session_get
-SELECT * FROM auth_sessions WHERE id = %(id)s FOR UPDATE
+SELECT *, (rotated_at > now() - make_interval(secs => %(grace)s)) AS in_grace
+FROM auth_sessions WHERE id = %(id)s FOR UPDATE
 
 -- name: auth_session_rotate
-UPDATE auth_sessions SET current_jti = %(new_jti)s, refreshed_at = now(),
+UPDATE auth_sessions SET current_jti = %(new_jti)s, previous_jti = current_jti, rotated_at = now(),
+    refreshed_at = now(),
     expires_at = now() + make_interval(secs => %(ttl)s)
 WHERE id = %(id)s AND current_jti = %(jti)s AND revoked_at IS NULL AND expires_at > now()
 RETURNING id

@@ -116,20 +116,25 @@ class RefreshRejected(Exception):
         self.reuse = reuse
 
 
-async def rotate_login(db: Database, *, session_id: uuid.UUID, jti: uuid.UUID, ttl: int) -> tuple[Row, uuid.UUID]:
+async def rotate_login(db: Database, *, session_id: uuid.UUID, jti: uuid.UUID, ttl: int, grace: float = 0) -> tuple[Row, uuid.UUID]:
     """Exchange refresh token `jti` of a login for a new one; (the login row, the new jti).
 
-    A token that was already rotated revokes the whole login (reuse detection) and is refused.
+    A token that was already rotated revokes the whole login (reuse detection) and is refused, except
+    the one rotated last, within `grace` seconds: browsers refresh in parallel (once per request that
+    failed with an expired access token), so that one is answered with the current token.
     """
     q = db.q
     new_jti = uuid.uuid4()
 
     def work(conn: psycopg.Connection[Row]) -> tuple[Row, uuid.UUID] | RefreshRejected:
-        login = conn.execute(q.auth_session_get, {"id": session_id}).fetchone()
+        login = conn.execute(q.auth_session_get, {"id": session_id, "grace": grace}).fetchone()
         if login is None:
             return RefreshRejected("unknown login")
         if login["revoked_at"] is not None:
             return RefreshRejected("login revoked")
+        if login["current_jti"] != jti and login["previous_jti"] == jti and login["in_grace"]:
+            # A parallel refresh of the same browser (one per failed request): hand it the current token.
+            return login, login["current_jti"]
         if login["current_jti"] != jti:
             conn.execute(q.auth_session_revoke, {"id": session_id, "reason": "refresh token reused"})
             return RefreshRejected("refresh token reused", reuse=True)
