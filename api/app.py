@@ -91,6 +91,10 @@ def create_app(deps: Deps) -> QuartTrio:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if response.status_code >= 400 and _has_body():
+            # A refused request's body may still be arriving, unread; the server would stop reading the
+            # connection, and a keep-alive client's next request on it would hang. Close it instead.
+            response.headers["Connection"] = "close"
         origin = request.headers.get("Origin")
         if origin and origin.rstrip("/") in allowed_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -118,6 +122,10 @@ def create_app(deps: Deps) -> QuartTrio:
 def _is_json() -> bool:
     mimetype = request.mimetype or ""
     return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def _has_body() -> bool:
+    return bool(request.content_length) or "transfer-encoding" in request.headers
 
 
 def _log_request(response: Response) -> None:

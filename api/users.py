@@ -66,13 +66,21 @@ async def create_user() -> tuple[Response, int]:
     return jsonify(present.user(created)), 201
 
 
+def _check_may_manage(principal: Principal, target: dict) -> None:
+    """A super user is changed or removed by a super admin only (else an admin of its company could
+    set its password and log in as super)."""
+    if target["super"] and not principal.super:
+        raise Forbidden("only a super admin can change a super admin")
+
+
 @blueprint.get("/<user_id>")
 async def show_user(user_id: str) -> Response:
     principal = current()
-    target = path_id(user_id, "user")
-    if target != principal.user_id and not principal.is_admin:
+    # Looked up first, in the caller's company: another tenant's id is a 404 whatever the caller's role.
+    shown = await users.show_user(deps_of(current_app).db, principal.company_id, path_id(user_id, "user"))
+    if shown["id"] != principal.user_id and not principal.is_admin:
         raise Forbidden("only admins can see other users")
-    return jsonify(present.user(await users.show_user(deps_of(current_app).db, principal.company_id, target)))
+    return jsonify(present.user(shown))
 
 
 @blueprint.put("/<user_id>")
@@ -80,6 +88,7 @@ async def update_user(user_id: str) -> Response:
     principal = current()
     deps = deps_of(current_app)
     target = path_id(user_id, "user")
+    existing = await users.show_user(deps.db, principal.company_id, target)
     data = await body(USER_FIELDS, partial=True)
     if not principal.is_admin:
         if target != principal.user_id:
@@ -88,6 +97,7 @@ async def update_user(user_id: str) -> Response:
         if forbidden:
             raise Forbidden(f"only admins can change {', '.join(forbidden)}")
     _check_super_flag(principal, data)
+    _check_may_manage(principal, existing)
     if target == principal.user_id and data.get("profile") == "user" and principal.profile == "admin":
         raise BadRequest("an admin cannot demote themself", code="ERR_CANNOT_DEMOTE_SELF")
     password_hash = None
@@ -98,6 +108,8 @@ async def update_user(user_id: str) -> Response:
         "all_ticket": data.get("allTicket"),
     }
     fields = {key: value for key, value in fields.items() if value is not None}
+    if "super" in data:
+        fields["super"] = data["super"]  # only a super admin gets here with it (_check_super_flag)
     if "whatsappId" in data:
         fields["whatsapp_id"] = data["whatsappId"]
     if "queueIds" in data:
@@ -108,9 +120,13 @@ async def update_user(user_id: str) -> Response:
 
 @blueprint.delete("/<user_id>")
 async def delete_user(user_id: str) -> Response:
-    principal = require_admin()
+    principal = current()
+    db = deps_of(current_app).db
     target = path_id(user_id, "user")
+    existing = await users.show_user(db, principal.company_id, target)  # another tenant's id: 404
+    require_admin()
     if target == principal.user_id:
         raise BadRequest("you cannot delete yourself", code="ERR_CANNOT_DELETE_SELF")
-    await users.delete_user(deps_of(current_app).db, principal.company_id, target)
+    _check_may_manage(principal, existing)
+    await users.delete_user(db, principal.company_id, target)
     return jsonify({"message": "user deleted"})

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from quart import request
+from quart import current_app, request
 
-from api.errors import BadRequest
+from api.app import deps_of
+from api.errors import ApiError, BadRequest
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 MISSING = object()
@@ -51,6 +52,8 @@ def check_field(name: str, value: Any, spec: Field) -> Any:
             value = value.strip()
         if "\x00" in value:
             raise _fail(name, "must not contain NUL characters")
+        if not _is_utf8(value):
+            raise _fail(name, "must be valid Unicode text (it holds a lone surrogate)")
         if len(value) < max(spec.min_len, 1 if spec.required else 0):
             raise _fail(name, "must not be empty" if spec.min_len <= 1 else f"needs at least {spec.min_len} characters")
         if len(value) > spec.max_len:
@@ -96,6 +99,17 @@ def check_field(name: str, value: Any, spec: Field) -> Any:
     raise AssertionError(f"unknown field kind {spec.kind}")
 
 
+def _is_utf8(value: str) -> bool:
+    """False for strings holding lone UTF-16 surrogates (valid JSON escapes, but no UTF-8 text can carry them)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate(data: Mapping[str, Any], spec: Mapping[str, Field], *, partial: bool = False) -> dict[str, Any]:
     """The fields of `spec` present in `data`, checked and converted; unknown keys are ignored
     (the frontends send whole objects back)."""
@@ -119,10 +133,15 @@ async def json_body() -> dict[str, Any]:
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise BadRequest("the body must be JSON (Content-Type: application/json)", code="ERR_UNSUPPORTED_MEDIA_TYPE",
                          status=415)
+    limit = deps_of(current_app).config.json_max_size
+    if len(raw) > limit:  # a body sent without Content-Length (chunked) is only measured here
+        raise ApiError(f"JSON bodies are limited to {limit} bytes", code="ERR_PAYLOAD_TOO_LARGE", status=413)
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"malformed JSON: {error}", code="ERR_INVALID_JSON") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply", code="ERR_INVALID_JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object", code="ERR_INVALID_JSON")
     return data

@@ -149,7 +149,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
     hc.keep_alive_timeout = 30
-    hc.h11_max_incomplete_size = 64 * 1024
+    # Large enough that an absurd URL (a megabyte of searchParam) reaches the app and gets a JSON 400
+    # instead of h11's bare 431; h11 grows its buffer only as bytes arrive.
+    hc.h11_max_incomplete_size = 2 * 1024 * 1024
     return hc
 
 

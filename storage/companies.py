@@ -49,8 +49,11 @@ async def get_company(db: Database, company_id: int) -> Row:
 
 
 async def list_companies(db: Database, *, search: str | None, limit: int, offset: int) -> tuple[list[Row], int]:
-    rows = await db.fetch_all(db.q.company_list, {"search": search, "limit": limit, "offset": offset})
-    return rows, (rows[0]["total"] if rows else 0)
+    params = {"search": search, "limit": limit, "offset": offset}
+    rows = await db.fetch_all(db.q.company_list, params)
+    if rows:
+        return rows, rows[0]["total"]
+    return rows, (await db.fetch_value(db.q.company_count_search, params) if offset else 0)  # a page past the end
 
 
 async def update_company(db: Database, company_id: int, fields: dict[str, Any]) -> Row:

@@ -36,6 +36,10 @@ DELETE FROM companies WHERE id = %(id)s
 -- name: company_count
 SELECT count(*) AS n FROM companies
 
+-- name: company_count_search
+SELECT count(*) AS n FROM companies
+WHERE %(search)s::text IS NULL OR name ILIKE %(search)s OR email ILIKE %(search)s
+
 -- ─── users ──────────────────────────────────────────────────────────────────────────────
 
 -- name: user_insert
@@ -80,12 +84,18 @@ WHERE u.company_id = %(company_id)s
 ORDER BY lower(u.name), u.id
 LIMIT %(limit)s OFFSET %(offset)s
 
+-- name: user_count
+SELECT count(*) AS n FROM users u
+WHERE u.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR u.name ILIKE %(search)s OR u.email ILIKE %(search)s)
+
 -- name: user_update
 UPDATE users SET
     name = coalesce(%(name)s, name),
     email = coalesce(lower(%(email)s), email),
     profile = coalesce(%(profile)s, profile),
     all_ticket = coalesce(%(all_ticket)s, all_ticket),
+    super = coalesce(%(super)s, super),
     whatsapp_id = CASE WHEN %(set_whatsapp_id)s THEN %(whatsapp_id)s ELSE whatsapp_id END,
     updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s

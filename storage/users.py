@@ -29,9 +29,11 @@ async def show_user(db: Database, company_id: int, user_id: int) -> Row:
 
 async def list_users(db: Database, company_id: int, *, search: str | None, limit: int,
                      offset: int) -> tuple[list[Row], int]:
-    rows = await db.fetch_all(db.q.user_list, {"company_id": company_id, "search": search,
-                                               "limit": limit, "offset": offset})
-    return rows, (rows[0]["total"] if rows else 0)
+    params = {"company_id": company_id, "search": search, "limit": limit, "offset": offset}
+    rows = await db.fetch_all(db.q.user_list, params)
+    if rows:
+        return rows, rows[0]["total"]
+    return rows, (await db.fetch_value(db.q.user_count, params) if offset else 0)  # a page past the end
 
 
 def _set_queues(conn: psycopg.Connection[Row], q: Any, company_id: int, user_id: int,
@@ -67,7 +69,7 @@ async def update_user(db: Database, company_id: int, user_id: int, fields: dict[
                       password_hash: str | None = None) -> Row:
     """Update the given fields; a new password hash also revokes every login of the user."""
     q = db.q
-    params = {key: fields.get(key) for key in ("name", "email", "profile", "all_ticket", "whatsapp_id")}
+    params = {key: fields.get(key) for key in ("name", "email", "profile", "all_ticket", "whatsapp_id", "super")}
     params.update(id=user_id, company_id=company_id, set_whatsapp_id="whatsapp_id" in fields)
 
     def work(conn: psycopg.Connection[Row]) -> Row:
@@ -116,7 +118,8 @@ class RefreshRejected(Exception):
         self.reuse = reuse
 
 
-async def rotate_login(db: Database, *, session_id: uuid.UUID, jti: uuid.UUID, ttl: int, grace: float = 0) -> tuple[Row, uuid.UUID]:
+async def rotate_login(db: Database, *, session_id: uuid.UUID, jti: uuid.UUID, ttl: int,
+                       grace: float = 0) -> tuple[Row, uuid.UUID]:
     """Exchange refresh token `jti` of a login for a new one; (the login row, the new jti).
 
     A token that was already rotated revokes the whole login (reuse detection) and is refused, except

@@ -1,0 +1,367 @@
+"""Tenancy and roles, route by route (DESIGN §3 "Tenancy").
+
+One table lists every route with the least role that may call it; each test runs over the table, so
+adding a route is one line in ROUTES. Every refused request is checked twice: by its answer (401, 403,
+or 404 for another tenant's ids, as a JSON error) and by the database, which must hold exactly what it
+held before the request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import httpx
+import jwt
+import pytest
+import trio
+
+from tests.integration.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, auth
+
+TIMEOUT = 30
+SETTING = "userRating"  # a setting every company has, "disabled" by default
+
+# ─── the route table ────────────────────────────────────────────────────────────────────
+# Path placeholders, filled per caller: {self} the caller, {colleague} another (plain) user of the
+# caller's company, {company} another company, {key} a setting key. `access` is the least role that
+# may call the route: public, user, admin or super.
+
+
+@attrs.frozen
+class Route:
+    method: str
+    path: str
+    access: str
+    body: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ROUTES = [
+    Route("POST", "/auth/login", "public", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+    Route("POST", "/auth/refresh_token", "public"),
+    Route("DELETE", "/auth/logout", "user"),
+    Route("GET", "/auth/me", "user"),
+    Route("GET", "/users", "admin"),
+    Route("POST", "/users", "admin", {"name": "Newcomer", "email": "newcomer@alpha.test", "password": "newcomer-1"}),
+    Route("GET", "/users/list", "user"),
+    Route("GET", "/users/{self}", "user"),
+    Route("PUT", "/users/{self}", "user", {"name": "Renamed Self"}),
+    Route("GET", "/users/{colleague}", "admin"),
+    Route("PUT", "/users/{colleague}", "admin", {"name": "Renamed Colleague", "profile": "admin"}),
+    Route("DELETE", "/users/{colleague}", "admin"),
+    Route("GET", "/companies", "super"),
+    Route("POST", "/companies", "super", {"name": "Gamma", "email": "admin@gamma.test", "password": "gamma-pass-1"}),
+    Route("GET", "/companies/{company}", "super"),
+    Route("PUT", "/companies/{company}", "super", {"name": "Beta Renamed", "status": False}),
+    Route("DELETE", "/companies/{company}", "super"),
+    Route("GET", "/settings", "user"),
+    Route("GET", "/settings/{key}", "user"),
+    Route("PUT", "/settings/{key}", "admin", {"value": "enabled"}),
+    Route("GET", "/health", "public"),
+    Route("GET", "/ready", "public"),
+]
+RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
+
+
+def routes(*, least: str | None = None, exactly: str | None = None) -> list[Any]:
+    chosen = [r for r in ROUTES if (least is None or RANK[r.access] >= RANK[least])
+              and (exactly is None or r.access == exactly)]
+    return [pytest.param(r, id=r.id) for r in chosen]
+
+
+# ─── the world: two tenants and every role ──────────────────────────────────────────────
+
+
+@attrs.frozen
+class Caller:
+    token: str
+    user_id: int
+    company_id: int
+
+
+@attrs.frozen
+class World:
+    super_admin: Caller  # super, company Default
+    default_admin: Caller  # admin (not super) of company Default
+    a_admin: Caller  # admin of company Alpha
+    a_user: Caller  # plain user of Alpha
+    a_colleague_id: int  # another plain user of Alpha
+    a_queue_id: int
+    default_colleague_id: int  # a plain user of Default
+    b_admin: Caller  # admin of company Beta
+    b_user_id: int
+    b_company_id: int
+    b_queue_id: int
+
+    def path(self, route: Route, caller: Caller | None) -> str:
+        me = caller.user_id if caller is not None else self.a_user.user_id
+        colleague = self.a_colleague_id
+        if caller is not None and caller.company_id == self.b_company_id:
+            colleague = self.b_user_id
+        elif caller is not None and caller.company_id == self.super_admin.company_id:
+            colleague = self.default_colleague_id
+        return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING)
+
+
+async def _caller(api: Api, email: str, password: str) -> Caller:
+    token = await api.login(email, password)
+    me = (await api.client.get("/auth/me", headers=auth(token))).json()
+    return Caller(token=token, user_id=me["id"], company_id=me["companyId"])
+
+
+def _add_queue(server: Server, company_id: int, name: str) -> int:
+    return server.sql("INSERT INTO queues (company_id, name) VALUES (%s, %s) RETURNING id", (company_id, name))[0][0]
+
+
+@pytest.fixture
+async def world(server: Server, api: Api) -> World:
+    super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
+    await api.create_user(super_admin.token, "deputy@default.test", "deputy-pass-1", profile="admin")
+    default_colleague = await api.create_user(super_admin.token, "plain@default.test")
+    alpha = await api.create_company(super_admin.token, "Alpha", "admin@alpha.test", "alpha-pass-1")
+    beta = await api.create_company(super_admin.token, "Beta", "admin@beta.test", "beta-pass-1")
+    a_admin = await _caller(api, "admin@alpha.test", "alpha-pass-1")
+    b_admin = await _caller(api, "admin@beta.test", "beta-pass-1")
+    await api.create_user(a_admin.token, "user@alpha.test", "user-pass-1")
+    colleague = await api.create_user(a_admin.token, "colleague@alpha.test", "colleague-pass-1")
+    b_user = await api.create_user(b_admin.token, "user@beta.test", "user-pass-1")
+    return World(
+        super_admin=super_admin,
+        default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
+        a_admin=a_admin, a_user=await _caller(api, "user@alpha.test", "user-pass-1"),
+        a_colleague_id=colleague["id"], a_queue_id=await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A"),
+        default_colleague_id=default_colleague["id"],
+        b_admin=b_admin, b_user_id=b_user["id"], b_company_id=beta["id"],
+        b_queue_id=await trio.to_thread.run_sync(_add_queue, server, beta["id"], "B"),
+    )
+
+
+# ─── helpers: the JSON error shape and the database snapshot ────────────────────────────
+
+SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions")
+SNAPSHOT_SQL = "SELECT " + ", ".join(
+    f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
+)
+
+
+async def snapshot(server: Server) -> tuple[Any, ...]:
+    """Everything the routes of this suite can change."""
+    rows = await trio.to_thread.run_sync(server.sql, SNAPSHOT_SQL)
+    return rows[0]
+
+
+def assert_json_error(response: httpx.Response, status: int, code: str | None = None,
+                      label: str = "") -> dict[str, Any]:
+    assert response.status_code == status, (label, response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), (label, response.headers)
+    payload = response.json()
+    assert isinstance(payload, dict) and payload["error"].startswith("ERR_"), (label, payload)
+    assert isinstance(payload["message"], str) and payload["message"], (label, payload)
+    if code is not None:
+        assert payload["error"] == code, (label, payload)
+    return payload
+
+
+async def send(api: Api, world: World, route: Route, caller: Caller | None, **kwargs: Any) -> httpx.Response:
+    headers = kwargs.pop("headers", None) or (auth(caller.token) if caller is not None else {})
+    return await api.client.request(route.method, world.path(route, caller), json=route.body, headers=headers,
+                                    **kwargs)
+
+
+async def assert_refused(server: Server, api: Api, world: World, route: Route, caller: Caller | None, *,
+                         status: int, code: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    before = await snapshot(server)
+    response = await send(api, world, route, caller, **kwargs)
+    payload = assert_json_error(response, status, code, label=route.id)
+    assert await snapshot(server) == before, f"{route.id} answered {status} but changed the database"
+    return payload
+
+
+# ─── (a) no valid token: 401 on every protected route ───────────────────────────────────
+
+
+def _bad_credentials(server: Server, world: World, refresh_token: str) -> dict[str, dict[str, str]]:
+    now = int(time.time())
+    claims = {"id": world.a_admin.user_id, "profile": "admin", "companyId": world.a_admin.company_id,
+              "super": False, "type": "access", "iat": now, "exp": now + 600}
+    secret = server.config.jwt_secret
+    return {
+        "none": {},
+        "bare scheme": {"Authorization": "Bearer"},
+        "garbage": {"Authorization": "Bearer not-a-jwt"},
+        "basic scheme": {"Authorization": "Basic YWRtaW46eA=="},
+        "token without scheme": {"Authorization": jwt.encode(claims, secret, algorithm="HS256")},
+        "other secret": auth(jwt.encode(claims, "some-other-secret-" + "z" * 32, algorithm="HS256")),
+        "alg none": auth(jwt.encode(claims, None, algorithm="none")),
+        "expired": auth(jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256")),
+        "refresh token": auth(refresh_token),
+        "refresh secret": auth(jwt.encode(claims, server.config.jwt_refresh_secret, algorithm="HS256")),
+        "no companyId": auth(jwt.encode({k: v for k, v in claims.items() if k != "companyId"}, secret,
+                                        algorithm="HS256")),
+    }
+
+
+@pytest.mark.parametrize("route", routes(least="user"))
+async def test_protected_route_needs_a_valid_token(server: Server, api: Api, world: World, route: Route) -> None:
+    with trio.fail_after(TIMEOUT):
+        login = await api.client.post("/auth/login", json={"email": "admin@alpha.test", "password": "alpha-pass-1"})
+        api.client.cookies.clear()  # the refresh cookie must not ride along
+        before = await snapshot(server)
+        for name, headers in _bad_credentials(server, world, login.cookies["jrt"]).items():
+            payload = assert_json_error(await send(api, world, route, None, headers=headers), 401, label=name)
+            assert payload["error"] in ("ERR_SESSION_EXPIRED", "ERR_INVALID_TOKEN"), (name, payload)
+        assert await snapshot(server) == before, f"{route.id} changed the database without a valid token"
+
+
+PUBLIC_STATUS = {"POST /auth/login": 200, "POST /auth/refresh_token": 401, "GET /health": 200, "GET /ready": 200}
+
+
+@pytest.mark.parametrize("route", routes(exactly="public"))
+async def test_public_route_answers_without_token(api: Api, world: World, route: Route) -> None:
+    with trio.fail_after(TIMEOUT):
+        api.client.cookies.clear()
+        response = await send(api, world, route, None)
+        assert response.status_code == PUBLIC_STATUS[route.id], response.text
+        assert response.headers["content-type"].startswith("application/json")
+
+
+# ─── the table is honest: the least role named for each route is enough ────────────────
+
+
+@pytest.mark.parametrize("route", routes(least="user"))
+async def test_least_role_is_allowed(api: Api, world: World, route: Route) -> None:
+    caller = {"user": world.a_user, "admin": world.a_admin, "super": world.super_admin}[route.access]
+    with trio.fail_after(TIMEOUT):
+        response = await send(api, world, route, caller)
+        assert response.status_code in (200, 201, 204), (route.id, response.text)
+
+
+# ─── (b) another tenant's records are invisible ────────────────────────────────────────
+
+FOREIGN_USER_ROUTES = [
+    Route("GET", "/users/{foreign}", "user"),
+    Route("PUT", "/users/{foreign}", "user", {"name": "Hijacked", "password": "hijacked-1", "profile": "user"}),
+    Route("DELETE", "/users/{foreign}", "user"),
+]
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.id) for r in FOREIGN_USER_ROUTES])
+@pytest.mark.parametrize("who", ["a_admin", "a_user", "super_admin"])
+async def test_other_company_user_is_not_found(server: Server, api: Api, world: World, route: Route,
+                                               who: str) -> None:
+    """An id of another tenant answers 404 (as a missing id would), never 403, whatever the caller's role."""
+    caller: Caller = getattr(world, who)
+    with trio.fail_after(TIMEOUT):
+        for foreign in (world.b_user_id, world.b_admin.user_id):
+            aimed = attrs.evolve(route, path=route.path.replace("{foreign}", str(foreign)))
+            await assert_refused(server, api, world, aimed, caller, status=404, code="ERR_NOT_FOUND")
+        missing = attrs.evolve(route, path=route.path.replace("{foreign}", "987654321"))
+        await assert_refused(server, api, world, missing, caller, status=404, code="ERR_NOT_FOUND")
+
+
+async def test_lists_never_show_other_company_users(server: Server, api: Api, world: World) -> None:
+    with trio.fail_after(TIMEOUT):
+        rows = await trio.to_thread.run_sync(server.sql, "SELECT id, company_id FROM users")
+        alpha_ids = {user_id for user_id, company_id in rows if company_id == world.a_admin.company_id}
+        listed = (await api.client.get("/users", headers=auth(world.a_admin.token))).json()
+        assert {u["id"] for u in listed["users"]} == alpha_ids and listed["count"] == len(alpha_ids)
+        assert all(u["companyId"] == world.a_admin.company_id for u in listed["users"])
+        for search in ("beta", "user@beta.test", "admin"):
+            found = (await api.client.get("/users", params={"searchParam": search},
+                                          headers=auth(world.a_admin.token))).json()
+            assert {u["id"] for u in found["users"]} <= alpha_ids, search
+        short = (await api.client.get("/users/list", headers=auth(world.a_user.token))).json()
+        assert {u["id"] for u in short} == alpha_ids
+
+
+async def test_settings_are_per_company(server: Server, api: Api, world: World) -> None:
+    query = "SELECT company_id, key, value, updated_at FROM settings WHERE company_id <> %s ORDER BY 1, 2"
+    with trio.fail_after(TIMEOUT):
+        others_before = await trio.to_thread.run_sync(server.sql, query, (world.a_admin.company_id,))
+        changed = await api.client.put(f"/settings/{SETTING}", json={"value": "enabled"},
+                                       headers=auth(world.a_admin.token))
+        assert changed.status_code == 200 and changed.json()["value"] == "enabled"
+        assert await trio.to_thread.run_sync(server.sql, query, (world.a_admin.company_id,)) == others_before
+        mine = await api.client.get(f"/settings/{SETTING}", headers=auth(world.a_user.token))
+        theirs = await api.client.get(f"/settings/{SETTING}", headers=auth(world.b_admin.token))
+        assert mine.json()["value"] == "enabled" and theirs.json()["value"] == "disabled"
+        listed = (await api.client.get("/settings", headers=auth(world.b_admin.token))).json()
+        assert {s["key"]: s["value"] for s in listed}[SETTING] == "disabled"
+
+
+# ─── (c) roles ─────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("route", routes(least="admin"))
+async def test_plain_user_is_refused_admin_routes(server: Server, api: Api, world: World, route: Route) -> None:
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, world.a_user, status=403, code="ERR_NO_PERMISSION")
+
+
+@pytest.mark.parametrize("route", routes(exactly="super"))
+@pytest.mark.parametrize("who", ["a_admin", "default_admin"])
+async def test_company_admin_is_refused_super_routes(server: Server, api: Api, world: World, route: Route,
+                                                     who: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, getattr(world, who), status=403, code="ERR_NO_PERMISSION")
+
+
+SELF_ESCALATIONS = {
+    "profile admin": {"profile": "admin"},
+    "super": {"super": True},
+    "both, hidden among allowed fields": {"name": "Still Me", "profile": "admin", "super": True},
+    "all tickets": {"allTicket": "enable"},
+    "queues": {"queueIds": ["{queue}"]},
+}
+
+
+@pytest.mark.parametrize("change", list(SELF_ESCALATIONS.values()), ids=list(SELF_ESCALATIONS))
+async def test_plain_user_cannot_raise_own_privileges(server: Server, api: Api, world: World,
+                                                      change: dict[str, Any]) -> None:
+    body = {k: ([world.a_queue_id] if v == ["{queue}"] else v) for k, v in change.items()}
+    with trio.fail_after(TIMEOUT):
+        route = Route("PUT", "/users/{self}", "user", body)
+        await assert_refused(server, api, world, route, world.a_user, status=403, code="ERR_NO_PERMISSION")
+        me = (await api.client.get("/auth/me", headers=auth(world.a_user.token))).json()
+        assert (me["profile"], me["super"], me["name"]) == ("user", False, "user")
+
+
+ADMIN_SUPER_ATTEMPTS = [
+    Route("POST", "/users", "super", {"name": "Root", "email": "root@alpha.test", "password": "root-pass-1",
+                                      "profile": "admin", "super": True}),
+    Route("PUT", "/users/{self}", "super", {"super": True}),
+    Route("PUT", "/users/{colleague}", "super", {"super": True, "profile": "admin"}),
+]
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.id) for r in ADMIN_SUPER_ATTEMPTS])
+@pytest.mark.parametrize("who", ["a_admin", "default_admin"])
+async def test_company_admin_cannot_make_a_super_user(server: Server, api: Api, world: World, route: Route,
+                                                      who: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, getattr(world, who), status=403, code="ERR_NO_PERMISSION")
+        supers = await trio.to_thread.run_sync(server.sql, "SELECT email FROM users WHERE super")
+        assert supers == [(ADMIN_EMAIL,)]
+
+
+SUPER_TAKEOVERS = {
+    "password": ("PUT", {"password": "taken-over-1"}),
+    "email": ("PUT", {"email": "mine@default.test"}),
+    "demote": ("PUT", {"profile": "user"}),
+    "delete": ("DELETE", None),
+}
+
+
+@pytest.mark.parametrize("attempt", list(SUPER_TAKEOVERS.values()), ids=list(SUPER_TAKEOVERS))
+async def test_company_admin_cannot_take_over_the_super_admin(server: Server, api: Api, world: World,
+                                                              attempt: tuple[str, Any]) -> None:
+    """An admin of the super admin's own company could otherwise set its password and log in as super."""
+    method, body = attempt
+    route = Route(method, f"/users/{world.super_admin.user_id}", "super", body)
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, world.default_admin, status=403, code="ERR_NO_PERMISSION")
+        await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
