@@ -169,3 +169,87 @@ RETURNING key, value, created_at, updated_at
 
 -- name: setting_get
 SELECT value FROM settings WHERE company_id = %(company_id)s AND key = %(key)s
+
+-- ─── whatsapp connections ───────────────────────────────────────────────────────────────
+
+-- name: whatsapp_insert
+INSERT INTO whatsapps (company_id, name, channel, is_default, greeting_message, farewell_message,
+                       complation_message, out_of_hours_message, token)
+VALUES (%(company_id)s, %(name)s, %(channel)s, %(is_default)s, %(greeting_message)s, %(farewell_message)s,
+        %(complation_message)s, %(out_of_hours_message)s, %(token)s)
+RETURNING id
+
+-- name: whatsapp_show
+SELECT w.*,
+       coalesce((SELECT json_agg(json_build_object('id', q.id, 'name', q.name, 'color', q.color,
+                                                   'greetingMessage', q.greeting_message)
+                                 ORDER BY q.order_queue NULLS LAST, q.name)
+                 FROM whatsapp_queues wq JOIN queues q ON q.id = wq.queue_id
+                 WHERE wq.whatsapp_id = w.id AND q.company_id = w.company_id), '[]'::json) AS queues
+FROM whatsapps w
+WHERE w.id = %(id)s AND w.company_id = %(company_id)s
+
+-- name: whatsapp_list
+SELECT w.*,
+       coalesce((SELECT json_agg(json_build_object('id', q.id, 'name', q.name, 'color', q.color)
+                                 ORDER BY q.order_queue NULLS LAST, q.name)
+                 FROM whatsapp_queues wq JOIN queues q ON q.id = wq.queue_id
+                 WHERE wq.whatsapp_id = w.id), '[]'::json) AS queues
+FROM whatsapps w
+WHERE w.company_id = %(company_id)s
+ORDER BY lower(w.name), w.id
+
+-- name: whatsapp_count
+SELECT count(*) AS n FROM whatsapps WHERE company_id = %(company_id)s
+
+-- name: whatsapp_update
+UPDATE whatsapps SET
+    name = coalesce(%(name)s, name),
+    is_default = coalesce(%(is_default)s, is_default),
+    greeting_message = coalesce(%(greeting_message)s, greeting_message),
+    farewell_message = coalesce(%(farewell_message)s, farewell_message),
+    complation_message = coalesce(%(complation_message)s, complation_message),
+    out_of_hours_message = coalesce(%(out_of_hours_message)s, out_of_hours_message),
+    token = coalesce(%(token)s, token),
+    updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING id
+
+-- name: whatsapp_clear_default
+UPDATE whatsapps SET is_default = false, updated_at = now()
+WHERE company_id = %(company_id)s AND is_default AND id <> %(id)s
+
+-- name: whatsapp_delete
+DELETE FROM whatsapps WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: whatsapp_queues_clear
+DELETE FROM whatsapp_queues WHERE whatsapp_id = %(whatsapp_id)s AND company_id = %(company_id)s
+
+-- name: whatsapp_queues_add
+INSERT INTO whatsapp_queues (company_id, whatsapp_id, queue_id)
+SELECT %(company_id)s, %(whatsapp_id)s, q.id FROM queues q
+WHERE q.company_id = %(company_id)s AND q.id = ANY(%(queue_ids)s)
+
+-- name: whatsapp_by_id
+-- The session actors' view of a connection (not scoped: the actor was started for this id).
+SELECT id, company_id, name, channel, status, number, retries, session_data FROM whatsapps WHERE id = %(id)s
+
+-- name: whatsapp_set_status
+UPDATE whatsapps SET
+    status = %(status)s,
+    qrcode = coalesce(%(qrcode)s, qrcode),
+    pairing_code = CASE WHEN %(set_pairing_code)s THEN %(pairing_code)s ELSE pairing_code END,
+    retries = coalesce(%(retries)s, retries),
+    number = coalesce(%(number)s, number),
+    last_disconnect_at = CASE WHEN %(disconnect_reason)s::text IS NULL THEN last_disconnect_at ELSE now() END,
+    last_disconnect_reason = coalesce(%(disconnect_reason)s, last_disconnect_reason),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING id, company_id
+
+-- name: whatsapp_set_device
+UPDATE whatsapps SET session_data = %(device)s, updated_at = now() WHERE id = %(id)s
+
+-- name: whatsapps_to_restore
+-- Connections that were connected (or reconnecting) when the process stopped.
+SELECT id, company_id FROM whatsapps WHERE status IN ('CONNECTED', 'OPENING') ORDER BY id

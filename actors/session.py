@@ -1,0 +1,465 @@
+"""Session actors: one SessionActor per WhatsApp connection, under the SessionSupervisor.
+
+A SessionActor owns its connection's state. It runs its transport (neonize or sandbox), turns the
+transport's events into status changes kept on the connection row and published as
+`company-{id}-whatsappSession`, hands inbound messages to the inbound sink (the ticket router),
+and serves commands (send, logout) from its mailbox.
+
+    OPENING ─▶ qrcode (QR codes, capped: TIMEOUT) ─▶ CONNECTED
+       ▲  │        └─▶ PAIRING (pairing code) ─────────┘     │
+       │  └─ network loss / transport error: reconnect with backoff and jitter (OPENING, retries)
+       └─ DISCONNECTED: logged out or banned (device cleared), or given up after the failure budget
+
+Transport failures are handled here (backoff, a budget per session), so one failing connection never
+disturbs the others; an exception in the actor's own code goes to the supervisor, which restarts
+this session only (transient children).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from gateway.broker import Broker
+from gateway.registry import Registry, registered
+from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
+from gateway.whatsapp import transport as wa
+
+log = logging.getLogger("zapgate.session")
+
+COMMAND_MAILBOX = 64
+EVENT_MAILBOX = 256
+
+
+@attrs.frozen
+class SessionPolicy:
+    """Timing and limits of a session (configuration, not state)."""
+
+    max_qr_codes: int = 5  # unanswered QR codes before TIMEOUT
+    reconnect_initial: float = 1.0
+    reconnect_max: float = 60.0
+    reconnect_factor: float = 2.0
+    failure_budget: int = 8  # failed attempts within failure_window before giving up
+    failure_window: float = 600.0
+    stable_after: float = 60.0  # connected this long: the backoff starts over
+
+
+class Store(Protocol):
+    async def load(self, whatsapp_id: int) -> dict[str, Any] | None: ...
+
+    async def set_status(self, whatsapp_id: int, status: str, **fields: Any) -> dict[str, Any]: ...
+
+    async def save_device(self, whatsapp_id: int, device: dict[str, Any] | None) -> None: ...
+
+
+TransportFactory = Callable[[dict[str, Any], Callable[[dict[str, Any] | None], Awaitable[None]]], wa.Transport]
+InboundSink = Callable[[int, int, wa.Event], Awaitable[None]]  # (company_id, whatsapp_id, event)
+Presenter = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+async def ignore_inbound(company_id: int, whatsapp_id: int, event: wa.Event) -> None:
+    """The inbound sink until the conversations layer provides one."""
+    log.debug("inbound event not routed", extra={"fields": {"whatsapp_id": whatsapp_id, "event": type(event).__name__}})
+
+
+# ─── commands (mailbox messages) ────────────────────────────────────────────────────────
+
+@attrs.frozen
+class Send:
+    command: wa.Command
+    reply: trio.MemorySendChannel[Any]
+
+
+@attrs.frozen
+class Logout:
+    reply: trio.MemorySendChannel[Any]
+
+
+@attrs.frozen
+class RequestPairingCode:
+    phone: str
+    reply: trio.MemorySendChannel[Any]
+
+
+class SessionEnded(Exception):
+    """The session stopped before it could answer."""
+
+
+@attrs.define
+class SessionHandle:
+    """What others hold of a running session: its mailbox, its status, and a way to stop it."""
+
+    whatsapp_id: int
+    company_id: int
+    _mailbox: trio.MemorySendChannel[Any]
+    _cancel_scope: trio.CancelScope
+    _actor: SessionActor
+    _ended: trio.Event = attrs.field(factory=trio.Event)
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    @property
+    def status(self) -> str:
+        return self._actor.status
+
+    async def _ask(self, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        reply_send, reply_receive = trio.open_memory_channel[Any](1)
+        try:
+            await self._mailbox.send(make(reply_send))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise SessionEnded(f"session {self.whatsapp_id} is not running") from None
+        async with reply_receive:
+            try:
+                outcome = await reply_receive.receive()
+            except trio.EndOfChannel:
+                raise SessionEnded(f"session {self.whatsapp_id} stopped") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def send(self, command: wa.Command) -> wa.Sent:
+        """Send through WhatsApp; raises NotConnected, SendFailed or SessionEnded."""
+        return await self._ask(lambda reply: Send(command, reply))
+
+    async def logout(self) -> None:
+        await self._ask(Logout)
+
+    async def request_pairing_code(self, phone: str) -> str:
+        return await self._ask(lambda reply: RequestPairingCode(phone, reply))
+
+    def cancel(self) -> None:
+        self._cancel_scope.cancel()
+
+
+class _Outcome(Exception):
+    """How one connection attempt ended, when it did not fail."""
+
+    def __init__(self, kind: str, reason: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind  # "logged_out" | "timeout" | "ended"
+        self.reason = reason
+
+
+class SessionActor:
+    """One WhatsApp connection. Start with `await nursery.start(actor.run)`; get a SessionHandle."""
+
+    def __init__(self, whatsapp_id: int, company_id: int, *, store: Store, broker: Broker,
+                 transport_factory: TransportFactory, inbound: InboundSink = ignore_inbound,
+                 present: Presenter = dict, registry: Registry[int, SessionHandle] | None = None,
+                 policy: SessionPolicy | None = None, rng: random.Random | None = None) -> None:
+        self.whatsapp_id = whatsapp_id
+        self.company_id = company_id
+        self.store = store
+        self.broker = broker
+        self.transport_factory = transport_factory
+        self.inbound = inbound
+        self.present = present
+        self.registry = registry
+        self.policy = policy or SessionPolicy()
+        self.rng = rng or random.Random()
+        self.status = "OPENING"
+        self._transport: wa.Transport | None = None
+        self._connected = False
+        self._failures: list[float] = []
+        self._logged_out = False
+
+    # ── lifecycle ──
+
+    async def run(self, *, task_status: trio.TaskStatus[SessionHandle] = trio.TASK_STATUS_IGNORED) -> None:
+        mailbox_send, mailbox_receive = trio.open_memory_channel[Any](COMMAND_MAILBOX)
+        with trio.CancelScope() as scope:
+            handle = SessionHandle(self.whatsapp_id, self.company_id, mailbox_send, scope, self)
+            async with mailbox_send, mailbox_receive:
+                try:
+                    if self.registry is not None:
+                        async with registered(self.registry, self.whatsapp_id, handle):
+                            task_status.started(handle)
+                            await self._run(mailbox_receive)
+                    else:
+                        task_status.started(handle)
+                        await self._run(mailbox_receive)
+                finally:
+                    handle._ended.set()
+                    mailbox_send.close()
+                    while True:  # commands that will never be served: answer them
+                        try:
+                            command = mailbox_receive.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                            break
+                        _answer(command, SessionEnded(f"session {self.whatsapp_id} has stopped"))
+
+    async def _run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        attempt = 0
+        while True:
+            started = trio.current_time()
+            try:
+                await self._attempt(mailbox, attempt)
+            except _Outcome as outcome:
+                await self._finish(outcome)
+                return
+            except Exception as error:  # a transport failure, or storage unreachable: retry this session only
+                reason = _describe(error)
+                log.warning("connection attempt failed", exc_info=not isinstance(error, wa.TransportError),
+                            extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason, "attempt": attempt}})
+                now = trio.current_time()
+                if now - started >= self.policy.stable_after and self._connected:
+                    attempt = 0  # it had been up for a while: start the backoff over
+                self._failures = [t for t in self._failures if t > now - self.policy.failure_window] + [now]
+                if len(self._failures) > self.policy.failure_budget:
+                    await self._set_status("DISCONNECTED", qrcode="", disconnect_reason=(
+                        f"gave up after {len(self._failures)} failed attempts in "
+                        f"{int(self.policy.failure_window)}s: {reason}"))
+                    return
+                attempt += 1
+                delay = self._backoff(attempt)
+                self._connected = False
+                await self._set_status("OPENING", qrcode="", retries=attempt, disconnect_reason=reason)
+                await self._serve_commands_for(mailbox, delay)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.policy.reconnect_max,
+                   self.policy.reconnect_initial * self.policy.reconnect_factor ** max(0, attempt - 1))
+        return min(self.policy.reconnect_max, base * self.rng.uniform(0.8, 1.2))
+
+    async def _serve_commands_for(self, mailbox: trio.MemoryReceiveChannel[Any], seconds: float) -> None:
+        """Answer commands (with NotConnected) while waiting to reconnect."""
+        with trio.move_on_after(seconds):
+            await self._command_loop(mailbox)
+
+    async def _attempt(self, mailbox: trio.MemoryReceiveChannel[Any], attempt: int) -> None:
+        row = await self.store.load(self.whatsapp_id)
+        if row is None:
+            raise _Outcome("ended", "the connection was deleted")
+        await self._set_status("OPENING", retries=attempt)
+        transport = self.transport_factory(row, self._device_changed)
+        self._transport = transport
+        events_send, events_receive = trio.open_memory_channel[wa.Event](EVENT_MAILBOX)
+        self._logged_out = False
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._run_transport, transport, events_send)
+                nursery.start_soon(self._command_loop, mailbox)
+                await self._event_loop(events_receive)  # returns when the transport's run ends
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            outcome, rest = group.split(_Outcome)
+            cancelled = rest is not None and rest.split(Exception)[1] is not None
+            if outcome is None or cancelled:
+                raise  # a failure (retried by _run), or a cancellation to let through
+            raise _first(outcome) from None
+        finally:
+            self._transport = None
+            self._connected = False
+        if self._logged_out:
+            raise _Outcome("logged_out", "logged out from zapgate")
+        raise _Outcome("ended", "the transport stopped")
+
+    async def _run_transport(self, transport: wa.Transport, events_send: trio.MemorySendChannel[wa.Event], *,
+                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with events_send:
+            await transport.run(events_send, task_status=task_status)
+
+    async def _finish(self, outcome: _Outcome) -> None:
+        if outcome.kind == "timeout":
+            await self._set_status("TIMEOUT", qrcode="", disconnect_reason=outcome.reason)
+        elif outcome.kind == "logged_out":
+            await self.store.save_device(self.whatsapp_id, None)
+            await self._set_status("DISCONNECTED", qrcode="", retries=0, disconnect_reason=outcome.reason)
+        else:
+            await self._set_status("DISCONNECTED", qrcode="", disconnect_reason=outcome.reason or None)
+        log.info("session ended", extra={"fields": {"whatsapp_id": self.whatsapp_id, "why": outcome.kind,
+                                                    "reason": outcome.reason}})
+
+    # ── the two loops of a live attempt ──
+
+    async def _event_loop(self, events: trio.MemoryReceiveChannel[wa.Event]) -> None:
+        async with events:
+            async for event in events:
+                await self._on_event(event)
+
+    async def _on_event(self, event: wa.Event) -> None:
+        if isinstance(event, wa.QrCode):
+            if event.index > self.policy.max_qr_codes:
+                raise _Outcome("timeout", f"no scan after {self.policy.max_qr_codes} QR codes")
+            await self._set_status("qrcode", qrcode=event.code)
+        elif isinstance(event, wa.PairingCode):
+            await self._set_status("PAIRING", pairing_code=event.code, set_pairing_code=True)
+        elif isinstance(event, wa.Connected):
+            self._connected = True
+            self._failures.clear()
+            await self._set_status("CONNECTED", qrcode="", retries=0, number=_number_of(event.jid),
+                                   pairing_code=None, set_pairing_code=True)
+        elif isinstance(event, wa.Disconnected):
+            raise wa.TransportError(event.reason)
+        elif isinstance(event, wa.LoggedOut):
+            raise _Outcome("logged_out", event.reason)
+        else:  # InboundMessage, Receipt, ContactUpdate: the conversations layer's business
+            await self.inbound(self.company_id, self.whatsapp_id, event)
+
+    async def _command_loop(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        async for command in mailbox:
+            # one at a time, in order: WhatsApp keeps the order of what one session sends
+            await self._on_command(command)
+
+    async def _on_command(self, command: Any) -> None:
+        transport = self._transport
+        result: Any = wa.NotConnected(f"connection {self.whatsapp_id} dropped before it could answer")
+        try:
+            if isinstance(command, Send):
+                if transport is None or not self._connected:
+                    raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
+                result: Any = await transport.send(command.command)
+            elif isinstance(command, Logout):
+                if transport is None:
+                    raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
+                result = await transport.logout()
+                self._logged_out = True
+            elif isinstance(command, RequestPairingCode):
+                if transport is None:
+                    raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
+                result = await transport.request_pairing_code(command.phone)
+            else:
+                raise TypeError(f"unknown command {command!r}")
+        except Exception as error:  # answered to the caller; the session goes on
+            result = error
+        finally:
+            _answer(command, result)  # also when cancelled: the caller must not wait forever
+
+    # ── state ──
+
+    async def _device_changed(self, device: dict[str, Any] | None) -> None:
+        await self.store.save_device(self.whatsapp_id, device)
+
+    async def _set_status(self, status: str, **fields: Any) -> None:
+        self.status = status
+        row = await self.store.set_status(self.whatsapp_id, status, **fields)
+        session = self.present(row)
+        self.broker.publish(self.company_id, f"company-{self.company_id}-whatsappSession",
+                            {"action": "update", "session": session})
+
+
+def _answer(command: Any, result: Any) -> None:
+    try:
+        command.reply.send_nowait(result)
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the caller gave up waiting
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    inner = group.exceptions[0]
+    return _first(inner) if isinstance(inner, BaseExceptionGroup) else inner
+
+
+def _number_of(jid: str) -> str:
+    user = jid.split("@", 1)[0]
+    return user.split(":", 1)[0].split(".", 1)[0]
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in error.exceptions)
+    text = str(error) or type(error).__name__
+    return text[:500]
+
+
+# ─── the supervisor of all sessions ─────────────────────────────────────────────────────
+
+@attrs.define
+class SessionManager:
+    """Starts, stops and finds the session actors (all under one one_for_one Supervisor).
+
+    Built by the composition root; `run` supervises until cancelled.
+    """
+
+    store: Any  # storage.whatsapps.SessionStore
+    broker: Broker
+    transport_factory: TransportFactory
+    present: Presenter = dict
+    inbound: InboundSink = ignore_inbound
+    policy: SessionPolicy = attrs.field(factory=SessionPolicy)
+    registry: Registry[int, SessionHandle] = attrs.field(factory=Registry)
+    restore_on_start: bool = True
+    _supervisor: SupervisorHandle | None = None
+    _child_ids: dict[int, tuple[str, int, int]] = attrs.field(factory=dict)
+    _starts: int = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[SessionManager] = trio.TASK_STATUS_IGNORED) -> None:
+        """Supervise the sessions until cancelled; first restart those that were connected."""
+        supervisor = Supervisor("sessions", max_restarts=20, max_seconds=60, shutdown_timeout=8)
+        async with trio.open_nursery() as nursery:
+            self._supervisor = await nursery.start(supervisor.run)
+            try:
+                if self.restore_on_start:
+                    await self.restore()
+                task_status.started(self)
+                await trio.sleep_forever()
+            finally:
+                self._supervisor = None
+                self._child_ids.clear()
+
+    def lookup(self, whatsapp_id: int) -> SessionHandle | None:
+        return self.registry.lookup(whatsapp_id)
+
+    async def start(self, whatsapp_id: int, company_id: int) -> SessionHandle:
+        """Start the connection's session (the running one when it already runs)."""
+        running = self.registry.lookup(whatsapp_id)
+        if running is not None:
+            return running
+        assert self._supervisor is not None, "SessionManager.run is not running"
+        actor = SessionActor(whatsapp_id, company_id, store=self.store, broker=self.broker,
+                             transport_factory=self.transport_factory, inbound=self.inbound,
+                             present=self.present, registry=self.registry, policy=self.policy)
+        self._forget_child(whatsapp_id)
+        self._starts += 1
+        child_id = ("session", whatsapp_id, self._starts)  # unique: a stopping incarnation may linger
+        self._child_ids[whatsapp_id] = child_id
+        return await self._supervisor.start_child(ChildSpec(child_id, actor.run, RestartPolicy.TRANSIENT,
+                                                            shutdown=5.0))
+
+    async def stop(self, whatsapp_id: int) -> None:
+        """Stop the session (it keeps its device: a start reconnects it) and wait until it has ended."""
+        handle = self.registry.lookup(whatsapp_id)
+        self._forget_child(whatsapp_id)
+        if handle is not None:
+            handle.cancel()
+            with trio.move_on_after(10):
+                await handle.wait_ended()
+
+    async def restart(self, whatsapp_id: int, company_id: int) -> SessionHandle:
+        await self.stop(whatsapp_id)
+        return await self.start(whatsapp_id, company_id)
+
+    async def restore(self) -> int:
+        """Start the sessions of every connection that was connected when the process stopped."""
+        rows = await self.store.to_restore()
+        for row in rows:
+            await self.start(row["id"], row["company_id"])
+        if rows:
+            log.info("sessions restored", extra={"fields": {"count": len(rows)}})
+        return len(rows)
+
+    def _forget_child(self, whatsapp_id: int) -> None:
+        child_id = self._child_ids.pop(whatsapp_id, None)
+        if self._supervisor is None or child_id is None:
+            return
+        try:
+            self._supervisor.terminate_child(child_id)
+        except KeyError:
+            pass  # it had ended already
+
+    def stats(self) -> dict[str, Any]:
+        by_status: dict[str, int] = {}
+        for key in self.registry.keys():
+            handle = self.registry.lookup(key)
+            if handle is not None:
+                by_status[handle.status] = by_status.get(handle.status, 0) + 1
+        return {"running": len(self.registry), "by_status": by_status,
+                **({"supervisor": self._supervisor.stats()} if self._supervisor else {})}
+
+

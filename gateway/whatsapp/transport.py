@@ -1,0 +1,248 @@
+"""What a WhatsApp session needs from WhatsApp, whatever carries it (neonize or the sandbox).
+
+A transport is started by its SessionActor with `await nursery.start(transport.run, events)`: it
+connects, reports everything as events on the `events` channel (awaited sends: a full mailbox makes
+the transport wait — backpressure, not loss), and returns or raises when the connection ends.
+Commands (send, download, mark read, presence, logout) are async methods, callable once `run`
+has called `task_status.started()`.
+
+Events and commands are `attrs.frozen` classes named as facts (`InboundMessage`) or commands
+(`SendText`). Ids are WhatsApp's: a message id is a string, a chat or user is a JID such as
+`5511999990000@s.whatsapp.net`, `123456789@lid` or `1203630@g.us`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Protocol, runtime_checkable
+
+import attrs
+import trio
+
+
+class TransportError(Exception):
+    """The transport failed (network, protocol); the session reconnects with backoff."""
+
+
+class SendFailed(TransportError):
+    """WhatsApp refused one command; `reason` says why. The session stays connected."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotConnected(TransportError):
+    """A command was given while the transport is not connected."""
+
+
+class MessageKind(enum.StrEnum):
+    TEXT = "chat"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VOICE = "ptt"
+    VIDEO = "video"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACT = "vcard"
+    REACTION = "reaction"
+    EDIT = "edit"
+    REVOKE = "revoke"
+    UNKNOWN = "unknown"
+
+
+class Ack(enum.IntEnum):
+    """The original's ack values on message rows."""
+
+    FAILED = -1
+    PENDING = 0
+    SENT = 1
+    DELIVERED = 2
+    READ = 3
+    PLAYED = 4
+
+
+# ─── events ─────────────────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class QrCode:
+    """Show this to be scanned; `index` counts the codes shown since the start."""
+
+    code: str
+    index: int
+
+
+@attrs.frozen
+class PairingCode:
+    """Type this code on the phone (pairing by phone number instead of a QR)."""
+
+    code: str
+
+
+@attrs.frozen
+class Connected:
+    jid: str  # our own JID
+    push_name: str = ""
+
+
+@attrs.frozen
+class Disconnected:
+    """The connection dropped; the session reconnects."""
+
+    reason: str
+
+
+@attrs.frozen
+class LoggedOut:
+    """The device was unlinked (or the number banned): the device store is cleared; a new QR is needed."""
+
+    reason: str
+    banned: bool = False
+
+
+@attrs.frozen
+class MediaRef:
+    """Where to download an inbound message's media from (opaque to everyone but the transport)."""
+
+    kind: MessageKind
+    mimetype: str
+    filename: str | None = None
+    size: int | None = None
+    key: str = ""  # transport-specific handle
+
+
+@attrs.frozen
+class InboundMessage:
+    """A message in a chat: from a contact, or sent by us from another device (`from_me`)."""
+
+    id: str
+    chat: str
+    sender: str
+    kind: MessageKind
+    timestamp: dt.datetime
+    from_me: bool = False
+    body: str = ""
+    media: MediaRef | None = None
+    quoted_id: str | None = None
+    push_name: str = ""
+    sender_lid: str | None = None
+    sender_phone: str | None = None
+    is_group: bool = False
+    group_name: str | None = None
+    participant: str | None = None  # the sender inside a group
+    target_id: str | None = None  # reaction / edit / revoke: the message it acts on
+    reaction: str | None = None  # the emoji ("" removes a reaction)
+    latitude: float | None = None
+    longitude: float | None = None
+    vcard: str | None = None
+
+
+@attrs.frozen
+class Receipt:
+    chat: str
+    ids: tuple[str, ...]
+    ack: Ack
+    timestamp: dt.datetime
+
+
+@attrs.frozen
+class ContactUpdate:
+    jid: str
+    push_name: str | None = None
+    lid: str | None = None
+    phone: str | None = None
+
+
+Event = QrCode | PairingCode | Connected | Disconnected | LoggedOut | InboundMessage | Receipt | ContactUpdate
+
+
+# ─── commands ───────────────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class SendText:
+    to: str
+    body: str
+    quoted_id: str | None = None
+
+
+@attrs.frozen
+class SendMedia:
+    to: str
+    kind: MessageKind  # IMAGE, VIDEO, AUDIO, VOICE, DOCUMENT, STICKER
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+    mimetype: str = "application/octet-stream"
+    filename: str | None = None
+    caption: str = ""
+    quoted_id: str | None = None
+
+
+@attrs.frozen
+class SendReaction:
+    to: str
+    target_id: str
+    emoji: str  # "" removes it
+    target_from_me: bool = False
+
+
+@attrs.frozen
+class EditMessage:
+    to: str
+    target_id: str
+    body: str
+
+
+@attrs.frozen
+class DeleteForEveryone:
+    to: str
+    target_id: str
+
+
+Command = SendText | SendMedia | SendReaction | EditMessage | DeleteForEveryone
+
+
+@attrs.frozen
+class Sent:
+    """WhatsApp took the command: the id of the message it created and when."""
+
+    id: str
+    timestamp: dt.datetime
+
+
+class Presence(enum.StrEnum):
+    AVAILABLE = "available"
+    UNAVAILABLE = "unavailable"
+    COMPOSING = "composing"
+    RECORDING = "recording"
+    PAUSED = "paused"
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """One WhatsApp connection."""
+
+    async def run(self, events: trio.MemorySendChannel[Event], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect (pairing first when there is no device) and report events until stopped.
+
+        Calls `task_status.started()` once commands may be given. Returns when `logout` ends the
+        connection; raises TransportError when the connection fails (the session decides to retry).
+        """
+        ...
+
+    async def send(self, command: Command) -> Sent: ...
+
+    async def download(self, media: MediaRef) -> bytes: ...
+
+    async def mark_read(self, chat: str, ids: tuple[str, ...], sender: str | None = None) -> None: ...
+
+    async def set_presence(self, chat: str, presence: Presence) -> None: ...
+
+    async def request_pairing_code(self, phone: str) -> str:
+        """Pair by phone number: the code to type on the phone (also reported as a PairingCode event)."""
+        ...
+
+    async def logout(self) -> None:
+        """Unlink the device and clear the device store."""
+        ...
