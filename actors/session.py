@@ -168,6 +168,7 @@ class SessionActor:
         self._connected = False
         self._failures: list[float] = []
         self._logged_out = False
+        self._device: dict[str, Any] | None = None
 
     # ── lifecycle ──
 
@@ -237,6 +238,7 @@ class SessionActor:
         if row is None:
             raise _Outcome("ended", "the connection was deleted")
         await self._set_status("OPENING", retries=attempt)
+        self._device = row.get("session_data")
         transport = self.transport_factory(row, self._device_changed)
         self._transport = transport
         events_send, events_receive = trio.open_memory_channel[wa.Event](EVENT_MAILBOX)
@@ -293,6 +295,9 @@ class SessionActor:
         elif isinstance(event, wa.Connected):
             self._connected = True
             self._failures.clear()
+            if (self._device or {}).get("jid") != event.jid:
+                # remember which device this is: a restart reconnects it without a new QR
+                await self._device_changed({**(self._device or {}), "jid": event.jid})
             await self._set_status("CONNECTED", qrcode="", retries=0, number=_number_of(event.jid),
                                    pairing_code=None, set_pairing_code=True)
         elif isinstance(event, wa.Disconnected):
@@ -334,6 +339,7 @@ class SessionActor:
     # ── state ──
 
     async def _device_changed(self, device: dict[str, Any] | None) -> None:
+        self._device = device
         await self.store.save_device(self.whatsapp_id, device)
 
     async def _set_status(self, status: str, **fields: Any) -> None:

@@ -16,10 +16,13 @@ import attrs
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from actors.session import SessionManager
 from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
+from gateway.broker import Broker
 from gateway.config import Config
+from gateway.whatsapp.sandbox import SandboxNetwork
 from storage.db import Database
 
 log = logging.getLogger("zapgate.http")
@@ -44,6 +47,9 @@ class Deps:
     db: Database
     tokens: TokenService
     throttle: LoginThrottle
+    broker: Broker
+    sessions: SessionManager
+    sandbox: SandboxNetwork | None = None
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
 
 
@@ -112,10 +118,12 @@ def create_app(deps: Deps) -> QuartTrio:
 
     register_error_handlers(app)
 
-    from api import auth_routes, companies, health, settings, users
+    from api import auth_routes, companies, health, sandbox, settings, users, whatsapp
 
-    for module in (health, auth_routes, users, companies, settings):
+    for module in (health, auth_routes, users, companies, settings, whatsapp):
         app.register_blueprint(module.blueprint)
+    if deps.sandbox is not None:
+        app.register_blueprint(sandbox.blueprint)
     return app
 
 

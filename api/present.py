@@ -42,3 +42,26 @@ def setting(row: dict[str, Any]) -> dict[str, Any]:
 
 def page(name: str, items: list[dict[str, Any]], count: int, limit: int, offset: int) -> dict[str, Any]:
     return {name: items, "count": count, "hasMore": offset + len(items) < count}
+
+
+def whatsapp(row: dict[str, Any], *, show_token: bool = False) -> dict[str, Any]:
+    """A connection as the Whaticket frontends read it (`session` is the original's session blob: never shown)."""
+    return {
+        "id": row["id"], "name": row["name"], "companyId": row["company_id"], "channel": row["channel"],
+        "status": row["status"], "qrcode": row.get("qrcode") or "", "pairingCode": row.get("pairing_code"),
+        "number": row.get("number") or "", "retries": row.get("retries", 0), "isDefault": row.get("is_default", False),
+        "greetingMessage": row.get("greeting_message", ""), "farewellMessage": row.get("farewell_message", ""),
+        "complationMessage": row.get("complation_message", ""),
+        "outOfHoursMessage": row.get("out_of_hours_message", ""),
+        "token": row.get("token") if show_token else None,
+        "lastDisconnectAt": _iso(row.get("last_disconnect_at")),
+        "lastDisconnectReason": row.get("last_disconnect_reason"),
+        "queues": row.get("queues") or [],
+        "session": "", "battery": None, "plugged": None,
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+
+
+def session(row: dict[str, Any]) -> dict[str, Any]:
+    """What `company-{id}-whatsappSession` events carry (no API token: every user of the company gets them)."""
+    return whatsapp(row, show_token=False)

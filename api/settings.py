@@ -7,7 +7,7 @@ from quart import Blueprint, Response, current_app, jsonify
 from api import present
 from api.app import deps_of
 from api.auth import current, require_admin
-from api.errors import NotFound
+from api.errors import BadRequest, Forbidden, NotFound
 from api.validation import Field, check_field, json_body
 from storage import settings
 
@@ -39,16 +39,18 @@ async def show_setting(key: str) -> Response:
 async def update_setting(key: str) -> Response:
     principal = require_admin()
     _known(key)
+    if key in settings.SUPER_ONLY and not principal.super:
+        raise Forbidden(f"only a super admin can change {key}")
     data = await json_body()
     raw = data.get("value")
     if isinstance(raw, bool):  # some frontends send switches as booleans
         raw = "enabled" if raw else "disabled"
     elif isinstance(raw, int):
         raw = str(raw)
-    value = check_field("value", raw, VALUE) if "value" in data else None
-    if value is None:
-        from api.errors import BadRequest
-
+    if "value" not in data:
         raise BadRequest("value: is required", code="ERR_VALIDATION", field="value")
+    value = check_field("value", raw, VALUE)
+    if key in settings.SUPER_ONLY and not value.isdigit():
+        raise BadRequest("value: must be a whole number", code="ERR_VALIDATION", field="value")
     row = await settings.set_setting(deps_of(current_app).db, principal.company_id, key, value)
     return jsonify(present.setting(row))

@@ -17,7 +17,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,19 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
+from actors.session import SessionManager, SessionPolicy, TransportFactory
+from api import present
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
+from gateway.broker import Broker
 from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
+from gateway.whatsapp import transport as wa
+from gateway.whatsapp.sandbox import SandboxNetwork
 from storage import companies, migrate, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
+from storage.whatsapps import SessionStore
 
 log = logging.getLogger("zapgate")
 
@@ -155,19 +161,51 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
+def transport_factory(config: Config, database_url: str | None, sandbox: SandboxNetwork | None) -> TransportFactory:
+    """Builds each session's transport from its connection row: the sandbox, or WhatsApp through neonize."""
+
+    def make(row: dict[str, Any], on_device_change: Callable[[dict[str, Any] | None], Awaitable[None]]
+             ) -> wa.Transport:
+        device = row.get("session_data") or {}
+        if row["channel"] == "sandbox":
+            if sandbox is None:
+                raise wa.TransportError("the sandbox is disabled (ZAPGATE_SANDBOX=off)")
+            return sandbox.transport(row["id"], row.get("session_data"), on_device_change)
+        if database_url is None:
+            raise wa.TransportError("no database URL for the WhatsApp device store")
+        from gateway.whatsapp.neonize import NeonizeTransport  # loads the Go library: only when needed
+
+        return NeonizeTransport(f"zapgate-{row['id']}", database_url, device_jid=device.get("jid"))
+
+    return make
+
+
 async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = None,
-                  shutdown: trio.Event | None = None,
+                  shutdown: trio.Event | None = None, db_url: str | None = None, broker: Broker | None = None,
                   task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the supervision tree and the HTTP server until `shutdown` is set; then drain and return.
 
     `task_status.started(binds)` once the server listens. The caller owns `db`.
     """
     shutdown = shutdown if shutdown is not None else trio.Event()
-    root = Supervisor("root", children=[ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT)])
+    broker = broker if broker is not None else Broker()
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval) if config.sandbox else None
+    policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
+                           reconnect_initial=config.session_reconnect_initial,
+                           reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
+    sessions = SessionManager(store=SessionStore(db), broker=broker, policy=policy,
+                              transport_factory=transport_factory(config, db_url or config.database_url, sandbox),
+                              present=present.session)
+    root = Supervisor("root", children=[
+        ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
+        ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
+    ])
     async with trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=build_tokens(config), throttle=build_throttle(config),
-                    health=lambda: {"supervisors": {"root": supervisor.stats()}})
+                    broker=broker, sessions=sessions, sandbox=sandbox,
+                    health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
+                                    "broker": broker.stats()})
         app: Any = create_app(deps)
         if config.trusted_proxies:
             # behind N reverse proxies: the client address (login throttling, logs) from X-Forwarded-For
@@ -208,7 +246,7 @@ async def serve(config: Config) -> None:
             async with trio.open_nursery() as outer:
                 outer.start_soon(_watch_signals, shutdown, outer.cancel_scope)
                 async with trio.open_nursery() as inner:
-                    binds = await inner.start(partial(run_app, config, db, shutdown=shutdown))
+                    binds = await inner.start(partial(run_app, config, db, shutdown=shutdown, db_url=url))
                     print_banner(config, binds, admin)
                 outer.cancel_scope.cancel()  # run_app drained and returned: stop the signal watcher
         finally:

@@ -22,7 +22,11 @@ DEFAULTS: dict[str, str] = {
     "acceptCallWhatsapp": "disabled",
     "closeTicketApi": "disabled",
     "ticketInactivityMinutes": "0",
+    "connectionLimit": "0",  # WhatsApp connections the company may have; 0: no limit (set by a super admin)
 }
+
+# Settings only a super admin may change (limits of a tenant).
+SUPER_ONLY = frozenset({"connectionLimit"})
 
 
 def seed(conn: psycopg.Connection[Any], company_id: int, q: Any) -> None:
@@ -39,6 +43,11 @@ async def set_setting(db: Database, company_id: int, key: str, value: str) -> Ro
     row = await db.fetch_one(db.q.setting_upsert, {"company_id": company_id, "key": key, "value": value})
     assert row is not None
     return row
+
+
+async def get_int_setting(db: Database, company_id: int, key: str) -> int:
+    value = await get_setting(db, company_id, key)
+    return int(value) if value.strip().isdigit() else int(DEFAULTS.get(key, "0"))
 
 
 async def get_setting(db: Database, company_id: int, key: str) -> str:

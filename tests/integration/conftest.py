@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from gateway.bootstrap import AdminLogin, ensure_first_company, hypercorn_config, run_app
+from gateway.broker import Broker
 from gateway.config import Config
 from storage.db import Database, open_pool
 
@@ -34,6 +35,8 @@ def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> Config:
         "data_dir": tmp_path / "data", "admin_email": ADMIN_EMAIL, "admin_password": ADMIN_PASSWORD,
         "bcrypt_rounds": 4, "log_format": "text", "graceful_timeout": 2.0, "db_pool_min": 1, "db_pool_max": 5,
         "frontend_urls": ("http://frontend.test",),
+        "sandbox_qr_interval": 1.0, "session_max_qr_codes": 30, "session_reconnect_initial": 0.2,
+        "session_reconnect_max": 2.0,
     }
     values.update(overrides)
     return Config(**values)
@@ -46,6 +49,7 @@ class Server:
     db: Database
     admin: AdminLogin
     database_url: str
+    broker: Broker
 
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL directly (blocking; for assertions on what the database holds)."""
@@ -54,7 +58,7 @@ class Server:
             return cursor.fetchall() if cursor.description else []
 
 
-async def start_server(nursery: trio.Nursery, config: Config) -> Server:
+async def start_server(nursery: trio.Nursery, config: Config, broker: Broker | None = None) -> Server:
     assert config.database_url is not None
     pool = await trio.to_thread.run_sync(partial(open_pool, config.database_url, min_size=config.db_pool_min,
                                                  max_size=config.db_pool_max,
@@ -68,10 +72,11 @@ async def start_server(nursery: trio.Nursery, config: Config) -> Server:
     port = sock.getsockname()[1]
     hc = hypercorn_config(config)
     hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the duplicate
-    await nursery.start(partial(run_app, config, db, hc=hc))
+    broker = broker or Broker()
+    await nursery.start(partial(run_app, config, db, hc=hc, broker=broker))
     sock.close()
     return Server(url=f"http://127.0.0.1:{port}", config=config, db=db, admin=admin,
-                  database_url=config.database_url)
+                  database_url=config.database_url, broker=broker)
 
 
 @pytest.fixture
