@@ -40,7 +40,7 @@ EVENT_MAILBOX = 256
 class SessionPolicy:
     """Timing and limits of a session (configuration, not state)."""
 
-    max_qr_codes: int = 5  # unanswered QR codes before TIMEOUT
+    max_qr_codes: int = 6  # unanswered QR codes before TIMEOUT (whatsmeow itself gives up after 6)
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
     reconnect_factor: float = 2.0
@@ -250,6 +250,9 @@ class SessionActor:
                 await self._event_loop(events_receive)  # returns when the transport's run ends
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
+            timeout, group_rest = group.split(wa.PairingTimeout)
+            if timeout is not None and group_rest is None:
+                raise _Outcome("timeout", str(_first(timeout))) from None
             outcome, rest = group.split(_Outcome)
             cancelled = rest is not None and rest.split(Exception)[1] is not None
             if outcome is None or cancelled:

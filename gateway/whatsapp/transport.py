@@ -33,6 +33,10 @@ class SendFailed(TransportError):
         self.reason = reason
 
 
+class PairingTimeout(TransportError):
+    """Nobody scanned the QR codes (or typed the pairing code) in time: the session stops waiting (TIMEOUT)."""
+
+
 class NotConnected(TransportError):
     """A command was given while the transport is not connected."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -159,7 +160,7 @@ async def test_failing_transport_backs_off_then_gives_up_with_the_reason_while_o
     # Backoff: the OPENING retries come at growing intervals (1, 2, 4, 8 s ± 20 % jitter, plus the 0.5 s attempt)
     retries = [t for t, status in store.history[1] if status == "OPENING"]
     gaps = [b - a for a, b in zip(retries[1::2], retries[3::2], strict=False)]
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False)), gaps
+    assert len(gaps) >= 3 and all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
 
 
 async def test_qr_codes_are_capped_then_timeout(autojump_clock) -> None:
@@ -257,3 +258,20 @@ async def test_manager_restores_connected_sessions_and_stop_then_start(autojump_
         assert again.status == "CONNECTED" and manager.lookup(1) is again
         assert manager.stats()["running"] == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_transport_pairing_timeout_ends_in_timeout(autojump_clock) -> None:
+    async def whatsmeow_gives_up(transport: FakeTransport, events) -> None:
+        for index in range(1, 7):
+            await events.send(wa.QrCode(f"2@c{index}", index))
+            await trio.sleep(20)
+        raise wa.PairingTimeout("the QR code was not scanned in time")
+
+    store, broker = FakeStore(1), Broker()
+    actor = SessionActor(1, 1, store=store, broker=broker, transport_factory=factory({1: whatsmeow_gives_up}),
+                         policy=policy(max_qr_codes=6))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+    assert store.rows[1]["status"] == "TIMEOUT"
+    assert store.rows[1]["last_disconnect_reason"] == "the QR code was not scanned in time"
+    assert [s for _, s in store.history[1]].count("OPENING") == 1  # not retried
