@@ -86,6 +86,20 @@ class RequestPairingCode:
     reply: trio.MemorySendChannel[Any]
 
 
+@attrs.frozen
+class Download:
+    media: wa.MediaRef
+    reply: trio.MemorySendChannel[Any]
+
+
+@attrs.frozen
+class MarkRead:
+    chat: str
+    ids: tuple[str, ...]
+    sender: str | None
+    reply: trio.MemorySendChannel[Any]
+
+
 class SessionEnded(Exception):
     """The session stopped before it could answer."""
 
@@ -129,6 +143,12 @@ class SessionHandle:
 
     async def logout(self) -> None:
         await self._ask(Logout)
+
+    async def download(self, media: wa.MediaRef) -> bytes:
+        return await self._ask(lambda reply: Download(media, reply))
+
+    async def mark_read(self, chat: str, ids: tuple[str, ...], sender: str | None = None) -> None:
+        await self._ask(lambda reply: MarkRead(chat, ids, sender, reply))
 
     async def request_pairing_code(self, phone: str) -> str:
         return await self._ask(lambda reply: RequestPairingCode(phone, reply))
@@ -303,6 +323,7 @@ class SessionActor:
                 await self._device_changed({**(self._device or {}), "jid": event.jid})
             await self._set_status("CONNECTED", qrcode="", retries=0, number=_number_of(event.jid),
                                    pairing_code=None, set_pairing_code=True)
+            await self.inbound(self.company_id, self.whatsapp_id, event)  # e.g. send what waited in the outbox
         elif isinstance(event, wa.Disconnected):
             raise wa.TransportError(event.reason)
         elif isinstance(event, wa.LoggedOut):
@@ -323,6 +344,13 @@ class SessionActor:
                 if transport is None or not self._connected:
                     raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
                 result: Any = await transport.send(command.command)
+            elif isinstance(command, Download | MarkRead):
+                if transport is None or not self._connected:
+                    raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
+                if isinstance(command, Download):
+                    result = await transport.download(command.media)
+                else:
+                    result = await transport.mark_read(command.chat, command.ids, command.sender)
             elif isinstance(command, Logout):
                 if transport is None:
                     raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")

@@ -17,13 +17,16 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from actors.session import SessionManager
+from actors.ticket import TicketRouter
 from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
+from api.present_tickets import MessagePresenter
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.whatsapp.sandbox import SandboxNetwork
 from storage.db import Database
+from storage.media import MediaStore
 
 log = logging.getLogger("zapgate.http")
 
@@ -49,6 +52,9 @@ class Deps:
     throttle: LoginThrottle
     broker: Broker
     sessions: SessionManager
+    tickets: TicketRouter
+    media: MediaStore
+    messages: MessagePresenter
     sandbox: SandboxNetwork | None = None
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
 
@@ -118,9 +124,11 @@ def create_app(deps: Deps) -> QuartTrio:
 
     register_error_handlers(app)
 
-    from api import auth_routes, companies, health, sandbox, settings, users, whatsapp
+    from api import (auth_routes, companies, contacts, health, media, messages, queues, sandbox, settings, tickets,
+                     users, whatsapp)
 
-    for module in (health, auth_routes, users, companies, settings, whatsapp):
+    for module in (health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media, tickets,
+                   messages):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -65,3 +65,23 @@ def whatsapp(row: dict[str, Any], *, show_token: bool = False) -> dict[str, Any]
 def session(row: dict[str, Any]) -> dict[str, Any]:
     """What `company-{id}-whatsappSession` events carry (no API token: every user of the company gets them)."""
     return whatsapp(row, show_token=False)
+
+
+def queue(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "name": row["name"], "color": row["color"],
+        "greetingMessage": row.get("greeting_message", ""), "outOfHoursMessage": row.get("out_of_hours_message", ""),
+        "orderQueue": row.get("order_queue"), "schedules": row.get("schedules") or [],
+        "companyId": row["company_id"],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+
+
+def contact(row: dict[str, Any]) -> dict[str, Any]:
+    """A contact; `extraInfo` holds its custom fields when the row carries them (`extra_info`)."""
+    return {
+        "id": row["id"], "name": row["name"], "number": row["number"], "email": row.get("email") or "",
+        "profilePicUrl": row.get("profile_pic_url") or "", "isGroup": row.get("is_group", False),
+        "lid": row.get("lid"), "companyId": row["company_id"], "extraInfo": row.get("extra_info") or [],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }

@@ -17,7 +17,7 @@ from api.app import Deps, deps_of
 from api.auth import current, require_admin
 from api.errors import ApiError, BadRequest
 from api.validation import Field, check_field, json_body, path_id, validate
-from gateway.whatsapp.sandbox import SandboxError, SandboxNetwork
+from gateway.whatsapp.sandbox import SandboxError, SandboxNetwork, phone_digits
 from storage import whatsapps
 
 blueprint = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -51,8 +51,23 @@ async def _sandbox_connection(raw_id: str) -> tuple[Deps, SandboxNetwork, dict[s
     return deps, deps.sandbox, row
 
 
-def _sandbox_error(error: SandboxError) -> ApiError:
-    return ApiError(str(error), code=getattr(error, "code", "ERR_SANDBOX"), status=409)
+# Refusals of the network that are bad input: 400, naming the field to blame (None: no single one).
+# The others are about the connection's state (not showing a QR, not paired, queue full): 409.
+_BAD_INPUT: dict[str, str | None] = {
+    "ERR_SANDBOX_BAD_SENDER": "from", "ERR_SANDBOX_BAD_ID": "id", "ERR_SANDBOX_BAD_GROUP": "group.id",
+    "ERR_SANDBOX_BAD_TIMESTAMP": "timestamp", "ERR_SANDBOX_BAD_MEDIA": "media", "ERR_SANDBOX_BAD_MESSAGE": None,
+    "ERR_SANDBOX_BAD_NUMBER": "number", "ERR_SANDBOX_BAD_ACK": "ack", "ERR_SANDBOX_UNKNOWN_FAULT": "kind",
+    "ERR_SANDBOX_BAD_FAULT": None,
+}
+
+
+def _sandbox_error(error: SandboxError, *, field: str | None = None) -> ApiError:
+    code = getattr(error, "code", "ERR_SANDBOX")
+    if code == "ERR_SANDBOX_MEDIA_TOO_LARGE":
+        return ApiError(str(error), code=code, status=413, field="media.base64")
+    if code in _BAD_INPUT:
+        return BadRequest(str(error), code=code, field=field or _BAD_INPUT[code])
+    return ApiError(str(error), code=code, status=409)
 
 
 def _object(data: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -144,7 +159,10 @@ async def inbound(whatsapp_id: str) -> Response:
             body=data.get("body", ""), media=media, quoted_id=data.get("quotedId"),
             timestamp=_timestamp(raw.get("timestamp")), group=group, **extra)
     except SandboxError as error:
-        raise _sandbox_error(error) from None
+        # a sender the network refuses while `from` is a phone number: the LID is to blame
+        lid_to_blame = (error.code == "ERR_SANDBOX_BAD_SENDER" and data.get("lid") is not None
+                        and phone_digits(data["from"]) is not None)
+        raise _sandbox_error(error, field="lid" if lid_to_blame else None) from None
     return jsonify({"id": message_id})
 
 

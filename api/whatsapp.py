@@ -80,8 +80,8 @@ async def create_connection() -> tuple[Response, int]:
         raise ApiError(str(reached), code="ERR_CONNECTION_LIMIT", status=403) from None
     _publish(deps, principal.company_id, {"action": "update", "whatsapp": present.session(row)})
     # As in the original: a new connection starts at once (and shows its QR code).
-    await deps.sessions.start(row["id"], principal.company_id)
-    return jsonify(present.whatsapp(row, show_token=True)), 201
+    handle = await deps.sessions.start(row["id"], principal.company_id)
+    return jsonify({**present.whatsapp(row, show_token=True), "status": handle.status}), 201
 
 
 @blueprint.get("/whatsapp/<whatsapp_id>")

@@ -29,9 +29,11 @@ from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors.session import SessionManager, SessionPolicy, TransportFactory
-from api import present
+from actors.ticket import Presenters, TicketRouter
+from api import present, present_tickets
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
+from api.present_tickets import MessagePresenter
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
@@ -40,7 +42,9 @@ from gateway.whatsapp.sandbox import SandboxNetwork
 from storage import companies, migrate, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
+from storage.media import MediaStore
 from storage.whatsapps import SessionStore
+from storage.writer import GroupCommitWriter
 
 log = logging.getLogger("zapgate")
 
@@ -161,6 +165,15 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
+def present_contact(row: dict[str, Any]) -> dict[str, Any]:
+    """Contacts in events: the contacts API's shape when it is there."""
+    shape = getattr(present, "contact", None)
+    if shape is not None:
+        return shape(row)
+    return {"id": row["id"], "name": row["name"], "number": row["number"], "lid": row.get("lid"),
+            "isGroup": row["is_group"], "companyId": row["company_id"]}
+
+
 def transport_factory(config: Config, database_url: str | None, sandbox: SandboxNetwork | None) -> TransportFactory:
     """Builds each session's transport from its connection row: the sandbox, or WhatsApp through neonize."""
 
@@ -182,6 +195,7 @@ def transport_factory(config: Config, database_url: str | None, sandbox: Sandbox
 
 async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = None,
                   shutdown: trio.Event | None = None, db_url: str | None = None, broker: Broker | None = None,
+                  on_deps: Callable[[Deps], None] | None = None,
                   task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Run the supervision tree and the HTTP server until `shutdown` is set; then drain and return.
 
@@ -196,16 +210,28 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     sessions = SessionManager(store=SessionStore(db), broker=broker, policy=policy,
                               transport_factory=transport_factory(config, db_url or config.database_url, sandbox),
                               present=present.session)
+    writer = GroupCommitWriter(db)
+    media = MediaStore(config.data_dir / "media")
+    messages = MessagePresenter(config.backend_url)
+    tickets = TicketRouter(db=db, writer=writer, broker=broker, sessions=sessions, media=media,
+                           presenters=Presenters(ticket=present_tickets.ticket, message=messages,
+                                                 contact=present_contact))
+    sessions.inbound = tickets.inbound
     root = Supervisor("root", children=[
         ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
+        ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
+        ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
     ])
     async with trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=build_tokens(config), throttle=build_throttle(config),
-                    broker=broker, sessions=sessions, sandbox=sandbox,
+                    broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
+                    messages=messages,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
-                                    "broker": broker.stats()})
+                                    "tickets": tickets.stats(), "broker": broker.stats()})
+        if on_deps is not None:  # tests and benchmarks reach the parts through this
+            on_deps(deps)
         app: Any = create_app(deps)
         if config.trusted_proxies:
             # behind N reverse proxies: the client address (login throttling, logs) from X-Forwarded-For

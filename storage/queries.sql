@@ -253,3 +253,314 @@ UPDATE whatsapps SET session_data = %(device)s, updated_at = now() WHERE id = %(
 -- name: whatsapps_to_restore
 -- Connections that were connected (or reconnecting) when the process stopped.
 SELECT id, company_id FROM whatsapps WHERE status IN ('CONNECTED', 'OPENING') ORDER BY id
+
+-- ─── conversations: intake (TicketActors, through the group-commit writer) ─────────────
+
+-- name: contact_by_lid
+SELECT * FROM contacts WHERE company_id = %(company_id)s AND lid = %(lid)s
+
+-- name: contact_set_number
+UPDATE contacts SET number = %(number)s, updated_at = now()
+WHERE id = %(id)s AND number = ''
+  AND NOT EXISTS (SELECT 1 FROM contacts o WHERE o.company_id = %(company_id)s AND o.number = %(number)s)
+RETURNING *
+
+-- name: contact_upsert_by_number
+-- A push name never overwrites a name an agent set; a known LID is kept.
+INSERT INTO contacts (company_id, name, number, lid, is_group)
+VALUES (%(company_id)s, %(name)s, %(number)s, %(lid)s, %(is_group)s)
+ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET
+    name = CASE WHEN contacts.name_set_by_agent OR excluded.name = '' OR excluded.name = contacts.name
+                THEN contacts.name ELSE excluded.name END,
+    lid = coalesce(contacts.lid, excluded.lid),
+    updated_at = CASE WHEN (NOT contacts.name_set_by_agent AND excluded.name <> '' AND excluded.name <> contacts.name)
+                        OR (contacts.lid IS NULL AND excluded.lid IS NOT NULL) THEN now() ELSE contacts.updated_at END
+RETURNING *, (xmax = 0) AS inserted, (updated_at = now()) AS touched
+
+-- name: contact_upsert_by_lid
+INSERT INTO contacts (company_id, name, number, lid, is_group)
+VALUES (%(company_id)s, %(name)s, '', %(lid)s, false)
+ON CONFLICT (company_id, lid) WHERE lid IS NOT NULL DO UPDATE SET
+    name = CASE WHEN contacts.name_set_by_agent OR excluded.name = '' THEN contacts.name ELSE excluded.name END,
+    updated_at = now()
+RETURNING *, (xmax = 0) AS inserted, (updated_at = now()) AS touched
+
+-- name: ticket_find_or_create
+-- The open or pending ticket of this contact on this connection, or a new pending one: race-free on
+-- the partial unique index tickets_one_active_key.
+INSERT INTO tickets (company_id, contact_id, whatsapp_id, status, is_group, last_message_at)
+VALUES (%(company_id)s, %(contact_id)s, %(whatsapp_id)s, 'pending', %(is_group)s, %(at)s)
+ON CONFLICT (company_id, contact_id, whatsapp_id) WHERE status IN ('pending', 'open')
+DO UPDATE SET updated_at = tickets.updated_at
+RETURNING *, (xmax = 0) AS inserted
+
+-- name: ticket_event_insert
+INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id, whatsapp_id)
+VALUES (%(company_id)s, %(ticket_id)s, %(kind)s, %(user_id)s, %(queue_id)s, %(whatsapp_id)s)
+
+-- name: message_insert
+INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+                      media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
+                      sent_by_user_id)
+VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
+        %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
+        (SELECT m.id FROM messages m WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s),
+        %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s)
+ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
+RETURNING *
+
+-- name: message_exists
+SELECT 1 AS found FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
+
+-- name: ticket_after_message
+UPDATE tickets SET
+    unread_messages = unread_messages + %(unread)s,
+    last_message = %(last_message)s,
+    last_message_at = greatest(last_message_at, %(at)s),
+    updated_at = now()
+WHERE id = %(id)s AND status IN ('pending', 'open')
+RETURNING *
+
+-- name: message_react
+UPDATE messages SET reaction = nullif(%(reaction)s, ''), updated_at = now()
+WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
+RETURNING *
+
+-- name: message_edit
+UPDATE messages SET
+    edit_history = edit_history || jsonb_build_array(jsonb_build_object('body', body, 'at', now())),
+    body = %(body)s, is_edited = true, updated_at = now()
+WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
+RETURNING *
+
+-- name: message_revoke
+UPDATE messages SET is_deleted = true, updated_at = now()
+WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
+RETURNING *
+
+-- name: message_ack
+-- Acks only move forward (a late "delivered" never undoes "read"); -1 (failed) is final.
+UPDATE messages SET ack = %(ack)s, updated_at = now()
+WHERE whatsapp_id = %(whatsapp_id)s AND wid = ANY(%(wids)s) AND ack >= 0 AND ack < %(ack)s
+RETURNING *
+
+-- ─── tickets and messages as the API shows them ─────────────────────────────────────────
+
+-- name: ticket_show
+SELECT t.*,
+       json_build_object('id', c.id, 'name', c.name, 'number', c.number, 'email', c.email, 'lid', c.lid,
+                         'profilePicUrl', c.profile_pic_url, 'isGroup', c.is_group, 'companyId', c.company_id)
+           AS contact,
+       CASE WHEN q.id IS NULL THEN NULL
+            ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END AS queue,
+       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
+       json_build_object('id', w.id, 'name', w.name, 'channel', w.channel, 'status', w.status) AS whatsapp,
+       coalesce((SELECT json_agg(json_build_object('id', tg.id, 'name', tg.name, 'color', tg.color) ORDER BY tg.name)
+                 FROM ticket_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.ticket_id = t.id), '[]'::json) AS tags
+FROM tickets t
+JOIN contacts c ON c.id = t.contact_id
+JOIN whatsapps w ON w.id = t.whatsapp_id
+LEFT JOIN queues q ON q.id = t.queue_id
+LEFT JOIN users u ON u.id = t.user_id
+WHERE t.id = %(id)s AND t.company_id = %(company_id)s
+
+-- name: ticket_by_uuid
+SELECT id FROM tickets WHERE uuid = %(uuid)s AND company_id = %(company_id)s
+
+-- name: contact_get
+SELECT * FROM contacts WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: message_show
+SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type
+FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
+WHERE m.id = %(id)s AND m.company_id = %(company_id)s
+
+-- name: messages_page
+-- The newest messages of a ticket first (the API reverses each page to chronological order).
+SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type
+FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
+WHERE m.ticket_id = %(ticket_id)s AND m.company_id = %(company_id)s
+ORDER BY m.created_at DESC, m.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: messages_count
+SELECT count(*) AS n FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s
+
+-- name: outbox_message_insert
+INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, from_me, body, media_type, media_url,
+                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read)
+VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, true, %(body)s, %(media_type)s,
+        %(media_url)s, %(media_name)s, %(media_mimetype)s, 0, 'pending', %(quoted_msg_id)s, %(user_id)s, true)
+RETURNING *
+
+-- name: outbox_sent
+UPDATE messages SET wid = %(wid)s, status = 'sent', ack = greatest(ack, 1), wa_timestamp = %(at)s, error = NULL,
+                    updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: outbox_failed
+UPDATE messages SET status = 'failed', ack = -1, error = %(error)s, updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: outbox_pending
+SELECT id, ticket_id FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND status = 'pending' ORDER BY id
+
+-- name: outbox_pending_for_ticket
+SELECT * FROM messages WHERE ticket_id = %(ticket_id)s AND status = 'pending' ORDER BY id
+
+-- name: ticket_mark_read
+UPDATE tickets SET unread_messages = 0 WHERE id = %(id)s AND company_id = %(company_id)s AND unread_messages > 0
+RETURNING id
+
+-- name: messages_mark_read
+UPDATE messages SET read = true WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s AND NOT read
+RETURNING wid, participant
+
+-- ─── queues ─────────────────────────────────────────────────────────────────────────────
+
+-- name: queue_insert
+INSERT INTO queues (company_id, name, color, greeting_message, out_of_hours_message, order_queue, schedules)
+VALUES (%(company_id)s, %(name)s, %(color)s, %(greeting_message)s, %(out_of_hours_message)s, %(order_queue)s,
+        %(schedules)s)
+RETURNING *
+
+-- name: queue_show
+SELECT * FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: queue_list
+SELECT * FROM queues WHERE company_id = %(company_id)s
+ORDER BY order_queue NULLS LAST, lower(name), id
+
+-- name: queue_update
+UPDATE queues SET
+    name = coalesce(%(name)s, name),
+    color = coalesce(%(color)s, color),
+    greeting_message = coalesce(%(greeting_message)s, greeting_message),
+    out_of_hours_message = coalesce(%(out_of_hours_message)s, out_of_hours_message),
+    schedules = coalesce(%(schedules)s, schedules),
+    order_queue = CASE WHEN %(set_order_queue)s THEN %(order_queue)s ELSE order_queue END,
+    updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING *
+
+-- name: queue_delete
+-- Tickets of the queue keep existing with queue_id null; user and connection links go (foreign keys).
+DELETE FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- ─── contacts ───────────────────────────────────────────────────────────────────────────
+
+-- name: contact_insert
+INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
+VALUES (%(company_id)s, %(name)s, true, %(number)s, %(email)s)
+RETURNING id
+
+-- name: contact_show
+-- One contact with its custom fields (extraInfo); scoped by company.
+SELECT c.*,
+       coalesce((SELECT json_agg(json_build_object('id', f.id, 'name', f.name, 'value', f.value) ORDER BY f.id)
+                 FROM contact_custom_fields f
+                 WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info
+FROM contacts c
+WHERE c.id = %(id)s AND c.company_id = %(company_id)s
+
+-- name: contact_list
+-- A page of contacts by name (served by contacts_company_name_idx); `search` is an ILIKE pattern on the
+-- name, `number_search` a LIKE pattern of digits on the number (either may be null).
+SELECT c.*,
+       coalesce((SELECT json_agg(json_build_object('id', f.id, 'name', f.name, 'value', f.value) ORDER BY f.id)
+                 FROM contact_custom_fields f
+                 WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info,
+       count(*) OVER () AS total
+FROM contacts c
+WHERE c.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR lower(c.name) LIKE lower(%(search)s)
+       OR c.number LIKE coalesce(%(number_search)s, %(search)s))
+ORDER BY lower(c.name), c.id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: contact_count
+SELECT count(*) AS n FROM contacts c
+WHERE c.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR lower(c.name) LIKE lower(%(search)s)
+       OR c.number LIKE coalesce(%(number_search)s, %(search)s))
+
+-- name: contact_update
+-- A name that differs from the stored one is the agent's: a WhatsApp push name never replaces it.
+UPDATE contacts SET
+    name_set_by_agent = name_set_by_agent OR (%(name)s::text IS NOT NULL AND %(name)s::text <> name),
+    name = coalesce(%(name)s, name),
+    number = coalesce(%(number)s, number),
+    email = coalesce(%(email)s, email),
+    updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING id
+
+-- name: contact_delete
+DELETE FROM contacts WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: contact_fields_prune
+DELETE FROM contact_custom_fields
+WHERE contact_id = %(contact_id)s AND company_id = %(company_id)s AND NOT (name = ANY(%(names)s::text[]))
+
+-- name: contact_fields_upsert
+-- Fields are matched by name, so an unchanged field keeps its id.
+INSERT INTO contact_custom_fields (company_id, contact_id, name, value)
+SELECT %(company_id)s, %(contact_id)s, n, v FROM unnest(%(names)s::text[], %(values)s::text[]) AS d(n, v)
+ON CONFLICT (contact_id, name) DO UPDATE SET value = excluded.value, updated_at = now()
+WHERE contact_custom_fields.value IS DISTINCT FROM excluded.value
+
+-- name: contact_import_stage
+CREATE TEMPORARY TABLE contact_import (
+    row_number integer NOT NULL,
+    name text NOT NULL,
+    number text NOT NULL,
+    email text NOT NULL
+) ON COMMIT DROP
+
+-- name: contact_import_copy
+COPY contact_import (row_number, name, number, email) FROM STDIN
+
+-- name: contact_import_merge
+-- Upsert the staged rows by number (numbers are unique within the file). A new contact takes the file's
+-- name (or its number when the file has none). An existing one takes the file's name only while its name
+-- was not chosen by an agent (a push name, or an earlier import without a name), and the file's email when
+-- it has one. `xmax = 0` tells an inserted row from an updated one.
+WITH upserted AS (
+    INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
+    SELECT %(company_id)s, CASE WHEN i.name = '' THEN i.number ELSE i.name END, i.name <> '', i.number, i.email
+    FROM contact_import i
+    ORDER BY i.row_number
+    ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET
+        name = CASE WHEN contacts.name_set_by_agent OR NOT excluded.name_set_by_agent THEN contacts.name
+                    ELSE excluded.name END,
+        name_set_by_agent = contacts.name_set_by_agent OR excluded.name_set_by_agent,
+        email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE contacts.email END,
+        updated_at = now()
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS created, count(*) FILTER (WHERE NOT inserted) AS updated
+FROM upserted
+
+-- ─── message API ────────────────────────────────────────────────────────────────────────
+
+-- name: ticket_visible_to
+-- Whether a user may see a ticket: admins all of their company's; others their queues' tickets,
+-- queue-less ones when all_ticket is enabled, and those assigned to them.
+SELECT t.id FROM tickets t JOIN users u ON u.id = %(user_id)s AND u.company_id = t.company_id
+WHERE t.id = %(id)s AND t.company_id = %(company_id)s
+  AND (u.profile = 'admin' OR u.super OR t.user_id = u.id
+       OR (t.queue_id IS NULL AND u.all_ticket = 'enable')
+       OR EXISTS (SELECT 1 FROM user_queues uq WHERE uq.user_id = u.id AND uq.queue_id = t.queue_id))
+
+-- name: ticket_accept_by_sender
+UPDATE tickets SET status = 'open', user_id = %(user_id)s, updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s AND status = 'pending'
+RETURNING id
+
+-- name: whatsapp_by_token
+SELECT id, company_id, name, status FROM whatsapps WHERE token = %(token)s
+
+-- name: default_whatsapp
+SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 1

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import trio
 
+from api.app import Deps
 from gateway.bootstrap import AdminLogin, ensure_first_company, hypercorn_config, run_app
 from gateway.broker import Broker
 from gateway.config import Config
@@ -50,6 +51,7 @@ class Server:
     admin: AdminLogin
     database_url: str
     broker: Broker
+    deps: Deps
 
     def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Run SQL directly (blocking; for assertions on what the database holds)."""
@@ -73,10 +75,11 @@ async def start_server(nursery: trio.Nursery, config: Config, broker: Broker | N
     hc = hypercorn_config(config)
     hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the duplicate
     broker = broker or Broker()
-    await nursery.start(partial(run_app, config, db, hc=hc, broker=broker))
+    built: list[Deps] = []
+    await nursery.start(partial(run_app, config, db, hc=hc, broker=broker, on_deps=built.append))
     sock.close()
     return Server(url=f"http://127.0.0.1:{port}", config=config, db=db, admin=admin,
-                  database_url=config.database_url, broker=broker)
+                  database_url=config.database_url, broker=broker, deps=built[0])
 
 
 @pytest.fixture

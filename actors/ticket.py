@@ -1,0 +1,475 @@
+"""Ticket actors: one TicketActor per conversation (connection, chat), routed to by the TicketRouter.
+
+Every inbound event of a session goes to the actor of its chat, which handles one message at a time
+(so the order within a chat is kept) while different chats proceed in parallel. The actor caches its
+contact and current ticket, writes through the group-commit writer (durable before anything is
+announced), then publishes `company-{id}-appMessage`, `-ticket` and `-contact` events. It also owns
+the chat's outbound path: the message row is written `pending` first (the outbox), then handed to the
+session; a connection that is down leaves it pending until the session is back.
+
+Actors stop after `idle_timeout` without work; the registry keeps at most `max_alive` of them,
+passivating the least recently used idle ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+import trio.lowlevel
+
+from actors.session import SessionEnded, SessionManager
+from gateway.broker import Broker
+from gateway.registry import Registry, registered
+from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
+from gateway.whatsapp import transport as wa
+from storage import conversations
+from storage.conversations import ContactIdentity, IncomingRow
+from storage.db import Database, Row
+from storage.media import MediaStore
+from storage.writer import GroupCommitWriter
+
+log = logging.getLogger("zapgate.ticket")
+
+MAILBOX = 256
+IDLE_TIMEOUT = 120.0
+MAX_ALIVE = 10_000
+MEDIA_KINDS = {wa.MessageKind.IMAGE, wa.MessageKind.AUDIO, wa.MessageKind.VOICE, wa.MessageKind.VIDEO,
+               wa.MessageKind.DOCUMENT, wa.MessageKind.STICKER}
+
+Key = tuple[int, str]  # (whatsapp id, chat JID)
+
+
+def user_part(jid: str | None) -> str:
+    """The user of a JID without device or agent: '5511999:3@s.whatsapp.net' → '5511999'."""
+    if not jid:
+        return ""
+    return jid.split("@", 1)[0].split(":", 1)[0].split(".", 1)[0]
+
+
+def chat_of_contact(contact: Row) -> str:
+    if contact["is_group"]:
+        return f"{contact['number']}@g.us"
+    if contact["number"]:
+        return f"{contact['number']}@s.whatsapp.net"
+    return f"{contact['lid']}@lid"
+
+
+def chat_key(event: wa.InboundMessage | wa.Receipt) -> str:
+    """The conversation a message belongs to: the group, else the contact's phone JID (LID when unknown)."""
+    if isinstance(event, wa.Receipt) or event.is_group:
+        return event.chat
+    if event.sender_phone or event.chat.endswith("@s.whatsapp.net"):
+        phone = user_part(event.sender_phone) if event.sender_phone and not event.from_me else user_part(event.chat)
+        return f"{phone}@s.whatsapp.net"
+    return event.chat
+
+
+@attrs.frozen
+class Presenters:
+    ticket: Callable[[Row], dict[str, Any]]
+    message: Callable[[Row], dict[str, Any]]
+    contact: Callable[[Row], dict[str, Any]]
+
+
+# ─── mailbox messages ───────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class Deliver:
+    event: wa.InboundMessage | wa.Receipt
+
+
+@attrs.frozen
+class SendOut:
+    ticket_id: int
+    body: str
+    user_id: int | None
+    reply: trio.MemorySendChannel[Any]
+    media: tuple[bytes, str, str | None, str] | None = None  # (data, mimetype, filename, kind)
+    quoted_message_id: int | None = None
+
+
+@attrs.frozen
+class FlushOutbox:
+    ticket_id: int
+
+
+@attrs.frozen
+class Call:
+    """Run `fn(actor)` inside the actor (ticket updates by the API) and answer its result."""
+
+    fn: Callable[[TicketActor], Any]
+    reply: trio.MemorySendChannel[Any]
+
+
+@attrs.define
+class TicketHandle:
+    key: Key
+    _mailbox: trio.MemorySendChannel[Any]
+    _cancel_scope: trio.CancelScope
+    last_used: float = 0.0
+
+    def idle(self) -> bool:
+        stats = self._mailbox.statistics()
+        return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0
+
+    def cancel(self) -> None:
+        self._cancel_scope.cancel()
+
+
+class TicketActor:
+    def __init__(self, router: TicketRouter, company_id: int, whatsapp_id: int, chat: str) -> None:
+        self.router = router
+        self.company_id = company_id
+        self.whatsapp_id = whatsapp_id
+        self.chat = chat
+        self.contact: Row | None = None
+        self.ticket: Row | None = None  # the ticket_show view of the current ticket
+
+    async def run(self, *, task_status: trio.TaskStatus[TicketHandle] = trio.TASK_STATUS_IGNORED) -> None:
+        send, receive = trio.open_memory_channel[Any](MAILBOX)
+        key = (self.whatsapp_id, self.chat)
+        with trio.CancelScope() as scope:
+            handle = TicketHandle(key, send, scope, trio.current_time())
+            async with receive, registered(self.router.registry, key, handle):
+                task_status.started(handle)
+                while True:
+                    with trio.move_on_after(self.router.idle_timeout) as idle:
+                        message = await receive.receive()
+                    if idle.cancelled_caught:
+                        break
+                    handle.last_used = trio.current_time()
+                    await self._handle(message)
+            send.close()
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, Deliver):
+            if isinstance(message.event, wa.Receipt):
+                await self._on_receipt(message.event)
+            else:
+                await self._on_inbound(message.event)
+        elif isinstance(message, SendOut):
+            await self._on_send(message)
+        elif isinstance(message, FlushOutbox):
+            await self._flush_outbox(message.ticket_id)
+        elif isinstance(message, Call):
+            try:
+                result: Any = await message.fn(self)
+            except Exception as error:
+                result = error
+            _answer(message.reply, result)
+
+    # ── inbound ──
+
+    async def _on_inbound(self, event: wa.InboundMessage) -> None:
+        router = self.router
+        if event.kind in (wa.MessageKind.REACTION, wa.MessageKind.EDIT, wa.MessageKind.REVOKE):
+            await self._on_change(event)
+            return
+        media_url = media_name = media_mimetype = None
+        if event.media is not None and event.kind in MEDIA_KINDS:
+            if await router.db.fetch_one(router.db.q.message_exists, {"whatsapp_id": self.whatsapp_id,
+                                                                      "wid": event.id}):
+                return  # redelivered: stored already, no second download
+            stored = await self._download(event.media)
+            if stored is not None:
+                media_url, media_name, media_mimetype = stored.url, stored.filename, stored.mimetype
+        row = IncomingRow(
+            wid=event.id, from_me=event.from_me, body=_body_of(event), media_type=str(event.kind), at=event.timestamp,
+            media_url=media_url, media_name=media_name or (event.media.filename if event.media else None),
+            media_mimetype=media_mimetype or (event.media.mimetype if event.media else None),
+            quoted_wid=event.quoted_id, participant=user_part(event.participant) or None,
+            ack=int(wa.Ack.SENT) if event.from_me else 0,
+        )
+        who = self._identity(event)
+        q = router.db.q
+        contact, ticket = self.contact, self.ticket
+        result = await router.writer.submit(lambda conn: conversations.intake(
+            conn, q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact,
+            ticket=ticket, message=row))
+        self.contact = result.contact
+        if result.message is None:
+            return  # the same WhatsApp message again: stored once, announced once
+        await self._refresh_ticket(result.ticket, full=result.ticket_created or self.ticket is None
+                                   or self.ticket["id"] != result.ticket["id"] or result.contact_changed)
+        router.publish_message("create", self.company_id, result.message, self.ticket)
+        if result.contact_changed:
+            router.publish(self.company_id, "contact", {"action": "update",
+                                                        "contact": router.presenters.contact(result.contact)})
+
+    def _identity(self, event: wa.InboundMessage) -> ContactIdentity:
+        if event.is_group:
+            return ContactIdentity(number=user_part(event.chat), name=event.group_name or "", is_group=True)
+        phone = user_part(event.sender_phone) if event.sender_phone else ""
+        if not phone and self.chat.endswith("@s.whatsapp.net"):
+            phone = user_part(self.chat)
+        lid = user_part(event.sender_lid) if event.sender_lid else None
+        if lid is None and event.chat.endswith("@lid"):
+            lid = user_part(event.chat)
+        return ContactIdentity(number=phone, lid=lid, name="" if event.from_me else event.push_name)
+
+    async def _download(self, media: wa.MediaRef) -> Any:
+        session = self.router.sessions.lookup(self.whatsapp_id)
+        if session is None:
+            return None
+        try:
+            data = await session.download(media)
+        except (wa.TransportError, SessionEnded) as error:
+            log.warning("media download failed", extra={"fields": {"whatsapp_id": self.whatsapp_id,
+                                                                   "reason": str(error)}})
+            return None
+        return await self.router.media.save(data, media.filename, media.mimetype)
+
+    async def _on_change(self, event: wa.InboundMessage) -> None:
+        """A reaction, edit or deletion: it updates the message it targets."""
+        db, params = self.router.db, {"whatsapp_id": self.whatsapp_id, "wid": event.target_id}
+        if event.kind == wa.MessageKind.REACTION:
+            row = await db.fetch_one(db.q.message_react, {**params, "reaction": event.reaction or ""})
+        elif event.kind == wa.MessageKind.EDIT:
+            row = await db.fetch_one(db.q.message_edit, {**params, "body": event.body})
+        else:
+            row = await db.fetch_one(db.q.message_revoke, params)
+        if row is not None and self.ticket is not None and row["ticket_id"] == self.ticket["id"]:
+            self.router.publish_message("update", self.company_id, row, self.ticket)
+        elif row is not None:
+            ticket = await conversations.show_ticket(db, self.company_id, row["ticket_id"])
+            self.router.publish_message("update", self.company_id, row, ticket)
+
+    async def _on_receipt(self, event: wa.Receipt) -> None:
+        db = self.router.db
+        rows = await db.fetch_all(db.q.message_ack, {"whatsapp_id": self.whatsapp_id, "wids": list(event.ids),
+                                                     "ack": int(event.ack)})
+        for row in rows:
+            ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
+                await conversations.show_ticket(db, self.company_id, row["ticket_id"])
+            self.router.publish_message("update", self.company_id, row, ticket)
+
+    async def _refresh_ticket(self, base: Row, *, full: bool) -> None:
+        if full or self.ticket is None:
+            self.ticket = await conversations.show_ticket(self.router.db, self.company_id, base["id"])
+        else:
+            self.ticket = {**self.ticket, **{k: base[k] for k in ("status", "unread_messages", "last_message",
+                                                                  "last_message_at", "updated_at", "queue_id",
+                                                                  "user_id")}}
+        self.router.publish(self.company_id, "ticket", {"action": "update",
+                                                        "ticket": self.router.presenters.ticket(self.ticket)})
+
+    async def reload(self, ticket_id: int) -> Row:
+        """Re-read the ticket (after the API changed it) and announce it."""
+        self.ticket = await conversations.show_ticket(self.router.db, self.company_id, ticket_id)
+        self.router.publish(self.company_id, "ticket", {"action": "update",
+                                                        "ticket": self.router.presenters.ticket(self.ticket)})
+        return self.ticket
+
+    # ── outbound ──
+
+    async def _on_send(self, request: SendOut) -> None:
+        router, db = self.router, self.router.db
+        try:
+            ticket = await conversations.show_ticket(db, self.company_id, request.ticket_id)
+            media_url = media_name = media_mimetype = None
+            media_type = "chat"
+            if request.media is not None:
+                data, mimetype, filename, kind = request.media
+                stored = await router.media.save(data, filename, mimetype)
+                media_url, media_name, media_mimetype, media_type = stored.url, stored.filename, mimetype, kind
+            params = {"company_id": self.company_id, "whatsapp_id": self.whatsapp_id, "ticket_id": ticket["id"],
+                      "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
+                      "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
+                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id}
+            last = conversations.last_message_text(IncomingRow(
+                wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
+                media_name=media_name))
+
+            def write(conn: Any) -> Row:
+                row = conn.execute(db.q.outbox_message_insert, params).fetchone()
+                conn.execute("UPDATE tickets SET last_message = %(last)s, last_message_at = now(), updated_at = now() "
+                             "WHERE id = %(id)s", {"last": last, "id": ticket["id"]})
+                return row
+
+            message = await router.writer.submit(write)
+        except Exception as error:
+            _answer(request.reply, error)
+            return
+        self.ticket = ticket
+        message = await conversations.show_message(db, self.company_id, message["id"])
+        _answer(request.reply, message)  # durable in the outbox: the caller may go
+        await self.reload(ticket["id"])
+        router.publish_message("create", self.company_id, message, self.ticket)
+        await self._flush_outbox(ticket["id"])
+
+    async def _flush_outbox(self, ticket_id: int) -> None:
+        """Send this ticket's pending messages, in order, while the connection is up."""
+        router, db = self.router, self.router.db
+        session = router.sessions.lookup(self.whatsapp_id)
+        if session is None or session.status != "CONNECTED":
+            return
+        pending = await db.fetch_all(db.q.outbox_pending_for_ticket, {"ticket_id": ticket_id})
+        for row in pending:
+            command = await self._command_for(row)
+            try:
+                sent = await session.send(command)
+            except wa.SendFailed as failure:
+                updated = await db.fetch_one(db.q.outbox_failed, {"id": row["id"], "error": failure.reason[:500]})
+            except (wa.NotConnected, wa.TransportError, SessionEnded):
+                return  # still pending: sent when the connection is back
+            else:
+                updated = await db.fetch_one(db.q.outbox_sent, {"id": row["id"], "wid": sent.id, "at": sent.timestamp})
+            if updated is not None:
+                shown = await conversations.show_message(db, self.company_id, updated["id"])
+                ticket = self.ticket if self.ticket and self.ticket["id"] == ticket_id else \
+                    await conversations.show_ticket(db, self.company_id, ticket_id)
+                router.publish_message("update", self.company_id, shown, ticket)
+
+    async def _command_for(self, row: Row) -> wa.Command:
+        quoted_wid = None
+        if row["quoted_msg_id"]:
+            quoted = await conversations.show_message(self.router.db, self.company_id, row["quoted_msg_id"])
+            quoted_wid = quoted["wid"]
+        if row["media_url"]:
+            token, name = row["media_url"].split("/")[2:4]
+            found = self.router.media.find(token, name)
+            if found is not None:
+                data = await trio.to_thread.run_sync(found.path.read_bytes)
+                return wa.SendMedia(self.chat, wa.MessageKind(row["media_type"]), data, row["media_mimetype"] or
+                                    found.mimetype, found.filename, row["body"], quoted_wid)
+        return wa.SendText(self.chat, row["body"], quoted_wid)
+
+
+def _body_of(event: wa.InboundMessage) -> str:
+    if event.kind == wa.MessageKind.LOCATION and event.latitude is not None:
+        return event.body or f"{event.latitude},{event.longitude}"
+    if event.kind == wa.MessageKind.CONTACT and event.vcard:
+        return event.vcard
+    return event.body
+
+
+def _answer(reply: trio.MemorySendChannel[Any], result: Any) -> None:
+    try:
+        reply.send_nowait(result)
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+# ─── the router ─────────────────────────────────────────────────────────────────────────
+
+@attrs.define
+class TicketRouter:
+    """Routes session events and API requests to the TicketActor of each conversation."""
+
+    db: Database
+    writer: GroupCommitWriter
+    broker: Broker
+    sessions: SessionManager
+    media: MediaStore
+    presenters: Presenters
+    idle_timeout: float = IDLE_TIMEOUT
+    max_alive: int = MAX_ALIVE
+    registry: Registry[Key, TicketHandle] = attrs.field(factory=Registry)
+    _supervisor: SupervisorHandle | None = None
+    _nursery: trio.Nursery | None = None
+    _spawned: int = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
+        supervisor = Supervisor("tickets", max_restarts=100, max_seconds=60, shutdown_timeout=8)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._supervisor = await nursery.start(supervisor.run)
+            try:
+                task_status.started(self)
+                await trio.sleep_forever()
+            finally:
+                self._supervisor = None
+                self._nursery = None
+
+    # ── entry points ──
+
+    async def inbound(self, company_id: int, whatsapp_id: int, event: wa.Event) -> None:
+        """The sessions' inbound sink."""
+        if isinstance(event, wa.InboundMessage | wa.Receipt):
+            if isinstance(event, wa.InboundMessage) and event.chat.endswith(("@broadcast", "@newsletter")):
+                return
+            await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event))
+        elif isinstance(event, wa.Connected) and self._nursery is not None:
+            self._nursery.start_soon(self._flush_connection, company_id, whatsapp_id)
+
+    async def send(self, company_id: int, ticket: Row, request: Callable[[trio.MemorySendChannel[Any]], SendOut]
+                   ) -> Row:
+        """Write an outbound message to the outbox (through the ticket's actor); the stored row."""
+        return await self._ask(company_id, ticket, request)
+
+    async def call(self, company_id: int, ticket: Row, fn: Callable[[TicketActor], Any]) -> Any:
+        return await self._ask(company_id, ticket, lambda reply: Call(fn, reply))
+
+    # ── plumbing ──
+
+    async def _ask(self, company_id: int, ticket: Row, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        reply_send, reply_receive = trio.open_memory_channel[Any](1)
+        chat = chat_of_contact(await self._contact(company_id, ticket))
+        await self._deliver(company_id, ticket["whatsapp_id"], chat, make(reply_send))
+        async with reply_receive:
+            try:
+                result = await reply_receive.receive()
+            except trio.EndOfChannel:
+                raise SessionEnded("the conversation's actor stopped") from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _contact(self, company_id: int, ticket: Row) -> Row:
+        contact = ticket.get("contact")
+        if isinstance(contact, dict) and "is_group" in contact:
+            return contact
+        row = await self.db.fetch_one(self.db.q.contact_get, {"id": ticket["contact_id"], "company_id": company_id})
+        assert row is not None
+        return row
+
+    async def _deliver(self, company_id: int, whatsapp_id: int, chat: str, message: Any) -> None:
+        key = (whatsapp_id, chat)
+        for _ in range(5):
+            handle = await self.registry.get_or_start(key, lambda: self._spawn(company_id, whatsapp_id, chat))
+            try:
+                await handle._mailbox.send(message)
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.lowlevel.checkpoint()  # it stopped (idle) just now: start another
+        raise RuntimeError(f"could not deliver to the actor of {key}")
+
+    async def _spawn(self, company_id: int, whatsapp_id: int, chat: str) -> TicketHandle:
+        assert self._supervisor is not None, "TicketRouter.run is not running"
+        self._passivate_if_full()
+        self._spawned += 1
+        actor = TicketActor(self, company_id, whatsapp_id, chat)
+        return await self._supervisor.start_child(ChildSpec(("ticket", whatsapp_id, chat, self._spawned), actor.run,
+                                                            RestartPolicy.TEMPORARY, shutdown=2.0))
+
+    def _passivate_if_full(self) -> None:
+        if len(self.registry) < self.max_alive:
+            return
+        handles = [h for key in self.registry.keys() if (h := self.registry.lookup(key)) is not None and h.idle()]
+        for handle in sorted(handles, key=lambda h: h.last_used)[: max(1, len(handles) // 10)]:
+            handle.cancel()  # idle and empty: nothing is lost
+
+    async def _flush_connection(self, company_id: int, whatsapp_id: int) -> None:
+        """After a (re)connect: every ticket with pending messages sends them, in order."""
+        rows = await self.db.fetch_all(self.db.q.outbox_pending, {"whatsapp_id": whatsapp_id})
+        for ticket_id in dict.fromkeys(row["ticket_id"] for row in rows):
+            ticket = await conversations.show_ticket(self.db, company_id, ticket_id)
+            chat = chat_of_contact(await self._contact(company_id, ticket))
+            await self._deliver(company_id, whatsapp_id, chat, FlushOutbox(ticket_id))
+
+    def publish(self, company_id: int, kind: str, payload: dict[str, Any]) -> None:
+        self.broker.publish(company_id, f"company-{company_id}-{kind}", payload)
+
+    def publish_message(self, action: str, company_id: int, message: Row, ticket: Row | None) -> None:
+        payload: dict[str, Any] = {"action": action, "message": self.presenters.message(message)}
+        if ticket is not None:
+            payload["ticket"] = self.presenters.ticket(ticket)
+            payload["contact"] = ticket.get("contact")
+        self.publish(company_id, "appMessage", payload)
+
+    def stats(self) -> dict[str, Any]:
+        return {"alive": len(self.registry), "spawned": self._spawned, "writer": self.writer.stats()}

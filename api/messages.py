@@ -1,0 +1,293 @@
+"""`/messages`: a ticket's history, sending (text, replies, media), deleting and editing; and the
+external `POST /api/messages/send` with a connection's API token.
+
+Every send goes through the conversation's TicketActor: the row is written `pending` first (the
+outbox) and answered to the caller; the session then sends it, and later acks update it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from typing import Any
+
+import trio
+from quart import Blueprint, Response, current_app, jsonify, request
+
+from actors.session import SessionEnded
+from actors.ticket import SendOut, TicketActor
+from api.app import Deps, deps_of
+from api.auth import Principal, current, public
+from api.errors import ApiError, BadRequest, NotFound, Unauthorized
+from api.validation import Field, check_field, json_body, page, path_id
+from gateway.whatsapp import transport as wa
+from storage import conversations
+from storage.conversations import ContactIdentity
+
+log = logging.getLogger("zapgate.api.messages")
+blueprint = Blueprint("messages", __name__)
+
+PAGE_SIZE = 20
+BODY = Field("str", max_len=65_536, strip=False)
+MAX_FILES = 10
+KINDS = {"image": "image", "video": "video", "audio": "audio"}
+
+
+async def visible_ticket(deps: Deps, principal: Principal, raw_id: str) -> dict[str, Any]:
+    """The ticket if the caller may see it; 404 otherwise (another company's, or not theirs to see)."""
+    ticket_id = path_id(raw_id, "ticket")
+    if not principal.is_admin:
+        allowed = await deps.db.fetch_one(deps.db.q.ticket_visible_to, {"id": ticket_id, "user_id": principal.user_id,
+                                                                        "company_id": principal.company_id})
+        if allowed is None:
+            raise NotFound(f"ticket {ticket_id} not found")
+    return await conversations.show_ticket(deps.db, principal.company_id, ticket_id)
+
+
+@blueprint.get("/messages/<ticket_id>")
+async def list_messages(ticket_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    ticket = await visible_ticket(deps, principal, ticket_id)
+    limit, offset = page(PAGE_SIZE)
+    rows, count = await conversations.messages_page(deps.db, principal.company_id, ticket["id"], limit=limit,
+                                                    offset=offset)
+    if offset == 0:
+        await _mark_read(deps, principal, ticket)
+    return jsonify({"messages": [deps.messages(row) for row in reversed(rows)], "ticket": _ticket(ticket),
+                    "count": count, "hasMore": offset + len(rows) < count})
+
+
+def _ticket(row: dict[str, Any]) -> dict[str, Any]:
+    from api.present_tickets import ticket
+
+    return ticket(row)
+
+
+async def _mark_read(deps: Deps, principal: Principal, ticket: dict[str, Any]) -> None:
+    """Opening a ticket reads it: unread to 0, read receipts to WhatsApp, `updateUnread` announced."""
+    params = {"id": ticket["id"], "ticket_id": ticket["id"], "company_id": principal.company_id}
+    changed, unread = await deps.db.run(lambda conn: (conn.execute(deps.db.q.ticket_mark_read, params).fetchone(),
+                                                      conn.execute(deps.db.q.messages_mark_read, params).fetchall()))
+    if changed is not None:
+        deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",
+                            {"action": "updateUnread", "ticketId": ticket["id"]})
+    session = deps.sessions.lookup(ticket["whatsapp_id"])
+    wids = tuple(row["wid"] for row in unread if row["wid"])
+    if session is not None and wids and session.status == "CONNECTED":
+        contact = ticket["contact"]
+        chat = f"{contact['number']}@g.us" if contact["isGroup"] else (
+            f"{contact['number']}@s.whatsapp.net" if contact["number"] else f"{contact['lid']}@lid")
+        with trio.move_on_after(5):
+            try:
+                await session.mark_read(chat, wids)
+            except (wa.TransportError, SessionEnded) as error:
+                log.info("read receipts not sent", extra={"fields": {"ticket_id": ticket["id"], "reason": str(error)}})
+
+
+# ─── sending ────────────────────────────────────────────────────────────────────────────
+
+async def _read_send_request(deps: Deps) -> tuple[str, list[tuple[bytes, str, str | None, str]], int | None]:
+    """(body, medias, quoted message id) from JSON `{body, quotedMsg}` or multipart (`medias` files)."""
+    medias: list[tuple[bytes, str, str | None, str]] = []
+    if (request.mimetype or "").startswith("multipart/"):
+        form = await request.form
+        files = await request.files
+        body = check_field("body", form.get("body", ""), BODY)
+        quoted_raw: Any = form.get("quotedMsgId") or None
+        uploads = files.getlist("medias")
+        if len(uploads) > MAX_FILES:
+            raise BadRequest(f"medias: at most {MAX_FILES} files at once", code="ERR_VALIDATION", field="medias")
+        for upload in uploads:
+            data = upload.read()
+            if not data:
+                raise BadRequest(f"medias: {upload.filename or 'a file'} is empty", code="ERR_VALIDATION",
+                                 field="medias")
+            mimetype = (upload.mimetype or "application/octet-stream").lower()
+            medias.append(await _prepare_media(data, mimetype, upload.filename))
+    else:
+        data = await json_body()
+        body = check_field("body", data.get("body", ""), BODY) if data.get("body") is not None else ""
+        quoted = data.get("quotedMsg")
+        quoted_raw = quoted.get("id") if isinstance(quoted, dict) else quoted
+    quoted_id = None
+    if quoted_raw not in (None, ""):
+        quoted_id = check_field("quotedMsg", quoted_raw, Field("int", minimum=1))
+    if not body.strip() and not medias:
+        raise BadRequest("body: a message needs text or a file", code="ERR_EMPTY_MESSAGE", field="body")
+    return body, medias, quoted_id
+
+
+async def _prepare_media(data: bytes, mimetype: str, filename: str | None) -> tuple[bytes, str, str | None, str]:
+    """(data, mimetype, filename, kind). Audio becomes a voice note (OGG/Opus) when ffmpeg is here."""
+    major = mimetype.split("/", 1)[0]
+    if major == "audio":
+        converted = await _to_voice_note(data)
+        if converted is not None:
+            return converted, "audio/ogg; codecs=opus", (filename or "audio").rsplit(".", 1)[0] + ".ogg", "ptt"
+        return data, mimetype, filename, "audio"
+    return data, mimetype, filename, KINDS.get(major, "document")
+
+
+async def _to_voice_note(data: bytes) -> bytes | None:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        return None
+
+    def convert() -> bytes | None:
+        result = subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-vn", "-ac", "1",
+                                 "-c:a", "libopus", "-b:a", "32k", "-f", "ogg", "pipe:1"],
+                                input=data, capture_output=True, timeout=60, check=False)
+        return result.stdout if result.returncode == 0 and result.stdout else None
+
+    return await trio.to_thread.run_sync(convert)
+
+
+async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], body: str,
+                medias: list[tuple[bytes, str, str | None, str]], quoted_id: int | None,
+                user_id: int | None) -> list[dict[str, Any]]:
+    if quoted_id is not None:
+        quoted = await conversations.show_message(deps.db, company_id, quoted_id)
+        if quoted["ticket_id"] != ticket["id"]:
+            raise NotFound(f"message {quoted_id} not found in this ticket", code="ERR_NOT_FOUND")
+    sent = []
+    parts: list[tuple[str, Any]] = [(body, media) for media in medias] if medias else [(body, None)]
+    if len(medias) > 1:  # the caption goes with the first file only
+        parts = [(body if index == 0 else "", media) for index, (_, media) in enumerate(parts)]
+    for text, media in parts:
+        row = await deps.tickets.send(company_id, ticket, lambda reply, text=text, media=media: SendOut(
+            ticket_id=ticket["id"], body=text, user_id=user_id, reply=reply, media=media,
+            quoted_message_id=quoted_id))
+        sent.append(deps.messages(row))
+    return sent
+
+
+@blueprint.post("/messages/<ticket_id>")
+async def send_message(ticket_id: str) -> tuple[Response, int]:
+    principal = current()
+    deps = deps_of(current_app)
+    ticket = await visible_ticket(deps, principal, ticket_id)
+    if ticket["status"] == "closed":
+        raise BadRequest("this ticket is closed; reopen it to write", code="ERR_TICKET_CLOSED")
+    body, medias, quoted_id = await _read_send_request(deps)
+    if ticket["status"] == "pending":
+        # An agent answering a pending ticket takes it (as in the original).
+        async def accept(actor: TicketActor) -> Any:
+            await deps.db.run(lambda conn: (
+                conn.execute(deps.db.q.ticket_accept_by_sender, {"id": ticket["id"], "user_id": principal.user_id,
+                                                                 "company_id": principal.company_id}).fetchone()
+                and conn.execute(deps.db.q.ticket_event_insert, {
+                    "company_id": principal.company_id, "ticket_id": ticket["id"], "kind": "accepted",
+                    "user_id": principal.user_id, "queue_id": ticket["queue_id"],
+                    "whatsapp_id": ticket["whatsapp_id"]})))
+            return await actor.reload(ticket["id"])
+
+        ticket = await deps.tickets.call(principal.company_id, ticket, accept)
+    sent = await _send(deps, principal.company_id, ticket, body, medias, quoted_id, principal.user_id)
+    return jsonify(sent[0] if len(sent) == 1 else sent), 201
+
+
+async def _own_message(deps: Deps, principal: Principal, raw_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    message = await conversations.show_message(deps.db, principal.company_id, path_id(raw_id, "message"))
+    ticket = await visible_ticket(deps, principal, str(message["ticket_id"]))
+    if not message["from_me"]:
+        raise BadRequest("only messages sent from here can be changed", code="ERR_NOT_OWN_MESSAGE")
+    if not message["wid"]:
+        raise ApiError("this message has not been sent yet", code="ERR_MESSAGE_NOT_SENT", status=409)
+    if message["is_deleted"]:
+        raise ApiError("this message was deleted", code="ERR_MESSAGE_DELETED", status=409)
+    return message, ticket
+
+
+async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], command: wa.Command, query: str,
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """Send a change (delete, edit) through the session, then store and announce it."""
+    session = deps.sessions.lookup(ticket["whatsapp_id"])
+    if session is None:
+        raise ApiError("the connection is not running", code="ERR_WAPP_NOT_CONNECTED", status=409)
+    try:
+        await session.send(command)
+    except wa.SendFailed as failure:
+        raise ApiError(f"WhatsApp refused: {failure.reason}", code="ERR_WAPP_SEND_FAILED", status=502) from None
+    except (wa.TransportError, SessionEnded):
+        raise ApiError("the connection is not connected", code="ERR_WAPP_NOT_CONNECTED", status=409) from None
+    row = await deps.db.fetch_one(query, params)
+    assert row is not None
+    shown = await conversations.show_message(deps.db, company_id, row["id"])
+    deps.tickets.publish_message("update", company_id, shown, ticket)
+    return deps.messages(shown)
+
+
+def _chat(ticket: dict[str, Any]) -> str:
+    contact = ticket["contact"]
+    if contact["isGroup"]:
+        return f"{contact['number']}@g.us"
+    return f"{contact['number']}@s.whatsapp.net" if contact["number"] else f"{contact['lid']}@lid"
+
+
+@blueprint.delete("/messages/<message_id>")
+async def delete_message(message_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    message, ticket = await _own_message(deps, principal, message_id)
+    shown = await _change(deps, principal.company_id, ticket, wa.DeleteForEveryone(_chat(ticket), message["wid"]),
+                          deps.db.q.message_revoke, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"]})
+    return jsonify(shown)
+
+
+@blueprint.post("/messages/edit/<message_id>")
+async def edit_message(message_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    message, ticket = await _own_message(deps, principal, message_id)
+    data = await json_body()
+    body = check_field("body", data.get("body"), Field("str", required=True, max_len=65_536, strip=False))
+    if not body.strip():
+        raise BadRequest("body: must not be empty", code="ERR_VALIDATION", field="body")
+    shown = await _change(deps, principal.company_id, ticket, wa.EditMessage(_chat(ticket), message["wid"], body),
+                          deps.db.q.message_edit, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"],
+                                                   "body": body})
+    return jsonify(shown)
+
+
+# ─── external API: a connection's token ─────────────────────────────────────────────────
+
+@blueprint.post("/api/messages/send")
+@public
+async def external_send() -> tuple[Response, int]:
+    """Send to a number with a connection's API token (`Authorization: Bearer <token>`)."""
+    deps = deps_of(current_app)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing Authorization: Bearer <connection token>", code="ERR_SESSION_EXPIRED")
+    connection = await deps.db.fetch_one(deps.db.q.whatsapp_by_token, {"token": token.strip()})
+    if connection is None:
+        raise Unauthorized("invalid connection token", code="ERR_INVALID_TOKEN")
+    company_id = connection["company_id"]
+    if (request.mimetype or "").startswith("multipart/"):
+        number_raw = (await request.form).get("number")
+    else:
+        number_raw = (await json_body()).get("number")
+    number = "".join(ch for ch in check_field("number", number_raw, Field("str", required=True, max_len=32))
+                     if ch.isdigit())
+    if not 8 <= len(number) <= 15:
+        raise BadRequest("number: must be a phone number with country code", code="ERR_VALIDATION", field="number")
+    body, medias, _ = await _read_send_request(deps)
+    q = deps.db.q
+
+    def open_conversation(conn: Any) -> dict[str, Any]:
+        contact, _ = conversations.upsert_contact(conn, q, company_id, ContactIdentity(number=number))
+        ticket, _ = conversations.find_or_create_ticket(conn, q, company_id, connection["id"], contact,
+                                                        _now(conn))
+        return ticket
+
+    base = await deps.db.run(open_conversation)
+    ticket = await conversations.show_ticket(deps.db, company_id, base["id"])
+    sent = await _send(deps, company_id, ticket, body, medias, None, None)
+    return jsonify({"ticketId": ticket["id"], "messages": sent}), 201
+
+
+def _now(conn: Any) -> Any:
+    return conn.execute("SELECT now() AS now").fetchone()["now"]

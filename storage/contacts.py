@@ -1,0 +1,127 @@
+"""Contacts of a company as the agents manage them (`/contacts`): CRUD, custom fields, bulk import.
+
+The WhatsApp side of contacts (upserts by number or LID from inbound messages) lives with the intake
+queries; both honour `name_set_by_agent`: a name an agent chose is never replaced by a push name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import psycopg
+
+from storage.db import Database, Row
+from storage.errors import NotFound
+
+
+@attrs.frozen
+class ExtraInfo:
+    """A custom field of a contact (`extraInfo` item)."""
+
+    name: str
+    value: str
+
+
+@attrs.frozen
+class ImportRow:
+    """One good row of an import file: its row number in the file, and normalised values."""
+
+    row_number: int
+    name: str
+    number: str
+    email: str
+
+
+def _show(conn: psycopg.Connection[Row], q: Any, company_id: int, contact_id: int) -> Row:
+    row = conn.execute(q.contact_show, {"id": contact_id, "company_id": company_id}).fetchone()
+    if row is None:
+        raise NotFound(f"contact {contact_id}")
+    return row
+
+
+def _set_extra_info(conn: psycopg.Connection[Row], q: Any, company_id: int, contact_id: int,
+                    extra_info: Sequence[ExtraInfo]) -> None:
+    """Make the contact's custom fields exactly `extra_info` (names are unique; matched by name)."""
+    names = [field.name for field in extra_info]
+    conn.execute(q.contact_fields_prune, {"contact_id": contact_id, "company_id": company_id, "names": names})
+    if extra_info:
+        conn.execute(q.contact_fields_upsert, {"company_id": company_id, "contact_id": contact_id, "names": names,
+                                               "values": [field.value for field in extra_info]})
+
+
+async def show_contact(db: Database, company_id: int, contact_id: int) -> Row:
+    return await db.run(lambda conn: _show(conn, db.q, company_id, contact_id))
+
+
+async def list_contacts(db: Database, company_id: int, *, search: str | None, number_search: str | None,
+                        limit: int, offset: int) -> tuple[list[Row], int]:
+    """A page of contacts by name and the count of all that match. `search` is an ILIKE pattern matched
+    against the name (and the number), `number_search` a LIKE pattern of digits for the number."""
+    params = {"company_id": company_id, "search": search, "number_search": number_search, "limit": limit,
+              "offset": offset}
+    rows = await db.fetch_all(db.q.contact_list, params)
+    if rows:
+        return rows, rows[0]["total"]
+    return rows, (await db.fetch_value(db.q.contact_count, params) if offset else 0)  # a page past the end
+
+
+async def create_contact(db: Database, company_id: int, *, name: str, number: str, email: str = "",
+                         extra_info: Sequence[ExtraInfo] = ()) -> Row:
+    """A new contact (its name counts as chosen by an agent); a number already in the company is a
+    Conflict on `contacts_company_number_key`."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> Row:
+        row = conn.execute(q.contact_insert, {"company_id": company_id, "name": name, "number": number,
+                                              "email": email}).fetchone()
+        assert row is not None
+        if extra_info:
+            _set_extra_info(conn, q, company_id, row["id"], extra_info)
+        return _show(conn, q, company_id, row["id"])
+
+    return await db.run(work)
+
+
+async def update_contact(db: Database, company_id: int, contact_id: int, *, name: str | None = None,
+                         number: str | None = None, email: str | None = None,
+                         extra_info: Sequence[ExtraInfo] | None = None) -> Row:
+    """Change the given values (None keeps one); `extra_info`, when given, replaces the custom fields.
+    A new name marks the name as the agent's."""
+    q = db.q
+    params = {"id": contact_id, "company_id": company_id, "name": name, "number": number, "email": email}
+
+    def work(conn: psycopg.Connection[Row]) -> Row:
+        if conn.execute(q.contact_update, params).fetchone() is None:
+            raise NotFound(f"contact {contact_id}")
+        if extra_info is not None:
+            _set_extra_info(conn, q, company_id, contact_id, extra_info)
+        return _show(conn, q, company_id, contact_id)
+
+    return await db.run(work)
+
+
+async def delete_contact(db: Database, company_id: int, contact_id: int) -> None:
+    """Remove a contact with its custom fields, tickets and messages (foreign keys cascade)."""
+    if await db.execute(db.q.contact_delete, {"id": contact_id, "company_id": company_id}) == 0:
+        raise NotFound(f"contact {contact_id}")
+
+
+async def import_contacts(db: Database, company_id: int, rows: Sequence[ImportRow]) -> tuple[int, int]:
+    """Upsert `rows` by number in one transaction (COPY into a temporary table, then one INSERT … ON
+    CONFLICT); (created, updated). Numbers must be unique within `rows`. See `contact_import_merge`."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> tuple[int, int]:
+        conn.execute(q.contact_import_stage)
+        with conn.cursor() as cursor, cursor.copy(q.contact_import_copy) as copy:
+            for row in rows:
+                copy.write_row((row.row_number, row.name, row.number, row.email))
+        counts = conn.execute(q.contact_import_merge, {"company_id": company_id}).fetchone()
+        assert counts is not None
+        return counts["created"], counts["updated"]
+
+    if not rows:
+        return 0, 0
+    return await db.run(work)

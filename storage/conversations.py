@@ -1,0 +1,159 @@
+"""Conversations: the writes of the intake (run by the group-commit writer) and the reads of tickets
+and messages as the API shows them.
+
+The intake functions are plain sync functions of a connection: a TicketActor submits them to the
+writer, which runs many of them in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import psycopg
+
+from storage.db import Database, Row
+from storage.errors import NotFound
+
+
+@attrs.frozen
+class ContactIdentity:
+    """Who a conversation is with: phone number and/or LID (digits only), or a group."""
+
+    number: str = ""
+    lid: str | None = None
+    name: str = ""
+    is_group: bool = False
+
+
+@attrs.frozen
+class IncomingRow:
+    """One message to store (inbound, or sent by us from another device)."""
+
+    wid: str
+    from_me: bool
+    body: str
+    media_type: str
+    at: dt.datetime
+    media_url: str | None = None
+    media_name: str | None = None
+    media_mimetype: str | None = None
+    quoted_wid: str | None = None
+    participant: str | None = None
+    ack: int = 0
+
+
+@attrs.frozen
+class Intake:
+    contact: Row
+    contact_changed: bool
+    ticket: Row
+    ticket_created: bool
+    message: Row | None  # None: a duplicate (already stored)
+
+
+def upsert_contact(conn: psycopg.Connection[Row], q: Any, company_id: int, who: ContactIdentity) -> tuple[Row, bool]:
+    """Find or create the contact by number and LID (both kept); (row, created or changed)."""
+    params = {"company_id": company_id, "name": who.name[:255], "number": who.number, "lid": who.lid,
+              "is_group": who.is_group}
+    if who.lid:
+        known = conn.execute(q.contact_by_lid, params).fetchone()
+        if known is not None:
+            if who.number and not known["number"]:
+                updated = conn.execute(q.contact_set_number, {**params, "id": known["id"]}).fetchone()
+                if updated is not None:
+                    return updated, True
+            if not who.number or known["number"] == who.number:
+                return known, False
+    if who.number:
+        row = conn.execute(q.contact_upsert_by_number, params).fetchone()
+    else:
+        row = conn.execute(q.contact_upsert_by_lid, params).fetchone()
+    assert row is not None
+    return row, bool(row["inserted"] or row["touched"])
+
+
+def find_or_create_ticket(conn: psycopg.Connection[Row], q: Any, company_id: int, whatsapp_id: int,
+                          contact: Row, at: dt.datetime) -> tuple[Row, bool]:
+    row = conn.execute(q.ticket_find_or_create, {"company_id": company_id, "contact_id": contact["id"],
+                                                 "whatsapp_id": whatsapp_id, "is_group": contact["is_group"],
+                                                 "at": at}).fetchone()
+    assert row is not None
+    if row["inserted"]:
+        conn.execute(q.ticket_event_insert, {"company_id": company_id, "ticket_id": row["id"], "kind": "created",
+                                             "user_id": None, "queue_id": None, "whatsapp_id": whatsapp_id})
+    return row, bool(row["inserted"])
+
+
+def last_message_text(row: IncomingRow) -> str:
+    if row.body:
+        return row.body[:255]
+    return {"image": "📷 Image", "video": "🎥 Video", "audio": "🎵 Audio", "ptt": "🎤 Voice message",
+            "document": f"📄 {row.media_name or 'Document'}", "sticker": "Sticker", "location": "📍 Location",
+            "vcard": "👤 Contact"}.get(row.media_type, "")
+
+
+def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_id: int,
+           who: ContactIdentity, contact: Row | None, ticket: Row | None, message: IncomingRow) -> Intake:
+    """Store one incoming message: contact, ticket (find or create), the message (once), the ticket's counters."""
+    contact_changed = False
+    if contact is None or (who.name and who.name != contact["name"] and not contact["name_set_by_agent"]):
+        contact, contact_changed = upsert_contact(conn, q, company_id, who)
+    created = False
+    if ticket is None or ticket["status"] not in ("pending", "open"):
+        ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
+    stored = conn.execute(q.message_insert, {
+        "company_id": company_id, "whatsapp_id": whatsapp_id, "ticket_id": ticket["id"], "contact_id": contact["id"],
+        "wid": message.wid, "from_me": message.from_me, "body": message.body, "media_type": message.media_type,
+        "media_url": message.media_url, "media_name": message.media_name, "media_mimetype": message.media_mimetype,
+        "ack": message.ack, "status": "sent" if message.from_me else "received", "quoted_wid": message.quoted_wid,
+        "participant": message.participant, "wa_timestamp": message.at, "read": message.from_me,
+        "sent_by_user_id": None,
+    }).fetchone()
+    if stored is None:
+        return Intake(contact, contact_changed, ticket, created, None)
+    updated = conn.execute(q.ticket_after_message, {
+        "id": ticket["id"], "unread": 0 if message.from_me else 1, "last_message": last_message_text(message),
+        "at": message.at,
+    }).fetchone()
+    if updated is None:  # closed meanwhile (by an agent on another node): the message opens a new ticket
+        ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
+        conn.execute("UPDATE messages SET ticket_id = %(t)s WHERE id = %(m)s", {"t": ticket["id"], "m": stored["id"]})
+        updated = conn.execute(q.ticket_after_message, {
+            "id": ticket["id"], "unread": 0 if message.from_me else 1, "last_message": last_message_text(message),
+            "at": message.at,
+        }).fetchone()
+        assert updated is not None
+    return Intake(contact, contact_changed, updated, created, stored)
+
+
+# ─── reads ──────────────────────────────────────────────────────────────────────────────
+
+async def show_ticket(db: Database, company_id: int, ticket_id: int) -> Row:
+    row = await db.fetch_one(db.q.ticket_show, {"id": ticket_id, "company_id": company_id})
+    if row is None:
+        raise NotFound(f"ticket {ticket_id}")
+    return row
+
+
+async def ticket_id_by_uuid(db: Database, company_id: int, uuid: str) -> int:
+    row = await db.fetch_one(db.q.ticket_by_uuid, {"uuid": uuid, "company_id": company_id})
+    if row is None:
+        raise NotFound(f"ticket {uuid}")
+    return row["id"]
+
+
+async def show_message(db: Database, company_id: int, message_id: int) -> Row:
+    row = await db.fetch_one(db.q.message_show, {"id": message_id, "company_id": company_id})
+    if row is None:
+        raise NotFound(f"message {message_id}")
+    return row
+
+
+async def messages_page(db: Database, company_id: int, ticket_id: int, *, limit: int,
+                        offset: int) -> tuple[list[Row], int]:
+    params = {"ticket_id": ticket_id, "company_id": company_id, "limit": limit, "offset": offset}
+    rows, count = await db.run(lambda conn: (conn.execute(db.q.messages_page, params).fetchall(),
+                                             conn.execute(db.q.messages_count, params).fetchone()))
+    return rows, count["n"] if count else 0
