@@ -124,8 +124,20 @@ def create_app(deps: Deps) -> QuartTrio:
 
     register_error_handlers(app)
 
-    from api import (auth_routes, companies, contacts, health, media, messages, queues, sandbox, settings, tickets,
-                     users, whatsapp)
+    from api import (
+        auth_routes,
+        companies,
+        contacts,
+        health,
+        media,
+        messages,
+        queues,
+        sandbox,
+        settings,
+        tickets,
+        users,
+        whatsapp,
+    )
 
     for module in (health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media, tickets,
                    messages):

@@ -85,7 +85,7 @@ async def test_media_is_stored_and_served_at_an_unguessable_url(api: Api, server
         messages = page.json()["messages"]
         assert [m["mediaType"] for m in messages] == ["image", "ptt", "document"]
         async with httpx.AsyncClient(base_url=server.url) as browser:  # no Authorization header
-            for message, (mimetype, filename, data) in zip(messages, files.values(), strict=True):
+            for message, (mimetype, _, data) in zip(messages, files.values(), strict=True):
                 url = message["mediaUrl"]
                 token_part = url.split("/media/")[1].split("/")[0]
                 assert len(token_part) >= 22  # 128 random bits
@@ -134,8 +134,8 @@ async def test_agent_reply_goes_out_through_the_outbox_and_acks_come_back(api: A
         assert opened.json()["messages"][0]["wid"] == first
         assert server.sql("SELECT unread_messages FROM tickets") == [(0,)]
 
-        reply = await api.client.post(f"/messages/{ticket_id}", json={"body": "Olá Ana!",
-                                                                      "quotedMsg": {"id": opened.json()["messages"][0]["id"]}},
+        quoted = {"id": opened.json()["messages"][0]["id"]}
+        reply = await api.client.post(f"/messages/{ticket_id}", json={"body": "Olá Ana!", "quotedMsg": quoted},
                                       headers=auth(token))
         assert reply.status_code == 201, reply.text
         sent = reply.json()
