@@ -111,10 +111,11 @@ class TicketHandle:
     _mailbox: trio.MemorySendChannel[Any]
     _cancel_scope: trio.CancelScope
     last_used: float = 0.0
+    busy_sending: bool = False
 
     def idle(self) -> bool:
         stats = self._mailbox.statistics()
-        return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0
+        return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0 and not self.busy_sending
 
     def cancel(self) -> None:
         self._cancel_scope.cancel()
@@ -128,24 +129,51 @@ class TicketActor:
         self.chat = chat
         self.contact: Row | None = None
         self.ticket: Row | None = None  # the ticket_show view of the current ticket
+        self._to_flush: dict[int, None] = {}  # tickets with outbox messages to send, in order of request
+        self._wake_sender = trio.Event()
+        self._handle: TicketHandle | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[TicketHandle] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[Any](MAILBOX)
         key = (self.whatsapp_id, self.chat)
         with trio.CancelScope() as scope:
-            handle = TicketHandle(key, send, scope, trio.current_time())
-            async with receive, registered(self.router.registry, key, handle):
+            handle = self._handle = TicketHandle(key, send, scope, trio.current_time())
+            async with receive, registered(self.router.registry, key, handle), trio.open_nursery() as nursery:
+                # The sender hands the outbox to WhatsApp on its own task: a slow WhatsApp never delays
+                # writing (and acknowledging) the next message.
+                nursery.start_soon(self._sender)
                 task_status.started(handle)
                 while True:
                     with trio.move_on_after(self.router.idle_timeout) as idle:
                         message = await receive.receive()
                     if idle.cancelled_caught:
+                        if handle.busy_sending or self._to_flush:
+                            continue
                         break
                     handle.last_used = trio.current_time()
-                    await self._handle(message)
-            send.close()
+                    await self._dispatch(message)
+                send.close()
+                nursery.cancel_scope.cancel()
 
-    async def _handle(self, message: Any) -> None:
+    def _request_flush(self, ticket_id: int) -> None:
+        self._to_flush[ticket_id] = None
+        self._wake_sender.set()
+
+    async def _sender(self) -> None:
+        assert self._handle is not None
+        while True:
+            await self._wake_sender.wait()
+            self._wake_sender = trio.Event()
+            while self._to_flush:
+                ticket_id = next(iter(self._to_flush))
+                del self._to_flush[ticket_id]
+                self._handle.busy_sending = True
+                try:
+                    await self._flush_outbox(ticket_id)
+                finally:
+                    self._handle.busy_sending = False
+
+    async def _dispatch(self, message: Any) -> None:
         if isinstance(message, Deliver):
             if isinstance(message.event, wa.Receipt):
                 await self._on_receipt(message.event)
@@ -154,7 +182,7 @@ class TicketActor:
         elif isinstance(message, SendOut):
             await self._on_send(message)
         elif isinstance(message, FlushOutbox):
-            await self._flush_outbox(message.ticket_id)
+            self._request_flush(message.ticket_id)
         elif isinstance(message, Call):
             try:
                 result: Any = await message.fn(self)
@@ -299,7 +327,7 @@ class TicketActor:
         _answer(request.reply, message)  # durable in the outbox: the caller may go
         await self.reload(ticket["id"])
         router.publish_message("create", self.company_id, message, self.ticket)
-        await self._flush_outbox(ticket["id"])
+        self._request_flush(ticket["id"])
 
     async def _flush_outbox(self, ticket_id: int) -> None:
         """Send this ticket's pending messages, in order, while the connection is up."""
