@@ -29,6 +29,7 @@ from gateway.broker import Broker
 from gateway.registry import Registry, registered
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
+from storage.errors import NotFound
 
 log = logging.getLogger("zapgate.session")
 
@@ -216,6 +217,13 @@ class SessionActor:
                         _answer(command, SessionEnded(f"session {self.whatsapp_id} has stopped"))
 
     async def _run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
+        try:
+            await self._run_attempts(mailbox)
+        except NotFound:
+            # the connection was deleted under us: nothing left to keep connected
+            log.info("connection deleted: session ends", extra={"fields": {"whatsapp_id": self.whatsapp_id}})
+
+    async def _run_attempts(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         attempt = 0
         while True:
             started = trio.current_time()
@@ -224,7 +232,11 @@ class SessionActor:
             except _Outcome as outcome:
                 await self._finish(outcome)
                 return
+            except NotFound:
+                raise
             except Exception as error:  # a transport failure, or storage unreachable: retry this session only
+                if isinstance(error, BaseExceptionGroup) and error.subgroup(NotFound) is not None:
+                    raise NotFound(f"connection {self.whatsapp_id}") from error
                 reason = _describe(error)
                 log.warning("connection attempt failed", exc_info=not isinstance(error, wa.TransportError),
                             extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason, "attempt": attempt}})

@@ -48,10 +48,11 @@ async def create_whatsapp(db: Database, company_id: int, fields: dict[str, Any],
                       is_default=bool(fields.get("is_default")))
         for text in ("greeting_message", "farewell_message", "complation_message", "out_of_hours_message"):
             params[text] = params[text] or ""
+        if params["is_default"]:
+            # clear the old default first: the partial unique index allows one per company
+            conn.execute(q.whatsapp_clear_default, {"company_id": company_id, "id": 0})
         row = conn.execute(q.whatsapp_insert, params).fetchone()
         assert row is not None
-        if params["is_default"]:
-            conn.execute(q.whatsapp_clear_default, {"company_id": company_id, "id": row["id"]})
         _set_queues(conn, q, company_id, row["id"], fields.get("queue_ids", ()))
         return _show(conn, q, company_id, row["id"])
 
