@@ -38,7 +38,7 @@ MAX_EXTRA_INFO = 100
 EXTRA_NAME = Field("str", required=True, max_len=255)
 EXTRA_VALUE = Field("str", nullable=True, max_len=10_000, strip=False)
 
-PHONE = re.compile(r"\+?[\d\s().\-]+")
+PHONE = re.compile(r"\+?[0-9\s().\-]+")  # ASCII digits only: fullwidth or Arabic-Indic ones are refused
 MIN_DIGITS, MAX_DIGITS = 8, 15
 
 
@@ -72,8 +72,6 @@ def _check_email(value: str | None) -> str:
 
 def _check_extra_info(value: Any) -> list[ExtraInfo]:
     """`extraInfo`: a list of `{name, value}` with distinct names (an `id` sent back is ignored)."""
-    if value is None:
-        return []
     if not isinstance(value, list):
         raise _invalid("extraInfo", "must be a list of {name, value}")
     if len(value) > MAX_EXTRA_INFO:
@@ -95,10 +93,12 @@ def _check_extra_info(value: Any) -> list[ExtraInfo]:
 
 async def _contact_body(*, partial: bool) -> dict[str, Any]:
     raw = await json_body()
+    if isinstance(raw.get("number"), int) and not isinstance(raw["number"], bool) and raw["number"] >= 0:
+        raw["number"] = str(raw["number"])  # API clients may send the number as a JSON number
     data = validate(raw, CONTACT_FIELDS, partial=partial)
     if "email" in data:
         data["email"] = _check_email(data["email"])
-    if "extraInfo" in raw:
+    if raw.get("extraInfo") is not None:  # absent or null: the custom fields stay as they are
         data["extraInfo"] = _check_extra_info(raw["extraInfo"])
     return data
 

@@ -531,7 +531,7 @@ WITH upserted AS (
     INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
     SELECT %(company_id)s, CASE WHEN i.name = '' THEN i.number ELSE i.name END, i.name <> '', i.number, i.email
     FROM contact_import i
-    ORDER BY i.row_number
+    ORDER BY i.number  -- rows are locked in number order: concurrent imports cannot deadlock
     ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET
         name = CASE WHEN contacts.name_set_by_agent OR NOT excluded.name_set_by_agent THEN contacts.name
                     ELSE excluded.name END,
@@ -564,3 +564,75 @@ SELECT id, company_id, name, status FROM whatsapps WHERE token = %(token)s
 
 -- name: default_whatsapp
 SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 1
+
+-- ─── tickets API ────────────────────────────────────────────────────────────────────────
+
+-- name: tickets_list
+-- One page of a ticket list, each ticket with its contact, queue, user, connection and tags (the JSON of
+-- ticket_show: keep the two in step). `/*page*/` is replaced by the page query that storage/tickets.py
+-- builds with pypika from the list's filters: it selects (id, last_message_at) of the page's tickets,
+-- parameterised, from the ticket indexes alone; only those rows are joined and turned into JSON here.
+SELECT t.*,
+       json_build_object('id', c.id, 'name', c.name, 'number', c.number, 'email', c.email, 'lid', c.lid,
+                         'profilePicUrl', c.profile_pic_url, 'isGroup', c.is_group, 'companyId', c.company_id)
+           AS contact,
+       CASE WHEN q.id IS NULL THEN NULL
+            ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END AS queue,
+       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
+       json_build_object('id', w.id, 'name', w.name, 'channel', w.channel, 'status', w.status) AS whatsapp,
+       coalesce((SELECT json_agg(json_build_object('id', tg.id, 'name', tg.name, 'color', tg.color) ORDER BY tg.name)
+                 FROM ticket_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.ticket_id = t.id), '[]'::json) AS tags
+FROM (/*page*/) AS page
+JOIN tickets t ON t.id = page.id
+JOIN contacts c ON c.id = t.contact_id
+JOIN whatsapps w ON w.id = t.whatsapp_id
+LEFT JOIN queues q ON q.id = t.queue_id
+LEFT JOIN users u ON u.id = t.user_id
+ORDER BY page.last_message_at DESC, page.id DESC
+
+-- name: ticket_viewer
+-- What a user may see of the tickets: their queues, and whether queue-less tickets too (all_ticket).
+SELECT u.id, u.all_ticket,
+       array(SELECT uq.queue_id FROM user_queues uq
+             WHERE uq.user_id = u.id AND uq.company_id = u.company_id ORDER BY uq.queue_id) AS queue_ids
+FROM users u
+WHERE u.id = %(user_id)s AND u.company_id = %(company_id)s
+
+-- name: ticket_for_change
+-- The ticket an agent changes, locked until the change commits.
+SELECT * FROM tickets WHERE id = %(id)s AND company_id = %(company_id)s FOR UPDATE
+
+-- name: ticket_other_active
+-- The contact's active (pending or open) ticket on that connection, other than ticket `id` (0: any).
+SELECT id FROM tickets
+WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s AND whatsapp_id = %(whatsapp_id)s
+  AND status IN ('pending', 'open') AND id <> %(id)s
+
+-- name: ticket_insert_by_agent
+-- An agent starts a conversation: nothing is inserted when the contact already has an active ticket on
+-- that connection (race-free on tickets_one_active_key).
+INSERT INTO tickets (company_id, contact_id, whatsapp_id, queue_id, user_id, status, is_group)
+VALUES (%(company_id)s, %(contact_id)s, %(whatsapp_id)s, %(queue_id)s, %(user_id)s, %(status)s, %(is_group)s)
+ON CONFLICT (company_id, contact_id, whatsapp_id) WHERE status IN ('pending', 'open') DO NOTHING
+RETURNING *
+
+-- name: ticket_set_assignment
+UPDATE tickets SET status = %(status)s, user_id = %(user_id)s, queue_id = %(queue_id)s, updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING *
+
+-- name: ticket_delete
+DELETE FROM tickets WHERE id = %(id)s AND company_id = %(company_id)s RETURNING id
+
+-- name: ticket_user_exists
+SELECT id FROM users WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: ticket_queue_exists
+SELECT id FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: ticket_default_whatsapp
+-- The connection a new ticket goes to when none is named: the default one, else the only one.
+SELECT id, is_default FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 2
+
+-- name: ticket_events_of
+SELECT * FROM ticket_events WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s ORDER BY created_at, id

@@ -1,0 +1,408 @@
+"""`/contacts` and `/contacts/import`: CRUD, number normalisation, search and pages, custom fields,
+the agent's name, events, tenancy, bad input, and the CSV import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from gateway.broker import Subscription
+from tests.integration.conftest import Api, Server, auth
+
+TIMEOUT = 30
+
+
+@attrs.frozen
+class Tenants:
+    admin: str  # admin (super) of company Default
+    company_id: int
+    user: str  # a plain user of Default
+    b_admin: str  # admin of company Beta
+    b_company_id: int
+
+
+@pytest.fixture
+async def tenants(api: Api) -> Tenants:
+    admin = await api.admin_token()
+    me = (await api.client.get("/auth/me", headers=auth(admin))).json()
+    await api.create_user(admin, "agent@default.test", "agent-pass-1")
+    beta = await api.create_company(admin, "Beta", "admin@beta.test", "beta-pass-1")
+    return Tenants(admin=admin, company_id=me["companyId"], user=await api.login("agent@default.test", "agent-pass-1"),
+                   b_admin=await api.login("admin@beta.test", "beta-pass-1"), b_company_id=beta["id"])
+
+
+async def create_contact(api: Api, token: str, **fields: Any) -> dict[str, Any]:
+    response = await api.client.post("/contacts", json=fields, headers=auth(token))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def contact_events(subscription: Subscription) -> list[dict[str, Any]]:
+    seen = []
+    while (event := subscription.receive_nowait()) is not None:
+        if event.name.endswith("-contact"):
+            seen.append({"name": event.name, **event.payload})
+    return seen
+
+
+SNAPSHOT_SQL = ("SELECT (SELECT coalesce(json_agg(c ORDER BY c.id), '[]') FROM contacts c), "
+                "(SELECT coalesce(json_agg(f ORDER BY f.id), '[]') FROM contact_custom_fields f)")
+
+
+async def snapshot(server: Server) -> tuple[Any, ...]:
+    return (await trio.to_thread.run_sync(server.sql, SNAPSHOT_SQL))[0]
+
+
+def insert_contacts(server: Server, company_id: int, rows: list[tuple[str, str]], *, by_agent: bool = False) -> None:
+    server.sql("INSERT INTO contacts (company_id, name, number, name_set_by_agent) "
+               "SELECT %s, name, number, %s FROM unnest(%s::text[], %s::text[]) AS r(name, number)",
+               (company_id, by_agent, [name for name, _ in rows], [number for _, number in rows]))
+
+
+# ─── CRUD ───────────────────────────────────────────────────────────────────────────────
+
+
+async def test_contact_crud_with_extra_info_and_events(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT), server.broker.subscribe(tenants.company_id) as events:
+        created = await create_contact(api, tenants.user, name="Ana Souza", number="+55 (11) 98888-7777",
+                                       email="Ana@Example.COM",
+                                       extraInfo=[{"name": "CPF", "value": "123"}, {"name": "Plan", "value": "Gold"}])
+        assert created["number"] == "5511988887777" and created["name"] == "Ana Souza"
+        assert created["email"] == "ana@example.com" and created["companyId"] == tenants.company_id
+        assert created["profilePicUrl"] == "" and created["isGroup"] is False and created["lid"] is None
+        assert [(f["name"], f["value"]) for f in created["extraInfo"]] == [("CPF", "123"), ("Plan", "Gold")]
+        assert all(isinstance(f["id"], int) for f in created["extraInfo"])
+        assert created["createdAt"] and created["updatedAt"]
+        cid = created["id"]
+
+        shown = await api.client.get(f"/contacts/{cid}", headers=auth(tenants.user))
+        assert shown.status_code == 200 and shown.json() == created
+
+        # Partial update: the number in another notation is the same number; the email is kept.
+        updated = await api.client.put(f"/contacts/{cid}", json={"name": "Ana S.", "number": "5511988887777"},
+                                       headers=auth(tenants.user))
+        assert updated.status_code == 200, updated.text
+        body = updated.json()
+        assert body["name"] == "Ana S." and body["email"] == "ana@example.com" and body["extraInfo"] == created[
+            "extraInfo"]
+        moved = await api.client.put(f"/contacts/{cid}", json={"number": "+1 415 555 0100"}, headers=auth(tenants.user))
+        assert moved.json()["number"] == "14155550100"
+        as_integer = await api.client.put(f"/contacts/{cid}", json={"number": 14155550101}, headers=auth(tenants.user))
+        assert as_integer.json()["number"] == "14155550101"
+
+        # Any user of the company may delete (as the original backend allows).
+        deleted = await api.client.delete(f"/contacts/{cid}", headers=auth(tenants.user))
+        assert deleted.status_code == 200, deleted.text
+        gone = await api.client.get(f"/contacts/{cid}", headers=auth(tenants.user))
+        assert gone.status_code == 404 and gone.json()["error"] == "ERR_NOT_FOUND"
+        assert server.sql("SELECT count(*) FROM contact_custom_fields WHERE contact_id = %s", (cid,)) == [(0,)]
+
+        seen = contact_events(events)
+        assert all(e["name"] == f"company-{tenants.company_id}-contact" for e in seen)
+        assert [e["action"] for e in seen] == ["update", "update", "update", "update", "delete"]
+        assert seen[0]["contact"] == created and seen[1]["contact"]["name"] == "Ana S."
+        assert seen[4]["contactId"] == cid
+
+
+async def test_extra_info_replaces_the_custom_fields(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        created = await create_contact(api, tenants.admin, name="Bob", number="5511977776666",
+                                       extraInfo=[{"name": "CPF", "value": "1"}, {"name": "Old", "value": "x"}])
+        cpf_id = created["extraInfo"][0]["id"]
+        # What a frontend sends back: the items with their ids, one changed, one removed, one added.
+        response = await api.client.put(f"/contacts/{created['id']}", json={
+            **created, "extraInfo": [{"id": cpf_id, "name": "CPF", "value": "2"}, {"name": "New", "value": ""}],
+        }, headers=auth(tenants.admin))
+        assert response.status_code == 200, response.text
+        fields = response.json()["extraInfo"]
+        assert [(f["name"], f["value"]) for f in fields] == [("CPF", "2"), ("New", "")]
+        assert fields[0]["id"] == cpf_id  # matched by name: the field keeps its id
+        untouched = await api.client.put(f"/contacts/{created['id']}", json={"email": "bob@x.test"},
+                                         headers=auth(tenants.admin))
+        assert untouched.json()["extraInfo"] == fields  # no extraInfo in the body: fields kept
+        null = await api.client.put(f"/contacts/{created['id']}", json={"extraInfo": None}, headers=auth(tenants.admin))
+        assert null.json()["extraInfo"] == fields  # null too
+        cleared = await api.client.put(f"/contacts/{created['id']}", json={"extraInfo": []},
+                                       headers=auth(tenants.admin))
+        assert cleared.json()["extraInfo"] == []
+        assert server.sql("SELECT count(*) FROM contact_custom_fields") == [(0,)]
+
+
+async def test_a_name_changed_by_an_agent_is_marked(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        await trio.to_thread.run_sync(insert_contacts, server, tenants.company_id, [("Push Name", "5511966665555")])
+        cid = server.sql("SELECT id FROM contacts WHERE number = '5511966665555'")[0][0]
+
+        def flag() -> bool:
+            return server.sql("SELECT name_set_by_agent FROM contacts WHERE id = %s", (cid,))[0][0]
+
+        same = await api.client.put(f"/contacts/{cid}", json={"name": "Push Name", "email": ""},
+                                    headers=auth(tenants.user))
+        assert same.status_code == 200 and flag() is False  # the form sent back unchanged: still a push name
+        renamed = await api.client.put(f"/contacts/{cid}", json={"name": "Maria (VIP)"}, headers=auth(tenants.user))
+        assert renamed.json()["name"] == "Maria (VIP)" and flag() is True
+        created = await create_contact(api, tenants.user, name="Typed", number="5511955554444")
+        assert server.sql("SELECT name_set_by_agent FROM contacts WHERE id = %s", (created["id"],)) == [(True,)]
+
+
+async def test_an_unchanged_group_number_is_accepted_back(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        group = "120363025246125486"  # a group's id: longer than a phone number
+        cid = server.sql("INSERT INTO contacts (company_id, name, number, is_group) VALUES (%s, 'Group', %s, true) "
+                         "RETURNING id", (tenants.company_id, group))[0][0]
+        shown = (await api.client.get(f"/contacts/{cid}", headers=auth(tenants.user))).json()
+        assert shown["isGroup"] is True
+        response = await api.client.put(f"/contacts/{cid}", json={**shown, "email": "group@x.test"},
+                                        headers=auth(tenants.user))
+        assert response.status_code == 200, response.text
+        assert response.json()["number"] == group
+
+
+async def test_duplicate_numbers_are_409(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        await create_contact(api, tenants.admin, name="First", number="5511988881111")
+        second = await create_contact(api, tenants.admin, name="Second", number="5511988882222")
+        before = await snapshot(server)
+        again = await api.client.post("/contacts", json={"name": "Again", "number": "+55 11 98888-1111"},
+                                      headers=auth(tenants.admin))
+        assert again.status_code == 409 and again.json()["error"] == "ERR_DUPLICATED_CONTACT"
+        taken = await api.client.put(f"/contacts/{second['id']}", json={"number": "(55) 11 988881111",
+                                                                        "extraInfo": [{"name": "a", "value": "b"}]},
+                                     headers=auth(tenants.admin))
+        assert taken.status_code == 409 and taken.json()["error"] == "ERR_DUPLICATED_CONTACT"
+        assert await snapshot(server) == before  # the custom field of the refused update is not kept
+        # Another company may hold the same number.
+        await create_contact(api, tenants.b_admin, name="Elsewhere", number="5511988881111")
+
+
+# ─── list: search and pages ─────────────────────────────────────────────────────────────
+
+
+async def test_list_searches_name_and_number_and_paginates(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        rows = [(f"Cliente {index:02d}", f"55119{index:08d}") for index in range(45)]
+        rows += [("ÁGATA Lima", "5521912345678"), ("zeca", "5531900000001"), ("50%_off", "5531900000002")]
+        await trio.to_thread.run_sync(insert_contacts, server, tenants.company_id, rows)
+        await trio.to_thread.run_sync(insert_contacts, server, tenants.b_company_id, [("Cliente B", "5511900000001")])
+        headers = auth(tenants.user)
+
+        first = (await api.client.get("/contacts", headers=headers)).json()
+        assert first["count"] == 48 and first["hasMore"] is True and len(first["contacts"]) == 20
+        third = (await api.client.get("/contacts?pageNumber=3", headers=headers)).json()
+        assert len(third["contacts"]) == 8 and third["hasMore"] is False
+        past = (await api.client.get("/contacts?pageNumber=9", headers=headers)).json()
+        assert past == {"contacts": [], "count": 48, "hasMore": False}
+        everyone = [c for p in (1, 2, 3)
+                    for c in (await api.client.get(f"/contacts?pageNumber={p}", headers=headers)).json()["contacts"]]
+        assert len({c["id"] for c in everyone}) == 48
+        # By lower(name) (where "Á" falls follows the database's collation), ties by id.
+        ascii_names = [c["name"] for c in everyone if c["name"].isascii()]
+        assert ascii_names == sorted(ascii_names, key=str.lower) and ascii_names[0] == "50%_off"
+        assert all(c["companyId"] == tenants.company_id for c in everyone)  # never Beta's rows
+
+        async def search(term: str) -> dict[str, Any]:
+            response = await api.client.get("/contacts", params={"searchParam": term}, headers=headers)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        assert (await search("CLIENTE 1"))["count"] == 10
+        assert [c["name"] for c in (await search("ágata"))["contacts"]] == ["ÁGATA Lima"]
+        assert [c["name"] for c in (await search("+55 (21) 91234"))["contacts"]] == ["ÁGATA Lima"]
+        assert [c["name"] for c in (await search("5531900000001"))["contacts"]] == ["zeca"]
+        assert [c["name"] for c in (await search("%_"))["contacts"]] == ["50%_off"]  # % and _ are literal
+        assert (await search("cliente b"))["count"] == 0  # Beta's contact
+        empty = await search("nobody")
+        assert empty == {"contacts": [], "count": 0, "hasMore": False}
+        bad_page = await api.client.get("/contacts?pageNumber=0", headers=headers)
+        assert bad_page.status_code == 400 and bad_page.json()["field"] == "pageNumber"
+
+
+# ─── tenancy ────────────────────────────────────────────────────────────────────────────
+
+
+async def test_contacts_of_another_company_are_404(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        own = await create_contact(api, tenants.admin, name="Own", number="5511911112222")
+        foreign = await create_contact(api, tenants.b_admin, name="Foreign", number="5511933334444",
+                                       extraInfo=[{"name": "k", "value": "v"}])
+        before = await snapshot(server)
+        for token in (tenants.admin, tenants.user):
+            for method, body in (("GET", None), ("PUT", {"name": "Stolen", "extraInfo": []}), ("DELETE", None)):
+                response = await api.client.request(method, f"/contacts/{foreign['id']}", json=body,
+                                                     headers=auth(token))
+                assert response.status_code == 404, (method, response.text)
+                assert response.json()["error"] == "ERR_NOT_FOUND"
+            listed = (await api.client.get("/contacts", headers=auth(token))).json()
+            assert [c["id"] for c in listed["contacts"]] == [own["id"]] and listed["count"] == 1
+        refused = await upload(api, tenants.user, b"name,number\nX,5511900001111\n")
+        assert refused.status_code == 403 and refused.json()["error"] == "ERR_NO_PERMISSION"
+        assert (await api.client.get("/contacts")).status_code == 401
+        assert (await api.client.get("/contacts/not-an-id", headers=auth(tenants.admin))).status_code == 404
+        assert await snapshot(server) == before
+
+
+# ─── bad input ──────────────────────────────────────────────────────────────────────────
+
+GOOD = {"name": "Valid", "number": "5511988887777"}
+BAD_CONTACTS = {
+    "name missing": ({"number": "5511988887777"}, "name"),
+    "name empty": ({**GOOD, "name": " "}, "name"),
+    "name too long": ({**GOOD, "name": "x" * 256}, "name"),
+    "name a list": ({**GOOD, "name": ["a"]}, "name"),
+    "number missing": ({"name": "Valid"}, "number"),
+    "number empty": ({**GOOD, "number": ""}, "number"),
+    "number too short": ({**GOOD, "number": "1234567"}, "number"),
+    "number too long": ({**GOOD, "number": "1234567890123456"}, "number"),
+    "number with letters": ({**GOOD, "number": "55 11 CALL-NOW"}, "number"),
+    "number a JID": ({**GOOD, "number": "5511988887777@s.whatsapp.net"}, "number"),
+    "number fullwidth digits": ({**GOOD, "number": "\uff15\uff15\uff11\uff11\uff19\uff18\uff18\uff18\uff18"}, "number"),
+    "number a boolean": ({**GOOD, "number": True}, "number"),
+    "number a negative integer": ({**GOOD, "number": -5511988887777}, "number"),
+    "email invalid": ({**GOOD, "email": "not-an-email"}, "email"),
+    "email too long": ({**GOOD, "email": "a" * 250 + "@x.com"}, "email"),
+    "extraInfo an object": ({**GOOD, "extraInfo": {"name": "a"}}, "extraInfo"),
+    "extraInfo item a string": ({**GOOD, "extraInfo": ["a"]}, "extraInfo[0]"),
+    "extraInfo name missing": ({**GOOD, "extraInfo": [{"value": "a"}]}, "extraInfo[0].name"),
+    "extraInfo name too long": ({**GOOD, "extraInfo": [{"name": "n" * 256, "value": "a"}]}, "extraInfo[0].name"),
+    "extraInfo value a number": ({**GOOD, "extraInfo": [{"name": "n", "value": 5}]}, "extraInfo[0].value"),
+    "extraInfo value too long": ({**GOOD, "extraInfo": [{"name": "n", "value": "v" * 10_001}]},
+                                 "extraInfo[0].value"),
+    "extraInfo names repeat": ({**GOOD, "extraInfo": [{"name": "n", "value": "1"}, {"name": "n", "value": "2"}]},
+                               "extraInfo[1].name"),
+    "extraInfo too many": ({**GOOD, "extraInfo": [{"name": f"n{i}", "value": ""} for i in range(101)]},
+                           "extraInfo"),
+}
+
+
+@pytest.mark.parametrize(("body", "field"), list(BAD_CONTACTS.values()), ids=list(BAD_CONTACTS))
+async def test_contact_bad_input_is_400_naming_the_field(api: Api, server: Server, tenants: Tenants,
+                                                         body: dict[str, Any], field: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        existing = await create_contact(api, tenants.user, name="Existing", number="5511900009999",
+                                        extraInfo=[{"name": "keep", "value": "me"}])
+        before = await snapshot(server)
+        created = await api.client.post("/contacts", json=body, headers=auth(tenants.user))
+        assert created.status_code == 400, created.text
+        assert created.json()["error"] == "ERR_VALIDATION" and created.json()["field"] == field
+        if field.split("[")[0] in body:  # a partial update may leave out any field
+            changed = await api.client.put(f"/contacts/{existing['id']}", json=body, headers=auth(tenants.user))
+            assert changed.status_code == 400, changed.text
+            assert changed.json()["field"] == field
+        assert await snapshot(server) == before
+
+
+# ─── CSV import ─────────────────────────────────────────────────────────────────────────
+
+
+async def upload(api: Api, token: str, content: bytes, filename: str = "contacts.csv") -> Any:
+    return await api.client.post("/contacts/import", files={"file": (filename, content, "text/csv")},
+                                 headers=auth(token))
+
+
+async def test_import_keeps_good_rows_and_lists_bad_ones(api: Api, server: Server, tenants: Tenants) -> None:
+    csv_text = (
+        "Name,Number,Email\n"                          # row 1: the header
+        "Ana,+55 (11) 98888-0001,ANA@x.test\n"         # 2 good
+        "Bruno,,bruno@x.test\n"                        # 3 number missing
+        "Carla,55 11 CALL,\n"                          # 4 not a number
+        "\n"                                           # 5 blank: skipped
+        '"Souza, Dani",5511988880004,\n'               # 6 good (quoted comma)
+        "Eva,5511988880001,\n"                         # 7 repeats row 2
+        "Fábio,1234,\n"                                # 8 too short
+        f"{'G' * 256},5511988880008,\n"                # 9 name too long
+        "Hugo,5511988880009,not-an-email\n"            # 10 bad email
+        ",5511988880010,\n"                            # 11 good, no name: the number is the name
+    )
+    with trio.fail_after(TIMEOUT):
+        response = await upload(api, tenants.admin, csv_text.encode())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["created"] == 3 and body["updated"] == 0 and body["errorCount"] == 6
+        assert [e["row"] for e in body["errors"]] == [3, 4, 7, 8, 9, 10]
+        assert body["errors"][0]["message"].startswith("number:") and "row 2" in body["errors"][2]["message"]
+        assert body["errors"][4]["message"].startswith("name:") and body["errors"][5]["message"].startswith("email:")
+        stored = server.sql("SELECT name, number, email, name_set_by_agent FROM contacts WHERE company_id = %s "
+                            "ORDER BY number", (tenants.company_id,))
+        assert stored == [("Ana", "5511988880001", "ana@x.test", True), ("Souza, Dani", "5511988880004", "", True),
+                          ("5511988880010", "5511988880010", "", False)]
+
+
+async def test_import_semicolons_bom_portuguese_header_and_upsert(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        agent_named = await create_contact(api, tenants.admin, name="Named By Agent", number="5511977770001",
+                                           email="old@x.test")
+        await trio.to_thread.run_sync(insert_contacts, server, tenants.company_id, [("push", "5511977770002")])
+        csv_bytes = "\ufeffNOME;Número;E-mail\r\nImported One;5511977770001;new@x.test\r\n" \
+                    "Imported Two;+55 11 97777-0002;\r\nBrand New;5511977770003;\r\n".encode()
+        response = await upload(api, tenants.admin, csv_bytes)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"created": 1, "updated": 2, "errors": [], "errorCount": 0}
+        stored = dict((row[1], row) for row in server.sql(
+            "SELECT name, number, email, name_set_by_agent FROM contacts WHERE company_id = %s", (tenants.company_id,)))
+        assert stored["5511977770001"] == ("Named By Agent", "5511977770001", "new@x.test", True)  # agent's name kept
+        assert stored["5511977770002"] == ("Imported Two", "5511977770002", "", True)  # a push name is replaced
+        assert stored["5511977770003"] == ("Brand New", "5511977770003", "", True)
+        again = await upload(api, tenants.admin, csv_bytes)  # idempotent: everything is an update now
+        assert again.json()["created"] == 0 and again.json()["updated"] == 3
+        assert server.sql("SELECT count(*) FROM contacts WHERE company_id = %s", (tenants.company_id,)) == [(3,)]
+        # Tab-separated, Windows-1252 (what spreadsheet programs save), alias "telefone".
+        latin = "nome\ttelefone\nJoão\t5511977770004\n".encode("cp1252")
+        assert (await upload(api, tenants.admin, latin)).json()["created"] == 1
+        assert server.sql("SELECT name FROM contacts WHERE number = '5511977770004'") == [("João",)]
+        # Company B's import never touches A's contacts with the same number.
+        b_import = await upload(api, tenants.b_admin, b"name,number\nB,5511977770001\n")
+        assert b_import.json()["created"] == 1
+        assert (await api.client.get(f"/contacts/{agent_named['id']}", headers=auth(tenants.admin))).json()[
+            "name"] == "Named By Agent"
+
+
+BAD_FILES = {
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01",
+    "zip": b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)),
+    "empty": b"",
+    "no number column": b"name,email\nAna,ana@x.test\n",
+    "only blank lines": b"\n\n\n",
+}
+
+
+@pytest.mark.parametrize("content", list(BAD_FILES.values()), ids=list(BAD_FILES))
+async def test_import_rejects_a_file_that_is_not_a_contacts_csv(api: Api, server: Server, tenants: Tenants,
+                                                                content: bytes) -> None:
+    with trio.fail_after(TIMEOUT):
+        before = await snapshot(server)
+        response = await upload(api, tenants.admin, content, filename="contacts.png")
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "ERR_INVALID_CSV" and response.json()["message"]
+        assert await snapshot(server) == before
+
+
+async def test_import_needs_a_file_and_caps_the_rows(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        before = await snapshot(server)
+        no_body = await api.client.post("/contacts/import", headers=auth(tenants.admin))
+        assert no_body.status_code == 400 and no_body.json()["field"] == "file"
+        other_field = await api.client.post("/contacts/import", files={"csv": ("c.csv", b"name,number\n")},
+                                            headers=auth(tenants.admin))
+        assert other_field.status_code == 400 and other_field.json()["field"] == "file"
+        as_json = await api.client.post("/contacts/import", json={"file": "name,number"}, headers=auth(tenants.admin))
+        assert as_json.status_code == 415
+        for content in (b"garbage", b"--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nname,number"):
+            broken = await api.client.post("/contacts/import", content=content, headers={
+                **auth(tenants.admin), "Content-Type": "multipart/form-data; boundary=x"})
+            assert broken.status_code == 400 and broken.json()["error"].startswith("ERR_"), broken.text
+        too_many = "name,number\n" + "".join(f"C{i},55119{i:08d}\n" for i in range(50_001))
+        response = await upload(api, tenants.admin, too_many.encode())
+        assert response.status_code == 413 and response.json()["error"] == "ERR_CSV_TOO_MANY_ROWS"
+        assert await snapshot(server) == before
+
+
+async def test_import_of_the_largest_file_allowed(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        rows = "".join(f"C{i},55119{i:08d}\n" for i in range(50_000))
+        response = await upload(api, tenants.admin, ("name,number\n" + rows).encode())
+        assert response.status_code == 200, response.text
+        assert response.json() == {"created": 50_000, "updated": 0, "errors": [], "errorCount": 0}
+        assert server.sql("SELECT count(*) FROM contacts WHERE company_id = %s", (tenants.company_id,)) == [(50_000,)]
