@@ -26,7 +26,7 @@ from gateway.broker import Broker
 from gateway.registry import Registry, registered
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
-from storage import conversations
+from storage import conversations, settings
 from storage.conversations import ContactIdentity, IncomingRow
 from storage.db import Database, Row
 from storage.media import MediaStore
@@ -37,6 +37,7 @@ log = logging.getLogger("zapgate.ticket")
 MAILBOX = 256
 IDLE_TIMEOUT = 120.0
 MAX_ALIVE = 10_000
+SETTINGS_TTL = 5.0  # seconds a company's intake settings are cached
 MEDIA_KINDS = {wa.MessageKind.IMAGE, wa.MessageKind.AUDIO, wa.MessageKind.VOICE, wa.MessageKind.VIDEO,
                wa.MessageKind.DOCUMENT, wa.MessageKind.STICKER}
 
@@ -400,6 +401,7 @@ class TicketRouter:
     _supervisor: SupervisorHandle | None = None
     _nursery: trio.Nursery | None = None
     _spawned: int = 0
+    _group_policy: dict[int, tuple[float, bool]] = attrs.field(factory=dict)
 
     async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
         supervisor = Supervisor("tickets", max_restarts=100, max_seconds=60, shutdown_timeout=8)
@@ -418,8 +420,11 @@ class TicketRouter:
     async def inbound(self, company_id: int, whatsapp_id: int, event: wa.Event) -> None:
         """The sessions' inbound sink."""
         if isinstance(event, wa.InboundMessage | wa.Receipt):
-            if isinstance(event, wa.InboundMessage) and event.chat.endswith(("@broadcast", "@newsletter")):
-                return
+            if isinstance(event, wa.InboundMessage):
+                if event.chat.endswith(("@broadcast", "@newsletter")):
+                    return
+                if event.is_group and await self._ignores_groups(company_id):
+                    return
             await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event))
         elif isinstance(event, wa.Connected) and self._nursery is not None:
             self._nursery.start_soon(self._flush_connection, company_id, whatsapp_id)
@@ -433,6 +438,16 @@ class TicketRouter:
         return await self._ask(company_id, ticket, lambda reply: Call(fn, reply))
 
     # ── plumbing ──
+
+    async def _ignores_groups(self, company_id: int) -> bool:
+        """The company setting CheckMsgIsGroup ("enabled": group messages are ignored), cached briefly."""
+        now = trio.current_time()
+        cached = self._group_policy.get(company_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        ignore = await settings.get_setting(self.db, company_id, "CheckMsgIsGroup") == "enabled"
+        self._group_policy[company_id] = (now + SETTINGS_TTL, ignore)
+        return ignore
 
     async def _ask(self, company_id: int, ticket: Row, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
