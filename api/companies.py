@@ -9,7 +9,7 @@ from api.app import deps_of
 from api.auth import hash_password, require_super
 from api.errors import BadRequest
 from api.validation import Field, body, page, path_id, search_pattern
-from storage import companies
+from storage import companies, settings
 
 blueprint = Blueprint("companies", __name__, url_prefix="/companies")
 PAGE_SIZE = 40
@@ -23,6 +23,7 @@ COMPANY_FIELDS = {
     "dueDate": Field("date", nullable=True),
     "password": Field("str", min_len=6, max_len=72, strip=False),
     "adminName": Field("str", max_len=255),
+    "connectionLimit": Field("int", minimum=0, maximum=100_000),  # 0: no limit
 }
 
 
@@ -70,7 +71,12 @@ async def update_company(company_id: str) -> Response:
     fields = {key: data[api] for api, key in (("name", "name"), ("email", "email"), ("phone", "phone"),
                                                ("document", "document"), ("status", "status"), ("dueDate", "due_date"))
               if api in data}
-    return jsonify(present.company(await companies.update_company(deps_of(current_app).db, target, fields)))
+    db = deps_of(current_app).db
+    updated = await companies.update_company(db, target, fields)
+    if "connectionLimit" in data:
+        await settings.set_setting(db, target, "connectionLimit", str(data["connectionLimit"]))
+    return jsonify({**present.company(updated),
+                    "connectionLimit": await settings.get_int_setting(db, target, "connectionLimit")})
 
 
 @blueprint.delete("/<company_id>")

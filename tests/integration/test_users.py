@@ -46,3 +46,18 @@ async def test_company_list_search_and_update(api: Api) -> None:
         assert updated.status_code == 200
         assert updated.json()["phone"] == "5511999990000" and updated.json()["dueDate"] == "2027-01-31"
         assert updated.json()["name"] == "Padaria Pão Quente"
+
+
+async def test_super_admin_sets_another_companys_connection_limit(api: Api) -> None:
+    with trio.fail_after(30):
+        token = await api.admin_token()
+        created = await api.create_company(token, "Loja Limitada", "dono@loja.test")
+        limited = await api.client.put(f"/companies/{created['id']}", json={"connectionLimit": 1}, headers=auth(token))
+        assert limited.status_code == 200 and limited.json()["connectionLimit"] == 1
+        owner = await api.login("dono@loja.test", "company-pass-1")
+        first = await api.client.post("/whatsapp", json={"name": "a", "channel": "sandbox"}, headers=auth(owner))
+        assert first.status_code == 201
+        second = await api.client.post("/whatsapp", json={"name": "b", "channel": "sandbox"}, headers=auth(owner))
+        assert second.status_code == 403 and second.json()["error"] == "ERR_CONNECTION_LIMIT"
+        bad = await api.client.put(f"/companies/{created['id']}", json={"connectionLimit": -1}, headers=auth(token))
+        assert bad.status_code == 400 and bad.json()["field"] == "connectionLimit"
