@@ -48,8 +48,8 @@ async def test_multipart_files_edit_and_delete_for_everyone(api: Api, server: Se
         deleted = await api.client.delete(f"/messages/{text['id']}", headers=auth(token))
         assert deleted.status_code == 200 and deleted.json()["isDeleted"] is True
         outbox = (await api.client.get(f"/sandbox/{wid}/outbox", headers=auth(token))).json()
-        assert [o for o in outbox if o["id"] == server.sql("SELECT wid FROM messages WHERE id = %s",
-                                                            (text["id"],))[0][0]][0]["deleted"] is True
+        wid_of_text = server.sql("SELECT wid FROM messages WHERE id = %s", (text["id"],))[0][0]
+        assert next(o for o in outbox if o["id"] == wid_of_text)["deleted"] is True
 
 
 async def test_refusals_write_nothing(api: Api, server: Server) -> None:
@@ -118,3 +118,26 @@ async def test_external_api_sends_to_a_number_with_the_connection_token(api: Api
         bad = await api.client.post("/api/messages/send", json={"number": "12", "body": "x"},
                                     headers=auth(connection_token))
         assert bad.status_code == 400 and bad.json()["field"] == "number"
+
+
+async def test_another_companys_tickets_and_messages_are_404(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        ticket_id = await open_ticket(api, server, token, wid)
+        mine = (await api.client.post(f"/messages/{ticket_id}", json={"body": "meu"}, headers=auth(token))).json()
+        await wait_sql(server, "SELECT status FROM messages WHERE id = %s", (mine["id"],), [("sent",)])
+        other = await api.create_company(token, "Outra Empresa", "chefe@outra.test")
+        assert other["id"] != 1
+        intruder = await api.login("chefe@outra.test", "company-pass-1")
+        before = server.sql("SELECT id, body, is_deleted, is_edited FROM messages ORDER BY id")
+        attempts = [("GET", f"/messages/{ticket_id}", {}), ("POST", f"/messages/{ticket_id}", {"json": {"body": "x"}}),
+                    ("DELETE", f"/messages/{mine['id']}", {}),
+                    ("POST", f"/messages/edit/{mine['id']}", {"json": {"body": "hacked"}})]
+        for method, path, kwargs in attempts:
+            response = await api.client.request(method, path, headers=auth(intruder), **kwargs)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["error"].startswith("ERR_")
+        assert server.sql("SELECT id, body, is_deleted, is_edited FROM messages ORDER BY id") == before
+        no_token = await api.client.get(f"/messages/{ticket_id}")
+        assert no_token.status_code == 401
