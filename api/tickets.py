@@ -1,7 +1,291 @@
-"""Placeholder: being written."""
+"""`/tickets`: the conversations agents work — lists with the Whaticket filters, show (by id or uuid),
+start one with a contact, accept / transfer / close / reopen, delete (admins).
+
+Who sees what: admins every ticket of their company; a user the tickets of their queues, queue-less
+ones when their `allTicket` is enabled, and those assigned to them. A ticket the caller may not see
+answers 404, exactly as another company's.
+
+`GET /tickets` query parameters:
+- `status` (pending | open | closed), `searchParam` (contact name or number, last message),
+  `date` / `updatedAt` (YYYY-MM-DD: created / updated that day, in the database's time zone),
+  `withUnreadMessages=true`, `showAll=true` (without it: the caller's own tickets plus the pending ones;
+  with it: every ticket the caller may see), `queueIds`, `tags`, `users` (JSON arrays of ids:
+  `queueIds=[1,2]`, or repeated `queueIds[]=1`; `queueIds` keeps queue-less tickets in the list, as the
+  Whaticket frontends expect; `tags` keeps tickets carrying all the tags; an empty array is no filter);
+- `pageNumber` (1-based, 40 a page) — OFFSET paging, for the first pages;
+- `cursor`: the `nextCursor` of the previous answer (opaque); the next page then starts right after the
+  last ticket of that one, at the cost of any first page however deep (`pageNumber` is then ignored).
+Answer: `{tickets, count, hasMore, nextCursor}` (`count` counts every matching ticket; `nextCursor` is
+null on the last page).
+
+Every change of a ticket runs inside its conversation's TicketActor (`deps.tickets.call`), which
+re-reads the ticket after the commit and publishes `company-{id}-ticket` `update`.
+"""
 
 from __future__ import annotations
 
-from quart import Blueprint
+import json
+import logging
+import re
+import uuid
+from typing import Any
 
-blueprint = Blueprint("tickets", __name__)
+from quart import Blueprint, Response, current_app, jsonify, request
+
+from actors.ticket import SendOut, TicketActor
+from api.app import Deps, deps_of
+from api.auth import Principal, current, require_admin
+from api.errors import BadRequest, NotFound, error_response
+from api.present_tickets import ticket as present_ticket
+from api.validation import Field, check_field, json_body, page, path_id, search_pattern, validate
+from storage import conversations, tickets, whatsapps
+from storage import errors as storage_errors
+from storage.db import Row
+from storage.tickets import ACTIVE, STATUSES, Cursor, InvalidTransition, OtherActiveTicket, TicketChange
+
+log = logging.getLogger("zapgate.api.tickets")
+blueprint = Blueprint("tickets", __name__, url_prefix="/tickets")
+
+PAGE_SIZE = 40
+MAX_IDS = 500
+ID_LIST = Field("list_of_int", max_items=MAX_IDS)
+PHONE_SEARCH = re.compile(r"\+?[\d\s().\-]+")
+REFERENCE = Field("int", nullable=True, minimum=1)
+CREATE_FIELDS = {"contactId": Field("int", required=True, minimum=1), "whatsappId": REFERENCE,
+                 "queueId": REFERENCE, "userId": REFERENCE}
+UPDATE_FIELDS = {"queueId": REFERENCE, "userId": REFERENCE}
+
+
+# ─── request parsing ────────────────────────────────────────────────────────────────────
+
+def _status(value: Any, allowed: tuple[str, ...] = STATUSES) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise BadRequest(f"status: must be one of {', '.join(allowed)}", code="ERR_INVALID_STATUS", field="status")
+    return value
+
+
+def _flag(name: str) -> bool:
+    return (request.args.get(name) or "").strip().lower() in ("true", "1")
+
+
+def _id_list(name: str) -> tuple[int, ...]:
+    """A JSON array of ids in the query string (`queueIds=[1,2]`), or the repeated form `queueIds[]=1`."""
+    raw = request.args.get(name)
+    if raw is None or not raw.strip():
+        values: Any = request.args.getlist(f"{name}[]")
+    else:
+        try:
+            values = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"{name}: must be a JSON array of integers, like [1,2]", code="ERR_VALIDATION",
+                             field=name) from None
+        if isinstance(values, int) and not isinstance(values, bool):
+            values = [values]
+    return tuple(check_field(name, values, ID_LIST))
+
+
+def _day(name: str) -> Any:
+    raw = request.args.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return check_field(name, raw.strip(), Field("date"))
+
+
+def _number_search() -> str | None:
+    raw = (request.args.get("searchParam") or "").strip()
+    if raw and PHONE_SEARCH.fullmatch(raw) and any(ch.isdigit() for ch in raw):
+        return "%" + "".join(ch for ch in raw if ch.isdigit()) + "%"
+    return None
+
+
+def _filters() -> tickets.TicketFilters:
+    status = request.args.get("status")
+    return tickets.TicketFilters(
+        status=_status(status) if status else None, search=search_pattern("searchParam"),
+        number_search=_number_search(), created_on=_day("date"), updated_on=_day("updatedAt"),
+        show_all=_flag("showAll"), unread_only=_flag("withUnreadMessages"), queue_ids=_id_list("queueIds"),
+        tag_ids=_id_list("tags"), user_ids=_id_list("users"))
+
+
+def _cursor() -> Cursor | None:
+    raw = request.args.get("cursor")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return Cursor.decode(raw.strip())
+    except ValueError:
+        raise BadRequest("cursor: not a cursor this server handed out (use nextCursor as it is)",
+                         code="ERR_VALIDATION", field="cursor") from None
+
+
+# ─── helpers ────────────────────────────────────────────────────────────────────────────
+
+async def _visible(deps: Deps, principal: Principal, ticket_id: int) -> Row:
+    viewer = await tickets.load_viewer(deps.db, principal.company_id, principal.user_id, principal.is_admin)
+    return await tickets.show_visible(deps.db, viewer, ticket_id)
+
+
+def _other_active(ticket_id: int | None) -> Response:
+    which = f" ({ticket_id})" if ticket_id else ""
+    return error_response(409, "ERR_OTHER_OPEN_TICKET",
+                          f"the contact already has an open or pending ticket{which} on this connection",
+                          ticketId=ticket_id or None)
+
+
+def _invalid(error: InvalidTransition) -> BadRequest:
+    return BadRequest(str(error), code="ERR_INVALID_STATUS", field="status")
+
+
+async def _send_farewell(deps: Deps, principal: Principal, ticket: Row) -> None:
+    """The connection's farewell message, through the outbox, before the ticket closes. A failure is
+    logged and the ticket closes all the same."""
+    if ticket["is_group"]:
+        return
+    connection = await whatsapps.show_whatsapp(deps.db, principal.company_id, ticket["whatsapp_id"])
+    text = connection.get("farewell_message") or ""
+    if not text.strip():
+        return
+    body = text.replace("{{name}}", (ticket.get("contact") or {}).get("name") or "")
+    try:
+        await deps.tickets.send(principal.company_id, ticket, lambda reply: SendOut(
+            ticket_id=ticket["id"], body=body, user_id=principal.user_id, reply=reply))
+    except Exception as error:
+        log.warning("farewell message not sent; closing the ticket anyway", exc_info=error,
+                    extra={"fields": {"ticket_id": ticket["id"], "whatsapp_id": ticket["whatsapp_id"]}})
+
+
+# ─── routes ─────────────────────────────────────────────────────────────────────────────
+
+@blueprint.get("")
+async def list_tickets() -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    filters = _filters()
+    limit, offset = page(PAGE_SIZE)
+    after = _cursor()
+    result = await tickets.list_tickets(deps.db, principal.company_id, principal.user_id, principal.is_admin,
+                                        filters, limit=limit, offset=offset, after=after)
+    return jsonify({"tickets": [present_ticket(row) for row in result.rows], "count": result.count,
+                    "hasMore": result.has_more,
+                    "nextCursor": result.next_cursor.encode() if result.next_cursor else None})
+
+
+@blueprint.get("/<ticket_id>")
+async def show_ticket(ticket_id: str) -> Response:
+    principal = current()
+    row = await _visible(deps_of(current_app), principal, path_id(ticket_id, "ticket"))
+    return jsonify(present_ticket(row))
+
+
+@blueprint.get("/u/<ticket_uuid>")
+async def show_ticket_by_uuid(ticket_uuid: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    try:
+        parsed = uuid.UUID(ticket_uuid)
+    except ValueError:
+        raise NotFound(f"ticket {ticket_uuid!r} not found") from None
+    ticket_id = await conversations.ticket_id_by_uuid(deps.db, principal.company_id, str(parsed))
+    return jsonify(present_ticket(await _visible(deps, principal, ticket_id)))
+
+
+@blueprint.post("")
+async def create_ticket() -> Response | tuple[Response, int]:
+    """An agent starts a conversation with a contact: open and theirs (or pending), on the connection named
+    or the company's default one."""
+    principal = current()
+    deps = deps_of(current_app)
+    raw = await json_body()
+    data = validate(raw, CREATE_FIELDS)
+    status = _status(raw.get("status") or "open", ACTIVE)
+    contact = await deps.db.fetch_one(deps.db.q.contact_get, {"id": data["contactId"],
+                                                              "company_id": principal.company_id})
+    if contact is None:
+        raise NotFound(f"contact {data['contactId']} not found")
+    whatsapp_id = data.get("whatsappId")
+    if whatsapp_id is not None:
+        whatsapp_id = (await whatsapps.show_whatsapp(deps.db, principal.company_id, whatsapp_id))["id"]
+    else:
+        whatsapp_id = await tickets.default_whatsapp(deps.db, principal.company_id)
+        if whatsapp_id is None:
+            raise BadRequest("no default connection: name one in whatsappId", code="ERR_NO_DEF_WAPP_FOUND",
+                             field="whatsappId")
+    user_id = data.get("userId")
+    if status == "open" and user_id is None:
+        user_id = principal.user_id
+
+    async def start(actor: TicketActor) -> Row:
+        row = await tickets.open_ticket(deps.db, principal.company_id, contact=contact, whatsapp_id=whatsapp_id,
+                                        status=status, user_id=user_id, queue_id=data.get("queueId"))
+        return await actor.reload(row["id"])
+
+    route = {"whatsapp_id": whatsapp_id, "contact_id": contact["id"], "contact": contact}
+    try:
+        shown = await deps.tickets.call(principal.company_id, route, start)
+    except OtherActiveTicket as error:
+        return _other_active(error.ticket_id)
+    except storage_errors.Conflict as error:
+        if error.constraint == "tickets_one_active_key":
+            return _other_active(None)
+        raise
+    return jsonify(present_ticket(shown)), 201
+
+
+@blueprint.put("/<ticket_id>")
+async def update_ticket(ticket_id: str) -> Response:
+    """Accept, transfer, close (with the connection's farewell message), reopen: see
+    `storage.tickets.plan_change` for the status machine and the ticket_events each change writes."""
+    principal = current()
+    deps = deps_of(current_app)
+    ticket = await _visible(deps, principal, path_id(ticket_id, "ticket"))
+    raw = await json_body()
+    data = validate(raw, UPDATE_FIELDS)
+    change = TicketChange(status=_status(raw["status"]) if raw.get("status") is not None else None,
+                          set_user="userId" in data, user_id=data.get("userId"),
+                          set_queue="queueId" in data, queue_id=data.get("queueId"))
+    try:
+        # Planned here on the row just read, so that nonsense is refused before anything is sent; planned
+        # again inside the actor on the locked row, which is what counts.
+        plan = tickets.plan_change(ticket, change, principal.user_id)
+    except InvalidTransition as error:
+        raise _invalid(error) from None
+    await tickets.check_targets(deps.db, principal.company_id,
+                                plan.user_id if plan.user_id != ticket["user_id"] else None,
+                                plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
+    if plan.status == "closed" and ticket["status"] != "closed":
+        await _send_farewell(deps, principal, ticket)
+
+    async def apply(actor: TicketActor) -> Row:
+        await tickets.change_ticket(deps.db, principal.company_id, ticket["id"], change, principal.user_id)
+        return await actor.reload(ticket["id"])
+
+    try:
+        shown = await deps.tickets.call(principal.company_id, ticket, apply)
+    except InvalidTransition as error:
+        raise _invalid(error) from None
+    except OtherActiveTicket as error:
+        return _other_active(error.ticket_id)
+    except storage_errors.Conflict as error:
+        if error.constraint == "tickets_one_active_key":
+            return _other_active(None)
+        raise
+    return jsonify(present_ticket(shown))
+
+
+@blueprint.delete("/<ticket_id>")
+async def delete_ticket(ticket_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    # Looked up first, in the caller's company: another tenant's id is a 404 whatever the caller's role.
+    ticket = await conversations.show_ticket(deps.db, principal.company_id, path_id(ticket_id, "ticket"))
+    require_admin()
+
+    async def remove(actor: TicketActor) -> None:
+        await tickets.delete_ticket(deps.db, principal.company_id, ticket["id"])
+        if actor.ticket is not None and actor.ticket["id"] == ticket["id"]:
+            actor.ticket = None  # the conversation's next message opens a new ticket
+
+    await deps.tickets.call(principal.company_id, ticket, remove)
+    deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",
+                        {"action": "delete", "ticketId": ticket["id"]})
+    return jsonify({"message": "ticket deleted"})

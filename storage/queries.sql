@@ -633,6 +633,3 @@ SELECT id FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
 -- name: ticket_default_whatsapp
 -- The connection a new ticket goes to when none is named: the default one, else the only one.
 SELECT id, is_default FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 2
-
--- name: ticket_events_of
-SELECT * FROM ticket_events WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s ORDER BY created_at, id

@@ -1,0 +1,455 @@
+"""Tickets as agents work them: the filtered lists, who may see what, a conversation started by an agent,
+the status machine (accept, transfer, close, reopen) with its `ticket_events`, and deletion.
+
+Lists are the one genuinely dynamic query of the tickets: pypika builds the page query from the filters
+(always with `%(name)s` parameters, never values in the text), and the static `tickets_list` query of
+queries.sql turns that page into JSON. The page query is shaped for the indexes:
+
+- with a status, one ordered scan of `tickets_status_idx (company_id, status, last_message_at DESC, id DESC)`
+  (or `tickets_user_idx` when only the caller's own tickets of that status are listed) that stops after
+  the page;
+- without a status, one such scan per status, merged (`UNION ALL` of ordered, limited branches: a Merge
+  Append), instead of sorting every ticket of the company;
+- keyset pagination (`Cursor`: `(last_message_at, id) < (…, …)`) is an index condition, so any page
+  costs the same; `pageNumber` (OFFSET) is fine for the first pages only.
+
+The count is a second statement with the same filters (and no cursor), in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import psycopg
+from pypika import Criterion, CustomFunction, Field, Order, Query, Table, Tuple
+from pypika import functions as fn
+from pypika.queries import QueryBuilder
+from pypika.terms import PyformatParameter, Term
+
+from storage.db import Database, Row
+from storage.errors import Conflict, NotFound, StorageError
+
+STATUSES = ("pending", "open", "closed")
+ACTIVE = ("pending", "open")
+PAGE_MARKER = "/*page*/"
+
+_T = Table("tickets", alias="t")
+_C = Table("contacts", alias="c")
+_TT = Table("ticket_tags", alias="tt")
+_ANY = CustomFunction("ANY", ["values"])
+
+
+def _p(name: str) -> Term:
+    return PyformatParameter(name)
+
+
+# ─── errors ─────────────────────────────────────────────────────────────────────────────
+
+class InvalidTransition(StorageError):
+    """The requested change makes no sense for the ticket's status."""
+
+
+class OtherActiveTicket(Conflict):
+    """The contact already has an active (pending or open) ticket on that connection."""
+
+    def __init__(self, ticket_id: int) -> None:
+        super().__init__(f"the contact already has an active ticket ({ticket_id}) on this connection",
+                         "tickets_one_active_key")
+        self.ticket_id = ticket_id
+
+
+# ─── who sees what ──────────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class Viewer:
+    """A caller as the ticket rules see them. Admins see every ticket of their company; a user sees the
+    tickets of their queues, queue-less ones when `all_ticket` is enabled, and those assigned to them."""
+
+    user_id: int
+    company_id: int
+    is_admin: bool
+    all_ticket: bool = False
+    queue_ids: tuple[int, ...] = ()
+
+    def can_see(self, ticket: Row) -> bool:
+        if self.is_admin:
+            return True
+        queue_id = ticket["queue_id"]
+        return (ticket["user_id"] == self.user_id or (queue_id is not None and queue_id in self.queue_ids)
+                or (queue_id is None and self.all_ticket))
+
+
+def _load_viewer(conn: psycopg.Connection[Row], q: Any, company_id: int, user_id: int, is_admin: bool) -> Viewer:
+    if is_admin:
+        return Viewer(user_id, company_id, True)
+    row = conn.execute(q.ticket_viewer, {"user_id": user_id, "company_id": company_id}).fetchone()
+    if row is None:  # deleted meanwhile: their own tickets at most (there are none left)
+        return Viewer(user_id, company_id, False)
+    return Viewer(user_id, company_id, False, row["all_ticket"] == "enable", tuple(row["queue_ids"]))
+
+
+async def load_viewer(db: Database, company_id: int, user_id: int, is_admin: bool) -> Viewer:
+    if is_admin:
+        return Viewer(user_id, company_id, True)
+    return await db.run(lambda conn: _load_viewer(conn, db.q, company_id, user_id, is_admin))
+
+
+async def show_visible(db: Database, viewer: Viewer, ticket_id: int) -> Row:
+    """The ticket (ticket_show view) if the viewer may see it; NotFound otherwise, as for another
+    company's ticket."""
+    row = await db.fetch_one(db.q.ticket_show, {"id": ticket_id, "company_id": viewer.company_id})
+    if row is None or not viewer.can_see(row):
+        raise NotFound(f"ticket {ticket_id}")
+    return row
+
+
+# ─── lists ──────────────────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class TicketFilters:
+    """The filters of `GET /tickets`; None (or an empty tuple) is "no filter"."""
+
+    status: str | None = None
+    search: str | None = None  # a LIKE pattern (case-insensitive, own wildcards escaped): contact name, last message
+    number_search: str | None = None  # a LIKE pattern of digits for the contact's number (default: search)
+    created_on: dt.date | None = None
+    updated_on: dt.date | None = None
+    show_all: bool = False  # False: the caller's own tickets, plus the pending ones
+    unread_only: bool = False
+    queue_ids: tuple[int, ...] = ()  # these queues, plus queue-less tickets (the frontends expect them)
+    tag_ids: tuple[int, ...] = ()  # tickets carrying every one of these tags
+    user_ids: tuple[int, ...] = ()  # tickets assigned to one of these users
+
+
+@attrs.frozen
+class Cursor:
+    """Where a keyset page starts: after the ticket (last_message_at, id), in list order."""
+
+    at: dt.datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = f"{self.at.isoformat()},{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """The cursor an earlier page handed out; ValueError when it is not one."""
+        if not text or len(text) > 200:
+            raise ValueError("not a cursor")
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            at_text, id_text = raw.rsplit(",", 1)
+            at = dt.datetime.fromisoformat(at_text)
+            ticket_id = int(id_text)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise ValueError("not a cursor") from None
+        if at.tzinfo is None or not 0 < ticket_id < 2**63:
+            raise ValueError("not a cursor")
+        return cls(at, ticket_id)
+
+
+@attrs.frozen
+class TicketPage:
+    rows: list[Row]
+    count: int
+    has_more: bool
+    next_cursor: Cursor | None
+
+
+@attrs.frozen
+class ListQuery:
+    """The SQL of one list request: the page (with its JSON) and the count, and their parameters."""
+
+    page_sql: str
+    count_sql: str
+    params: dict[str, Any]
+
+
+def _criteria(viewer: Viewer, filters: TicketFilters, status: str | None, params: dict[str, Any]) -> list[Criterion]:
+    """The WHERE of one scan: `status` is the branch's status (None: every status, as the count needs)."""
+    t = _T
+    where: list[Criterion] = [t.company_id == _p("company_id")]
+    params["company_id"] = viewer.company_id
+    if status is not None:
+        where.append(t.status == _p(f"status_{status}"))
+        params[f"status_{status}"] = status
+    if not viewer.is_admin:
+        params["viewer_id"] = viewer.user_id
+        sees: Criterion = t.user_id == _p("viewer_id")
+        if viewer.queue_ids:
+            params["viewer_queue_ids"] = list(viewer.queue_ids)
+            sees = sees | (t.queue_id == _ANY(_p("viewer_queue_ids")))
+        if viewer.all_ticket:
+            sees = sees | t.queue_id.isnull()
+        where.append(sees)
+    if not filters.show_all:
+        # The caller's own tickets, and the pending ones (waiting for anybody to accept them).
+        params["viewer_id"] = viewer.user_id
+        if status is None:
+            params["status_pending"] = "pending"
+            where.append((t.user_id == _p("viewer_id")) | (t.status == _p("status_pending")))
+        elif status != "pending":
+            where.append(t.user_id == _p("viewer_id"))
+    if filters.search is not None:
+        # Contacts by name (or number) first, then their tickets; lower() LIKE is much cheaper than ILIKE
+        # under a non-C collation. No index serves `%text%`: a search scans (pg_trgm would fix that).
+        params["search"] = filters.search
+        params["number_search"] = filters.number_search or filters.search
+        named = fn.Lower(_C.name).like(fn.Lower(_p("search"))) | _C.number.like(_p("number_search"))
+        contacts = Query.from_(_C).select(_C.id).where((_C.company_id == _p("company_id")) & named)
+        where.append(t.contact_id.isin(contacts) | fn.Lower(t.last_message).like(fn.Lower(_p("search"))))
+    if filters.created_on is not None:
+        params["created_on"] = filters.created_on
+        day = fn.Cast(_p("created_on"), "DATE")
+        where.append((t.created_at >= day) & (t.created_at < day + 1))
+    if filters.updated_on is not None:
+        params["updated_on"] = filters.updated_on
+        day = fn.Cast(_p("updated_on"), "DATE")
+        where.append((t.updated_at >= day) & (t.updated_at < day + 1))
+    if filters.unread_only:
+        where.append(t.unread_messages > 0)
+    if filters.queue_ids:
+        params["queue_ids"] = sorted(set(filters.queue_ids))
+        where.append((t.queue_id == _ANY(_p("queue_ids"))) | t.queue_id.isnull())
+    if filters.user_ids:
+        params["user_ids"] = sorted(set(filters.user_ids))
+        where.append(t.user_id == _ANY(_p("user_ids")))
+    if filters.tag_ids:
+        tags = sorted(set(filters.tag_ids))
+        params["tag_ids"], params["tag_count"] = tags, len(tags)
+        carried = (Query.from_(_TT).select(fn.Count("*"))
+                   .where(_TT.ticket_id == t.id).where(_TT.tag_id == _ANY(_p("tag_ids"))))
+        where.append(_p("tag_count") == carried)
+    return where
+
+
+def _scan(viewer: Viewer, filters: TicketFilters, status: str | None, params: dict[str, Any],
+          after: Cursor | None) -> QueryBuilder:
+    query = Query.from_(_T)
+    where = _criteria(viewer, filters, status, params)
+    if after is not None:
+        params["after_at"], params["after_id"] = after.at, after.id
+        where.append(Tuple(_T.last_message_at, _T.id) < Tuple(_p("after_at"), _p("after_id")))
+    return query.select(_T.id, _T.last_message_at).where(Criterion.all(where))
+
+
+def _newest_first(query: QueryBuilder, *, qualified: bool) -> QueryBuilder:
+    at, ticket_id = (_T.last_message_at, _T.id) if qualified else (Field("last_message_at"), Field("id"))
+    return query.orderby(at, order=Order.desc).orderby(ticket_id, order=Order.desc)
+
+
+def build_list_query(viewer: Viewer, filters: TicketFilters, *, limit: int, offset: int = 0,
+                     after: Cursor | None = None) -> ListQuery:
+    """The page query fetches `limit + 1` rows (the extra one tells whether there is more).
+
+    LIMIT and OFFSET are written as integers (they are ours, not the client's text): a prepared
+    statement's generic plan with a parameter there would guess the row count and may sort instead of
+    walking the index.
+    """
+    if not isinstance(limit, int) or not isinstance(offset, int) or limit < 1 or offset < 0:
+        raise ValueError("limit and offset must be integers")
+    if after is not None:
+        offset = 0
+    params: dict[str, Any] = {}
+    # One ordered scan per status, merged; a search scans anyway (no index serves `%text%`): once.
+    statuses = STATUSES if filters.status is None and filters.search is None else (filters.status,)
+    branches = [_newest_first(_scan(viewer, filters, status, params, after), qualified=True) for status in statuses]
+    if len(branches) == 1:
+        page = branches[0].limit(limit + 1).offset(offset) if offset else branches[0].limit(limit + 1)
+    else:
+        merged = branches[0].limit(offset + limit + 1)
+        for branch in branches[1:]:
+            merged = merged.union_all(branch.limit(offset + limit + 1))
+        page = _newest_first(merged, qualified=False).limit(limit + 1)
+        if offset:
+            page = page.offset(offset)
+    counted = _criteria(viewer, filters, filters.status, params)
+    count = Query.from_(_T).select(fn.Count("*").as_("n")).where(Criterion.all(counted))
+    return ListQuery(page.get_sql(), count.get_sql(), params)
+
+
+async def list_tickets(db: Database, company_id: int, user_id: int, is_admin: bool, filters: TicketFilters, *,
+                       limit: int, offset: int = 0, after: Cursor | None = None) -> TicketPage:
+    """One page of tickets the caller may see, newest activity first, with the total count: three
+    statements (the caller's queues, the page with its JSON, the count) on one connection."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> TicketPage:
+        viewer = _load_viewer(conn, q, company_id, user_id, is_admin)
+        built = build_list_query(viewer, filters, limit=limit, offset=offset, after=after)
+        rows = conn.execute(q.tickets_list.replace(PAGE_MARKER, built.page_sql), built.params).fetchall()
+        count_row = conn.execute(built.count_sql, built.params).fetchone()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = Cursor(rows[-1]["last_message_at"], rows[-1]["id"]) if has_more and rows else None
+        return TicketPage(rows, count_row["n"] if count_row else 0, has_more, cursor)
+
+    return await db.run(work)
+
+
+# ─── changes ────────────────────────────────────────────────────────────────────────────
+
+@attrs.frozen
+class TicketChange:
+    """What `PUT /tickets/:id` asks for; user and queue change only when their `set_` flag is on
+    (None then means "nobody" / "no queue")."""
+
+    status: str | None = None
+    set_user: bool = False
+    user_id: int | None = None
+    set_queue: bool = False
+    queue_id: int | None = None
+
+
+@attrs.frozen
+class Plan:
+    status: str
+    user_id: int | None
+    queue_id: int | None
+    events: tuple[str, ...]  # ticket_events kinds, in order
+
+    def changes(self, ticket: Row) -> bool:
+        return (self.status, self.user_id, self.queue_id) != (ticket["status"], ticket["user_id"], ticket["queue_id"])
+
+
+def plan_change(ticket: Row, change: TicketChange, caller_id: int) -> Plan:
+    """The status machine. pending→open accepts (taken by the caller unless a user is named); →closed
+    closes; closed→pending|open reopens (open: taken by the caller unless named); a changed queue or user
+    otherwise is a transfer (open→pending gives the ticket back to its queue: a transfer too)."""
+    old = ticket["status"]
+    new = change.status or old
+    if new not in STATUSES:
+        raise InvalidTransition(f"status must be one of {', '.join(STATUSES)}")
+    user_id = change.user_id if change.set_user else ticket["user_id"]
+    queue_id = change.queue_id if change.set_queue else ticket["queue_id"]
+    events: list[str] = []
+    if old == "closed" and new == "closed":
+        if (user_id, queue_id) != (ticket["user_id"], ticket["queue_id"]):
+            raise InvalidTransition("a closed ticket cannot be transferred; reopen it first")
+        return Plan(new, user_id, queue_id, ())
+    assigns = False  # the status change itself decides the user: no transfer event for it
+    if old == "pending" and new == "open":
+        events.append("accepted")
+        assigns = True
+    elif old == "closed":
+        events.append("reopened")
+        assigns = True
+    elif new == "closed":
+        events.append("closed")
+        assigns = True
+    if new == "open" and user_id is None:
+        if not assigns and change.set_user:
+            raise InvalidTransition("an open ticket needs a user; set status pending to give it back to its queue")
+        user_id = caller_id
+    moved = queue_id != ticket["queue_id"] or (not assigns and user_id != ticket["user_id"]) or \
+        (old == "open" and new == "pending")
+    if moved:  # a transfer comes before a close (it happened first), after an accept or a reopen
+        events.insert(0 if new == "closed" else len(events), "transferred")
+    return Plan(new, user_id, queue_id, tuple(events))
+
+
+def _check_targets(conn: psycopg.Connection[Row], q: Any, company_id: int, user_id: int | None,
+                   queue_id: int | None) -> None:
+    if user_id is not None and conn.execute(q.ticket_user_exists, {"id": user_id,
+                                                                   "company_id": company_id}).fetchone() is None:
+        raise NotFound(f"user {user_id}")
+    if queue_id is not None and conn.execute(q.ticket_queue_exists, {"id": queue_id,
+                                                                     "company_id": company_id}).fetchone() is None:
+        raise NotFound(f"queue {queue_id}")
+
+
+async def check_targets(db: Database, company_id: int, user_id: int | None, queue_id: int | None) -> None:
+    """NotFound unless the user and the queue (each when not None) belong to the company."""
+    if user_id is not None or queue_id is not None:
+        await db.run(lambda conn: _check_targets(conn, db.q, company_id, user_id, queue_id))
+
+
+def _record(conn: psycopg.Connection[Row], q: Any, ticket: Row, kinds: Sequence[str]) -> None:
+    """ticket_events rows: each carries the ticket's user, queue and connection after the change."""
+    for kind in kinds:
+        conn.execute(q.ticket_event_insert, {"company_id": ticket["company_id"], "ticket_id": ticket["id"],
+                                             "kind": kind, "user_id": ticket["user_id"],
+                                             "queue_id": ticket["queue_id"], "whatsapp_id": ticket["whatsapp_id"]})
+
+
+@attrs.frozen
+class Changed:
+    ticket: Row  # the tickets row after the change
+    events: tuple[str, ...]
+
+
+async def change_ticket(db: Database, company_id: int, ticket_id: int, change: TicketChange,
+                        caller_id: int) -> Changed:
+    """Apply a change (locked row, planned on its current state), with its events, in one transaction.
+    Run it inside the conversation's TicketActor. Raises NotFound (ticket, user or queue),
+    InvalidTransition, OtherActiveTicket (a reopen while the contact has another active ticket)."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> Changed:
+        ticket = conn.execute(q.ticket_for_change, {"id": ticket_id, "company_id": company_id}).fetchone()
+        if ticket is None:
+            raise NotFound(f"ticket {ticket_id}")
+        plan = plan_change(ticket, change, caller_id)
+        if not plan.changes(ticket):
+            return Changed(ticket, ())
+        _check_targets(conn, q, company_id, plan.user_id if plan.user_id != ticket["user_id"] else None,
+                       plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
+        if ticket["status"] == "closed" and plan.status in ACTIVE:
+            other = conn.execute(q.ticket_other_active, {**_key(ticket), "id": ticket_id}).fetchone()
+            if other is not None:
+                raise OtherActiveTicket(other["id"])
+        updated = conn.execute(q.ticket_set_assignment, {"id": ticket_id, "company_id": company_id,
+                                                         "status": plan.status, "user_id": plan.user_id,
+                                                         "queue_id": plan.queue_id}).fetchone()
+        assert updated is not None
+        _record(conn, q, updated, plan.events)
+        return Changed(updated, plan.events)
+
+    return await db.run(work)
+
+
+def _key(ticket: Row) -> dict[str, Any]:
+    return {"company_id": ticket["company_id"], "contact_id": ticket["contact_id"],
+            "whatsapp_id": ticket["whatsapp_id"]}
+
+
+async def open_ticket(db: Database, company_id: int, *, contact: Row, whatsapp_id: int, status: str,
+                      user_id: int | None, queue_id: int | None) -> Row:
+    """A ticket an agent starts with a contact; OtherActiveTicket when the contact already has an active
+    one on that connection. Events: `created`, and `accepted` when it starts open."""
+    if status not in ACTIVE:
+        raise InvalidTransition("a new ticket is open or pending")
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> Row:
+        _check_targets(conn, q, company_id, user_id, queue_id)
+        key = {"company_id": company_id, "contact_id": contact["id"], "whatsapp_id": whatsapp_id}
+        row = conn.execute(q.ticket_insert_by_agent, {**key, "status": status, "user_id": user_id,
+                                                      "queue_id": queue_id,
+                                                      "is_group": contact["is_group"]}).fetchone()
+        if row is None:
+            other = conn.execute(q.ticket_other_active, {**key, "id": 0}).fetchone()
+            raise OtherActiveTicket(other["id"] if other else 0)
+        _record(conn, q, row, ("created", "accepted") if status == "open" else ("created",))
+        return row
+
+    return await db.run(work)
+
+
+async def default_whatsapp(db: Database, company_id: int) -> int | None:
+    """The company's default connection, else its only one; None when there is no such single choice."""
+    rows = await db.fetch_all(db.q.ticket_default_whatsapp, {"company_id": company_id})
+    if rows and (rows[0]["is_default"] or len(rows) == 1):
+        return rows[0]["id"]
+    return None
+
+
+async def delete_ticket(db: Database, company_id: int, ticket_id: int) -> None:
+    if await db.fetch_one(db.q.ticket_delete, {"id": ticket_id, "company_id": company_id}) is None:
+        raise NotFound(f"ticket {ticket_id}")
