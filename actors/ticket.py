@@ -286,6 +286,12 @@ class TicketActor:
         self.router.publish(self.company_id, "ticket", {"action": "update",
                                                         "ticket": self.router.presenters.ticket(self.ticket)})
 
+    def forget(self, ticket_id: int) -> None:
+        """The ticket was deleted: the conversation's next message opens a new one."""
+        if self.ticket is not None and self.ticket["id"] == ticket_id:
+            self.ticket = None
+        self._to_flush.pop(ticket_id, None)
+
     async def reload(self, ticket_id: int) -> Row:
         """Re-read the ticket (after the API changed it) and announce it."""
         self.ticket = await conversations.show_ticket(self.router.db, self.company_id, ticket_id)

@@ -22,7 +22,7 @@ from api.auth import Principal, current, public
 from api.errors import ApiError, BadRequest, NotFound, Unauthorized
 from api.validation import Field, check_field, json_body, page, path_id
 from gateway.whatsapp import transport as wa
-from storage import conversations
+from storage import conversations, tickets
 from storage.conversations import ContactIdentity
 
 log = logging.getLogger("zapgate.api.messages")
@@ -37,12 +37,8 @@ KINDS = {"image": "image", "video": "video", "audio": "audio"}
 async def visible_ticket(deps: Deps, principal: Principal, raw_id: str) -> dict[str, Any]:
     """The ticket if the caller may see it; 404 otherwise (another company's, or not theirs to see)."""
     ticket_id = path_id(raw_id, "ticket")
-    if not principal.is_admin:
-        allowed = await deps.db.fetch_one(deps.db.q.ticket_visible_to, {"id": ticket_id, "user_id": principal.user_id,
-                                                                        "company_id": principal.company_id})
-        if allowed is None:
-            raise NotFound(f"ticket {ticket_id} not found")
-    return await conversations.show_ticket(deps.db, principal.company_id, ticket_id)
+    viewer = await tickets.load_viewer(deps.db, principal.company_id, principal.user_id, principal.is_admin)
+    return await tickets.show_visible(deps.db, viewer, ticket_id)  # one visibility rule for every route
 
 
 @blueprint.get("/messages/<ticket_id>")

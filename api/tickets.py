@@ -282,8 +282,7 @@ async def delete_ticket(ticket_id: str) -> Response:
 
     async def remove(actor: TicketActor) -> None:
         await tickets.delete_ticket(deps.db, principal.company_id, ticket["id"])
-        if actor.ticket is not None and actor.ticket["id"] == ticket["id"]:
-            actor.ticket = None  # the conversation's next message opens a new ticket
+        actor.forget(ticket["id"])
 
     await deps.tickets.call(principal.company_id, ticket, remove)
     deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",

@@ -545,15 +545,6 @@ FROM upserted
 
 -- ─── message API ────────────────────────────────────────────────────────────────────────
 
--- name: ticket_visible_to
--- Whether a user may see a ticket: admins all of their company's; others their queues' tickets,
--- queue-less ones when all_ticket is enabled, and those assigned to them.
-SELECT t.id FROM tickets t JOIN users u ON u.id = %(user_id)s AND u.company_id = t.company_id
-WHERE t.id = %(id)s AND t.company_id = %(company_id)s
-  AND (u.profile = 'admin' OR u.super OR t.user_id = u.id
-       OR (t.queue_id IS NULL AND u.all_ticket = 'enable')
-       OR EXISTS (SELECT 1 FROM user_queues uq WHERE uq.user_id = u.id AND uq.queue_id = t.queue_id))
-
 -- name: ticket_accept_by_sender
 UPDATE tickets SET status = 'open', user_id = %(user_id)s, updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s AND status = 'pending'
