@@ -691,6 +691,8 @@ async def _delete_while_running(api: Api) -> None:
 
 async def test_deleting_while_a_start_is_in_flight_leaves_no_crashing_session(server: Server, api: Api,
                                                                               world: World) -> None:
+    """A start racing a delete can leave a session running for a row that is gone: it must end quietly,
+    not crash-loop under the supervisor every company's sessions share (its restart budget)."""
     headers = auth(world.a_admin.token)
     with trio.fail_after(TIMEOUT):
         for n in range(5):
