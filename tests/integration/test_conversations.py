@@ -133,6 +133,8 @@ async def test_agent_reply_goes_out_through_the_outbox_and_acks_come_back(api: A
         opened = await api.client.get(f"/messages/{ticket_id}", headers=auth(token))
         assert opened.json()["messages"][0]["wid"] == first
         assert server.sql("SELECT unread_messages FROM tickets") == [(0,)]
+        state = (await api.client.get(f"/sandbox/{wid}", headers=auth(token))).json()
+        assert [entry["ids"] for entry in state["readByUs"]] == [[first]]  # read receipts went to WhatsApp
 
         quoted = {"id": opened.json()["messages"][0]["id"]}
         reply = await api.client.post(f"/messages/{ticket_id}", json={"body": "Olá Ana!", "quotedMsg": quoted},
