@@ -1,0 +1,181 @@
+"""`RealtimeServer`: the Engine.IO sessions, the Socket.IO namespaces and rooms, and fan-out to them.
+
+    RealtimeServer.run                    (started by the composition root; owns the session tasks)
+    └─ one task per Engine.IO session     heartbeat + Socket.IO dispatcher (sockets.Connection)
+    HTTP/websocket routes (routes.py)     move packets between the network and the sessions
+
+Fan-out never blocks: `emit_to_room` encodes the event once and offers it to every member's
+bounded queue; a member whose queue is full is disconnected as lagging (its client reconnects and
+refetches) and the others receive the event as usual. Sessions, rooms and sockets are all bounded
+through `RealtimeConfig`. The server knows nothing of companies or tokens: the `NamespaceHandler`
+registered by the application decides who connects where and what their events do.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from api.realtime import sio
+from api.realtime.config import RealtimeConfig
+from api.realtime.session import EngineError, EngineSession, Handshake
+from api.realtime.sockets import Connection, NamespaceHandler, Socket, TooManyRooms, new_sid
+
+if TYPE_CHECKING:
+    from quart import Blueprint
+
+log = logging.getLogger("zapgate.realtime")
+
+
+class RealtimeServer:
+    def __init__(self, config: RealtimeConfig | None = None) -> None:
+        self.config = config or RealtimeConfig()
+        self._handler: NamespaceHandler | None = None
+        self._nursery: trio.Nursery | None = None
+        self._sessions: dict[str, EngineSession] = {}
+        self._namespaces: dict[str, dict[str, Socket]] = {}  # namespace → sid → connected socket
+        self._rooms: dict[tuple[str, str], set[Socket]] = {}
+        self._closed_by_reason: collections.Counter[str] = collections.Counter()  # a handful of fixed reasons
+
+    # --- set-up ---
+
+    def register_namespace_handler(self, handler: NamespaceHandler) -> None:
+        """The handler that accepts or refuses every namespace connect (one per server)."""
+        if self._handler is not None:
+            raise RuntimeError("a namespace handler is already registered")
+        self._handler = handler
+
+    def blueprint(self) -> Blueprint:
+        """The Quart blueprint serving `config.path` (polling and websocket) for this server."""
+        from api.realtime.routes import realtime_blueprint
+
+        return realtime_blueprint(self)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve sessions until cancelled; then every session is closed ("server shutting down")."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None  # no new sessions from here on
+                for session in list(self._sessions.values()):
+                    session.close("server shutting down")  # their transports say goodbye and return
+
+    # --- for the rest of zapgate ---
+
+    def emit_to_room(self, namespace: str, room: str, event: str, *args: Any) -> int:
+        """Offer `event` to every connected socket in `room` of `namespace`; never waits.
+
+        Returns how many sockets it was queued for; laggards are disconnected instead.
+        """
+        members = self._rooms.get((namespace, room))
+        return self._fan_out(list(members), namespace, event, args) if members else 0
+
+    def emit_to_namespace(self, namespace: str, event: str, *args: Any) -> int:
+        """Offer `event` to every connected socket of `namespace`; never waits."""
+        sockets = self._namespaces.get(namespace)
+        return self._fan_out(list(sockets.values()), namespace, event, args) if sockets else 0
+
+    def close_socket(self, socket: Socket, reason: str = "server namespace disconnect") -> None:
+        """Disconnect `socket` from its namespace (e.g. its token expired); the client is told."""
+        socket.disconnect(reason)
+
+    def socket(self, namespace: str, sid: str) -> Socket | None:
+        return self._namespaces.get(namespace, {}).get(sid)
+
+    def sockets(self, namespace: str) -> list[Socket]:
+        return list(self._namespaces.get(namespace, {}).values())
+
+    def stats(self) -> dict[str, Any]:
+        return {"sessions": len(self._sessions), "sockets": sum(len(s) for s in self._namespaces.values()),
+                "rooms": len(self._rooms), "closed": dict(self._closed_by_reason)}
+
+    # --- for the routes ---
+
+    def session(self, sid: str) -> EngineSession | None:
+        return self._sessions.get(sid)
+
+    def open_session(self, handshake: Handshake) -> EngineSession:
+        """A new Engine.IO session (registered at once, so its sid is valid before this returns)."""
+        if self._nursery is None:
+            raise EngineError(3, "Realtime server not running", status=503)
+        if len(self._sessions) >= self.config.max_sessions:
+            raise EngineError(3, "Too many sessions", status=503)
+        sid = new_sid()
+        session = EngineSession(sid, self.config, handshake)
+        self._sessions[sid] = session
+        self._nursery.start_soon(self._run_session, session, Connection(self, session), name=f"realtime {sid}")
+        return session
+
+    async def _run_session(self, session: EngineSession, connection: Connection) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(session.run_heartbeat)
+                nursery.start_soon(connection.run)
+                nursery.start_soon(connection.run_connect_timeout)
+                await session.wait_closed()
+                nursery.cancel_scope.cancel()
+        except* Exception as group:  # a bug on this session's path ends this session, never the server
+            log.error("realtime session crashed", exc_info=group, extra={"fields": {"sid": session.sid}})
+            session.close("internal error")
+        finally:
+            session.close("server shutting down")  # no-op when it closed for a reason of its own
+            connection.end(session.close_reason or "server shutting down")
+            if self._sessions.get(session.sid) is session:
+                del self._sessions[session.sid]
+            self._closed_by_reason[session.close_reason or "unknown"] += 1
+
+    # --- for sockets ---
+
+    def _fan_out(self, sockets: list[Socket], namespace: str, event: str, args: tuple[Any, ...]) -> int:
+        packets = sio.encode(sio.event(namespace, event, args))
+        delivered = 0
+        for socket in sockets:
+            if socket.connected and socket.session.send_nowait(packets):
+                delivered += 1
+        return delivered
+
+    def _register(self, socket: Socket) -> None:
+        self._namespaces.setdefault(socket.namespace, {})[socket.sid] = socket
+
+    def _join(self, socket: Socket, room: str) -> None:
+        if room in socket._rooms:
+            return
+        if len(socket._rooms) >= self.config.max_rooms_per_socket:
+            raise TooManyRooms(f"a socket may join at most {self.config.max_rooms_per_socket} rooms")
+        socket._rooms.add(room)
+        self._rooms.setdefault((socket.namespace, room), set()).add(socket)
+
+    def _leave(self, socket: Socket, room: str) -> None:
+        if room not in socket._rooms:
+            return
+        socket._rooms.discard(room)
+        key = (socket.namespace, room)
+        members = self._rooms.get(key)
+        if members is not None:
+            members.discard(socket)
+            if not members:
+                del self._rooms[key]
+
+    def _forget(self, socket: Socket) -> None:
+        for room in list(socket._rooms):
+            self._leave(socket, room)
+        sockets = self._namespaces.get(socket.namespace)
+        if sockets is not None and sockets.get(socket.sid) is socket:
+            del sockets[socket.sid]
+            if not sockets:
+                del self._namespaces[socket.namespace]
+
+    def _notify_disconnected(self, socket: Socket, reason: str) -> None:
+        if self._handler is None:
+            return
+        try:
+            self._handler.disconnected(socket, reason)
+        except Exception:
+            log.exception("namespace handler's disconnected() failed",
+                          extra={"fields": {"namespace": socket.namespace}})
