@@ -22,6 +22,7 @@ from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
 from api.present_tickets import MessagePresenter
+from api.realtime import RealtimeServer
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.whatsapp.sandbox import SandboxNetwork
@@ -56,6 +57,7 @@ class Deps:
     media: MediaStore
     messages: MessagePresenter
     sandbox: SandboxNetwork | None = None
+    realtime: RealtimeServer | None = None
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
 
 
@@ -144,6 +146,8 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
+    if deps.realtime is not None:
+        app.register_blueprint(deps.realtime.blueprint())
     return app
 
 

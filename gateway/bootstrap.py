@@ -33,7 +33,9 @@ from actors.ticket import Presenters, TicketRouter
 from api import present, present_tickets
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
+from api.live import CompanyNamespaces, LiveBridge
 from api.present_tickets import MessagePresenter
+from api.realtime import RealtimeConfig, RealtimeServer
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
@@ -159,6 +161,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
     hc.keep_alive_timeout = 30
+    hc.websocket_max_message_size = config.realtime_max_payload
     # Large enough that an absurd URL (a megabyte of searchParam) reaches the app and gets a JSON 400
     # instead of h11's bare 431; h11 grows its buffer only as bytes arrive.
     hc.h11_max_incomplete_size = 2 * 1024 * 1024
@@ -217,19 +220,28 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                            presenters=Presenters(ticket=present_tickets.ticket, message=messages,
                                                  contact=present_contact))
     sessions.inbound = tickets.inbound
+    tokens = build_tokens(config)
+    realtime = RealtimeServer(RealtimeConfig(ping_interval=config.realtime_ping_interval,
+                                             ping_timeout=config.realtime_ping_timeout,
+                                             max_payload=config.realtime_max_payload))
+    namespaces = CompanyNamespaces(db, tokens, broker, offline_after=config.user_offline_after)
+    realtime.register_namespace_handler(namespaces)
+    live = LiveBridge(realtime, namespaces, broker)
     root = Supervisor("root", children=[
         ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
+        ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
+        ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
     async with trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
-        deps = Deps(config=config, db=db, tokens=build_tokens(config), throttle=build_throttle(config),
+        deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
-                    messages=messages,
+                    messages=messages, realtime=realtime,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
-                                    "tickets": tickets.stats(), "broker": broker.stats()})
+                                    "tickets": tickets.stats(), "broker": broker.stats(), "realtime": live.stats()})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)
         app: Any = create_app(deps)

@@ -65,6 +65,10 @@ class Config:
     session_max_qr_codes: int = 6
     session_reconnect_initial: float = 1.0
     session_reconnect_max: float = 60.0
+    realtime_ping_interval: float = 25.0
+    realtime_ping_timeout: float = 20.0
+    realtime_max_payload: int = 1_000_000
+    user_offline_after: float = 60.0
 
     @property
     def embedded_db(self) -> bool:
@@ -267,5 +271,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         session_max_qr_codes=_int(env, "SESSION_MAX_QR_CODES", 6, minimum=1, maximum=100),
         session_reconnect_initial=_float(env, "SESSION_RECONNECT_INITIAL", 1.0),
         session_reconnect_max=_float(env, "SESSION_RECONNECT_MAX", 60.0),
+        realtime_ping_interval=_float(env, "REALTIME_PING_INTERVAL", 25.0),
+        realtime_ping_timeout=_float(env, "REALTIME_PING_TIMEOUT", 20.0),
+        realtime_max_payload=_size(env, "REALTIME_MAX_PAYLOAD", 1_000_000),
+        user_offline_after=_float(env, "USER_OFFLINE_AFTER", 60.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )

@@ -88,6 +88,10 @@ class RealtimeServer:
     def socket(self, namespace: str, sid: str) -> Socket | None:
         return self._namespaces.get(namespace, {}).get(sid)
 
+    def namespaces(self) -> list[str]:
+        """The namespaces that have connected sockets."""
+        return list(self._namespaces)
+
     def sockets(self, namespace: str) -> list[Socket]:
         return list(self._namespaces.get(namespace, {}).values())
 

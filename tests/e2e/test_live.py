@@ -1,0 +1,169 @@
+"""The realtime contract with the stock npm socket.io-client v4 against the real zapgate app: company
+namespaces with token checks, rooms, and the events of a sandbox conversation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import trio
+
+from tests.e2e.test_socketio_client import CLIENT_DIR, node  # noqa: F401 - the fixture installs the client
+from tests.integration.conftest import Api, Server, auth, make_config, start_server
+from tests.integration.test_conversations import connected_sandbox, inbound, wait_sql
+
+TIMEOUT = 60
+
+
+class Client:
+    """One `node zapgate.mjs …` process and the JSON lines it printed."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._changed = trio.Event()
+
+    async def pump(self) -> None:
+        buffer = b""
+        assert self.process.stdout is not None
+        async for chunk in self.process.stdout:
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    self.lines.append(json.loads(line))
+                    self._changed.set()
+        self._changed.set()
+
+    async def wait_for(self, predicate: Any) -> dict[str, Any]:
+        while True:
+            for line in self.lines:
+                if predicate(line):
+                    return line
+            if self.process.returncode is not None and not any(predicate(line) for line in self.lines):
+                await trio.sleep(0.1)
+                if not any(predicate(line) for line in self.lines):
+                    raise AssertionError(f"the client ended without it: {self.lines}")
+            self._changed = trio.Event()
+            with trio.move_on_after(0.2):
+                await self._changed.wait()
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["step"] == "event" and (name is None or line["name"] == name)]
+
+    async def close(self) -> None:
+        if self.process.stdin is not None:
+            await self.process.stdin.aclose()
+        with trio.move_on_after(5):
+            await self.process.wait()
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+async def start_client(nursery: trio.Nursery, node_path: str, server: Server, namespace: str, token: str, *,
+                       transports: str = "default", how: str = "query", statuses: str = "pending",
+                       chat: str = "") -> Client:
+    process = await trio.lowlevel.open_process(
+        [node_path, str(CLIENT_DIR / "zapgate.mjs"), server.url, namespace, token, transports, how, statuses, chat],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    client = Client(process)
+    nursery.start_soon(client.pump)
+    return client
+
+
+@pytest.fixture
+async def live_server(nursery: trio.Nursery, database_url: str, tmp_path: Path) -> Server:
+    server = await start_server(nursery, make_config(tmp_path, database_url, realtime_ping_interval=5.0))
+    return server
+
+
+@pytest.mark.parametrize(("transports", "how"), [("default", "query"), ("websocket", "bearer"), ("default", "auth")])
+async def test_stock_client_receives_a_sandbox_conversation(nursery: trio.Nursery, node: str,  # noqa: F811
+                                                            live_server: Server, transports: str, how: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=live_server.url) as http:
+            api = Api(http, live_server)
+            token = await api.admin_token()
+            wid = await connected_sandbox(api, token)
+            client = await start_client(nursery, node, live_server, "/1", token, transports=transports, how=how)
+            await client.wait_for(lambda line: line["step"] == "ready")
+            await inbound(api, token, wid, **{"from": "5511977776666", "name": "Rita", "body": "olá"})
+            created = await client.wait_for(lambda line: line["step"] == "event"
+                                            and line["name"] == "company-1-appMessage")
+            assert created["payload"]["action"] == "create"
+            assert created["payload"]["message"]["body"] == "olá"
+            assert created["payload"]["ticket"]["contact"]["name"] == "Rita"
+            ticket = await client.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-ticket")
+            assert ticket["payload"]["action"] == "update" and ticket["payload"]["ticket"]["status"] == "pending"
+            if transports == "default":
+                await client.wait_for(lambda line: line["step"] == "upgrade" and line["transport"] == "websocket")
+            await client.close()
+
+
+async def test_refused_connections_get_connect_error(nursery: trio.Nursery, node: str,  # noqa: F811
+                                                     live_server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=live_server.url) as http:
+            api = Api(http, live_server)
+            token = await api.admin_token()
+            other = await api.create_company(token, "Outra", "dona@outra.test")
+            claims = jwt.decode(token, options={"verify_signature": False})
+            expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, live_server.config.jwt_secret,
+                                 algorithm="HS256")
+            cases = {"no token": ("/1", ""), "garbage": ("/1", "not-a-jwt"), "expired": ("/1", expired),
+                     "other company": (f"/{other['id']}", token), "bad namespace": ("/abc", token)}
+            for label, (namespace, candidate) in cases.items():
+                client = await start_client(nursery, node, live_server, namespace, candidate or "x")
+                refused = await client.wait_for(lambda line: line["step"] in ("connect_error", "connect"))
+                assert refused["step"] == "connect_error", (label, client.lines)
+                await client.close()
+
+
+async def test_users_only_get_the_tickets_they_may_see(nursery: trio.Nursery, node: str,  # noqa: F811
+                                                       live_server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=live_server.url) as http:
+            api = Api(http, live_server)
+            token = await api.admin_token()
+            wid = await connected_sandbox(api, token)
+            sales = (await http.post("/queue", json={"name": "Vendas", "color": "#00aa00"}, headers=auth(token))).json()
+            support = (await http.post("/queue", json={"name": "Suporte", "color": "#0000aa"},
+                                       headers=auth(token))).json()
+            await api.create_user(token, "vendas@acme.test", queueIds=[sales["id"]])
+            await api.create_user(token, "suporte@acme.test", queueIds=[support["id"]])
+            other = await api.create_company(token, "Concorrente", "dono@concorrente.test")
+            seller = await start_client(nursery, node, live_server, "/1", await api.login("vendas@acme.test",
+                                                                                       "user-pass-1"),
+                                        statuses="pending,open")
+            helper = await start_client(nursery, node, live_server, "/1", await api.login("suporte@acme.test",
+                                                                                       "user-pass-1"),
+                                        statuses="pending,open")
+            stranger = await start_client(nursery, node, live_server, f"/{other['id']}",
+                                          await api.login("dono@concorrente.test", "company-pass-1"))
+            for client in (seller, helper, stranger):
+                await client.wait_for(lambda line: line["step"] == "ready")
+            await inbound(api, token, wid, **{"from": "5511966665555", "body": "quero comprar"})
+            await wait_sql(live_server, "SELECT count(*) FROM tickets", None, [(1,)])
+            ticket_id = live_server.sql("SELECT id FROM tickets")[0][0]
+            moved = await http.put(f"/tickets/{ticket_id}", json={"queueId": sales["id"]}, headers=auth(token))
+            assert moved.status_code == 200, moved.text
+            await inbound(api, token, wid, **{"from": "5511966665555", "body": "ainda quero"})
+            seen = await seller.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-appMessage"
+                                         and line["payload"]["message"]["body"] == "ainda quero")
+            assert seen["payload"]["ticket"]["queueId"] == sales["id"]
+            await trio.sleep(1)  # anything wrongly routed would have arrived by now
+            # The support agent sees neither the queue-less ticket (allTicket is off) nor the sales one.
+            assert helper.events("company-1-appMessage") == []
+            assert [e for e in helper.events("company-1-ticket") if "ticket" in e["payload"]] == []
+            assert not [e for e in stranger.events() if e["name"].startswith("company-1-")]
+            # …while the seller got only what followed the move into the sales queue.
+            bodies = [e["payload"]["message"]["body"] for e in seller.events("company-1-appMessage")]
+            assert bodies == ["ainda quero"]
+            for client in (seller, helper, stranger):
+                await client.close()
