@@ -214,7 +214,7 @@ class LiveBridge:
 
     async def _sweep(self) -> None:
         while True:
-            await trio.sleep(OFFLINE_SWEEP)
+            await trio.sleep(min(OFFLINE_SWEEP, max(0.2, self.namespaces.offline_after / 2)))
             await self.namespaces.sweep_offline()
 
     def stats(self) -> dict[str, Any]:

@@ -68,9 +68,10 @@ class Client:
 
 async def start_client(nursery: trio.Nursery, node_path: str, server: Server, namespace: str, token: str, *,
                        transports: str = "default", how: str = "query", statuses: str = "pending",
-                       chat: str = "") -> Client:
+                       chat: str = "", heartbeat: bool = False) -> Client:
     process = await trio.lowlevel.open_process(
-        [node_path, str(CLIENT_DIR / "zapgate.mjs"), server.url, namespace, token, transports, how, statuses, chat],
+        [node_path, str(CLIENT_DIR / "zapgate.mjs"), server.url, namespace, token, transports, how, statuses, chat,
+         "1" if heartbeat else ""],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     client = Client(process)
     nursery.start_soon(client.pump)
@@ -167,3 +168,39 @@ async def test_users_only_get_the_tickets_they_may_see(nursery: trio.Nursery, no
             assert bodies == ["ainda quero"]
             for client in (seller, helper, stranger):
                 await client.close()
+
+
+async def test_heartbeats_mark_users_online_and_expired_tokens_end_the_socket(nursery: trio.Nursery,
+                                                                               node: str,  # noqa: F811
+                                                                               database_url: str,
+                                                                               tmp_path: Path) -> None:
+    server = await start_server(nursery, make_config(tmp_path, database_url, user_offline_after=1.0))
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            api = Api(http, server)
+            token = await api.admin_token()
+            agent_user = await api.create_user(token, "agente@acme.test")
+            agent = await api.login("agente@acme.test", "user-pass-1")
+            server.sql("UPDATE users SET online = false")
+            watcher = await start_client(nursery, node, server, "/1", token)
+            await watcher.wait_for(lambda line: line["step"] == "ready")
+            beating = await start_client(nursery, node, server, "/1", agent, heartbeat=True)
+            online = await watcher.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-user")
+            assert online["payload"]["user"] == {"id": agent_user["id"], "online": True}
+            assert server.sql("SELECT online FROM users WHERE id = %s", (agent_user["id"],)) == [(True,)]
+            await beating.close()  # silence: offline after USER_OFFLINE_AFTER
+            offline = await watcher.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-user"
+                                             and line["payload"]["user"]["online"] is False)
+            assert offline["payload"]["user"]["id"] == agent_user["id"]
+            assert server.sql("SELECT online FROM users WHERE id = %s", (agent_user["id"],)) == [(False,)]
+            await watcher.close()
+
+            # A token that expires ends its socket.
+            claims = jwt.decode(token, options={"verify_signature": False})
+            short = jwt.encode({**claims, "exp": int(time.time()) + 2}, server.config.jwt_secret, algorithm="HS256")
+            brief = await start_client(nursery, node, server, "/1", short)
+            await brief.wait_for(lambda line: line["step"] == "ready")
+            ended = await brief.wait_for(lambda line: line["step"] == "disconnect")
+            assert ended["reason"] == "io server disconnect"
+            await brief.close()
+    await server.db.aclose()

@@ -1,11 +1,11 @@
 // Connects the stock socket.io-client to a zapgate company namespace and reports, one JSON line each,
 // what happens: {"step":"connect"|"connect_error"|"ready"|"event"|"disconnect", ...}.
 // Usage: node zapgate.mjs <url> <namespace> <token> <transports: default|websocket> <how: query|auth|bearer>
-//        [<comma-separated statuses to join>] [<ticketId to joinChatBox>]
+//        [<comma-separated statuses to join>] [<ticketId to joinChatBox>] [heartbeat: "1" sends userStatus]
 // It runs until its standard input closes (or 30 s pass).
 import { io } from "socket.io-client";
 
-const [url, namespace, token, transports, how, statuses = "", chat = ""] = process.argv.slice(2);
+const [url, namespace, token, transports, how, statuses = "", chat = "", heartbeat = ""] = process.argv.slice(2);
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const options = { reconnection: false, timeout: 10000 };
 if (transports === "websocket") options.transports = ["websocket"];
@@ -23,6 +23,10 @@ socket.on("connect", async () => {
   if (chat) acks.push(socket.timeout(5000).emitWithAck("joinChatBox", Number(chat)));
   await Promise.all(acks);
   print({ step: "ready", transport: socket.io.engine.transport.name });
+  if (heartbeat === "1") {
+    socket.emit("userStatus");
+    setInterval(() => socket.emit("userStatus"), 500);
+  }
 });
 socket.on("connect_error", (error) => { print({ step: "connect_error", message: error.message }); process.exit(0); });
 socket.on("disconnect", (reason) => { print({ step: "disconnect", reason }); });
