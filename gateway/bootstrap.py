@@ -36,7 +36,7 @@ from api.auth import check_password, hash_password
 from api.live import CompanyNamespaces, LiveBridge
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeConfig, RealtimeServer
-from gateway.broker import Broker
+from gateway.broker import Broker, RedisBridge
 from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
@@ -227,7 +227,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     namespaces = CompanyNamespaces(db, tokens, broker, offline_after=config.user_offline_after)
     realtime.register_namespace_handler(namespaces)
     live = LiveBridge(realtime, namespaces, broker)
+    bridge = [ChildSpec("redis-bridge", RedisBridge(broker, config.redis_url).run, RestartPolicy.PERMANENT)] \
+        if config.redis_url else []  # several nodes: every node's events reach every node's sockets, once
     root = Supervisor("root", children=[
+        *bridge,
         ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
