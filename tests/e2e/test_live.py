@@ -66,11 +66,11 @@ class Client:
             self.process.kill()
 
 
-async def start_client(nursery: trio.Nursery, node_path: str, server: Server, namespace: str, token: str, *,
+async def start_client(nursery: trio.Nursery, node_path: str, url: str, namespace: str, token: str, *,
                        transports: str = "default", how: str = "query", statuses: str = "pending",
                        chat: str = "", heartbeat: bool = False) -> Client:
     process = await trio.lowlevel.open_process(
-        [node_path, str(CLIENT_DIR / "zapgate.mjs"), server.url, namespace, token, transports, how, statuses, chat,
+        [node_path, str(CLIENT_DIR / "zapgate.mjs"), url, namespace, token, transports, how, statuses, chat,
          "1" if heartbeat else ""],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     client = Client(process)
@@ -92,7 +92,7 @@ async def test_stock_client_receives_a_sandbox_conversation(nursery: trio.Nurser
             api = Api(http, live_server)
             token = await api.admin_token()
             wid = await connected_sandbox(api, token)
-            client = await start_client(nursery, node, live_server, "/1", token, transports=transports, how=how)
+            client = await start_client(nursery, node, live_server.url, "/1", token, transports=transports, how=how)
             await client.wait_for(lambda line: line["step"] == "ready")
             await inbound(api, token, wid, **{"from": "5511977776666", "name": "Rita", "body": "olá"})
             created = await client.wait_for(lambda line: line["step"] == "event"
@@ -120,7 +120,7 @@ async def test_refused_connections_get_connect_error(nursery: trio.Nursery, node
             cases = {"no token": ("/1", ""), "garbage": ("/1", "not-a-jwt"), "expired": ("/1", expired),
                      "other company": (f"/{other['id']}", token), "bad namespace": ("/abc", token)}
             for label, (namespace, candidate) in cases.items():
-                client = await start_client(nursery, node, live_server, namespace, candidate or "x")
+                client = await start_client(nursery, node, live_server.url, namespace, candidate or "x")
                 refused = await client.wait_for(lambda line: line["step"] in ("connect_error", "connect"))
                 assert refused["step"] == "connect_error", (label, client.lines)
                 await client.close()
@@ -139,13 +139,13 @@ async def test_users_only_get_the_tickets_they_may_see(nursery: trio.Nursery, no
             await api.create_user(token, "vendas@acme.test", queueIds=[sales["id"]])
             await api.create_user(token, "suporte@acme.test", queueIds=[support["id"]])
             other = await api.create_company(token, "Concorrente", "dono@concorrente.test")
-            seller = await start_client(nursery, node, live_server, "/1", await api.login("vendas@acme.test",
+            seller = await start_client(nursery, node, live_server.url, "/1", await api.login("vendas@acme.test",
                                                                                        "user-pass-1"),
                                         statuses="pending,open")
-            helper = await start_client(nursery, node, live_server, "/1", await api.login("suporte@acme.test",
+            helper = await start_client(nursery, node, live_server.url, "/1", await api.login("suporte@acme.test",
                                                                                        "user-pass-1"),
                                         statuses="pending,open")
-            stranger = await start_client(nursery, node, live_server, f"/{other['id']}",
+            stranger = await start_client(nursery, node, live_server.url, f"/{other['id']}",
                                           await api.login("dono@concorrente.test", "company-pass-1"))
             for client in (seller, helper, stranger):
                 await client.wait_for(lambda line: line["step"] == "ready")
@@ -182,9 +182,9 @@ async def test_heartbeats_mark_users_online_and_expired_tokens_end_the_socket(nu
             agent_user = await api.create_user(token, "agente@acme.test")
             agent = await api.login("agente@acme.test", "user-pass-1")
             server.sql("UPDATE users SET online = false")
-            watcher = await start_client(nursery, node, server, "/1", token)
+            watcher = await start_client(nursery, node, server.url, "/1", token)
             await watcher.wait_for(lambda line: line["step"] == "ready")
-            beating = await start_client(nursery, node, server, "/1", agent, heartbeat=True)
+            beating = await start_client(nursery, node, server.url, "/1", agent, heartbeat=True)
             online = await watcher.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-user")
             assert online["payload"]["user"] == {"id": agent_user["id"], "online": True}
             assert server.sql("SELECT online FROM users WHERE id = %s", (agent_user["id"],)) == [(True,)]
@@ -198,7 +198,7 @@ async def test_heartbeats_mark_users_online_and_expired_tokens_end_the_socket(nu
             # A token that expires ends its socket.
             claims = jwt.decode(token, options={"verify_signature": False})
             short = jwt.encode({**claims, "exp": int(time.time()) + 2}, server.config.jwt_secret, algorithm="HS256")
-            brief = await start_client(nursery, node, server, "/1", short)
+            brief = await start_client(nursery, node, server.url, "/1", short)
             await brief.wait_for(lambda line: line["step"] == "ready")
             ended = await brief.wait_for(lambda line: line["step"] == "disconnect")
             assert ended["reason"] == "io server disconnect"

@@ -180,7 +180,7 @@ async def ws_connect_namespace(ws: WebSocketConnection) -> str:
 
 async def wait_until(predicate: Any, interval: float = 0.01) -> None:
     """Until the server reaches a state the test observes from outside (callers bound it with fail_after)."""
-    while not predicate():  # noqa: ASYNC110 — the server has no event to offer for these states
+    while not predicate():
         await trio.sleep(interval)
 
 

@@ -46,7 +46,7 @@ async def start_node(nursery: trio.Nursery, url: str, channel: str, **options: f
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:
-    while not condition():  # noqa: ASYNC110 - polls state that other threads change; bounded by the caller
+    while not condition():
         await trio.sleep(0.02)
 
 
