@@ -27,8 +27,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 run: $(VENV)/.installed
 	ZAPGATE_SANDBOX=$${ZAPGATE_SANDBOX:-on} $(BIN)/zapgate serve
 
-test: $(VENV)/.installed-dev
+REALTIME_CLIENT := tests/e2e/realtime
+
+test: $(VENV)/.installed-dev $(REALTIME_CLIENT)/node_modules/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The stock npm socket.io-client that the realtime tests drive (skipped, as those tests are, without npm).
+$(REALTIME_CLIENT)/node_modules/.installed: $(REALTIME_CLIENT)/package.json $(REALTIME_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(REALTIME_CLIENT) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "npm not found: the realtime end-to-end tests will be skipped"; fi
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
