@@ -285,3 +285,22 @@ CREATE TABLE quick_messages (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX quick_messages_company_shortcode_key ON quick_messages (company_id, lower(shortcode));
+
+-- A ticket as the API shows it: with its contact, queue, user, connection and tags as JSON.
+-- The single definition behind `ticket_show` and `tickets_list` (storage/queries.sql).
+CREATE VIEW tickets_shown AS
+SELECT t.*,
+       json_build_object('id', c.id, 'name', c.name, 'number', c.number, 'email', c.email, 'lid', c.lid,
+                         'profilePicUrl', c.profile_pic_url, 'isGroup', c.is_group, 'companyId', c.company_id)
+           AS contact,
+       CASE WHEN q.id IS NULL THEN NULL
+            ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END AS queue,
+       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
+       json_build_object('id', w.id, 'name', w.name, 'channel', w.channel, 'status', w.status) AS whatsapp,
+       coalesce((SELECT json_agg(json_build_object('id', tg.id, 'name', tg.name, 'color', tg.color) ORDER BY tg.name)
+                 FROM ticket_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.ticket_id = t.id), '[]'::json) AS tags
+FROM tickets t
+JOIN contacts c ON c.id = t.contact_id
+JOIN whatsapps w ON w.id = t.whatsapp_id
+LEFT JOIN queues q ON q.id = t.queue_id
+LEFT JOIN users u ON u.id = t.user_id;

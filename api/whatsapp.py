@@ -10,7 +10,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from api import present
 from api.app import Deps, deps_of
-from api.auth import current, require_admin
+from api.auth import Principal, current, require_admin
 from api.errors import ApiError, BadRequest, NotFound
 from api.validation import Field, body, path_id
 from storage import settings, whatsapps
@@ -141,12 +141,18 @@ async def qrcode_image(whatsapp_id: str) -> Response:
 
 # ─── /whatsappsession/:id ───────────────────────────────────────────────────────────────
 
-@blueprint.post("/whatsappsession/<whatsapp_id>")
-async def start_session(whatsapp_id: str) -> Response:
+async def _managed_connection(whatsapp_id: str) -> tuple[Principal, Deps, dict]:
+    """The caller's company's connection (404 otherwise), for an admin (403 otherwise)."""
     principal = current()
     deps = deps_of(current_app)
     row = await _connection(deps, principal.company_id, whatsapp_id)
     require_admin()
+    return principal, deps, row
+
+
+@blueprint.post("/whatsappsession/<whatsapp_id>")
+async def start_session(whatsapp_id: str) -> Response:
+    principal, deps, row = await _managed_connection(whatsapp_id)
     _check_channel(deps, row["channel"])
     handle = await deps.sessions.start(row["id"], principal.company_id)
     return jsonify({"message": "starting", "status": handle.status})
@@ -155,10 +161,7 @@ async def start_session(whatsapp_id: str) -> Response:
 @blueprint.put("/whatsappsession/<whatsapp_id>")
 async def renew_qrcode(whatsapp_id: str) -> Response:
     """A new QR code: the session starts over (a connected one keeps its device and reconnects)."""
-    principal = current()
-    deps = deps_of(current_app)
-    row = await _connection(deps, principal.company_id, whatsapp_id)
-    require_admin()
+    principal, deps, row = await _managed_connection(whatsapp_id)
     _check_channel(deps, row["channel"])
     handle = await deps.sessions.restart(row["id"], principal.company_id)
     return jsonify({"message": "restarting", "status": handle.status})
@@ -167,10 +170,7 @@ async def renew_qrcode(whatsapp_id: str) -> Response:
 @blueprint.delete("/whatsappsession/<whatsapp_id>")
 async def logout_session(whatsapp_id: str) -> Response:
     """Log out: unlink the device (a new QR is needed), status DISCONNECTED."""
-    principal = current()
-    deps = deps_of(current_app)
-    row = await _connection(deps, principal.company_id, whatsapp_id)
-    require_admin()
+    principal, deps, row = await _managed_connection(whatsapp_id)
     handle = deps.sessions.lookup(row["id"])
     if handle is not None and handle.status == "CONNECTED":
         from trio import move_on_after
@@ -193,10 +193,7 @@ async def logout_session(whatsapp_id: str) -> Response:
 @blueprint.post("/whatsappsession/<whatsapp_id>/pairing-code")
 async def pairing_code(whatsapp_id: str) -> Response:
     """Pair by phone number instead of a QR scan: `{number}` → `{code}` to type on the phone."""
-    principal = current()
-    deps = deps_of(current_app)
-    row = await _connection(deps, principal.company_id, whatsapp_id)
-    require_admin()
+    principal, deps, row = await _managed_connection(whatsapp_id)
     data = await body({"number": Field("str", required=True, max_len=32)})
     number = "".join(ch for ch in data["number"] if ch.isdigit())
     if not 8 <= len(number) <= 15:

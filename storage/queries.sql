@@ -347,22 +347,7 @@ RETURNING *
 -- ─── tickets and messages as the API shows them ─────────────────────────────────────────
 
 -- name: ticket_show
-SELECT t.*,
-       json_build_object('id', c.id, 'name', c.name, 'number', c.number, 'email', c.email, 'lid', c.lid,
-                         'profilePicUrl', c.profile_pic_url, 'isGroup', c.is_group, 'companyId', c.company_id)
-           AS contact,
-       CASE WHEN q.id IS NULL THEN NULL
-            ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END AS queue,
-       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
-       json_build_object('id', w.id, 'name', w.name, 'channel', w.channel, 'status', w.status) AS whatsapp,
-       coalesce((SELECT json_agg(json_build_object('id', tg.id, 'name', tg.name, 'color', tg.color) ORDER BY tg.name)
-                 FROM ticket_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.ticket_id = t.id), '[]'::json) AS tags
-FROM tickets t
-JOIN contacts c ON c.id = t.contact_id
-JOIN whatsapps w ON w.id = t.whatsapp_id
-LEFT JOIN queues q ON q.id = t.queue_id
-LEFT JOIN users u ON u.id = t.user_id
-WHERE t.id = %(id)s AND t.company_id = %(company_id)s
+SELECT * FROM tickets_shown WHERE id = %(id)s AND company_id = %(company_id)s
 
 -- name: ticket_by_uuid
 SELECT id FROM tickets WHERE uuid = %(uuid)s AND company_id = %(company_id)s
@@ -559,26 +544,13 @@ SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default D
 -- ─── tickets API ────────────────────────────────────────────────────────────────────────
 
 -- name: tickets_list
--- One page of a ticket list, each ticket with its contact, queue, user, connection and tags (the JSON of
--- ticket_show: keep the two in step). `/*page*/` is replaced by the page query that storage/tickets.py
--- builds with pypika from the list's filters: it selects (id, last_message_at) of the page's tickets,
--- parameterised, from the ticket indexes alone; only those rows are joined and turned into JSON here.
-SELECT t.*,
-       json_build_object('id', c.id, 'name', c.name, 'number', c.number, 'email', c.email, 'lid', c.lid,
-                         'profilePicUrl', c.profile_pic_url, 'isGroup', c.is_group, 'companyId', c.company_id)
-           AS contact,
-       CASE WHEN q.id IS NULL THEN NULL
-            ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END AS queue,
-       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
-       json_build_object('id', w.id, 'name', w.name, 'channel', w.channel, 'status', w.status) AS whatsapp,
-       coalesce((SELECT json_agg(json_build_object('id', tg.id, 'name', tg.name, 'color', tg.color) ORDER BY tg.name)
-                 FROM ticket_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.ticket_id = t.id), '[]'::json) AS tags
+-- One page of a ticket list, each ticket as tickets_shown (schema.sql) shows it. `/*page*/` is replaced by
+-- the page query that storage/tickets.py builds with pypika from the list's filters: it selects
+-- (id, last_message_at) of the page's tickets, parameterised, from the ticket indexes alone; only those
+-- rows are joined and turned into JSON here.
+SELECT v.*
 FROM (/*page*/) AS page
-JOIN tickets t ON t.id = page.id
-JOIN contacts c ON c.id = t.contact_id
-JOIN whatsapps w ON w.id = t.whatsapp_id
-LEFT JOIN queues q ON q.id = t.queue_id
-LEFT JOIN users u ON u.id = t.user_id
+JOIN tickets_shown v ON v.id = page.id
 ORDER BY page.last_message_at DESC, page.id DESC
 
 -- name: ticket_viewer
