@@ -41,5 +41,9 @@ $(REALTIME_CLIENT)/node_modules/.installed: $(REALTIME_CLIENT)/package.json $(RE
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
+# every benchmark in quick mode (each under 2 minutes); writes bench/RESULTS.md
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.run_all
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

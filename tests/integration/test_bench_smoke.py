@@ -1,0 +1,59 @@
+"""The benchmarks still run: each one, at its tiny size, as `make bench` runs it (its own process, --json).
+
+No timing is asserted: only that the last line of stdout is one JSON object carrying the benchmark's
+figures, each a positive number (bench/common.py describes the conventions). The benchmarks create
+their own databases on the tests' PostgreSQL server (DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 240
+
+FIGURES = {
+    "ingest": ["messages_per_s", "p50_ms", "p99_ms", "raw_insert_per_s", "ratio"],
+    "api": [f"{endpoint}.{figure}" for endpoint in ("tickets_open", "tickets_search", "messages")
+            for figure in ("rps", "p50_ms", "p99_ms", "raw_query_p50_ms")],
+    "memory": ["kib_per_ticket_actor", "kib_per_session"],
+}
+
+
+def figure(document: dict[str, Any], dotted: str) -> Any:
+    value: Any = document
+    for part in dotted.split("."):
+        assert isinstance(value, dict) and part in value, f"no figure {dotted!r} in {sorted(document)}"
+        value = value[part]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+async def test_the_benchmark_runs_and_reports_its_figures(name: str, pg_server_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": pg_server_url}
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process([sys.executable, "-m", f"bench.{name}", "--tiny", "--json"], cwd=ROOT, env=env,
+                                      capture_stdout=True, capture_stderr=True, check=False)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, stderr[-4000:]
+    lines = done.stdout.decode().strip().splitlines()
+    assert lines, "no output"
+    document = json.loads(lines[-1])
+    assert document["benchmark"] == f"bench.{name}" and document["mode"] == "tiny"
+    for dotted in FIGURES[name]:
+        value = figure(document, dotted)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (dotted, value)
+        assert math.isfinite(value) and value > 0, (dotted, value)
+    assert {check["figure"] for check in document["checks"]} <= {*FIGURES[name], *(
+        f"{endpoint}.p99_ms" for endpoint in ("tickets_open", "tickets_search", "messages"))}
+    if name == "memory":
+        assert document["kib_per_socket"] is None  # comes with the realtime work
+    assert "[bench." in stderr  # progress is shown while it runs
