@@ -133,6 +133,8 @@ class TicketActor:
         self._to_flush: dict[int, None] = {}  # tickets with outbox messages to send, in order of request
         self._wake_sender = trio.Event()
         self._handle: TicketHandle | None = None
+        self._nursery: trio.Nursery | None = None
+        self._sender_started = False
 
     async def run(self, *, task_status: trio.TaskStatus[TicketHandle] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[Any](MAILBOX)
@@ -140,9 +142,10 @@ class TicketActor:
         with trio.CancelScope() as scope:
             handle = self._handle = TicketHandle(key, send, scope, trio.current_time())
             async with receive, registered(self.router.registry, key, handle), trio.open_nursery() as nursery:
-                # The sender hands the outbox to WhatsApp on its own task: a slow WhatsApp never delays
-                # writing (and acknowledging) the next message.
-                nursery.start_soon(self._sender)
+                # The sender hands the outbox to WhatsApp on its own task, started on the first send: a slow
+                # WhatsApp never delays writing (and acknowledging) the next message, and the many actors
+                # that only receive carry no second task.
+                self._nursery = nursery
                 task_status.started(handle)
                 while True:
                     with trio.move_on_after(self.router.idle_timeout) as idle:
@@ -159,6 +162,9 @@ class TicketActor:
     def _request_flush(self, ticket_id: int) -> None:
         self._to_flush[ticket_id] = None
         self._wake_sender.set()
+        if not self._sender_started and self._nursery is not None:
+            self._sender_started = True
+            self._nursery.start_soon(self._sender)
 
     async def _sender(self) -> None:
         assert self._handle is not None

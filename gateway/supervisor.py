@@ -104,7 +104,8 @@ class _Child:
     handle: Any = None
     restarts: int = 0
     short_runs: int = 0  # consecutive runs shorter than max_seconds: the backoff exponent
-    restart_times: collections.deque[float] = attrs.field(factory=collections.deque)
+    # A list, empty for the many children that never restart (a deque costs 760 bytes even when empty).
+    restart_times: list[float] = attrs.field(factory=list)
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     stopped: trio.Event = attrs.field(factory=trio.Event)
     cancelled_at: float | None = None
@@ -140,9 +141,15 @@ class _StartProbe:
         return self.outer is not None and not self.has_started
 
 
-def _prune(times: collections.deque[float], horizon: float) -> None:
-    while times and times[0] <= horizon:
-        times.popleft()
+def _prune(times: collections.deque[float] | list[float], horizon: float) -> None:
+    if isinstance(times, collections.deque):
+        while times and times[0] <= horizon:
+            times.popleft()
+        return
+    stale = 0
+    while stale < len(times) and times[stale] <= horizon:
+        stale += 1
+    del times[:stale]
 
 
 class Supervisor:

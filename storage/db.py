@@ -8,13 +8,13 @@ function; nothing thread-bound leaks out. psycopg errors become `storage.errors`
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import trio
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from storage.errors import map_errors
@@ -71,6 +71,16 @@ class Database:
         await trio.to_thread.run_sync(self.pool.close)
 
 
+def interned_dict_row(cursor: psycopg.Cursor[Any]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Like psycopg's dict_row, but every row of every query shares one string per column name: actors
+    keep thousands of cached rows, and the names would otherwise be copied into each."""
+    description = cursor.description
+    if description is None:
+        return lambda values: {}
+    names = [sys.intern(column.name) for column in description]
+    return lambda values: dict(zip(names, values, strict=True))
+
+
 def open_pool(url: str, *, min_size: int, max_size: int, statement_timeout_ms: int,
               application_name: str = "zapgate", timeout: float = 10.0) -> ConnectionPool:
     """A started pool whose connections return dict rows and carry `statement_timeout`.
@@ -82,7 +92,7 @@ def open_pool(url: str, *, min_size: int, max_size: int, statement_timeout_ms: i
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "options": options, "application_name": application_name,
+        kwargs={"row_factory": interned_dict_row, "options": options, "application_name": application_name,
                 "autocommit": True},
         timeout=timeout,
         open=False,
