@@ -200,8 +200,10 @@ def _criteria(viewer: Viewer, filters: TicketFilters, status: str | None, params
         # Contacts by name (or number) first, then their tickets; lower() LIKE is much cheaper than ILIKE
         # under a non-C collation. No index serves `%text%`: a search scans (pg_trgm would fix that).
         params["search"] = filters.search
-        params["number_search"] = filters.number_search or filters.search
-        named = fn.Lower(_C.name).like(fn.Lower(_p("search"))) | _C.number.like(_p("number_search"))
+        named = fn.Lower(_C.name).like(fn.Lower(_p("search")))
+        if filters.number_search is not None:  # only a search with digits can match a number
+            params["number_search"] = filters.number_search
+            named = named | _C.number.like(_p("number_search"))
         contacts = Query.from_(_C).select(_C.id).where((_C.company_id == _p("company_id")) & named)
         where.append(t.contact_id.isin(contacts) | fn.Lower(t.last_message).like(fn.Lower(_p("search"))))
     if filters.created_on is not None:
