@@ -190,15 +190,9 @@ class LiveBridge:
         ticket_id = (ticket or {}).get("id") if isinstance(ticket, dict) else None
         if ticket_id is None and kind in ("ticket", "appMessage"):
             ticket_id = payload.get("ticketId")
-        count = 0
-        for socket in sockets:
-            context = socket.context
-            if not isinstance(context, LiveContext):
-                continue
-            if kind in ("ticket", "appMessage") and not _wants_ticket(context, ticket, ticket_id):
-                continue
-            if socket.emit(name, payload):
-                count += 1
+        chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                  and (kind not in ("ticket", "appMessage") or _wants_ticket(socket.context, ticket, ticket_id))]
+        count = self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once for all of them
         self.delivered += count
         return count
 

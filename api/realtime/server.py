@@ -81,6 +81,10 @@ class RealtimeServer:
         sockets = self._namespaces.get(namespace)
         return self._fan_out(list(sockets.values()), namespace, event, args) if sockets else 0
 
+    def emit_to_sockets(self, sockets: list[Socket], namespace: str, event: str, *args: Any) -> int:
+        """Offer `event` to these sockets of `namespace` (chosen by the caller), encoded once; never waits."""
+        return self._fan_out(sockets, namespace, event, args) if sockets else 0
+
     def close_socket(self, socket: Socket, reason: str = "server namespace disconnect") -> None:
         """Disconnect `socket` from its namespace (e.g. its token expired); the client is told."""
         socket.disconnect(reason)
