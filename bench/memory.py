@@ -129,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
         Check("kib_per_session", figures["kib_per_session"], 200, "<=", "KiB",
               f"RSS growth over {sizes.sessions:,} CONNECTED sandbox sessions"),
     ]
-    notes = ["kib_per_socket is measured with the realtime work (bench/fanout.py): null here"]
+    notes = ["kib_per_socket is measured by bench.fanout (over 1,000 connected sockets): null here"]
     finish(progress, args, figures, checks, notes, environment(database))
 
 
