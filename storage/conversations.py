@@ -1,13 +1,15 @@
 """Conversations: the writes of the intake (run by the group-commit writer) and the reads of tickets
 and messages as the API shows them.
 
-The intake functions are plain sync functions of a connection: a TicketActor submits them to the
-writer, which runs many of them in one transaction.
+The intake is a write a TicketActor submits to the group-commit writer, which runs many of them in one
+transaction: `intake_write` gives the one-statement batched form when the actor already holds the contact
+and an active ticket, else the full `intake` (contact, ticket, message, counters).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -15,6 +17,11 @@ import psycopg
 
 from storage.db import Database, Row
 from storage.errors import NotFound
+from storage.writer import Batched
+
+ACTIVE = ("pending", "open")
+# The ticket's columns that `message_intake_active` returns (as ticket_*) for the actor's cached ticket.
+TICKET_COUNTERS = ("status", "unread_messages", "last_message", "last_message_at", "updated_at", "queue_id", "user_id")
 
 
 @attrs.frozen
@@ -94,38 +101,87 @@ def last_message_text(row: IncomingRow) -> str:
             "vcard": "👤 Contact"}.get(row.media_type, "")
 
 
-def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_id: int,
-           who: ContactIdentity, contact: Row | None, ticket: Row | None, message: IncomingRow) -> Intake:
-    """Store one incoming message: contact, ticket (find or create), the message (once), the ticket's counters."""
-    contact_changed = False
-    if contact is None or (who.name and who.name != contact["name"] and not contact["name_set_by_agent"]):
-        contact, contact_changed = upsert_contact(conn, q, company_id, who)
-    created = False
-    if ticket is None or ticket["status"] not in ("pending", "open"):
-        ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
-    stored = conn.execute(q.message_insert, {
-        "company_id": company_id, "whatsapp_id": whatsapp_id, "ticket_id": ticket["id"], "contact_id": contact["id"],
+def needs_contact_upsert(contact: Row | None, who: ContactIdentity) -> bool:
+    """Whether the intake must find, create or rename the contact (a push name an agent has not overridden)."""
+    return contact is None or bool(who.name and who.name != contact["name"] and not contact["name_set_by_agent"])
+
+
+def is_active(ticket: Row | None) -> bool:
+    return ticket is not None and ticket["status"] in ACTIVE
+
+
+def _message_params(company_id: int, whatsapp_id: int, ticket_id: int, contact_id: int,
+                    message: IncomingRow) -> dict[str, Any]:
+    return {
+        "company_id": company_id, "whatsapp_id": whatsapp_id, "ticket_id": ticket_id, "contact_id": contact_id,
         "wid": message.wid, "from_me": message.from_me, "body": message.body, "media_type": message.media_type,
         "media_url": message.media_url, "media_name": message.media_name, "media_mimetype": message.media_mimetype,
         "ack": message.ack, "status": "sent" if message.from_me else "received", "quoted_wid": message.quoted_wid,
         "participant": message.participant, "wa_timestamp": message.at, "read": message.from_me,
         "sent_by_user_id": None,
-    }).fetchone()
+    }
+
+
+def _counters_params(ticket_id: int, message: IncomingRow) -> dict[str, Any]:
+    return {"id": ticket_id, "unread": 0 if message.from_me else 1, "last_message": last_message_text(message),
+            "at": message.at}
+
+
+def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_id: int,
+           who: ContactIdentity, contact: Row | None, ticket: Row | None, message: IncomingRow) -> Intake:
+    """Store one incoming message: contact, ticket (find or create), the message (once), the ticket's counters."""
+    contact_changed = False
+    if needs_contact_upsert(contact, who):
+        contact, contact_changed = upsert_contact(conn, q, company_id, who)
+    assert contact is not None
+    created = False
+    if ticket is None or not is_active(ticket):
+        ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
+    stored = conn.execute(q.message_insert, _message_params(company_id, whatsapp_id, ticket["id"], contact["id"],
+                                                            message)).fetchone()
     if stored is None:
         return Intake(contact, contact_changed, ticket, created, None)
-    updated = conn.execute(q.ticket_after_message, {
-        "id": ticket["id"], "unread": 0 if message.from_me else 1, "last_message": last_message_text(message),
-        "at": message.at,
-    }).fetchone()
+    updated = conn.execute(q.ticket_after_message, _counters_params(ticket["id"], message)).fetchone()
     if updated is None:  # closed meanwhile (by an agent on another node): the message opens a new ticket
         ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
         conn.execute("UPDATE messages SET ticket_id = %(t)s WHERE id = %(m)s", {"t": ticket["id"], "m": stored["id"]})
-        updated = conn.execute(q.ticket_after_message, {
-            "id": ticket["id"], "unread": 0 if message.from_me else 1, "last_message": last_message_text(message),
-            "at": message.at,
-        }).fetchone()
+        updated = conn.execute(q.ticket_after_message, _counters_params(ticket["id"], message)).fetchone()
         assert updated is not None
     return Intake(contact, contact_changed, updated, created, stored)
+
+
+def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdentity, contact: Row | None,
+                 ticket: Row | None, message: IncomingRow) -> Batched[Intake] | Callable[[psycopg.Connection[Row]],
+                                                                                        Intake]:
+    """The group-commit write that does `intake`, as one batched statement when it can.
+
+    When the actor holds the contact (no change to make) and an active ticket — nearly every message of
+    a conversation — the message and the ticket's counters are one statement (`message_intake_active`),
+    which the writer runs together with the other actors' in one executemany. When it stores nothing, the
+    same transaction tells a duplicate (nothing to do) from a ticket closed meanwhile (the message opens
+    a new ticket, through `intake`).
+    """
+    def slow(conn: psycopg.Connection[Row]) -> Intake:
+        return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=contact,
+                      ticket=ticket, message=message)
+
+    if ticket is None or contact is None or not is_active(ticket) or needs_contact_upsert(contact, who):
+        return slow
+    known_contact, known_ticket = contact, ticket
+    params = {**_message_params(company_id, whatsapp_id, ticket["id"], contact["id"], message),
+              "unread": 0 if message.from_me else 1, "last_message": last_message_text(message)}
+
+    def finish(conn: psycopg.Connection[Row], row: Row | None) -> Intake:
+        if row is not None:
+            changed = {name: row.pop(f"ticket_{name}") for name in TICKET_COUNTERS}
+            return Intake(known_contact, False, {**known_ticket, **changed}, False, row)
+        if conn.execute(q.message_exists, {"whatsapp_id": whatsapp_id, "wid": message.wid}).fetchone():
+            return Intake(known_contact, False, known_ticket, False, None)  # stored already
+        # the ticket was closed (or deleted) behind the actor's back: the message opens a new one
+        return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=known_contact,
+                      ticket=None, message=message)
+
+    return Batched(q.message_intake_active, params, finish)
 
 
 # ─── reads ──────────────────────────────────────────────────────────────────────────────

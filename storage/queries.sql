@@ -596,3 +596,43 @@ SELECT id FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
 -- name: ticket_default_whatsapp
 -- The connection a new ticket goes to when none is named: the default one, else the only one.
 SELECT id, is_default FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 2
+
+-- ─── intake fast path ───────────────────────────────────────────────────────────────────
+
+-- name: message_intake_active
+-- One incoming message into the ticket its actor holds as active, in one statement (the group-commit writer
+-- runs a flush's worth of them as one executemany). The ticket is locked and must still be pending or open
+-- (a ticket closed meanwhile is never written to); the message is stored once per (whatsapp_id, wid); the
+-- ticket's counters move only when it was stored. The row: the message, and the ticket's new values as
+-- ticket_*. No row: a duplicate, or the ticket is no longer active (conversations.intake_write tells which).
+WITH active AS (
+    SELECT id FROM tickets WHERE id = %(ticket_id)s AND status IN ('pending', 'open') FOR UPDATE
+), stored AS (
+    INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+                          media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
+                          sent_by_user_id)
+    SELECT %(company_id)s, %(whatsapp_id)s, active.id, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
+           %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
+           (SELECT m.id FROM messages m WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s),
+           %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s
+    FROM active
+    ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
+    -- every column but edit_history: a new message's is empty, and decoding its JSON would cost the most
+    RETURNING id, company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+              media_name, media_mimetype, ack, status, error, read, quoted_msg_id, participant, reaction, is_edited,
+              is_deleted, sent_by_user_id, wa_timestamp, created_at, updated_at
+), ticket AS (
+    -- the row is locked by `active`, so it is still pending or open here
+    UPDATE tickets t SET
+        unread_messages = t.unread_messages + %(unread)s,
+        last_message = %(last_message)s,
+        last_message_at = greatest(t.last_message_at, %(wa_timestamp)s),
+        updated_at = now()
+    FROM stored
+    WHERE t.id = stored.ticket_id
+    RETURNING t.status, t.unread_messages, t.last_message, t.last_message_at, t.updated_at, t.queue_id, t.user_id
+)
+SELECT stored.*, ticket.status AS ticket_status, ticket.unread_messages AS ticket_unread_messages,
+       ticket.last_message AS ticket_last_message, ticket.last_message_at AS ticket_last_message_at,
+       ticket.updated_at AS ticket_updated_at, ticket.queue_id AS ticket_queue_id, ticket.user_id AS ticket_user_id
+FROM stored CROSS JOIN ticket

@@ -1,22 +1,32 @@
 """The group-commit writer: many actors' small writes flushed together in one transaction.
 
-A TicketActor hands `submit` a sync function of a connection (its few statements). The writer
-collects what arrives while the previous flush runs (up to `max_batch`), runs them all in one
-transaction on a worker thread — one commit, one fsync, for the lot — and wakes each caller with
-its own result once the transaction is durable. If the batch fails, it is retried one write per
+A TicketActor hands `submit` its write, one of two kinds:
+- a sync function of a connection (its few statements), run as it is;
+- a `Batched` write: one statement and its parameters. All the batched writes of a flush that share
+  the same SQL run as one `executemany` in pipeline mode (one round trip for the lot instead of one
+  each); each caller gets the row its own parameters returned, passed through its `finish(conn, row)`
+  in the same transaction (for the rare case that needs more statements).
+
+The writer collects what arrives while the previous flush runs (up to `max_batch`), runs them all in
+one transaction on a worker thread — one commit, one fsync, for the lot — and wakes each caller with
+its own result once the transaction is durable. The writes of one flush are concurrent (none of their
+callers has been answered yet), so the writer may run them in any order: the plain ones first, in
+order of arrival, then each group of batched ones. If the flush fails, it is retried one write per
 transaction, so a bad write fails alone and the others still commit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar, overload
 
 import attrs
 import outcome
 import psycopg
 import trio
+from psycopg.rows import tuple_row
 
 from storage.db import Database, Row
 from storage.errors import map_errors
@@ -30,15 +40,28 @@ QUEUE_SIZE = 10_000  # writes waiting for a flush; a full queue makes submitters
 MAX_BATCH = 500
 
 
+@attrs.frozen
+class Batched(Generic[T]):
+    """One statement that returns at most one row, run in an `executemany` with the others of its SQL.
+
+    `finish(conn, row)` (row is None when the statement returned none) runs in the same transaction and
+    its value is the caller's result; without `finish` the result is the row itself.
+    """
+
+    sql: str
+    params: Mapping[str, Any]
+    finish: Callable[[psycopg.Connection[Row], Row | None], T] | None = None
+
+
 @attrs.define
 class _Pending:
-    write: Write
+    write: Write | Batched[Any]
     done: trio.Event = attrs.field(factory=trio.Event)
     result: outcome.Outcome | None = None
 
 
 class GroupCommitWriter:
-    """An actor: start with `await nursery.start(writer.run)`; then `await writer.submit(fn)`."""
+    """An actor: start with `await nursery.start(writer.run)`; then `await writer.submit(write)`."""
 
     def __init__(self, db: Database, *, max_batch: int = MAX_BATCH, queue_size: int = QUEUE_SIZE) -> None:
         self.db = db
@@ -48,10 +71,20 @@ class GroupCommitWriter:
         self.writes = 0
         self.largest_batch = 0
 
-    async def submit(self, write: Callable[[psycopg.Connection[Row]], T]) -> T:
-        """Run `write(conn)` in the next group transaction; return its result once committed."""
+    @overload
+    async def submit(self, write: Batched[T]) -> T: ...
+
+    @overload
+    async def submit(self, write: Callable[[psycopg.Connection[Row]], T]) -> T: ...
+
+    async def submit(self, write: Any) -> Any:
+        """Run `write` in the next group transaction; return its result once committed."""
         pending = _Pending(write)
-        await self._send.send(pending)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send.send_nowait(pending)  # room in the queue (the usual case): no trip through the scheduler
+        except trio.WouldBlock:
+            await self._send.send(pending)
         # Not cancellable once queued: the caller learns the fate of a write it started.
         with trio.CancelScope(shield=True):
             await pending.done.wait()
@@ -60,23 +93,47 @@ class GroupCommitWriter:
 
     async def run(self, *, task_status: trio.TaskStatus[GroupCommitWriter] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self)
-        while True:
-            batch = [await self._receive.receive()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            # A flush is not interrupted halfway: its callers are waiting for it.
-            with trio.CancelScope(shield=True):
-                await self._flush(batch)
+        committed: list[_Pending] = []  # the last flush: durable, its callers not woken yet
+        try:
+            while True:
+                batch = self._take_nowait([])
+                if not batch:  # nothing to flush next: wake the last flush's callers now, then wait
+                    _wake(committed)
+                    committed = []
+                    batch = self._take_nowait([await self._receive.receive()])
+                # A flush is not interrupted halfway: its callers are waiting for it.
+                with trio.CancelScope(shield=True):
+                    await self._flush(batch, committed)
+                committed = batch
+        finally:
+            _wake(committed)
 
-    async def _flush(self, batch: list[_Pending]) -> None:
+    def _take_nowait(self, batch: list[_Pending]) -> list[_Pending]:
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
+    async def _flush(self, batch: list[_Pending], previous: list[_Pending]) -> None:
+        """Run `batch`, setting each one's result; wake the callers of `previous` once this runs.
+
+        Woken, the previous flush's callers do their next piece of work (publishing, then submitting
+        their next write) while this flush is in the database, rather than before it starts: the trio
+        scheduler would otherwise run hundreds of them ahead of the writer.
+        """
         self.flushes += 1
         self.writes += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
+        token = trio.lowlevel.current_trio_token()
+
+        def run_together() -> list[outcome.Outcome]:
+            token.run_sync_soon(_wake, previous)
+            return self._run_together(batch)
+
         try:
-            results = await trio.to_thread.run_sync(self._run_together, batch, limiter=self.db.limiter)
+            results = await trio.to_thread.run_sync(run_together, limiter=self.db.limiter)
         except Exception as error:
             if len(batch) == 1:
                 results = [outcome.Error(error)]
@@ -84,20 +141,21 @@ class GroupCommitWriter:
                 log.info("group commit failed; retrying its writes one by one", exc_info=True,
                          extra={"fields": {"batch": len(batch)}})
                 results = await trio.to_thread.run_sync(self._run_alone, batch, limiter=self.db.limiter)
+        finally:
+            _wake(previous)  # already done, unless the thread never ran
         for pending, result in zip(batch, results, strict=True):
             pending.result = result
-            pending.done.set()
 
     def _run_together(self, batch: list[_Pending]) -> list[outcome.Outcome]:
         with map_errors(), self.db.pool.connection() as conn, conn.transaction():
-            return [outcome.Value(pending.write(conn)) for pending in batch]
+            return [outcome.Value(value) for value in _run_writes(conn, [pending.write for pending in batch])]
 
     def _run_alone(self, batch: list[_Pending]) -> list[outcome.Outcome]:
         results: list[outcome.Outcome] = []
         for pending in batch:
             try:
                 with map_errors(), self.db.pool.connection() as conn, conn.transaction():
-                    results.append(outcome.Value(pending.write(conn)))
+                    results.append(outcome.Value(_run_writes(conn, [pending.write])[0]))
             except Exception as error:
                 results.append(outcome.Error(error))
         return results
@@ -105,3 +163,39 @@ class GroupCommitWriter:
     def stats(self) -> dict[str, float]:
         return {"flushes": self.flushes, "writes": self.writes, "largest_batch": self.largest_batch,
                 "mean_batch": round(self.writes / self.flushes, 2) if self.flushes else 0.0}
+
+
+def _wake(committed: list[_Pending]) -> None:
+    for pending in committed:
+        pending.done.set()
+
+
+def _run_writes(conn: psycopg.Connection[Row], writes: list[Write | Batched[Any]]) -> list[Any]:
+    """Run the writes of one transaction; their results, in the order of `writes`."""
+    results: list[Any] = [None] * len(writes)
+    groups: dict[str, list[tuple[int, Batched[Any]]]] = {}  # SQL → its batched writes, in order of arrival
+    for index, write in enumerate(writes):
+        if isinstance(write, Batched):
+            groups.setdefault(write.sql, []).append((index, write))
+        else:
+            results[index] = write(conn)
+    for sql, group in groups.items():
+        rows = _execute_many(conn, sql, [batched.params for _, batched in group])
+        for (index, batched), row in zip(group, rows, strict=True):
+            results[index] = row if batched.finish is None else batched.finish(conn, row)
+    return results
+
+
+def _execute_many(conn: psycopg.Connection[Row], sql: str, params: list[Mapping[str, Any]]) -> list[Row | None]:
+    """One statement for each parameter set, in one round trip; the row each returned (None: no row).
+
+    Rows are fetched as tuples and named once: every parameter set has its own result, and the
+    connection's dict rows would read the column names of each of them again.
+    """
+    with conn.pipeline(), conn.cursor(row_factory=tuple_row) as cursor:
+        cursor.executemany(sql, params, returning=True)
+        values = [cursor.fetchone() for _ in cursor.results()]
+        names = [sys.intern(column.name) for column in cursor.description or ()]
+    if len(values) != len(params):  # each parameter set yields one result, even an empty one
+        raise RuntimeError(f"executemany returned {len(values)} results for {len(params)} parameter sets")
+    return [None if row is None else dict(zip(names, row, strict=True)) for row in values]

@@ -46,12 +46,17 @@ CUSTOMER = "5511988887777"
 DIAL_FAILURE = "failed to dial whatsapp web websocket"
 
 
-def wait_for_threads(count: int, timeout: float = 2.0) -> int:
-    """The live thread count once it is back to `count` (a finished thread may take a moment to vanish)."""
+def wait_for_threads(before: frozenset[int], timeout: float = 2.0) -> frozenset[int]:
+    """The threads alive now that were not before (empty once ours have ended; a finished thread may take
+    a moment to vanish). Threads of other tests that end meanwhile do not count."""
     deadline = time.monotonic() + timeout
-    while threading.active_count() > count and time.monotonic() < deadline:
+    while (new := live_threads() - before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    return threading.active_count()
+    return new
+
+
+def live_threads() -> frozenset[int]:
+    return frozenset(thread.ident for thread in threading.enumerate() if thread.ident is not None)
 
 
 async def run_to_end(transport: NeonizeTransport, events: trio.MemorySendChannel[Event]) -> None:
@@ -72,14 +77,14 @@ def test_it_is_a_transport(database_url: str) -> None:
 
 
 async def test_unreachable_whatsapp_is_a_transport_error(database_url: str) -> None:
-    before = threading.active_count()
+    before = live_threads()
     transport = NeonizeTransport("conn-1", database_url)
     send, recv = trio.open_memory_channel[Event](16)
     started = trio.current_time()
     with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(TransportError, match=DIAL_FAILURE)):
         await run_to_end(transport, send)
     assert trio.current_time() - started < 10
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()
     # whatsmeow created its device store in our database before dialling
     assert "whatsmeow_device" in tables(database_url)
     with pytest.raises(trio.WouldBlock):
@@ -87,12 +92,12 @@ async def test_unreachable_whatsapp_is_a_transport_error(database_url: str) -> N
     # and the transport can be run again (the session retries with the same object)
     with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(TransportError, match=DIAL_FAILURE)):
         await run_to_end(transport, send)
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()
 
 
 @pytest.mark.parametrize("delay", [0, 0.001, 0.02, 0.2])
 async def test_cancelled_run_stops_quickly_and_leaves_no_thread(database_url: str, delay: float) -> None:
-    before = threading.active_count()
+    before = live_threads()
     transport = NeonizeTransport("conn-2", database_url)
     send, _recv = trio.open_memory_channel[Event](16)
     cancelled_at = None
@@ -108,7 +113,7 @@ async def test_cancelled_run_stops_quickly_and_leaves_no_thread(database_url: st
             assert delay > 0
         if cancelled_at is not None:
             assert trio.current_time() - cancelled_at < 5
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()
     with pytest.raises(NotConnected):
         await transport.send(SendText(to=CUSTOMER, body="oi"))
 
@@ -147,7 +152,7 @@ def store_device(database_url: str, device_jid: str) -> None:
 
 
 async def test_a_stored_device_is_used_to_reconnect(database_url: str) -> None:
-    before = threading.active_count()
+    before = live_threads()
     send, _recv = trio.open_memory_channel[Event](16)
     with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(TransportError, match=DIAL_FAILURE)):
         await run_to_end(NeonizeTransport("conn-5", database_url), send)  # creates the whatsmeow tables
@@ -157,7 +162,7 @@ async def test_a_stored_device_is_used_to_reconnect(database_url: str) -> None:
     with trio.fail_after(30), pytest.RaisesGroup(pytest.RaisesExc(TransportError, match=DIAL_FAILURE)):
         await run_to_end(transport, send)
     assert transport.device_jid == device  # a network failure keeps the device
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()
     # logout while not connected unlinks the device locally
     await transport.logout()
     assert transport.device_jid is None
@@ -345,7 +350,7 @@ async def test_a_full_mailbox_blocks_the_callback_thread() -> None:
 
 
 async def test_stop_while_a_callback_waits_on_a_full_mailbox() -> None:
-    before = threading.active_count()
+    before = live_threads()
     factory = Scripted()
     transport = NeonizeTransport("s3", "host=/nowhere dbname=zap", client_factory=factory)
     send, _recv = trio.open_memory_channel[Event](0)  # nobody reads
@@ -361,7 +366,7 @@ async def test_stop_while_a_callback_waits_on_a_full_mailbox() -> None:
                 stop_at = trio.current_time()
                 scope.cancel()
         assert trio.current_time() - stop_at < 5
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()
     assert client.stopped.is_set()
 
 
@@ -444,7 +449,7 @@ async def test_logout_ends_the_run() -> None:
 
 async def test_a_client_that_ignores_stop_does_not_hold_up_the_session(caplog: pytest.LogCaptureFixture) -> None:
     # neonize's QR loop only ends when the shown code expires: stop returns anyway, and says so
-    before = threading.active_count()
+    before = live_threads()
     factory = Scripted(ignore_stop=True)
     transport = NeonizeTransport("s9", "host=/nowhere dbname=zap", client_factory=factory)
     send, _recv = trio.open_memory_channel[Event](16)
@@ -460,4 +465,4 @@ async def test_a_client_that_ignores_stop_does_not_hold_up_the_session(caplog: p
         assert trio.current_time() - stop_at < STOP_DEADLINE + 1
     assert "still running" in caplog.text
     client.released.set()
-    assert wait_for_threads(before) == before
+    assert wait_for_threads(before) == frozenset()

@@ -48,3 +48,49 @@ async def test_many_writers_share_few_transactions_and_a_bad_write_fails_alone(d
         assert await db.fetch_value("SELECT count(*) FROM companies WHERE id = ANY(%s)", (ids,)) == len(ids)
     finally:
         await db.aclose()
+
+
+async def test_batched_writes_share_one_executemany_each_caller_gets_its_row(database_url: str) -> None:
+    from storage.writer import Batched
+
+    db = await open_db(database_url)
+    writer = GroupCommitWriter(db, max_batch=100)
+    results: dict[int, object] = {}
+    insert = "INSERT INTO companies (name) VALUES (%(name)s) RETURNING id, name"
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(writer.run)
+
+                async def batched(index: int) -> None:
+                    name = "same" if index in (3, 4) else f"b{index}"  # the second 'same' violates the unique name
+                    try:
+                        results[index] = await writer.submit(Batched(insert, {"name": name}))
+                    except Conflict as error:
+                        results[index] = error
+
+                async def plain(index: int) -> None:
+                    results[1000 + index] = await writer.submit(
+                        lambda conn: conn.execute("INSERT INTO companies (name) VALUES (%s) RETURNING id",
+                                                  (f"p{index}",)).fetchone()["id"])
+
+                async def finished(index: int) -> None:
+                    results[2000 + index] = await writer.submit(Batched(
+                        insert, {"name": f"f{index}"}, finish=lambda conn, row: ("done", row["name"])))
+
+                async with trio.open_nursery() as writers:
+                    for index in range(60):
+                        writers.start_soon(batched, index)
+                        writers.start_soon(plain, index)
+                        writers.start_soon(finished, index)
+                nursery.cancel_scope.cancel()
+        for index in range(60):
+            if index in (3, 4):
+                continue
+            assert results[index]["name"] == f"b{index}"  # its own row, not a neighbour's
+            assert results[2000 + index] == ("done", f"f{index}")
+            assert isinstance(results[1000 + index], int)
+        assert sum(isinstance(results[i], Conflict) for i in (3, 4)) == 1
+        assert await db.fetch_value("SELECT count(*) FROM companies") == 179
+    finally:
+        await db.aclose()
