@@ -9,10 +9,11 @@ A TicketActor hands `submit` its write, one of two kinds:
 
 The writer collects what arrives while the previous flush runs (up to `max_batch`), runs them all in
 one transaction on a worker thread — one commit, one fsync, for the lot — and wakes each caller with
-its own result once the transaction is durable. The writes of one flush are concurrent (none of their
-callers has been answered yet), so the writer may run them in any order: the plain ones first, in
-order of arrival, then each group of batched ones. If the flush fails, it is retried one write per
-transaction, so a bad write fails alone and the others still commit.
+its own result once the transaction is durable: as soon as the next flush is running (at once when
+there is none), so that the callers' own work overlaps with the next transaction. The writes of one
+flush are concurrent (none of their callers has been answered yet), so the writer may run them in any
+order: the plain ones first, in order of arrival, then each group of batched ones. If the flush fails,
+it is retried one write per transaction, so a bad write fails alone and the others still commit.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class GroupCommitWriter:
         self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
         self.flushes = 0
         self.writes = 0
+        self.batched_writes = 0
         self.largest_batch = 0
 
     @overload
@@ -80,11 +82,7 @@ class GroupCommitWriter:
     async def submit(self, write: Any) -> Any:
         """Run `write` in the next group transaction; return its result once committed."""
         pending = _Pending(write)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._send.send_nowait(pending)  # room in the queue (the usual case): no trip through the scheduler
-        except trio.WouldBlock:
-            await self._send.send(pending)
+        await self._send.send(pending)
         # Not cancellable once queued: the caller learns the fate of a write it started.
         with trio.CancelScope(shield=True):
             await pending.done.wait()
@@ -96,6 +94,7 @@ class GroupCommitWriter:
         committed: list[_Pending] = []  # the last flush: durable, its callers not woken yet
         try:
             while True:
+                await trio.lowlevel.checkpoint_if_cancelled()  # a stopped writer stops between flushes
                 batch = self._take_nowait([])
                 if not batch:  # nothing to flush next: wake the last flush's callers now, then wait
                     _wake(committed)
@@ -125,6 +124,7 @@ class GroupCommitWriter:
         """
         self.flushes += 1
         self.writes += len(batch)
+        self.batched_writes += sum(isinstance(pending.write, Batched) for pending in batch)
         self.largest_batch = max(self.largest_batch, len(batch))
         token = trio.lowlevel.current_trio_token()
 
@@ -161,7 +161,8 @@ class GroupCommitWriter:
         return results
 
     def stats(self) -> dict[str, float]:
-        return {"flushes": self.flushes, "writes": self.writes, "largest_batch": self.largest_batch,
+        return {"flushes": self.flushes, "writes": self.writes, "batched_writes": self.batched_writes,
+                "largest_batch": self.largest_batch,
                 "mean_batch": round(self.writes / self.flushes, 2) if self.flushes else 0.0}
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from storage.db import Database, open_pool
 from storage.errors import Conflict
-from storage.writer import GroupCommitWriter
+from storage.writer import Batched, GroupCommitWriter
 
 
 async def open_db(url: str) -> Database:
@@ -92,5 +93,106 @@ async def test_batched_writes_share_one_executemany_each_caller_gets_its_row(dat
             assert isinstance(results[1000 + index], int)
         assert sum(isinstance(results[i], Conflict) for i in (3, 4)) == 1
         assert await db.fetch_value("SELECT count(*) FROM companies") == 179
+    finally:
+        await db.aclose()
+
+
+# ─── batched writes: one executemany per SQL and flush ──────────────────────────────────
+
+INSERT_COMPANY = ("INSERT INTO companies (name) VALUES (%(name)s) ON CONFLICT ((lower(name))) DO NOTHING "
+                  "RETURNING id, name, txid_current() AS tx")
+
+
+async def run_in_one_flush(writer: GroupCommitWriter, calls: list) -> None:
+    """Queue every call's write before the writer starts, so that one flush takes them all."""
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as callers:
+            for call in calls:
+                callers.start_soon(call)
+            await trio.testing.wait_all_tasks_blocked()  # all of them queued, waiting for their result
+            await outer.start(writer.run)
+        outer.cancel_scope.cancel()
+
+
+async def test_batched_and_plain_writes_share_one_transaction_and_each_caller_gets_its_own_row(
+        database_url: str) -> None:
+    db = await open_db(database_url)
+    await db.execute("INSERT INTO companies (name) VALUES ('taken')")
+    writer = GroupCommitWriter(db)
+    results: dict[str, object] = {}
+
+    def after(conn, row):  # runs in the same transaction; here, the row the statement did not return
+        if row is not None:
+            return row
+        found = conn.execute("SELECT id, name, txid_current() AS tx FROM companies WHERE name = 'taken'").fetchone()
+        return {**found, "already": True}
+
+    def batched(name: str):
+        async def call() -> None:
+            results[name] = await writer.submit(Batched(INSERT_COMPANY, {"name": name}, after))
+        return call
+
+    def plain(name: str):
+        async def call() -> None:
+            def write(conn):
+                return conn.execute("INSERT INTO companies (name) VALUES (%s) RETURNING id, name, txid_current() AS tx",
+                                    (name,)).fetchone()
+            results[name] = await writer.submit(write)
+        return call
+
+    def bare(name: str):  # no finish: the caller gets the row itself
+        async def call() -> None:
+            results[name] = await writer.submit(Batched("SELECT %(name)s::text AS name, txid_current() AS tx",
+                                                        {"name": name}))
+        return call
+
+    try:
+        with trio.fail_after(30):
+            calls = [batched(f"b{i}") for i in range(150)] + [plain(f"p{i}") for i in range(20)]
+            calls += [batched("taken"), bare("echo")]
+            await run_in_one_flush(writer, calls)
+        assert writer.flushes == 1 and writer.writes == 172 and writer.batched_writes == 152
+        assert len({row["tx"] for row in results.values()}) == 1  # one transaction for all
+        for i in range(150):
+            assert results[f"b{i}"]["name"] == f"b{i}"
+        for i in range(20):
+            assert results[f"p{i}"]["name"] == f"p{i}"
+        assert results["taken"]["already"] is True and results["taken"]["name"] == "taken"
+        assert results["echo"]["name"] == "echo"
+        committed = {row["name"]: row["id"] for row in await db.fetch_all("SELECT name, id FROM companies")}
+        assert all(committed[name] == row["id"] for name, row in results.items() if name != "echo")
+    finally:
+        await db.aclose()
+
+
+async def test_a_failing_batched_write_fails_alone(database_url: str) -> None:
+    db = await open_db(database_url)
+    writer = GroupCommitWriter(db)
+    results: dict[str, object] = {}
+    plain_insert = "INSERT INTO companies (name) VALUES (%(name)s) RETURNING id, name"
+
+    def explode(conn, row):
+        raise ValueError(f"finish refused {row['name']}")
+
+    def batched(key: str, name: str, finish=None):
+        async def call() -> None:
+            try:
+                results[key] = await writer.submit(Batched(plain_insert, {"name": name}, finish))
+            except (Conflict, ValueError) as error:
+                results[key] = error
+        return call
+
+    try:
+        with trio.fail_after(30):
+            calls = [batched(f"c{i}", f"c{i}") for i in range(50)]
+            calls += [batched("dup1", "dup"), batched("dup2", "dup"), batched("bad", "refused", explode)]
+            await run_in_one_flush(writer, calls)
+        conflicts = [key for key, result in results.items() if isinstance(result, Conflict)]
+        assert len(conflicts) == 1 and conflicts[0] in ("dup1", "dup2")  # the second 'dup' violates the name
+        assert isinstance(results["bad"], ValueError)
+        names = {row["name"] for row in await db.fetch_all("SELECT name FROM companies")}
+        assert {f"c{i}" for i in range(50)} | {"dup"} <= names
+        assert "refused" not in names  # its statement rolled back with its finish
+        assert all(results[f"c{i}"]["name"] == f"c{i}" for i in range(50))
     finally:
         await db.aclose()
