@@ -9,7 +9,6 @@ and an active ticket, else the full `intake` (contact, ticket, message, counters
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -17,7 +16,7 @@ import psycopg
 
 from storage.db import Database, Row
 from storage.errors import NotFound
-from storage.writer import Batched
+from storage.writer import Batched, Write
 
 ACTIVE = ("pending", "open")
 # The ticket's columns that `message_intake_active` returns (as ticket_*) for the actor's cached ticket.
@@ -151,8 +150,7 @@ def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_i
 
 
 def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdentity, contact: Row | None,
-                 ticket: Row | None, message: IncomingRow) -> Batched[Intake] | Callable[[psycopg.Connection[Row]],
-                                                                                        Intake]:
+                 ticket: Row | None, message: IncomingRow) -> Batched[Intake] | Write:
     """The group-commit write that does `intake`, as one batched statement when it can.
 
     When the actor holds the contact (no change to make) and an active ticket — nearly every message of
