@@ -59,6 +59,12 @@ def chat_of_contact(contact: Row) -> str:
     return f"{contact['lid']}@lid"
 
 
+def chat_of_ticket(ticket: Row) -> str:
+    """The chat of a ticket as ticket_show shows it (its contact as JSON)."""
+    contact = ticket["contact"]
+    return chat_of_contact({"is_group": contact["isGroup"], "number": contact["number"], "lid": contact["lid"]})
+
+
 def chat_key(event: wa.InboundMessage | wa.Receipt) -> str:
     """The conversation a message belongs to: the group, else the contact's phone JID (LID when unknown)."""
     if isinstance(event, wa.Receipt) or event.is_group:
@@ -464,7 +470,9 @@ class TicketRouter:
 
     async def _ask(self, company_id: int, ticket: Row, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
-        chat = chat_of_contact(await self._contact(company_id, ticket))
+        contact = ticket.get("contact")
+        chat = chat_of_ticket(ticket) if isinstance(contact, dict) and "isGroup" in contact else \
+            chat_of_contact(await self._contact(company_id, ticket))
         await self._deliver(company_id, ticket["whatsapp_id"], chat, make(reply_send))
         async with reply_receive:
             try:
@@ -514,7 +522,7 @@ class TicketRouter:
         rows = await self.db.fetch_all(self.db.q.outbox_pending, {"whatsapp_id": whatsapp_id})
         for ticket_id in dict.fromkeys(row["ticket_id"] for row in rows):
             ticket = await conversations.show_ticket(self.db, company_id, ticket_id)
-            chat = chat_of_contact(await self._contact(company_id, ticket))
+            chat = chat_of_ticket(ticket)
             await self._deliver(company_id, whatsapp_id, chat, FlushOutbox(ticket_id))
 
     def publish(self, company_id: int, kind: str, payload: dict[str, Any]) -> None:

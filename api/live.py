@@ -105,8 +105,8 @@ class CompanyNamespaces:
             await ticket_storage.show_visible(self.db, context.viewer, ticket_id)
         except (TypeError, ValueError, NotFound):
             return None  # refused silently, as the contract says
+        socket.join(f"ticket:{ticket_id}")  # first: it refuses past the per-socket room limit
         context.chats.add(ticket_id)
-        socket.join(f"ticket:{ticket_id}")
         return None
 
     async def _leave_chat(self, socket: Socket, ticket_id: Any = None, *_: Any) -> None:

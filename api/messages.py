@@ -16,7 +16,7 @@ import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from actors.session import SessionEnded
-from actors.ticket import SendOut, TicketActor
+from actors.ticket import SendOut, TicketActor, chat_of_ticket
 from api.app import Deps, deps_of
 from api.auth import Principal, current, public
 from api.errors import ApiError, BadRequest, NotFound, Unauthorized
@@ -72,12 +72,9 @@ async def _mark_read(deps: Deps, principal: Principal, ticket: dict[str, Any]) -
     session = deps.sessions.lookup(ticket["whatsapp_id"])
     wids = tuple(row["wid"] for row in unread if row["wid"])
     if session is not None and wids and session.status == "CONNECTED":
-        contact = ticket["contact"]
-        chat = f"{contact['number']}@g.us" if contact["isGroup"] else (
-            f"{contact['number']}@s.whatsapp.net" if contact["number"] else f"{contact['lid']}@lid")
         with trio.move_on_after(5):
             try:
-                await session.mark_read(chat, wids)
+                await session.mark_read(chat_of_ticket(ticket), wids)
             except (wa.TransportError, SessionEnded) as error:
                 log.info("read receipts not sent", extra={"fields": {"ticket_id": ticket["id"], "reason": str(error)}})
 
@@ -215,19 +212,13 @@ async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], command: 
     return deps.messages(shown)
 
 
-def _chat(ticket: dict[str, Any]) -> str:
-    contact = ticket["contact"]
-    if contact["isGroup"]:
-        return f"{contact['number']}@g.us"
-    return f"{contact['number']}@s.whatsapp.net" if contact["number"] else f"{contact['lid']}@lid"
-
-
 @blueprint.delete("/messages/<message_id>")
 async def delete_message(message_id: str) -> Response:
     principal = current()
     deps = deps_of(current_app)
     message, ticket = await _own_message(deps, principal, message_id)
-    shown = await _change(deps, principal.company_id, ticket, wa.DeleteForEveryone(_chat(ticket), message["wid"]),
+    command = wa.DeleteForEveryone(chat_of_ticket(ticket), message["wid"])
+    shown = await _change(deps, principal.company_id, ticket, command,
                           deps.db.q.message_revoke, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"]})
     return jsonify(shown)
 
@@ -241,7 +232,8 @@ async def edit_message(message_id: str) -> Response:
     body = check_field("body", data.get("body"), Field("str", required=True, max_len=65_536, strip=False))
     if not body.strip():
         raise BadRequest("body: must not be empty", code="ERR_VALIDATION", field="body")
-    shown = await _change(deps, principal.company_id, ticket, wa.EditMessage(_chat(ticket), message["wid"], body),
+    command = wa.EditMessage(chat_of_ticket(ticket), message["wid"], body)
+    shown = await _change(deps, principal.company_id, ticket, command,
                           deps.db.q.message_edit, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"],
                                                    "body": body})
     return jsonify(shown)
