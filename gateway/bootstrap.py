@@ -26,7 +26,6 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
-from hypercorn.trio import serve as hypercorn_serve
 
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
@@ -36,6 +35,8 @@ from api.auth import check_password, hash_password
 from api.live import CompanyNamespaces, LiveBridge
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeConfig, RealtimeServer
+from api.realtime.direct import DirectWebsockets
+from gateway import front
 from gateway.broker import Broker, RedisBridge
 from gateway.config import Config
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
@@ -161,6 +162,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.include_server_header = False
     hc.keep_alive_timeout = 30
+    # every browser reconnects at once after a restart: a short accept queue drops their SYNs, and each
+    # dropped SYN costs its client a 1 s, 3 s, 7 s… retransmit (the kernel caps this at somaxconn)
+    hc.backlog = 4096
     hc.websocket_max_message_size = config.realtime_max_payload
     # Large enough that an absurd URL (a megabyte of searchParam) reaches the app and gets a JSON 400
     # instead of h11's bare 431; h11 grows its buffer only as bytes arrive.
@@ -238,21 +242,25 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
+    websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
     async with trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
-                                    "tickets": tickets.stats(), "broker": broker.stats(), "realtime": live.stats()})
+                                    "tickets": tickets.stats(), "broker": broker.stats(),
+                                    "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)
         app: Any = create_app(deps)
         if config.trusted_proxies:
             # behind N reverse proxies: the client address (login throttling, logs) from X-Forwarded-For
             app = ProxyFixMiddleware(app, mode="legacy", trusted_hops=config.trusted_proxies)
-        binds = await nursery.start(lambda task_status: hypercorn_serve(
-            app, hc or hypercorn_config(config), shutdown_trigger=shutdown.wait, task_status=task_status))
+        # the front hands realtime websockets to their direct transport, everything else to hypercorn
+        binds = await nursery.start(lambda task_status: front.serve(
+            app, hc or hypercorn_config(config), claimers=[websockets], shutdown_trigger=shutdown.wait,
+            task_status=task_status))
         task_status.started(binds)
         await shutdown.wait()
         # hypercorn returns once in-flight requests are done (or graceful_timeout has passed)

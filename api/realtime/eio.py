@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
+import struct
 from typing import Any
 
 import attrs
@@ -120,3 +122,26 @@ def decode_frame(frame: str | bytes | Any) -> Packet:
     if not isinstance(frame, str):
         raise ProtocolError("a websocket frame must be text or binary")
     return decode_text(frame, allow_base64=False)
+
+
+@functools.lru_cache(maxsize=64)
+def websocket_frame(packet: Packet) -> bytes:
+    """The whole websocket frame carrying `packet` (RFC 6455: server to client, final, unmasked, no extension).
+
+    The bytes are the same for every client, so a fan-out builds them once: cached by packet (the
+    packets of one emit are one object shared by all its recipients).
+    """
+    if isinstance(packet.data, bytes):
+        if packet.type is not PacketType.MESSAGE:
+            raise ValueError("only message packets carry binary data")
+        opcode, payload = 0x2, packet.data
+    else:
+        opcode, payload = 0x1, f"{packet.type.value}{packet.data}".encode()
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x80 | opcode, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+    return header + payload

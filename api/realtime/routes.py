@@ -14,7 +14,7 @@ CORS headers come from the application's `after_request` like every route's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import trio
@@ -105,7 +105,7 @@ def _new_session(server: RealtimeServer, connection: BaseRequestWebsocket, trans
     return server.open_session(_handshake(connection, transport))
 
 
-def _open_packet(server: RealtimeServer, session: EngineSession, upgrades: list[str]) -> eio.Packet:
+def open_packet(server: RealtimeServer, session: EngineSession, upgrades: list[str]) -> eio.Packet:
     config = server.config
     return eio.open_packet(session.sid, upgrades=upgrades, ping_interval=config.ping_interval,
                            ping_timeout=config.ping_timeout, max_payload=config.max_payload)
@@ -124,7 +124,7 @@ async def _polling(server: RealtimeServer) -> Response:
         if transport != POLLING:  # a websocket handshake that came without the Upgrade header
             raise bad_request()
         session = _new_session(server, request, POLLING)
-        return _text(eio.encode_payload([_open_packet(server, session, [WEBSOCKET])]))
+        return _text(eio.encode_payload([open_packet(server, session, [WEBSOCKET])]))
     session = server.session(sid)
     if session is None:
         raise session_unknown()
@@ -163,16 +163,30 @@ async def _read_body(session: EngineSession, limit: int) -> str:
 # --- websocket ---
 
 def _websocket_session(server: RealtimeServer) -> tuple[EngineSession, bool]:
-    """The session a websocket request is for, and whether it is an upgrade from polling."""
-    transport = websocket.args.get("transport")
+    return websocket_session(server, dict(websocket.args.items()),
+                             {name.lower(): value for name, value in websocket.headers.items()},
+                             websocket.remote_addr)
+
+
+def websocket_session(server: RealtimeServer, args: Mapping[str, str], headers: Mapping[str, str],
+                      remote_addr: str | None) -> tuple[EngineSession, bool]:
+    """The session a websocket request is for, and whether it is an upgrade from polling.
+
+    Raises EngineError (answered as HTTP 400/503 before the websocket is accepted). Shared by this
+    blueprint's websocket route and the direct websocket transport (`direct.py`).
+    """
+    transport = args.get("transport")
     if transport not in (POLLING, WEBSOCKET):
         raise transport_unknown()
     if transport != WEBSOCKET:
         raise bad_request()
-    sid = websocket.args.get("sid")
+    sid = args.get("sid")
     if sid is None:
-        session = _new_session(server, websocket, WEBSOCKET)
-        session.send_nowait([_open_packet(server, session, [])])
+        if args.get("EIO") != "4":
+            raise unsupported_version()
+        session = server.open_session(Handshake(query=args, headers=headers, remote_addr=remote_addr,
+                                                transport=WEBSOCKET))
+        session.send_nowait([open_packet(server, session, [])])
         return session, False
     session = server.session(sid)
     if session is None:

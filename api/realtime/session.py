@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 import trio
@@ -88,6 +88,7 @@ class EngineSession:
         self._polling = False
         self._posting = False
         self._pong = trio.Event()
+        self._sink: Callable[[Sequence[Packet]], bool] | None = None
         self.inbound_send, self.inbound_receive = trio.open_memory_channel[str | bytes](config.inbound_messages)
 
     # --- life ---
@@ -126,6 +127,8 @@ class EngineSession:
         """Queue `packets` together, or close the session as lagging when they do not fit. Never waits."""
         if self.closed:
             return False
+        if self._sink is not None:
+            return self._sink(packets)
         weight = sum(packet.size for packet in packets)
         if (len(self._queue) + len(packets) > self.config.outgoing_packets
                 or self._queued_bytes + weight > self.config.outgoing_bytes):
@@ -137,6 +140,17 @@ class EngineSession:
         self._queued_bytes += weight
         self._changed.unpark_all()
         return True
+
+    def attach_sink(self, sink: Callable[[Sequence[Packet]], bool]) -> None:
+        """From now on outgoing packets go straight to `sink` (a direct websocket), starting with the queued ones.
+
+        The sink writes or buffers them without waiting and returns False after closing this session
+        itself (lagging, or the transport broke).
+        """
+        queued = self._take_all()
+        self._sink = sink
+        if queued:
+            sink(queued)
 
     def _take_all(self) -> list[Packet]:
         packets = list(self._queue)

@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from quart_trio import QuartTrio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from api.realtime import ConnectRefused, RealtimeConfig, RealtimeServer, Socket
+from api.realtime.direct import DirectWebsockets
+from gateway import front
 
 CLIENT_DIR = Path(__file__).parent / "realtime"
 NAMESPACE = "/tenant-1"
@@ -98,6 +100,8 @@ class Served:
     url: str
     server: RealtimeServer
     handler: ToyHandler
+    direct: DirectWebsockets | None = None  # the direct websocket transport, when served through the front
+    stop: trio.Event | None = None  # set: the front shuts down gracefully
 
     @property
     def ws_url(self) -> str:
@@ -121,9 +125,25 @@ async def serve_realtime(nursery: trio.Nursery, config: RealtimeConfig | None = 
     hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the duplicate
     hc.accesslog = None
     hc.graceful_timeout = 1
-    await nursery.start(partial(hypercorn_serve, app, hc))
+    direct, stop = None, None
+    if WEBSOCKETS["via"] == "direct":  # zapgate's front: websockets on their direct transport
+        direct, stop = DirectWebsockets(server), trio.Event()
+        await nursery.start(partial(front.serve, app, hc, claimers=[direct], shutdown_trigger=stop.wait))
+    else:  # plain hypercorn: websockets through ASGI and the blueprint's route
+        await nursery.start(partial(hypercorn_serve, app, hc))
     sock.close()
-    return Served(f"http://127.0.0.1:{port}", server, handler)
+    return Served(f"http://127.0.0.1:{port}", server, handler, direct, stop)
+
+
+WEBSOCKETS = {"via": "direct"}
+
+
+@pytest.fixture(params=["direct", "asgi"], autouse=True)
+def websockets_via(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against both websocket transports: the direct one and the ASGI route."""
+    WEBSOCKETS["via"] = request.param
+    yield request.param
+    WEBSOCKETS["via"] = "direct"
 
 
 # --- raw Engine.IO helpers ---
