@@ -101,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
                 [node, str(ROOT / "bench" / "fanout_client.cjs"), app.url, f"/{COMPANY_ID}", token,
                  str(sizes.sockets), str(sizes.events), str(deadline)],
                 stdout=subprocess.PIPE, env=node_env)
-            lines = _lines(process)
+            lines = lines_of(process)
             first = json.loads(await lines.__anext__())
             if first["step"] != "connected":
                 raise RuntimeError(f"the clients did not connect: {first}")
@@ -137,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
     finish(progress, args, figures, checks, notes, environment(database))
 
 
-async def _lines(process: trio.Process):  # type: ignore[no-untyped-def]
+async def lines_of(process: trio.Process):  # type: ignore[no-untyped-def]
     buffer = b""
     assert process.stdout is not None
     async for chunk in process.stdout:
