@@ -1,8 +1,10 @@
 """PostgreSQL from trio: psycopg's blocking pool on worker threads, bounded by a CapacityLimiter.
 
-Every database call is a plain sync function of a connection, run on a worker thread inside one
-transaction (`Database.run`). Cursors, pipelines and COPY are created and closed inside that
-function; nothing thread-bound leaks out. psycopg errors become `storage.errors` here.
+Every database call is a plain sync function of a connection, run on a worker thread: inside one
+transaction (`Database.run`), or statement by statement in autocommit (`Database.read`: one statement
+is its own transaction, without the BEGIN and COMMIT round trips). Cursors, pipelines and COPY are
+created and closed inside that function; nothing thread-bound leaks out. psycopg errors become
+`storage.errors` here.
 """
 
 from __future__ import annotations
@@ -46,11 +48,27 @@ class Database:
 
         return await trio.to_thread.run_sync(work, limiter=self.limiter)
 
+    async def read(self, fn: Callable[[psycopg.Connection[Row]], T]) -> T:
+        """Run `fn(conn)` on a worker thread in autocommit: each statement is its own transaction.
+
+        For work whose statements need not see one snapshot: a single statement, or reads whose later
+        statements only depend on what the earlier ones returned. (The pool's connections are in autocommit
+        mode; `statement_timeout` is a session setting, so it holds here too.)
+        """
+
+        def work() -> T:
+            with map_errors(), self.pool.connection() as conn:
+                return fn(conn)
+
+        return await trio.to_thread.run_sync(work, limiter=self.limiter)
+
+    # One statement is atomic by itself: no BEGIN / COMMIT around it.
+
     async def fetch_one(self, sql: str, params: Params = None) -> Row | None:
-        return await self.run(lambda conn: conn.execute(sql, params).fetchone())
+        return await self.read(lambda conn: conn.execute(sql, params).fetchone())
 
     async def fetch_all(self, sql: str, params: Params = None) -> list[Row]:
-        return await self.run(lambda conn: conn.execute(sql, params).fetchall())
+        return await self.read(lambda conn: conn.execute(sql, params).fetchall())
 
     async def fetch_value(self, sql: str, params: Params = None) -> Any:
         row = await self.fetch_one(sql, params)
@@ -58,7 +76,7 @@ class Database:
 
     async def execute(self, sql: str, params: Params = None) -> int:
         """Run one statement; the number of rows it touched."""
-        return await self.run(lambda conn: conn.execute(sql, params).rowcount)
+        return await self.read(lambda conn: conn.execute(sql, params).rowcount)
 
     async def ping(self) -> bool:
         try:
