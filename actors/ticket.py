@@ -235,9 +235,9 @@ class TicketActor:
         self.contact = result.contact
         if result.message is None:
             return  # the same WhatsApp message again: stored once, announced once
-        await self._refresh_ticket(result.ticket, full=result.ticket_created or self.ticket is None
-                                   or self.ticket["id"] != result.ticket["id"] or result.contact_changed)
-        router.publish_message("create", self.company_id, result.message, self.ticket)
+        shown = await self._refresh_ticket(result.ticket, full=result.ticket_created or self.ticket is None
+                                           or self.ticket["id"] != result.ticket["id"] or result.contact_changed)
+        router.publish_message("create", self.company_id, result.message, self.ticket, shown)
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
                                                         "contact": router.presenters.contact(result.contact)})
@@ -289,15 +289,17 @@ class TicketActor:
                 await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, row, ticket)
 
-    async def _refresh_ticket(self, base: Row, *, full: bool) -> None:
+    async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
+        """Bring the cached ticket up to date with `base` and announce it; its JSON, for reuse."""
         if full or self.ticket is None:
             self.ticket = await conversations.show_ticket(self.router.db, self.company_id, base["id"])
         else:
             self.ticket = {**self.ticket, **{k: base[k] for k in ("status", "unread_messages", "last_message",
                                                                   "last_message_at", "updated_at", "queue_id",
                                                                   "user_id")}}
-        self.router.publish(self.company_id, "ticket", {"action": "update",
-                                                        "ticket": self.router.presenters.ticket(self.ticket)})
+        shown = self.router.presenters.ticket(self.ticket)
+        self.router.publish(self.company_id, "ticket", {"action": "update", "ticket": shown})
+        return shown
 
     def forget(self, ticket_id: int) -> None:
         """The ticket was deleted: the conversation's next message opens a new one."""
@@ -528,10 +530,12 @@ class TicketRouter:
     def publish(self, company_id: int, kind: str, payload: dict[str, Any]) -> None:
         self.broker.publish(company_id, f"company-{company_id}-{kind}", payload)
 
-    def publish_message(self, action: str, company_id: int, message: Row, ticket: Row | None) -> None:
+    def publish_message(self, action: str, company_id: int, message: Row, ticket: Row | None,
+                        shown_ticket: dict[str, Any] | None = None) -> None:
+        """Announce a message with its ticket (`shown_ticket`: the ticket's JSON when the caller has it)."""
         payload: dict[str, Any] = {"action": action, "message": self.presenters.message(message)}
         if ticket is not None:
-            payload["ticket"] = self.presenters.ticket(ticket)
+            payload["ticket"] = shown_ticket if shown_ticket is not None else self.presenters.ticket(ticket)
             payload["contact"] = ticket.get("contact")
         self.publish(company_id, "appMessage", payload)
 

@@ -196,3 +196,51 @@ async def test_a_failing_batched_write_fails_alone(database_url: str) -> None:
         assert all(results[f"c{i}"]["name"] == f"c{i}" for i in range(50))
     finally:
         await db.aclose()
+
+
+async def test_a_full_queue_makes_submitters_wait_and_a_queued_write_is_not_cancelled(database_url: str) -> None:
+    db = await open_db(database_url)
+    writer = GroupCommitWriter(db, max_batch=3, queue_size=2)
+    results: dict[int, int] = {}
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                # submitters first, writer later: all but two wait for room in the queue
+                async def write(index: int) -> None:
+                    def insert(conn):
+                        return conn.execute("INSERT INTO companies (name) VALUES (%s) RETURNING id",
+                                            (f"q{index}",)).fetchone()["id"]
+
+                    results[index] = await writer.submit(insert)
+
+                async with trio.open_nursery() as writers:
+                    for index in range(20):
+                        writers.start_soon(write, index)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await nursery.start(writer.run)
+                assert len(results) == 20 and len(set(results.values())) == 20
+                assert writer.largest_batch <= 3
+
+                # a caller cancelled after its write was queued still gets its committed result
+                outcome_of: dict[str, object] = {}
+
+                async def cancelled_caller(scope_ready: trio.Event, scope_box: list[trio.CancelScope]) -> None:
+                    with trio.CancelScope() as scope:
+                        scope_box.append(scope)
+                        scope_ready.set()
+                        outcome_of["id"] = await writer.submit(
+                            lambda conn: conn.execute("INSERT INTO companies (name) VALUES ('late') RETURNING id")
+                            .fetchone()["id"])
+                    outcome_of["cancelled"] = scope.cancelled_caught
+
+                ready, box = trio.Event(), []
+                async with trio.open_nursery() as callers:
+                    callers.start_soon(cancelled_caller, ready, box)
+                    await ready.wait()
+                    await trio.testing.wait_all_tasks_blocked()
+                    box[0].cancel()
+                assert isinstance(outcome_of["id"], int) and outcome_of["cancelled"] is False
+                nursery.cancel_scope.cancel()
+        assert await db.fetch_value("SELECT count(*) FROM companies WHERE name = 'late'") == 1
+    finally:
+        await db.aclose()
