@@ -43,38 +43,36 @@ async def visible_ticket(deps: Deps, principal: Principal, raw_id: str) -> dict[
 
 @blueprint.get("/messages/<ticket_id>")
 async def list_messages(ticket_id: str) -> Response:
+    """A page of the ticket's history (20 messages, chronological), the ticket, `count` and `hasMore`; the
+    first page reads the ticket. The JSON of the messages and of the ticket comes from PostgreSQL as text
+    (storage/queries.sql: messages_page_json, ticket_show_json) and is passed on as it is."""
     principal = current()
     deps = deps_of(current_app)
-    ticket = await visible_ticket(deps, principal, ticket_id)
+    raw_id = path_id(ticket_id, "ticket")
     limit, offset = page(PAGE_SIZE)
-    rows, count = await conversations.messages_page(deps.db, principal.company_id, ticket["id"], limit=limit,
-                                                    offset=offset)
+    opened = await tickets.open_ticket_messages(deps.db, principal.company_id, principal.user_id,
+                                                principal.is_admin, raw_id, limit=limit, offset=offset,
+                                                base_url=deps.messages.base_url)
     if offset == 0:
-        await _mark_read(deps, principal, ticket)
-    return jsonify({"messages": [deps.messages(row) for row in reversed(rows)], "ticket": _ticket(ticket),
-                    "count": count, "hasMore": offset + len(rows) < count})
+        await _announce_read(deps, principal, opened)
+    has_more = "true" if offset + opened.shown < opened.count else "false"
+    body = (f'{{"messages":{opened.messages},"ticket":{opened.ticket["json"]},"count":{opened.count},'
+            f'"hasMore":{has_more}}}')
+    return Response(body, mimetype="application/json")
 
 
-def _ticket(row: dict[str, Any]) -> dict[str, Any]:
-    from api.present_tickets import ticket
-
-    return ticket(row)
-
-
-async def _mark_read(deps: Deps, principal: Principal, ticket: dict[str, Any]) -> None:
-    """Opening a ticket reads it: unread to 0, read receipts to WhatsApp, `updateUnread` announced."""
-    params = {"id": ticket["id"], "ticket_id": ticket["id"], "company_id": principal.company_id}
-    changed, unread = await deps.db.run(lambda conn: (conn.execute(deps.db.q.ticket_mark_read, params).fetchone(),
-                                                      conn.execute(deps.db.q.messages_mark_read, params).fetchall()))
-    if changed is not None:
+async def _announce_read(deps: Deps, principal: Principal, opened: tickets.OpenedTicket) -> None:
+    """Opening a ticket reads it (storage: unread to 0, its messages read): `updateUnread` announced, read
+    receipts to WhatsApp."""
+    ticket = opened.ticket
+    if opened.read_changed:
         deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",
                             {"action": "updateUnread", "ticketId": ticket["id"]})
     session = deps.sessions.lookup(ticket["whatsapp_id"])
-    wids = tuple(row["wid"] for row in unread if row["wid"])
-    if session is not None and wids and session.status == "CONNECTED":
+    if session is not None and opened.read_wids and session.status == "CONNECTED":
         with trio.move_on_after(5):
             try:
-                await session.mark_read(chat_of_ticket(ticket), wids)
+                await session.mark_read(chat_of_ticket(ticket), opened.read_wids)
             except (wa.TransportError, SessionEnded) as error:
                 log.info("read receipts not sent", extra={"fields": {"ticket_id": ticket["id"], "reason": str(error)}})
 

@@ -158,6 +158,8 @@ async def _send_farewell(deps: Deps, principal: Principal, ticket: Row) -> None:
 
 @blueprint.get("")
 async def list_tickets() -> Response:
+    """The tickets' JSON comes from PostgreSQL as text (storage/queries.sql: tickets_page) and is passed on
+    as it is; only the envelope is written here."""
     principal = current()
     deps = deps_of(current_app)
     filters = _filters()
@@ -165,9 +167,10 @@ async def list_tickets() -> Response:
     after = _cursor()
     result = await tickets.list_tickets(deps.db, principal.company_id, principal.user_id, principal.is_admin,
                                         filters, limit=limit, offset=offset, after=after)
-    return jsonify({"tickets": [present_ticket(row) for row in result.rows], "count": result.count,
-                    "hasMore": result.has_more,
-                    "nextCursor": result.next_cursor.encode() if result.next_cursor else None})
+    cursor = json.dumps(result.next_cursor.encode()) if result.next_cursor else "null"
+    body = (f'{{"tickets":{result.tickets},"count":{result.count},'
+            f'"hasMore":{"true" if result.has_more else "false"},"nextCursor":{cursor}}}')
+    return Response(body, mimetype="application/json")
 
 
 @blueprint.get("/<ticket_id>")

@@ -10,8 +10,8 @@ in a separate process (`python -m bench.api --client`, spec on stdin) read, one 
 - `messages`:       GET /messages/:ticketId (a ticket with exactly 200 messages; first page)
 
 Per endpoint: `rps`, `p50_ms`, `p99_ms` (after a warm-up), and `raw_query_p50_ms`: the statements
-that endpoint runs (built by storage/tickets.py, read from storage/queries.sql), in the same
-transactions, run directly with psycopg by one client, one after another; `ratio` = p50_ms / raw p50.
+that endpoint runs (built by storage/tickets.py, read from storage/queries.sql), in autocommit as the
+endpoint runs them, run directly with psycopg by one client, one after another; `ratio` = p50_ms / raw p50.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from bench.common import (
     run,
 )
 from storage import users
-from storage.tickets import PAGE_MARKER, TicketFilters, Viewer, build_list_query
+from storage.tickets import TicketFilters, Viewer, build_list_query
 
 NAME = "bench.api"
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.api --client` runs
@@ -230,30 +230,25 @@ def endpoints(dataset: Dataset) -> list[Endpoint]:
     ]
 
 
-def raw_query_p50(url: str, q: Any, endpoint: Endpoint, admin_id: int, ticket_id: int, seconds: float) -> float:
-    """The endpoint's statements (same text, same parameters, same transactions) run directly; p50 in s."""
+def raw_query_p50(url: str, q: Any, endpoint: Endpoint, admin_id: int, ticket_id: int, base_url: str,
+                  seconds: float) -> float:
+    """The endpoint's statements (same text, same parameters, autocommit as the endpoint runs them) run
+    directly; p50 in s."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         if endpoint.filters is not None:
-            built = build_list_query(Viewer(admin_id, COMPANY_ID, True), endpoint.filters, limit=TICKETS_PAGE)
-            page_sql = q.tickets_list.replace(PAGE_MARKER, built.page_sql)
+            built = build_list_query(Viewer(admin_id, COMPANY_ID, True), endpoint.filters, limit=TICKETS_PAGE,
+                                     template=q.tickets_page)
 
             def once() -> None:
-                with conn.transaction():
-                    conn.execute(page_sql, built.params).fetchall()
-                    conn.execute(built.count_sql, built.params).fetchone()
+                conn.execute(built.sql, built.params).fetchone()
         else:
             params = {"id": ticket_id, "ticket_id": ticket_id, "company_id": COMPANY_ID, "limit": MESSAGES_PAGE,
-                      "offset": 0}
+                      "offset": 0, "base_url": base_url}
 
             def once() -> None:
-                with conn.transaction():
-                    conn.execute(q.ticket_show, params).fetchone()
-                with conn.transaction():
-                    conn.execute(q.messages_page, params).fetchall()
-                    conn.execute(q.messages_count, params).fetchone()
-                with conn.transaction():
-                    conn.execute(q.ticket_mark_read, params).fetchone()
-                    conn.execute(q.messages_mark_read, params).fetchall()
+                conn.execute(q.ticket_show_json, params).fetchone()
+                conn.execute(q.messages_page_json, params).fetchone()
+                conn.execute(q.ticket_read, params).fetchone()
 
         for _ in range(5):
             once()  # prepared statements, caches
@@ -406,7 +401,7 @@ async def main(args: argparse.Namespace) -> None:
             for endpoint in chosen:
                 raw[endpoint.name] = await trio.to_thread.run_sync(
                     raw_query_p50, database.url, app.db.q, endpoint, admin["id"], dataset.target_ticket,
-                    sizes.raw_seconds)
+                    app.deps.messages.base_url, sizes.raw_seconds)
                 got = measured[endpoint.name]
                 progress(f"{endpoint.name}: {got['rps']:,.0f} req/s, p50 {ms(got['p50'])} ms, p99 {ms(got['p99'])} "
                          f"ms; raw SQL p50 {ms(raw[endpoint.name])} ms")

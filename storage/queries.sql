@@ -371,6 +371,41 @@ LIMIT %(limit)s OFFSET %(offset)s
 -- name: messages_count
 SELECT count(*) AS n FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s
 
+-- name: ticket_show_json
+-- A ticket as ticket_show shows it, with its JSON as the API answers it (tickets_json, schema version 2).
+SELECT v.id, v.company_id, v.contact_id, v.whatsapp_id, v.queue_id, v.user_id, v.status, v.is_group, v.contact,
+       v.json::text AS json
+FROM tickets_json v
+WHERE v.id = %(id)s AND v.company_id = %(company_id)s
+
+-- name: messages_page_json
+-- A page of a ticket's messages as GET /messages/:ticketId answers them (api/present_tickets.MessagePresenter,
+-- as JSON text): the newest `limit` after `offset`, in chronological order; the rows in the page and the
+-- ticket's count of messages, in one snapshot. `base_url` prefixes the media links.
+WITH page AS MATERIALIZED (
+    SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me,
+           q.media_type AS quoted_media_type
+    FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
+    WHERE m.ticket_id = %(ticket_id)s AND m.company_id = %(company_id)s
+    ORDER BY m.created_at DESC, m.id DESC
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT coalesce((SELECT json_agg(json_build_object(
+           'id', p.id, 'wid', p.wid, 'ticketId', p.ticket_id, 'contactId', p.contact_id, 'companyId', p.company_id,
+           'whatsappId', p.whatsapp_id, 'fromMe', p.from_me, 'body', p.body, 'mediaType', p.media_type,
+           'mediaUrl', CASE WHEN p.media_url <> '' THEN %(base_url)s || p.media_url END,
+           'mediaName', p.media_name, 'mediaMimetype', p.media_mimetype, 'ack', p.ack, 'status', p.status,
+           'error', p.error, 'read', p.read, 'quotedMsgId', p.quoted_msg_id,
+           'quotedMsg', CASE WHEN p.quoted_msg_id <> 0 AND p.quoted_wid IS NOT NULL
+                             THEN json_build_object('id', p.quoted_msg_id, 'wid', p.quoted_wid, 'body', p.quoted_body,
+                                                    'fromMe', p.quoted_from_me, 'mediaType', p.quoted_media_type)
+                        END,
+           'participant', p.participant, 'reaction', p.reaction, 'isEdited', p.is_edited, 'isDeleted', p.is_deleted,
+           'userId', p.sent_by_user_id, 'createdAt', api_time(p.created_at), 'updatedAt', api_time(p.updated_at))
+           ORDER BY p.created_at, p.id) FROM page p), '[]')::text AS messages,
+       (SELECT count(*) FROM page) AS shown,
+       (SELECT count(*) FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s) AS count
+
 -- name: outbox_message_insert
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, from_me, body, media_type, media_url,
                       media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read)
@@ -395,13 +430,20 @@ SELECT id, ticket_id FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND statu
 -- name: outbox_pending_for_ticket
 SELECT * FROM messages WHERE ticket_id = %(ticket_id)s AND status = 'pending' ORDER BY id
 
--- name: ticket_mark_read
-UPDATE tickets SET unread_messages = 0 WHERE id = %(id)s AND company_id = %(company_id)s AND unread_messages > 0
-RETURNING id
-
--- name: messages_mark_read
-UPDATE messages SET read = true WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s AND NOT read
-RETURNING wid, participant
+-- name: ticket_read
+-- Opening a ticket reads it, in one statement: its unread count to 0 (`changed` when it was not), its
+-- unread messages marked read (`wids`: those that have a WhatsApp id, for the read receipts).
+WITH ticket AS (
+    UPDATE tickets SET unread_messages = 0
+    WHERE id = %(id)s AND company_id = %(company_id)s AND unread_messages > 0
+    RETURNING id
+), unread AS (
+    UPDATE messages SET read = true
+    WHERE ticket_id = %(id)s AND company_id = %(company_id)s AND NOT read
+    RETURNING wid
+)
+SELECT EXISTS (SELECT FROM ticket) AS changed,
+       array(SELECT wid FROM unread WHERE wid <> '') AS wids
 
 -- ─── queues ─────────────────────────────────────────────────────────────────────────────
 
@@ -543,15 +585,21 @@ SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default D
 
 -- ─── tickets API ────────────────────────────────────────────────────────────────────────
 
--- name: tickets_list
--- One page of a ticket list, each ticket as tickets_shown (schema.sql) shows it. `/*page*/` is replaced by
--- the page query that storage/tickets.py builds with pypika from the list's filters: it selects
--- (id, last_message_at) of the page's tickets, parameterised, from the ticket indexes alone; only those
--- rows are joined and turned into JSON here.
-SELECT v.*
-FROM (/*page*/) AS page
-JOIN tickets_shown v ON v.id = page.id
-ORDER BY page.last_message_at DESC, page.id DESC
+-- name: tickets_page
+-- One page of a ticket list as the API answers it (storage/tickets.py builds the dynamic parts with pypika
+-- from the list's filters, once per shape): the CTE `page` holds (id, last_message_at) of the page's
+-- tickets and one more (it tells whether there is more), parameterised, from the ticket indexes alone;
+-- only the page's tickets are joined and turned into JSON (tickets_json, schema version 2), as text that
+-- the API passes on without decoding it. With where the page ends (the next cursor) and the count: one
+-- statement, one snapshot. Placeholders: the CTEs, the page size, the count query.
+WITH /*ctes*/,
+shown AS (SELECT id, last_message_at FROM page ORDER BY last_message_at DESC, id DESC LIMIT /*limit*/)
+SELECT coalesce((SELECT json_agg(j.json ORDER BY s.last_message_at DESC, s.id DESC)
+                 FROM shown s JOIN tickets_json j ON j.id = s.id), '[]')::text AS tickets,
+       (SELECT count(*) FROM page) AS fetched,
+       (SELECT last_message_at FROM shown ORDER BY last_message_at, id LIMIT 1) AS last_at,
+       (SELECT id FROM shown ORDER BY last_message_at, id LIMIT 1) AS last_id,
+       (/*count*/) AS count
 
 -- name: ticket_viewer
 -- What a user may see of the tickets: their queues, and whether queue-less tickets too (all_ticket).

@@ -2,8 +2,9 @@
 the status machine (accept, transfer, close, reopen) with its `ticket_events`, and deletion.
 
 Lists are the one genuinely dynamic query of the tickets: pypika builds the page query from the filters
-(always with `%(name)s` parameters, never values in the text), and the static `tickets_list` query of
-queries.sql turns that page into JSON. The page query is shaped for the indexes:
+(always with `%(name)s` parameters, never values in the text), once per shape of the filters (which are
+present, not their values), and the static `tickets_page` query of queries.sql turns that page into the
+JSON the API answers, with the count, in one statement. The page query is shaped for the indexes:
 
 - with a status, one ordered scan of `tickets_status_idx (company_id, status, last_message_at DESC, id DESC)`
   (or `tickets_user_idx` when only the caller's own tickets of that status are listed) that stops after
@@ -11,9 +12,10 @@ queries.sql turns that page into JSON. The page query is shaped for the indexes:
 - without a status, one such scan per status, merged (`UNION ALL` of ordered, limited branches: a Merge
   Append), instead of sorting every ticket of the company;
 - keyset pagination (`Cursor`: `(last_message_at, id) < (…, …)`) is an index condition, so any page
-  costs the same; `pageNumber` (OFFSET) is fine for the first pages only.
+  costs the same; `pageNumber` (OFFSET) is fine for the first pages only;
+- a search scans (no index serves `%text%`) once: the page and the count share what it found.
 
-The count is a second statement with the same filters (and no cursor), in the same transaction.
+The count has the same filters (and no cursor).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,12 +34,12 @@ from pypika import functions as fn
 from pypika.queries import QueryBuilder
 from pypika.terms import PyformatParameter, Term
 
-from storage.db import Database, Row
+from storage.db import QUERIES_FILE, Database, Row
 from storage.errors import Conflict, NotFound, StorageError
+from storage.sql import load_queries
 
 STATUSES = ("pending", "open", "closed")
 ACTIVE = ("pending", "open")
-PAGE_MARKER = "/*page*/"
 
 _T = Table("tickets", alias="t")
 _C = Table("contacts", alias="c")
@@ -156,7 +159,10 @@ class Cursor:
 
 @attrs.frozen
 class TicketPage:
-    rows: list[Row]
+    """One page of a list: `tickets` is the JSON array of the page's tickets (as tickets_json shows them),
+    text to pass on as it is."""
+
+    tickets: str
     count: int
     has_more: bool
     next_cursor: Cursor | None
@@ -164,81 +170,126 @@ class TicketPage:
 
 @attrs.frozen
 class ListQuery:
-    """The SQL of one list request: the page (with its JSON) and the count, and their parameters."""
+    """The SQL of one list request and its parameters: `sql` is the statement the API runs (the page as
+    JSON, and the count); `page_sql` and `count_sql` are its two parts on their own (for EXPLAIN)."""
 
+    sql: str
     page_sql: str
     count_sql: str
     params: dict[str, Any]
 
 
-def _criteria(viewer: Viewer, filters: TicketFilters, status: str | None, params: dict[str, Any]) -> list[Criterion]:
+@attrs.frozen
+class ListShape:
+    """What the text of a list's SQL depends on: which filters are present, never their values. The text
+    is built once per shape (`_list_sql`); the values travel as parameters (`_list_params`)."""
+
+    is_admin: bool
+    viewer_queues: bool
+    viewer_all_ticket: bool
+    status: str | None
+    search: bool
+    number_search: bool
+    created_on: bool
+    updated_on: bool
+    show_all: bool
+    unread_only: bool
+    queues: bool
+    users: bool
+    tags: bool
+    after: bool
+    limit: int
+    offset: int
+
+
+def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, after: Cursor | None) -> ListShape:
+    return ListShape(
+        is_admin=viewer.is_admin, viewer_queues=not viewer.is_admin and bool(viewer.queue_ids),
+        viewer_all_ticket=not viewer.is_admin and viewer.all_ticket, status=filters.status,
+        search=filters.search is not None, number_search=filters.number_search is not None,
+        created_on=filters.created_on is not None, updated_on=filters.updated_on is not None,
+        show_all=filters.show_all, unread_only=filters.unread_only, queues=bool(filters.queue_ids),
+        users=bool(filters.user_ids), tags=bool(filters.tag_ids), after=after is not None, limit=limit,
+        offset=0 if after is not None else offset)
+
+
+def _list_params(viewer: Viewer, filters: TicketFilters, after: Cursor | None) -> dict[str, Any]:
+    """Every parameter any list SQL names (each statement takes the ones it uses)."""
+    params: dict[str, Any] = {"company_id": viewer.company_id, "viewer_id": viewer.user_id,
+                              **{f"status_{status}": status for status in STATUSES}}
+    if viewer.queue_ids:
+        params["viewer_queue_ids"] = list(viewer.queue_ids)
+    if filters.search is not None:
+        params["search"] = filters.search
+    if filters.number_search is not None:
+        params["number_search"] = filters.number_search
+    if filters.created_on is not None:
+        params["created_on"] = filters.created_on
+    if filters.updated_on is not None:
+        params["updated_on"] = filters.updated_on
+    if filters.queue_ids:
+        params["queue_ids"] = sorted(set(filters.queue_ids))
+    if filters.user_ids:
+        params["user_ids"] = sorted(set(filters.user_ids))
+    if filters.tag_ids:
+        params["tag_ids"] = sorted(set(filters.tag_ids))
+        params["tag_count"] = len(params["tag_ids"])
+    if after is not None:
+        params["after_at"], params["after_id"] = after.at, after.id
+    return params
+
+
+def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
     """The WHERE of one scan: `status` is the branch's status (None: every status, as the count needs)."""
     t = _T
     where: list[Criterion] = [t.company_id == _p("company_id")]
-    params["company_id"] = viewer.company_id
     if status is not None:
         where.append(t.status == _p(f"status_{status}"))
-        params[f"status_{status}"] = status
-    if not viewer.is_admin:
-        params["viewer_id"] = viewer.user_id
+    if not shape.is_admin:
         sees: Criterion = t.user_id == _p("viewer_id")
-        if viewer.queue_ids:
-            params["viewer_queue_ids"] = list(viewer.queue_ids)
+        if shape.viewer_queues:
             sees = sees | (t.queue_id == _ANY(_p("viewer_queue_ids")))
-        if viewer.all_ticket:
+        if shape.viewer_all_ticket:
             sees = sees | t.queue_id.isnull()
         where.append(sees)
-    if not filters.show_all:
+    if not shape.show_all:
         # The caller's own tickets, and the pending ones (waiting for anybody to accept them).
-        params["viewer_id"] = viewer.user_id
         if status is None:
-            params["status_pending"] = "pending"
             where.append((t.user_id == _p("viewer_id")) | (t.status == _p("status_pending")))
         elif status != "pending":
             where.append(t.user_id == _p("viewer_id"))
-    if filters.search is not None:
+    if shape.search:
         # Contacts by name (or number) first, then their tickets; lower() LIKE is much cheaper than ILIKE
         # under a non-C collation. No index serves `%text%`: a search scans (pg_trgm would fix that).
-        params["search"] = filters.search
-        named = fn.Lower(_C.name).like(fn.Lower(_p("search")))
-        if filters.number_search is not None:  # only a search with digits can match a number
-            params["number_search"] = filters.number_search
+        named: Criterion = fn.Lower(_C.name).like(fn.Lower(_p("search")))
+        if shape.number_search:  # only a search with digits can match a number
             named = named | _C.number.like(_p("number_search"))
         contacts = Query.from_(_C).select(_C.id).where((_C.company_id == _p("company_id")) & named)
         where.append(t.contact_id.isin(contacts) | fn.Lower(t.last_message).like(fn.Lower(_p("search"))))
-    if filters.created_on is not None:
-        params["created_on"] = filters.created_on
+    if shape.created_on:
         day = fn.Cast(_p("created_on"), "DATE")
         where.append((t.created_at >= day) & (t.created_at < day + 1))
-    if filters.updated_on is not None:
-        params["updated_on"] = filters.updated_on
+    if shape.updated_on:
         day = fn.Cast(_p("updated_on"), "DATE")
         where.append((t.updated_at >= day) & (t.updated_at < day + 1))
-    if filters.unread_only:
+    if shape.unread_only:
         where.append(t.unread_messages > 0)
-    if filters.queue_ids:
-        params["queue_ids"] = sorted(set(filters.queue_ids))
+    if shape.queues:
         where.append((t.queue_id == _ANY(_p("queue_ids"))) | t.queue_id.isnull())
-    if filters.user_ids:
-        params["user_ids"] = sorted(set(filters.user_ids))
+    if shape.users:
         where.append(t.user_id == _ANY(_p("user_ids")))
-    if filters.tag_ids:
-        tags = sorted(set(filters.tag_ids))
-        params["tag_ids"], params["tag_count"] = tags, len(tags)
+    if shape.tags:
         carried = (Query.from_(_TT).select(fn.Count("*"))
                    .where(_TT.ticket_id == t.id).where(_TT.tag_id == _ANY(_p("tag_ids"))))
         where.append(_p("tag_count") == carried)
     return where
 
 
-def _scan(viewer: Viewer, filters: TicketFilters, status: str | None, params: dict[str, Any],
-          after: Cursor | None) -> QueryBuilder:
-    query = Query.from_(_T)
-    where = _criteria(viewer, filters, status, params)
-    if after is not None:
-        params["after_at"], params["after_id"] = after.at, after.id
+def _scan(shape: ListShape, status: str | None, *, after: bool) -> QueryBuilder:
+    where = _criteria(shape, status)
+    if after:
         where.append(Tuple(_T.last_message_at, _T.id) < Tuple(_p("after_at"), _p("after_id")))
-    return query.select(_T.id, _T.last_message_at).where(Criterion.all(where))
+    return Query.from_(_T).select(_T.id, _T.last_message_at).where(Criterion.all(where))
 
 
 def _newest_first(query: QueryBuilder, *, qualified: bool) -> QueryBuilder:
@@ -246,53 +297,128 @@ def _newest_first(query: QueryBuilder, *, qualified: bool) -> QueryBuilder:
     return query.orderby(at, order=Order.desc).orderby(ticket_id, order=Order.desc)
 
 
-def build_list_query(viewer: Viewer, filters: TicketFilters, *, limit: int, offset: int = 0,
-                     after: Cursor | None = None) -> ListQuery:
-    """The page query fetches `limit + 1` rows (the extra one tells whether there is more).
+def _limited(query: QueryBuilder, limit: int, offset: int) -> QueryBuilder:
+    return query.limit(limit).offset(offset) if offset else query.limit(limit)
+
+
+@functools.lru_cache(maxsize=512)
+def _list_sql(shape: ListShape, template: str) -> tuple[str, str, str]:
+    """(statement, page, count) for a shape; `template` is queries.sql's tickets_page. The page fetches
+    `limit + 1` rows (the extra one tells whether there is more).
 
     LIMIT and OFFSET are written as integers (they are ours, not the client's text): a prepared
     statement's generic plan with a parameter there would guess the row count and may sort instead of
     walking the index.
     """
+    limit, offset = shape.limit, shape.offset
+    count = Query.from_(_T).select(fn.Count("*").as_("n")).where(Criterion.all(_criteria(shape, shape.status)))
+    if shape.search:
+        # A search scans, then sorts what it found: the page and the count share that one set (`matched`).
+        scan = _scan(shape, shape.status, after=shape.after)
+        page = _limited(_newest_first(scan, qualified=True), limit + 1, offset)
+        matched = Query.from_(_T).select(_T.id, _T.last_message_at).where(
+            Criterion.all(_criteria(shape, shape.status)))
+        after = " WHERE (last_message_at, id) < (%(after_at)s, %(after_id)s)" if shape.after else ""
+        window = f" OFFSET {offset}" if offset else ""
+        ctes = (f"matched AS MATERIALIZED ({matched.get_sql()}),\n"
+                f"page AS MATERIALIZED (SELECT id, last_message_at FROM matched{after}"
+                f" ORDER BY last_message_at DESC, id DESC LIMIT {limit + 1}{window})")
+        counted = "SELECT count(*) FROM matched"
+    else:
+        # One ordered scan per status, merged (a Merge Append) instead of sorting every ticket of the company.
+        statuses = STATUSES if shape.status is None else (shape.status,)
+        branches = [_newest_first(_scan(shape, status, after=shape.after), qualified=True) for status in statuses]
+        if len(branches) == 1:
+            page = _limited(branches[0], limit + 1, offset)
+        else:
+            merged = branches[0].limit(offset + limit + 1)
+            for branch in branches[1:]:
+                merged = merged.union_all(branch.limit(offset + limit + 1))
+            page = _limited(_newest_first(merged, qualified=False), limit + 1, offset)
+        ctes = f"page AS MATERIALIZED ({page.get_sql()})"
+        counted = count.get_sql()
+    statement = (template.replace("/*ctes*/", ctes).replace("/*limit*/", str(limit))
+                 .replace("/*count*/", counted))
+    return statement, page.get_sql(), count.get_sql()
+
+
+@functools.cache
+def _default_template() -> str:
+    return load_queries(QUERIES_FILE).tickets_page
+
+
+def build_list_query(viewer: Viewer, filters: TicketFilters, *, limit: int, offset: int = 0,
+                     after: Cursor | None = None, template: str | None = None) -> ListQuery:
+    """The SQL of a list request (built once per shape) and its parameters. `template`: queries.sql's
+    tickets_page (default: this package's)."""
     if not isinstance(limit, int) or not isinstance(offset, int) or limit < 1 or offset < 0:
         raise ValueError("limit and offset must be integers")
-    if after is not None:
-        offset = 0
-    params: dict[str, Any] = {}
-    # One ordered scan per status, merged; a search scans anyway (no index serves `%text%`): once.
-    statuses = STATUSES if filters.status is None and filters.search is None else (filters.status,)
-    branches = [_newest_first(_scan(viewer, filters, status, params, after), qualified=True) for status in statuses]
-    if len(branches) == 1:
-        page = branches[0].limit(limit + 1).offset(offset) if offset else branches[0].limit(limit + 1)
-    else:
-        merged = branches[0].limit(offset + limit + 1)
-        for branch in branches[1:]:
-            merged = merged.union_all(branch.limit(offset + limit + 1))
-        page = _newest_first(merged, qualified=False).limit(limit + 1)
-        if offset:
-            page = page.offset(offset)
-    counted = _criteria(viewer, filters, filters.status, params)
-    count = Query.from_(_T).select(fn.Count("*").as_("n")).where(Criterion.all(counted))
-    return ListQuery(page.get_sql(), count.get_sql(), params)
+    shape = _shape(viewer, filters, limit, offset, after)
+    statement, page, count = _list_sql(shape, template if template is not None else _default_template())
+    return ListQuery(statement, page, count, _list_params(viewer, filters, after))
+
+
+def fetch_list(conn: psycopg.Connection[Row], built: ListQuery, limit: int) -> TicketPage:
+    """Run a built list statement: the page of tickets as JSON text, the count, whether there is more."""
+    row = conn.execute(built.sql, built.params).fetchone()
+    assert row is not None
+    has_more = row["fetched"] > limit
+    cursor = Cursor(row["last_at"], row["last_id"]) if has_more and row["last_id"] is not None else None
+    return TicketPage(row["tickets"], row["count"], has_more, cursor)
 
 
 async def list_tickets(db: Database, company_id: int, user_id: int, is_admin: bool, filters: TicketFilters, *,
                        limit: int, offset: int = 0, after: Cursor | None = None) -> TicketPage:
-    """One page of tickets the caller may see, newest activity first, with the total count: three
-    statements (the caller's queues, the page with its JSON, the count) on one connection."""
+    """One page of tickets the caller may see, newest activity first, with the total count: the caller's
+    queues (plain users only), then one statement, on one connection in autocommit."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> TicketPage:
         viewer = _load_viewer(conn, q, company_id, user_id, is_admin)
-        built = build_list_query(viewer, filters, limit=limit, offset=offset, after=after)
-        rows = conn.execute(q.tickets_list.replace(PAGE_MARKER, built.page_sql), built.params).fetchall()
-        count_row = conn.execute(built.count_sql, built.params).fetchone()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        cursor = Cursor(rows[-1]["last_message_at"], rows[-1]["id"]) if has_more and rows else None
-        return TicketPage(rows, count_row["n"] if count_row else 0, has_more, cursor)
+        built = build_list_query(viewer, filters, limit=limit, offset=offset, after=after, template=q.tickets_page)
+        return fetch_list(conn, built, limit)
 
-    return await db.run(work)
+    return await db.read(work)
+
+
+# ─── a ticket opened: its messages ──────────────────────────────────────────────────────
+
+@attrs.frozen
+class OpenedTicket:
+    """GET /messages/:ticketId's reads: the ticket (the ticket_show columns the route needs, with `json`),
+    a page of its messages as JSON text (chronological), and what reading it changed."""
+
+    ticket: Row
+    messages: str
+    shown: int  # messages in the page
+    count: int  # messages of the ticket
+    read_changed: bool  # its unread count went to 0 (an `updateUnread` to announce)
+    read_wids: tuple[str, ...]  # the WhatsApp ids of the messages just read (for the read receipts)
+
+
+async def open_ticket_messages(db: Database, company_id: int, user_id: int, is_admin: bool, ticket_id: int, *,
+                               limit: int, offset: int, base_url: str) -> OpenedTicket:
+    """The ticket if the caller may see it (NotFound otherwise, as for another company's), a page of its
+    messages, and — on the first page — the ticket read: one worker thread, one connection in autocommit,
+    one statement each (the page is read before it is marked read, as it was shown)."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> OpenedTicket:
+        viewer = _load_viewer(conn, q, company_id, user_id, is_admin)
+        ticket = conn.execute(q.ticket_show_json, {"id": ticket_id, "company_id": company_id}).fetchone()
+        if ticket is None or not viewer.can_see(ticket):
+            raise NotFound(f"ticket {ticket_id}")
+        page = conn.execute(q.messages_page_json, {"ticket_id": ticket_id, "company_id": company_id, "limit": limit,
+                                                   "offset": offset, "base_url": base_url}).fetchone()
+        assert page is not None
+        changed, wids = False, ()
+        if offset == 0:
+            read = conn.execute(q.ticket_read, {"id": ticket_id, "company_id": company_id}).fetchone()
+            assert read is not None
+            changed, wids = read["changed"], tuple(read["wids"])
+        return OpenedTicket(ticket, page["messages"], page["shown"], page["count"], changed, wids)
+
+    return await db.read(work)
 
 
 # ─── changes ────────────────────────────────────────────────────────────────────────────

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 import trio
@@ -582,7 +584,34 @@ def test_list_sql_carries_parameters_never_values() -> None:
                             user_ids=(8,), created_on=dt.date(2024, 3, 10), unread_only=True)
     built = storage_tickets.build_list_query(Viewer(9, 3, False, True, (11,)), filters, limit=40, offset=80,
                                              after=None)
-    for text in (built.page_sql, built.count_sql):
+    for text in (built.sql, built.page_sql, built.count_sql):
         assert "Brien" not in text and "2024" not in text and "'open'" not in text
     assert built.params["search"] == filters.search and built.params["company_id"] == 3
     assert built.params["viewer_queue_ids"] == [11] and built.params["tag_count"] == 2
+
+
+_VIEWERS = [Viewer(1, 1, True), Viewer(9, 3, False), Viewer(9, 3, False, True, (11, 12)),
+            Viewer(9, 3, False, False, (4,))]
+_FILTERS = [
+    TicketFilters(), TicketFilters(status="open", show_all=True), TicketFilters(status="pending"),
+    TicketFilters(search="%ana%"), TicketFilters(search="%an%", status="closed"),
+    TicketFilters(search="%5511%", number_search="%5511%", show_all=True),
+    TicketFilters(search="%10\\%%", number_search="%10%"),
+    TicketFilters(created_on=dt.date(2024, 3, 10), updated_on=dt.date(2024, 4, 1), unread_only=True),
+    TicketFilters(queue_ids=(3, 1, 3), user_ids=(2,), tag_ids=(7, 8), status="open", show_all=True),
+]
+
+
+@pytest.mark.parametrize("filters", _FILTERS)
+def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(filters: TicketFilters) -> None:
+    after = Cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), 42)
+    for viewer in _VIEWERS:
+        for cursor, offset in ((None, 0), (None, 80), (after, 0)):
+            built = storage_tickets.build_list_query(viewer, filters, limit=40, offset=offset, after=cursor)
+            for text in (built.sql, built.page_sql, built.count_sql):
+                assert set(re.findall(r"%\((\w+)\)s", text)) <= set(built.params), (viewer, filters, text)
+            # Another caller and other values of the same filters: the same text (the cached one), other values.
+            other = attrs.evolve(viewer, user_id=viewer.user_id + 1, company_id=viewer.company_id + 1,
+                                 queue_ids=tuple(q + 1 for q in viewer.queue_ids))
+            again = storage_tickets.build_list_query(other, filters, limit=40, offset=offset, after=cursor)
+            assert again.sql is built.sql and again.params["company_id"] == built.params["company_id"] + 1
