@@ -13,7 +13,9 @@ JSON the API answers, with the count, in one statement. The page query is shaped
   Append), instead of sorting every ticket of the company;
 - keyset pagination (`Cursor`: `(last_message_at, id) < (…, …)`) is an index condition, so any page
   costs the same; `pageNumber` (OFFSET) is fine for the first pages only;
-- a search scans (no index serves `%text%`) once: the page and the count share what it found.
+- a search finds the contacts whose name or number contains the text through their trigram indexes and
+  the tickets whose last message has words starting with the search's words through a full-text index
+  (schema version 3), and sorts what it found; the page and the count share that set.
 
 The count has the same filters (and no cursor).
 """
@@ -31,8 +33,9 @@ import attrs
 import psycopg
 from pypika import Criterion, CustomFunction, Field, Order, Query, Table, Tuple
 from pypika import functions as fn
+from pypika.enums import Comparator
 from pypika.queries import QueryBuilder
-from pypika.terms import PyformatParameter, Term
+from pypika.terms import BasicCriterion, PyformatParameter, Term
 
 from storage.db import QUERIES_FILE, Database, Row
 from storage.errors import Conflict, NotFound, StorageError
@@ -45,6 +48,10 @@ _T = Table("tickets", alias="t")
 _C = Table("contacts", alias="c")
 _TT = Table("ticket_tags", alias="tt")
 _ANY = CustomFunction("ANY", ["values"])
+_ARRAY = CustomFunction("ARRAY", ["query"])
+_GRAMS = CustomFunction("search_grams", ["text"])  # schema version 3
+_TSVECTOR = CustomFunction("to_tsvector", ["config", "text"])
+_PREFIX_QUERY = CustomFunction("search_prefix_query", ["text"])  # schema version 3
 
 
 def _p(name: str) -> Term:
@@ -118,7 +125,9 @@ class TicketFilters:
     """The filters of `GET /tickets`; None (or an empty tuple) is "no filter"."""
 
     status: str | None = None
-    search: str | None = None  # a LIKE pattern (case-insensitive, own wildcards escaped): contact name, last message
+    # A LIKE pattern (`%text%`, its own wildcards escaped): the contact's name (substring, any case) and the
+    # last message (word prefixes: see `search_text`).
+    search: str | None = None
     number_search: str | None = None  # a LIKE pattern of digits for the contact's number (default: search)
     created_on: dt.date | None = None
     updated_on: dt.date | None = None
@@ -189,7 +198,9 @@ class ListShape:
     viewer_all_ticket: bool
     status: str | None
     search: bool
+    name_grams: bool  # the search is a plain substring of 3+ characters: the name trigram index can serve it
     number_search: bool
+    number_grams: bool
     created_on: bool
     updated_on: bool
     show_all: bool
@@ -202,11 +213,34 @@ class ListShape:
     offset: int
 
 
+def search_text(pattern: str) -> str | None:
+    """The literal text of a `%text%` LIKE pattern whose own wildcards are escaped (api.validation's
+    search patterns); None when the pattern is anything else."""
+    if len(pattern) < 2 or not (pattern.startswith("%") and pattern.endswith("%")):
+        return None
+    text: list[str] = []
+    escaped = False
+    for ch in pattern[1:-1]:
+        if escaped:
+            text.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "%_":
+            return None
+        else:
+            text.append(ch)
+    return None if escaped else "".join(text)
+
+
 def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, after: Cursor | None) -> ListShape:
+    text = search_text(filters.search) if filters.search is not None else None
+    digits = search_text(filters.number_search) if filters.number_search is not None else None
     return ListShape(
         is_admin=viewer.is_admin, viewer_queues=not viewer.is_admin and bool(viewer.queue_ids),
         viewer_all_ticket=not viewer.is_admin and viewer.all_ticket, status=filters.status,
-        search=filters.search is not None, number_search=filters.number_search is not None,
+        search=filters.search is not None, name_grams=text is not None and len(text) >= 3,
+        number_search=filters.number_search is not None, number_grams=digits is not None and len(digits) >= 3,
         created_on=filters.created_on is not None, updated_on=filters.updated_on is not None,
         show_all=filters.show_all, unread_only=filters.unread_only, queues=bool(filters.queue_ids),
         users=bool(filters.user_ids), tags=bool(filters.tag_ids), after=after is not None, limit=limit,
@@ -221,8 +255,10 @@ def _list_params(viewer: Viewer, filters: TicketFilters, after: Cursor | None) -
         params["viewer_queue_ids"] = list(viewer.queue_ids)
     if filters.search is not None:
         params["search"] = filters.search
+        params["search_text"] = search_text(filters.search) or filters.search.strip("%")
     if filters.number_search is not None:
         params["number_search"] = filters.number_search
+        params["number_text"] = search_text(filters.number_search) or ""
     if filters.created_on is not None:
         params["created_on"] = filters.created_on
     if filters.updated_on is not None:
@@ -237,6 +273,11 @@ def _list_params(viewer: Viewer, filters: TicketFilters, after: Cursor | None) -
     if after is not None:
         params["after_at"], params["after_id"] = after.at, after.id
     return params
+
+
+class _Op(Comparator):
+    contains = "@>"
+    matches = "@@"
 
 
 def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
@@ -259,13 +300,21 @@ def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
         elif status != "pending":
             where.append(t.user_id == _p("viewer_id"))
     if shape.search:
-        # Contacts by name (or number) first, then their tickets; lower() LIKE is much cheaper than ILIKE
-        # under a non-C collation. No index serves `%text%`: a search scans (pg_trgm would fix that).
+        # The contacts whose name (or number) contains the text, found through their trigram indexes (then
+        # LIKE rechecks), and their tickets by tickets_contact_idx; or the tickets whose last message has
+        # words starting with the search's words (the full-text index). `= ANY(ARRAY(…))` rather than
+        # `IN (…)` lets PostgreSQL OR the two index scans together (a BitmapOr).
         named: Criterion = fn.Lower(_C.name).like(fn.Lower(_p("search")))
+        if shape.name_grams:
+            named = BasicCriterion(_Op.contains, _GRAMS(fn.Lower(_C.name)), _GRAMS(fn.Lower(_p("search_text")))) & named
         if shape.number_search:  # only a search with digits can match a number
-            named = named | _C.number.like(_p("number_search"))
+            numbered: Criterion = _C.number.like(_p("number_search"))
+            if shape.number_grams:
+                numbered = BasicCriterion(_Op.contains, _GRAMS(_C.number), _GRAMS(_p("number_text"))) & numbered
+            named = named | numbered
         contacts = Query.from_(_C).select(_C.id).where((_C.company_id == _p("company_id")) & named)
-        where.append(t.contact_id.isin(contacts) | fn.Lower(t.last_message).like(fn.Lower(_p("search"))))
+        words = BasicCriterion(_Op.matches, _TSVECTOR("simple", t.last_message), _PREFIX_QUERY(_p("search_text")))
+        where.append((t.contact_id == _ANY(_ARRAY(contacts))) | words)
     if shape.created_on:
         day = fn.Cast(_p("created_on"), "DATE")
         where.append((t.created_at >= day) & (t.created_at < day + 1))
@@ -313,7 +362,8 @@ def _list_sql(shape: ListShape, template: str) -> tuple[str, str, str]:
     limit, offset = shape.limit, shape.offset
     count = Query.from_(_T).select(fn.Count("*").as_("n")).where(Criterion.all(_criteria(shape, shape.status)))
     if shape.search:
-        # A search scans, then sorts what it found: the page and the count share that one set (`matched`).
+        # A search finds its tickets through the search indexes, then sorts them: the page and the count
+        # share that one set (`matched`).
         scan = _scan(shape, shape.status, after=shape.after)
         page = _limited(_newest_first(scan, qualified=True), limit + 1, offset)
         matched = Query.from_(_T).select(_T.id, _T.last_message_at).where(

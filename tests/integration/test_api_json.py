@@ -1,6 +1,7 @@
 """The JSON that PostgreSQL builds for GET /tickets and GET /messages/:ticketId (schema version 2: tickets_json,
 messages_page_json) is the presenters' JSON (api/present_tickets.py), key for key and value for value, in
-any session time zone; the answers of both routes carry it."""
+any session time zone; the answers of both routes carry it; ticket search finds substrings of the
+contact's name and number and word prefixes of the last message, and never another company's tickets."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from psycopg.rows import dict_row
 from api.present_tickets import MessagePresenter
 from api.present_tickets import ticket as present_ticket
 from tests.integration.conftest import Api, Server, auth
-from tests.integration.test_tickets import new_contact, new_queue, new_ticket
+from tests.integration.test_tickets import company_b, listed_ids, new_contact, new_queue, new_ticket
 from tests.integration.test_whatsapp import create_sandbox
 
 TIMEOUT = 30
@@ -149,3 +150,40 @@ async def test_messages_json_is_the_presenters_and_the_route_answers_it(api: Api
         assert second["messages"] == [] and second["count"] == 4 and second["hasMore"] is False
         empty = (await api.client.get(f"/messages/{bare}", headers=auth(token))).json()
         assert empty["messages"] == [] and empty["count"] == 0 and empty["ticket"]["id"] == bare
+
+
+async def test_search_finds_name_and_number_substrings_and_last_message_word_prefixes(api: Api,
+                                                                                      server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        await create_sandbox(api, token)
+        names = ["Maria Nogueira", "João Silva", "Ana Souza"]
+        contacts = [await new_contact(api, token, name, f"551197777000{i}") for i, name in enumerate(names)]
+        maria, joao, ana = [(await new_ticket(api, token, contact))["id"] for contact in contacts]
+        server.sql("UPDATE tickets SET last_message = 'Preciso da segunda via do boleto, por favor' WHERE id = %s",
+                   (joao,))
+        server.sql("UPDATE tickets SET last_message = %s WHERE id = %s", ("O_o 100% ok", ana))
+        server.sql("UPDATE tickets SET last_message_at = now() - make_interval(mins => id::int)")
+        other = await company_b(api)
+        # Another company: a contact and a last message that match every search below.
+        server.sql("UPDATE contacts SET name = 'Maria Nogueira' WHERE id = %s", (other["contact"],))
+        theirs = (await new_ticket(api, other["token"], other["contact"]))["id"]
+        server.sql("UPDATE tickets SET last_message = 'boleto segunda via' WHERE id = %s", (theirs,))
+
+        async def found(text: str) -> list[int]:
+            return await listed_ids(api, token, showAll="true", searchParam=text)
+
+        assert await found("nogueira") == [maria]  # a substring of the name, any case
+        assert await found("OGUEI") == [maria]
+        assert await found("LV") == [joao]  # two letters: no trigram to look up, still a substring
+        assert await found("97777000") == [maria, joao, ana]  # a substring of the number
+        assert await found("77770001") == [joao]
+        assert await found("bol") == [joao]  # a word of the last message starts with it
+        assert await found("SEGUNDA via") == [joao]  # every word, in any order
+        assert await found("via segunda") == [joao]
+        assert await found("oleto") == []  # inside a word of the last message: not a word prefix
+        assert await found("boleto cancelado") == []
+        assert await found("100%") == [ana]  # the word "100"; the % is no wildcard
+        assert await found("no%ra") == []
+        assert theirs not in await found("boleto") + await found("Maria") + await found("21977770000")
+        assert await listed_ids(api, other["token"], showAll="true", searchParam="nogueira") == [theirs]

@@ -615,3 +615,11 @@ def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(
                                  queue_ids=tuple(q + 1 for q in viewer.queue_ids))
             again = storage_tickets.build_list_query(other, filters, limit=40, offset=offset, after=cursor)
             assert again.sql is built.sql and again.params["company_id"] == built.params["company_id"] + 1
+
+
+@pytest.mark.parametrize(("pattern", "text"), [
+    ("%ana%", "ana"), ("%10\\%%", "10%"), ("%a\\_b%", "a_b"), ("%c:\\\\x%", "c:\\x"), ("%%", ""),
+    ("ana", None), ("%a%b%", None), ("%a_b%", None), ("%ab\\%", None),
+])
+def test_the_text_of_a_search_pattern(pattern: str, text: str | None) -> None:
+    assert storage_tickets.search_text(pattern) == text
