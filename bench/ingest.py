@@ -12,7 +12,11 @@ Phases, all on one fresh database and one zapgate (run_app, the code path of `za
    from its scheduled injection time to its delivery to a subscriber (so a stall is not hidden);
 4. reference: the same number of message rows inserted straight with psycopg — `executemany` in
    pipeline mode, the intake's own INSERT (storage/queries.sql `message_insert`), in transactions of
-   the writer's MAX_BATCH rows, one connection — `raw_insert_per_s`; `ratio` = messages_per_s / that.
+   the writer's MAX_BATCH rows, one connection — `raw_insert_per_s`; `ratio` = messages_per_s / that;
+5. ceiling: zapgate's own statement for a known conversation (`message_intake_active`: the message, and
+   its ticket's counters under a row lock) run the same way — `intake_sql_per_s`, the most the pipeline
+   could reach if Python cost nothing; `sql_ceiling_ratio` = that / raw_insert_per_s (where `ratio`
+   can go at best), `share_of_sql_ceiling` = messages_per_s / intake_sql_per_s.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +158,13 @@ async def inject_at_rate(app: App, wid: int, sizes: Sizes, deliveries: Deliverie
     return count
 
 
-def raw_inserts(url: str, query: str, wid: int, tickets: list[tuple[int, int]], count: int) -> float:
-    """Insert `count` message rows straight (executemany, pipeline mode, MAX_BATCH per transaction); rows/s."""
+def raw_inserts(url: str, query: str, wid: int, tickets: list[tuple[int, int]], count: int, *,
+                tag: str = "RAW", extra: dict[str, Any] | None = None) -> float:
+    """Run `query` for `count` message rows straight (executemany, pipeline mode, MAX_BATCH per transaction); rows/s.
+
+    With the plain insert this is the issue's reference; with `message_intake_active` (and `extra`, its ticket
+    parameters) it is the ceiling of zapgate's own statement, the database's share of the pipeline.
+    """
     import datetime as dt
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -163,9 +173,10 @@ def raw_inserts(url: str, query: str, wid: int, tickets: list[tuple[int, int]], 
         ticket_id, contact_id = tickets[k % len(tickets)]
         rows.append({
             "company_id": COMPANY_ID, "whatsapp_id": wid, "ticket_id": ticket_id, "contact_id": contact_id,
-            "wid": f"RAW{k:010d}", "from_me": False, "body": f"raw message {k}", "media_type": "text",
+            "wid": f"{tag}{k:010d}", "from_me": False, "body": f"raw message {k}", "media_type": "text",
             "media_url": None, "media_name": None, "media_mimetype": None, "ack": 0, "status": "received",
             "quoted_wid": None, "participant": None, "wa_timestamp": now, "read": False, "sent_by_user_id": None,
+            **(extra or {}),
         })
     with psycopg.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
@@ -241,6 +252,12 @@ async def main(args: argparse.Namespace) -> None:
             raw_per_s = await trio.to_thread.run_sync(raw_inserts, database.url, app.db.q.message_insert, wid,
                                                       tickets, sizes.messages)
             progress(f"reference: {raw_per_s:,.0f} rows/s")
+            progress(f"ceiling: zapgate's intake statement (message + ticket counters) for {sizes.messages:,} rows, "
+                     "executemany, pipeline mode")
+            sql_per_s = await trio.to_thread.run_sync(partial(
+                raw_inserts, database.url, app.db.q.message_intake_active, wid, tickets, sizes.messages, tag="SQL",
+                extra={"unread": 1, "last_message": "raw message"}))
+            progress(f"ceiling: {sql_per_s:,.0f} rows/s ({sql_per_s / raw_per_s:.2f} of the plain insert)")
             lagged = app.broker.stats()["lagged"]
             nursery.cancel_scope.cancel()
     if lagged:
@@ -248,10 +265,13 @@ async def main(args: argparse.Namespace) -> None:
     ratio = messages_per_s / raw_per_s
     figures = {"messages_per_s": round(messages_per_s, 1), "p50_ms": ms(p50), "p99_ms": ms(p99),
                "raw_insert_per_s": round(raw_per_s, 1), "ratio": round(ratio, 3),
+               "intake_sql_per_s": round(sql_per_s, 1), "sql_ceiling_ratio": round(sql_per_s / raw_per_s, 3),
+               "share_of_sql_ceiling": round(messages_per_s / sql_per_s, 3),
                "new_conversations_per_s": round(new_per_s, 1), "max_ms": ms(max(latencies)),
                "offered_rate": sizes.rate, "mean_group_commit": round(mean_batch, 1),
                "contacts": sizes.contacts, "messages": sizes.messages, "subscribers": sizes.subscribers}
-    reference = f"raw_insert_per_s = {raw_per_s:,.0f} (psycopg executemany, pipeline mode)"
+    reference = (f"raw_insert_per_s = {raw_per_s:,.0f} (psycopg executemany, pipeline mode); zapgate's intake "
+                 f"statement alone: {sql_per_s:,.0f}/s = {sql_per_s / raw_per_s:.2f} of it")
     checks = [
         Check("messages_per_s", figures["messages_per_s"], 5_000, ">=", "msg/s", reference),
         Check("ratio", figures["ratio"], 0.5, ">=", "", reference),
