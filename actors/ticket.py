@@ -7,7 +7,8 @@ announced), then publishes `company-{id}-appMessage`, `-ticket` and `-contact` e
 the chat's outbound path: the message row is written `pending` first (the outbox), then handed to the
 session; a connection that is down leaves it pending until the session is back.
 
-Actors stop after `idle_timeout` without work; the registry keeps at most `max_alive` of them,
+Actors stop after `idle_timeout` without work (the router's reaper looks every quarter of it, so an
+actor's receive carries no timer of its own); the registry keeps at most `max_alive` of them,
 passivating the least recently used idle ones.
 """
 
@@ -119,10 +120,14 @@ class TicketHandle:
     _cancel_scope: trio.CancelScope
     last_used: float = 0.0
     busy_sending: bool = False
+    dispatching: bool = False  # handling a message: stopping it now could cut a write from its announcement
+    to_flush: dict[int, None] = attrs.field(factory=dict)  # the actor's tickets with outbox work waiting
 
     def idle(self) -> bool:
+        """Nothing to do and nothing under way: cancelling the actor now loses nothing."""
         stats = self._mailbox.statistics()
-        return stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0 and not self.busy_sending
+        return (stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0 and not self.busy_sending
+                and not self.dispatching and not self.to_flush)
 
     def cancel(self) -> None:
         self._cancel_scope.cancel()
@@ -146,24 +151,21 @@ class TicketActor:
         send, receive = trio.open_memory_channel[Any](MAILBOX)
         key = (self.whatsapp_id, self.chat)
         with trio.CancelScope() as scope:
-            handle = self._handle = TicketHandle(key, send, scope, trio.current_time())
+            handle = self._handle = TicketHandle(key, send, scope, trio.current_time(), to_flush=self._to_flush)
             async with receive, registered(self.router.registry, key, handle), trio.open_nursery() as nursery:
                 # The sender hands the outbox to WhatsApp on its own task, started on the first send: a slow
                 # WhatsApp never delays writing (and acknowledging) the next message, and the many actors
                 # that only receive carry no second task.
                 self._nursery = nursery
                 task_status.started(handle)
-                while True:
-                    with trio.move_on_after(self.router.idle_timeout) as idle:
-                        message = await receive.receive()
-                    if idle.cancelled_caught:
-                        if handle.busy_sending or self._to_flush:
-                            continue
-                        break
+                while True:  # until cancelled: idle (the router's reaper), passivated, or shut down
+                    message = await receive.receive()
                     handle.last_used = trio.current_time()
-                    await self._dispatch(message)
-                send.close()
-                nursery.cancel_scope.cancel()
+                    handle.dispatching = True
+                    try:
+                        await self._dispatch(message)
+                    finally:
+                        handle.dispatching = False
 
     def _request_flush(self, ticket_id: int) -> None:
         self._to_flush[ticket_id] = None
@@ -429,6 +431,7 @@ class TicketRouter:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._supervisor = await nursery.start(supervisor.run)
+            nursery.start_soon(self._reap_idle)
             try:
                 task_status.started(self)
                 await trio.sleep_forever()
@@ -512,10 +515,19 @@ class TicketRouter:
         return await self._supervisor.start_child(ChildSpec(("ticket", whatsapp_id, chat, self._spawned), actor.run,
                                                             RestartPolicy.TEMPORARY, shutdown=2.0))
 
+    async def _reap_idle(self) -> None:
+        """Stop the actors idle for `idle_timeout`, looking every quarter of it (at most every second)."""
+        while True:
+            await trio.sleep(min(max(self.idle_timeout / 4, 0.01), 1.0))
+            limit = trio.current_time() - self.idle_timeout
+            for handle in self.registry.handles():
+                if handle.last_used <= limit and handle.idle():
+                    handle.cancel()
+
     def _passivate_if_full(self) -> None:
         if len(self.registry) < self.max_alive:
             return
-        handles = [h for key in self.registry.keys() if (h := self.registry.lookup(key)) is not None and h.idle()]
+        handles = [handle for handle in self.registry.handles() if handle.idle()]
         for handle in sorted(handles, key=lambda h: h.last_used)[: max(1, len(handles) // 10)]:
             handle.cancel()  # idle and empty: nothing is lost
 

@@ -70,6 +70,9 @@ class Registry(Generic[K, H]):
     def keys(self) -> list[K]:
         return list(self._entries)
 
+    def handles(self) -> list[H]:
+        return list(self._entries.values())
+
     def __len__(self) -> int:
         return len(self._entries)
 
