@@ -216,12 +216,17 @@ async def main(args: argparse.Namespace) -> None:
             flushes_before, writes_before = writer.flushes, writer.writes
             target = deliveries.received + sizes.messages
             started = time.perf_counter()
+            cpu_started, thread_started = time.process_time(), time.thread_time()
             async with trio.open_nursery() as injecting:
                 injecting.start_soon(inject_as_fast_as_taken, app, wid, sizes, deliveries, 0, sizes.messages, "TPUT")
                 injecting.start_soon(report_progress, progress, deliveries, target - sizes.messages, sizes.messages,
                                      started)
                 await wait_delivered(deliveries, target, "throughput", 600)
                 elapsed = time.perf_counter() - started
+                # CPU per message: steadier than rates on a shared machine (another process's load
+                # slows us down but does not add to our CPU time much)
+                process_us = (time.process_time() - cpu_started) / sizes.messages * 1e6
+                thread_us = (time.thread_time() - thread_started) / sizes.messages * 1e6
                 injecting.cancel_scope.cancel()  # the progress reports
             messages_per_s = sizes.messages / elapsed
             flushes = writer.flushes - flushes_before
@@ -231,7 +236,8 @@ async def main(args: argparse.Namespace) -> None:
             if stored != sizes.messages:
                 raise RuntimeError(f"throughput: {stored} messages committed, {sizes.messages} expected")
             progress(f"throughput: {messages_per_s:,.0f} msg/s, all {stored:,} committed "
-                     f"({flushes:,} group commits, {mean_batch:.1f} writes each)")
+                     f"({flushes:,} group commits, {mean_batch:.1f} writes each); CPU per message: "
+                     f"{thread_us:.0f} µs on the trio thread, {process_us:.0f} µs in the process")
 
             progress(f"latency: {sizes.rate:,.0f} msg/s offered for {sizes.seconds:g}s")
             target = deliveries.received + int(sizes.rate * sizes.seconds)
@@ -267,6 +273,8 @@ async def main(args: argparse.Namespace) -> None:
                "raw_insert_per_s": round(raw_per_s, 1), "ratio": round(ratio, 3),
                "intake_sql_per_s": round(sql_per_s, 1), "sql_ceiling_ratio": round(sql_per_s / raw_per_s, 3),
                "share_of_sql_ceiling": round(messages_per_s / sql_per_s, 3),
+               "trio_thread_cpu_us_per_message": round(thread_us, 1),
+               "process_cpu_us_per_message": round(process_us, 1),
                "new_conversations_per_s": round(new_per_s, 1), "max_ms": ms(max(latencies)),
                "offered_rate": sizes.rate, "mean_group_commit": round(mean_batch, 1),
                "contacts": sizes.contacts, "messages": sizes.messages, "subscribers": sizes.subscribers}
