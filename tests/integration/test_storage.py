@@ -19,11 +19,12 @@ def connect(url: str) -> psycopg.Connection:
 def test_migrate_twice_applies_once(empty_database_url: str) -> None:
     with connect(empty_database_url) as conn:
         assert migrate.current_version(conn) == 0
-        assert [m.version for m in migrate.migrate(conn)] == [1]
+        known = migrate.available_migrations()
+        assert [m.version for m in migrate.migrate(conn)] == [m.version for m in known]
         assert migrate.migrate(conn) == []
         assert migrate.current_version(conn) == migrate.latest_version()
-        rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert rows == [(1, "schema")]
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert rows == [(m.version, m.name) for m in known] and rows[0] == (1, "schema")
 
 
 async def test_concurrent_migrators_apply_each_migration_once(empty_database_url: str) -> None:
@@ -36,20 +37,20 @@ async def test_concurrent_migrators_apply_each_migration_once(empty_database_url
         async with trio.open_nursery() as nursery:
             for _ in range(4):
                 nursery.start_soon(one)
-    assert sorted(len(applied) for applied in results) == [0, 0, 0, 1]
+    assert sorted(len(applied) for applied in results) == [0, 0, 0, len(migrate.available_migrations())]
 
 
 def test_numbered_migrations_apply_in_order_and_newer_schema_is_refused(empty_database_url: str,
                                                                          tmp_path: Path) -> None:
-    (tmp_path / "0002_add_note.sql").write_text("ALTER TABLE companies ADD COLUMN note text;")
-    (tmp_path / "0003_fill_note.sql").write_text("UPDATE companies SET note = 'x';")
+    (tmp_path / "0901_add_note.sql").write_text("ALTER TABLE companies ADD COLUMN note text;")
+    (tmp_path / "0902_fill_note.sql").write_text("UPDATE companies SET note = 'x';")
     migrations = migrate.available_migrations(tmp_path)
-    assert [m.version for m in migrations] == [1, 2, 3]
+    assert [m.version for m in migrations] == [1, 901, 902]
     with connect(empty_database_url) as conn:
-        assert [m.version for m in migrate.migrate(conn, migrations)] == [1, 2, 3]
-        assert migrate.current_version(conn) == 3
+        assert [m.version for m in migrate.migrate(conn, migrations)] == [1, 901, 902]
+        assert migrate.current_version(conn) == 902
         with pytest.raises(RuntimeError, match="newer than this zapgate"):
-            migrate.migrate(conn)  # this build only knows version 1
+            migrate.migrate(conn)  # this build knows fewer versions
 
 
 def test_a_failing_migration_leaves_no_trace(empty_database_url: str, tmp_path: Path) -> None:
