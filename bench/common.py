@@ -40,7 +40,7 @@ import trio
 from psycopg.conninfo import make_conninfo
 
 from api.app import Deps
-from gateway.bootstrap import AdminLogin, ensure_first_company, hypercorn_config, run_app
+from gateway.bootstrap import AdminLogin, ensure_first_company, hypercorn_config, run_app, tune_interpreter
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.logs import JsonFormatter, TextFormatter
@@ -268,6 +268,7 @@ async def open_app(database_url: str, data_dir: Path, **overrides: Any) -> Async
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        tune_interpreter()  # as `zapgate serve` does
         hc = hypercorn_config(config)
         hc.bind = [f"fd://{os.dup(sock.fileno())}"]  # hypercorn owns (and closes) the duplicate
         built: list[Deps] = []
