@@ -240,7 +240,8 @@ def raw_query_p50(url: str, q: Any, endpoint: Endpoint, admin_id: int, ticket_id
                                      template=q.tickets_page)
 
             def once() -> None:
-                conn.execute(built.sql, built.params).fetchone()
+                for statement in built.statements():
+                    conn.execute(statement, built.params).fetchone()
         else:
             params = {"id": ticket_id, "ticket_id": ticket_id, "company_id": COMPANY_ID, "limit": MESSAGES_PAGE,
                       "offset": 0, "base_url": base_url}

@@ -590,8 +590,9 @@ SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default D
 -- from the list's filters, once per shape): the CTE `page` holds (id, last_message_at) of the page's
 -- tickets and one more (it tells whether there is more), parameterised, from the ticket indexes alone;
 -- only the page's tickets are joined and turned into JSON (tickets_json, schema version 2), as text that
--- the API passes on without decoding it. With where the page ends (the next cursor) and the count: one
--- statement, one snapshot. Placeholders: the CTEs, the page size, the count query.
+-- the API passes on without decoding it; with where the page ends (the next cursor). The count is here for
+-- a search (it counts the set the page was taken from, `matched`), else NULL and a statement of its own.
+-- Placeholders: the CTEs, the page size, the count query.
 WITH /*ctes*/,
 shown AS (SELECT id, last_message_at FROM page ORDER BY last_message_at DESC, id DESC LIMIT /*limit*/)
 SELECT coalesce((SELECT json_agg(j.json ORDER BY s.last_message_at DESC, s.id DESC)

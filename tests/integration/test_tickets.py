@@ -610,6 +610,8 @@ def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(
             built = storage_tickets.build_list_query(viewer, filters, limit=40, offset=offset, after=cursor)
             for text in (built.sql, built.page_sql, built.count_sql):
                 assert set(re.findall(r"%\((\w+)\)s", text)) <= set(built.params), (viewer, filters, text)
+            # A search counts inside its one statement (the set it found); other lists count apart.
+            assert built.statements() == ([built.sql] if filters.search else [built.sql, built.count_sql])
             # Another caller and other values of the same filters: the same text (the cached one), other values.
             other = attrs.evolve(viewer, user_id=viewer.user_id + 1, company_id=viewer.company_id + 1,
                                  queue_ids=tuple(q + 1 for q in viewer.queue_ids))
