@@ -31,6 +31,7 @@ import uuid
 from typing import Any
 
 from quart import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import MultiDict
 
 from actors.ticket import SendOut, TicketActor
 from api.app import Deps, deps_of
@@ -64,15 +65,21 @@ def _status(value: Any, allowed: tuple[str, ...] = STATUSES) -> str:
     return value
 
 
-def _flag(name: str) -> bool:
-    return (request.args.get(name) or "").strip().lower() in ("true", "1")
+# The request's query arguments are read once (`request` is a context-local proxy) and handed on.
+Args = MultiDict[str, str]
 
 
-def _id_list(name: str) -> tuple[int, ...]:
+def _flag(args: Args, name: str) -> bool:
+    return (args.get(name) or "").strip().lower() in ("true", "1")
+
+
+def _id_list(args: Args, name: str) -> tuple[int, ...]:
     """A JSON array of ids in the query string (`queueIds=[1,2]`), or the repeated form `queueIds[]=1`."""
-    raw = request.args.get(name)
+    raw = args.get(name)
     if raw is None or not raw.strip():
-        values: Any = request.args.getlist(f"{name}[]")
+        values: Any = args.getlist(f"{name}[]")
+        if not values:
+            return ()
     else:
         try:
             values = json.loads(raw)
@@ -84,27 +91,30 @@ def _id_list(name: str) -> tuple[int, ...]:
     return tuple(check_field(name, values, ID_LIST))
 
 
-def _day(name: str) -> Any:
-    raw = request.args.get(name)
+def _day(args: Args, name: str) -> Any:
+    raw = args.get(name)
     if raw is None or not raw.strip():
         return None
     return check_field(name, raw.strip(), Field("date"))
 
 
-def _number_search() -> str | None:
-    raw = (request.args.get("searchParam") or "").strip()
+def _number_search(args: Args) -> str | None:
+    raw = (args.get("searchParam") or "").strip()
     if raw and PHONE_SEARCH.fullmatch(raw) and any(ch.isdigit() for ch in raw):
         return "%" + "".join(ch for ch in raw if ch.isdigit()) + "%"
     return None
 
 
 def _filters() -> tickets.TicketFilters:
-    status = request.args.get("status")
+    args = request.args
+    status = args.get("status")
+    search = search_pattern("searchParam") if args.get("searchParam") else None
     return tickets.TicketFilters(
-        status=_status(status) if status else None, search=search_pattern("searchParam"),
-        number_search=_number_search(), created_on=_day("date"), updated_on=_day("updatedAt"),
-        show_all=_flag("showAll"), unread_only=_flag("withUnreadMessages"), queue_ids=_id_list("queueIds"),
-        tag_ids=_id_list("tags"), user_ids=_id_list("users"))
+        status=_status(status) if status else None, search=search,
+        number_search=_number_search(args) if search else None, created_on=_day(args, "date"),
+        updated_on=_day(args, "updatedAt"), show_all=_flag(args, "showAll"),
+        unread_only=_flag(args, "withUnreadMessages"), queue_ids=_id_list(args, "queueIds"),
+        tag_ids=_id_list(args, "tags"), user_ids=_id_list(args, "users"))
 
 
 def _cursor() -> Cursor | None:
