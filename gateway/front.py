@@ -41,8 +41,12 @@ class Claimer(Protocol):
         """YES (take it), NO (hypercorn's), or MORE (read more first) for the bytes received so far."""
         ...
 
-    async def handle(self, stream: trio.SocketStream, head: bytes, stopping: trio.Event) -> None:
-        """Serve the connection (whose first bytes were `head`) until done; end soon once `stopping` is set."""
+    async def handle(self, stream: trio.SocketStream, head: bytes) -> None:
+        """Serve the connection (whose first bytes were `head`) until done."""
+        ...
+
+    def stop(self) -> None:
+        """The server is shutting down: end the connections being served soon (they may say goodbye)."""
         ...
 
 
@@ -86,7 +90,6 @@ async def serve(app: Any, config: HypercornConfig, *, claimers: Sequence[Claimer
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(app, config, lifespan_state)
     context = WorkerContext(None)
-    stopping = trio.Event()
     sockets = config.create_sockets()
     if sockets.secure_sockets or sockets.quic_sockets:
         raise ValueError("zapgate's front serves plain HTTP: terminate TLS at a reverse proxy")
@@ -113,7 +116,7 @@ async def serve(app: Any, config: HypercornConfig, *, claimers: Sequence[Claimer
                             ReplayStream(stream, head) if head else stream).run()
             return
         try:
-            await claimer.handle(stream, head, stopping)
+            await claimer.handle(stream, head)
         except Exception:  # a bug on one connection's path ends that connection, never the server
             log.exception("connection handler failed", extra={"fields": {"claimer": type(claimer).__name__}})
         finally:
@@ -132,7 +135,8 @@ async def serve(app: Any, config: HypercornConfig, *, claimers: Sequence[Claimer
                 accepting.cancel_scope.cancel()
             for listener in listeners:
                 await listener.aclose()
-            stopping.set()  # claimed connections say goodbye
+            for claimer in claimers:
+                claimer.stop()  # claimed connections say goodbye
             await context.terminated.set()  # hypercorn's: idle keep-alive connections close
             server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()

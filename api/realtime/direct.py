@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -54,7 +54,7 @@ class DirectWebsockets:
         self.server = server
         self.trusted_proxies = trusted_proxies
         self._prefix = b"GET " + server.config.path.encode("ascii")
-        self.connections = 0  # websockets open now
+        self._open: set[EngineSession] = set()  # the sessions of the websockets open now
         self.carried = 0  # websockets accepted since start
 
     # --- gateway.front.Claimer ---
@@ -74,7 +74,7 @@ class DirectWebsockets:
                 return YES
         return NO  # a polling GET: the HTTP routes'
 
-    async def handle(self, stream: trio.SocketStream, head: bytes, stopping: trio.Event) -> None:
+    async def handle(self, stream: trio.SocketStream, head: bytes) -> None:
         end = head.index(b"\r\n\r\n") + 4
         try:
             target, headers = _parse_request(head[:end])
@@ -97,29 +97,40 @@ class DirectWebsockets:
         except EngineError as error:
             await _respond(stream, HTTPStatus(error.status), {"code": error.code, "message": error.message})
             return
-        self.connections += 1
+        self._open.add(session)
         self.carried += 1
         try:
-            await self._carry(stream, head[end:], session, upgrading, key, stopping)
+            await self._carry(stream, head[end:], session, upgrading, key)
         finally:
-            self.connections -= 1
+            self._open.discard(session)
+
+    def stop(self) -> None:
+        """The server is shutting down: every websocket says goodbye (its client reconnects elsewhere)."""
+        for session in list(self._open):
+            session.close("server shutting down")
 
     def stats(self) -> dict[str, int]:
-        return {"open": self.connections, "carried": self.carried}
+        return {"open": len(self._open), "carried": self.carried}
 
     # --- one websocket ---
 
     async def _carry(self, stream: trio.SocketStream, rest: bytes, session: EngineSession, upgrading: bool,
-                     key: str, stopping: trio.Event) -> None:
+                     key: str) -> None:
+        """One websocket: its task reads; writes happen in the emitters' tasks (a writer task only for a backlog).
+
+        Tasks per websocket: this one, and the session's own (heartbeat, Socket.IO dispatch). The
+        session's close — lagging, heartbeat, server stop, broken socket — cancels the read here.
+        """
         config = self.server.config
-        wire = Wire(stream, config.outgoing_bytes)
+        wire = Wire(stream, config.outgoing_bytes, on_broken=lambda: session.close("transport error"))
         connection = Connection(ConnectionType.SERVER, trailing_data=rest)
         reader = Reader(stream, connection, wire, config.max_payload)
+        forget: Callable[[], None] = _nothing
         try:
             await stream.send_all(_accept(key))
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(wire.run)
-                nursery.start_soon(_watch, session, stopping, wire, nursery.cancel_scope)
+                forget = session.when_closed(nursery.cancel_scope.cancel)
+                wire.nursery = nursery
                 if upgrading:
                     with trio.move_on_after(config.upgrade_timeout):
                         upgrading = not await _probe(session, reader, wire)
@@ -129,11 +140,14 @@ class DirectWebsockets:
                 session.attach_sink(lambda packets: _write_packets(session, wire, packets))
                 await _read(session, reader)
                 nursery.cancel_scope.cancel()
+            wire.nursery = None
             if session.close_reason not in SILENT_REASONS and not wire.broken:
                 wire.write(eio.websocket_frame(eio.CLOSE))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             wire.broken = True
         finally:
+            forget()
+            wire.nursery = None
             if session.upgrading:
                 session.abort_upgrade()
             elif session.transport == WEBSOCKET:
@@ -158,16 +172,32 @@ class DirectWebsockets:
 class Wire:
     """The outgoing side of one websocket: write-through to the socket, a bounded backlog for the rest."""
 
-    def __init__(self, stream: trio.SocketStream, limit: int) -> None:
+    def __init__(self, stream: trio.SocketStream, limit: int, on_broken: Callable[[], None]) -> None:
         self._stream = stream
         self._fd = stream.socket.fileno()
         self._limit = limit
+        self._on_broken = on_broken
         self._backlog: list[bytes] = []
         self._pending = 0  # bytes in the backlog and in the writer's hands
-        self._writing = False
         self._more = trio.lowlevel.ParkingLot()
+        self._writer = False  # the writer task runs (started at the first backlog)
+        self.nursery: trio.Nursery | None = None  # where the writer task runs, while the websocket is carried
         self.broken = False
         self.lagging = False
+
+    def _break(self) -> None:
+        if not self.broken:
+            self.broken = True
+            self._more.unpark_all()
+            self._on_broken()
+
+    def _kept(self, data: bytes) -> None:
+        self._backlog.append(data)
+        self._pending += len(data)
+        self._more.unpark_all()
+        if not self._writer and self.nursery is not None:
+            self._writer = True
+            self.nursery.start_soon(self.run)
 
     def write(self, data: bytes) -> bool:
         """Send `data` now as far as the socket takes it, keep the rest; never waits.
@@ -180,21 +210,17 @@ class Wire:
             if self._pending + len(data) > self._limit:
                 self.lagging = True
                 return False
-            self._backlog.append(data)
-            self._pending += len(data)
-            self._more.unpark_all()
+            self._kept(data)
             return True
         try:
             sent = os.write(self._fd, data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            self.broken = True
+            self._break()
             return False
         if sent < len(data):
-            self._backlog.append(data[sent:])
-            self._pending = len(data) - sent
-            self._more.unpark_all()
+            self._kept(data[sent:])
         return True
 
     async def run(self) -> None:
@@ -217,12 +243,7 @@ class Wire:
         finally:
             self._pending -= len(data)
             if not done:  # broken, or cancelled part-way through a frame: nothing more may be written
-                self.broken = True
-                self._more.unpark_all()
-
-    async def wait_broken(self) -> None:
-        while not self.broken:
-            await self._more.park()
+                self._break()
 
     async def finish(self, connection: Connection) -> None:
         """Send what is left and the websocket close frame (normal closure), then end our half."""
@@ -287,22 +308,8 @@ class PayloadTooLarge(ProtocolError):
     pass
 
 
-async def _watch(session: EngineSession, stopping: trio.Event, wire: Wire, scope: trio.CancelScope) -> None:
-    """End the websocket's tasks once the session closes, the server stops, or the socket breaks."""
-    async with trio.open_nursery() as nursery:
-        async def stop() -> None:
-            await stopping.wait()
-            session.close("server shutting down")
-
-        async def broken() -> None:
-            await wire.wait_broken()
-            session.close("transport error")
-
-        nursery.start_soon(stop)
-        nursery.start_soon(broken)
-        await session.wait_closed()
-        nursery.cancel_scope.cancel()
-    scope.cancel()
+def _nothing() -> None:
+    pass
 
 
 async def _probe(session: EngineSession, reader: Reader, wire: Wire) -> bool:

@@ -89,6 +89,7 @@ class EngineSession:
         self._posting = False
         self._pong = trio.Event()
         self._sink: Callable[[Sequence[Packet]], bool] | None = None
+        self._on_close: list[Callable[[], None]] = []
         self.inbound_send, self.inbound_receive = trio.open_memory_channel[str | bytes](config.inbound_messages)
 
     # --- life ---
@@ -100,6 +101,17 @@ class EngineSession:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def when_closed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (synchronously, once) when the session closes, at once if it is closed.
+
+        Returns the function that takes the callback back (a websocket that ends before its session).
+        """
+        if self.closed:
+            callback()
+            return lambda: None
+        self._on_close.append(callback)
+        return lambda: self._on_close.remove(callback) if callback in self._on_close else None
+
     def close(self, reason: str) -> None:
         """Close now (idempotent): drop what is queued, answer a waiting GET with `1`, stop reading."""
         if self.closed:
@@ -110,6 +122,9 @@ class EngineSession:
         self._closed.set()
         self.inbound_send.close()
         self._changed.unpark_all()
+        for callback in self._on_close:
+            callback()
+        self._on_close.clear()
         log.debug("realtime session closed", extra={"fields": {"sid": self.sid, "reason": reason}})
 
     # --- outgoing ---

@@ -205,3 +205,35 @@ async def test_heartbeat_ping_on_a_full_queue_is_lagging(autojump_clock: trio.ab
     session.send_nowait([eio.message("never read")])
     await session.run_heartbeat()
     assert session.close_reason == "lagged"
+
+
+def test_close_callbacks_run_once_and_can_be_taken_back() -> None:
+    session = make_session()
+    calls: list[str] = []
+    forget_a = session.when_closed(lambda: calls.append("a"))
+    session.when_closed(lambda: calls.append("b"))
+    forget_a()
+    forget_a()  # taking it back twice is harmless
+    for _ in range(100):  # a websocket that ends before its session takes its callback back: nothing piles up
+        session.when_closed(lambda: calls.append("never"))()
+    session.close("client close")
+    session.close("again")
+    assert calls == ["b"]
+    session.when_closed(lambda: calls.append("late"))  # already closed: at once
+    assert calls == ["b", "late"]
+
+
+def test_a_sink_takes_queued_packets_then_every_send() -> None:
+    session = make_session(WEBSOCKET)
+    session.send_nowait([eio.PING])
+    taken: list[eio.Packet] = []
+
+    def sink(packets: object) -> bool:
+        taken.extend(packets)  # type: ignore[arg-type]
+        return len(taken) < 3
+
+    session.attach_sink(sink)
+    assert taken == [eio.PING] and session.queued == 0
+    assert session.send_nowait([eio.NOOP]) is True
+    assert session.send_nowait([eio.PONG]) is False  # the sink refused (it closes the session itself)
+    assert taken == [eio.PING, eio.NOOP, eio.PONG]
