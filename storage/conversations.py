@@ -9,14 +9,18 @@ and an active ticket, else the full `intake` (contact, ticket, message, counters
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import attrs
 import psycopg
+from psycopg.rows import tuple_row
 
 from storage.db import Database, Row
 from storage.errors import NotFound
-from storage.writer import Batched, Write
+from storage.writer import Batched, Write, execute_many
 
 ACTIVE = ("pending", "open")
 # The ticket's columns that `message_intake_active` returns (as ticket_*) for the actor's cached ticket.
@@ -179,7 +183,33 @@ def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdent
         return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=known_contact,
                       ticket=None, message=message)
 
-    return Batched(q.message_intake_active, params, finish)
+    return Batched(q.message_intake_active, params, finish, many=partial(intake_many, q))
+
+
+BATCH_COLUMNS = ("company_id", "whatsapp_id", "ticket_id", "contact_id", "wid", "from_me", "body", "media_type",
+                 "media_url", "media_name", "media_mimetype", "ack", "status", "quoted_wid", "participant",
+                 "wa_timestamp", "read", "sent_by_user_id", "unread", "last_message")
+
+
+def intake_many(q: Any, conn: psycopg.Connection[Row], params: list[Mapping[str, Any]]) -> list[Row | None]:
+    """A group commit's fast-path intakes as one set-based statement (`message_intake_batch`); a row each.
+
+    Parameters as arrays (one statement, one plan, the rows inserted and the tickets updated together)
+    instead of an executemany of `message_intake_active` (a statement per message): the database does
+    about half the work per message. Should two writes name the same WhatsApp message — never from the
+    actors, one write in flight per chat — the statement per message keeps them apart.
+    """
+    if len({(p["whatsapp_id"], p["wid"]) for p in params}) < len(params) or any(p["wid"] is None for p in params):
+        return execute_many(conn, q.message_intake_active, params)
+    arrays = {column: [p[column] for p in params] for column in BATCH_COLUMNS}
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        cursor.execute(q.message_intake_batch, arrays)
+        names = [sys.intern(column.name) for column in cursor.description or ()]
+        rows: list[Row | None] = [None] * len(params)
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            rows[row.pop("n") - 1] = row
+    return rows
 
 
 # ─── reads ──────────────────────────────────────────────────────────────────────────────

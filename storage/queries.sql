@@ -648,6 +648,66 @@ SELECT id, is_default FROM whatsapps WHERE company_id = %(company_id)s ORDER BY 
 
 -- ─── intake fast path ───────────────────────────────────────────────────────────────────
 
+-- name: message_intake_batch
+-- message_intake_active for a whole group commit in one statement: the parameters are arrays, element k of
+-- each describing message k. Same rules: the tickets are locked and must still be pending or open, each
+-- message is stored once per (whatsapp_id, wid), the counters move only for what was stored — summed per
+-- ticket, the last message by arrival (two chats of one contact, a phone number and a LID, can share a
+-- ticket). A row per stored message, with `n` (its 1-based position in the arrays) and its ticket's new values
+-- as ticket_*; a message without a row was a duplicate, or its ticket is no longer active.
+WITH input AS (
+    SELECT *
+    FROM unnest(%(company_id)s::bigint[], %(whatsapp_id)s::bigint[], %(ticket_id)s::bigint[],
+                %(contact_id)s::bigint[], %(wid)s::text[], %(from_me)s::boolean[], %(body)s::text[],
+                %(media_type)s::text[], %(media_url)s::text[], %(media_name)s::text[], %(media_mimetype)s::text[],
+                %(ack)s::smallint[], %(status)s::text[], %(quoted_wid)s::text[], %(participant)s::text[],
+                %(wa_timestamp)s::timestamptz[], %(read)s::boolean[], %(sent_by_user_id)s::bigint[],
+                %(unread)s::int[], %(last_message)s::text[])
+         WITH ORDINALITY AS i(company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type,
+                              media_url, media_name, media_mimetype, ack, status, quoted_wid, participant,
+                              wa_timestamp, read, sent_by_user_id, unread, last_message, n)
+), active AS (
+    SELECT id FROM tickets
+    WHERE id IN (SELECT ticket_id FROM input) AND status IN ('pending', 'open')
+    ORDER BY id
+    FOR UPDATE
+), stored AS (
+    INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+                          media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
+                          sent_by_user_id)
+    SELECT i.company_id, i.whatsapp_id, i.ticket_id, i.contact_id, i.wid, i.from_me, i.body, i.media_type,
+           i.media_url, i.media_name, i.media_mimetype, i.ack, i.status,
+           (SELECT m.id FROM messages m WHERE m.whatsapp_id = i.whatsapp_id AND m.wid = i.quoted_wid),
+           i.participant, i.wa_timestamp, i.read, i.sent_by_user_id
+    FROM input i JOIN active ON active.id = i.ticket_id
+    ORDER BY i.n
+    ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
+    RETURNING id, company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+              media_name, media_mimetype, ack, status, error, read, quoted_msg_id, participant, reaction, is_edited,
+              is_deleted, sent_by_user_id, wa_timestamp, created_at, updated_at
+), counted AS (
+    SELECT i.ticket_id, sum(i.unread) AS unread, (array_agg(i.last_message ORDER BY i.n DESC))[1] AS last_message,
+           max(i.wa_timestamp) AS at
+    FROM stored s JOIN input i ON i.whatsapp_id = s.whatsapp_id AND i.wid = s.wid
+    GROUP BY i.ticket_id
+), ticket AS (
+    UPDATE tickets t SET
+        unread_messages = t.unread_messages + c.unread,
+        last_message = c.last_message,
+        last_message_at = greatest(t.last_message_at, c.at),
+        updated_at = now()
+    FROM counted c
+    WHERE t.id = c.ticket_id
+    RETURNING t.id, t.status, t.unread_messages, t.last_message, t.last_message_at, t.updated_at, t.queue_id,
+              t.user_id
+)
+SELECT i.n, s.*, t.status AS ticket_status, t.unread_messages AS ticket_unread_messages,
+       t.last_message AS ticket_last_message, t.last_message_at AS ticket_last_message_at,
+       t.updated_at AS ticket_updated_at, t.queue_id AS ticket_queue_id, t.user_id AS ticket_user_id
+FROM stored s
+JOIN input i ON i.whatsapp_id = s.whatsapp_id AND i.wid = s.wid
+JOIN ticket t ON t.id = s.ticket_id;
+
 -- name: message_intake_active
 -- One incoming message into the ticket its actor holds as active, in one statement (the group-commit writer
 -- runs a flush's worth of them as one executemany). The ticket is locked and must still be pending or open

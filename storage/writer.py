@@ -52,6 +52,9 @@ class Batched(Generic[T]):
     sql: str
     params: Mapping[str, Any]
     finish: Callable[[psycopg.Connection[Row], Row | None], T] | None = None
+    # runs the whole group (the parameter sets of a flush's writes of this SQL) at once, returning the row of
+    # each in order: e.g. one set-based statement instead of an executemany of `sql`
+    many: Callable[[psycopg.Connection[Row], list[Mapping[str, Any]]], list[Row | None]] | None = None
 
 
 @attrs.define
@@ -197,13 +200,17 @@ def _run_writes(conn: psycopg.Connection[Row], writes: list[Write | Batched[Any]
         else:
             results[index] = write(conn)
     for sql, group in groups.items():
-        rows = _execute_many(conn, sql, [batched.params for _, batched in group])
+        params = [batched.params for _, batched in group]
+        many = group[0][1].many
+        rows = many(conn, params) if many is not None else execute_many(conn, sql, params)
+        if len(rows) != len(params):
+            raise RuntimeError(f"a batch of {len(params)} writes returned {len(rows)} results")
         for (index, batched), row in zip(group, rows, strict=True):
             results[index] = row if batched.finish is None else batched.finish(conn, row)
     return results
 
 
-def _execute_many(conn: psycopg.Connection[Row], sql: str, params: list[Mapping[str, Any]]) -> list[Row | None]:
+def execute_many(conn: psycopg.Connection[Row], sql: str, params: list[Mapping[str, Any]]) -> list[Row | None]:
     """One statement for each parameter set, in one round trip; the row each returned (None: no row).
 
     Rows are fetched as tuples and named once: every parameter set has its own result, and the

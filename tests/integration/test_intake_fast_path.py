@@ -1,5 +1,6 @@
 """The intake's fast path, through the sandbox: once a conversation's actor holds the contact and an
-active ticket, each message is one batched statement (storage/queries.sql `message_intake_active`).
+active ticket, each message is a batched write, and a group commit's are one statement together
+(storage/queries.sql `message_intake_batch`; `message_intake_active` per message as the fallback).
 What a user sees must not change: every message stored once, in order, the ticket's unread count, last
 message and ordering time right, and a closed ticket never written to (the next message opens a new
 one), also when it was closed behind the actor's back (by another node)."""
@@ -221,3 +222,53 @@ async def test_a_close_that_races_the_fast_path_wins_and_the_message_opens_a_new
         assert ticket_row(server, ticket_id) == ("closed", *before[1:])  # nothing written to it
         assert server.sql("SELECT status, unread_messages, last_message FROM tickets WHERE id = %s",
                           (intake.ticket["id"],)) == [("pending", 1, "racing")]
+
+
+async def test_one_statement_for_a_group_commit_two_chats_of_one_ticket_and_a_duplicate(
+        api: Api, server: Server) -> None:
+    """`conversations.intake_many` (one set-based statement per group commit), straight against the database:
+    each row goes back to its own write; two messages of one ticket in one group (a phone chat and a LID chat
+    of one contact) add up; a message stored before gets no row; a closed ticket is not written to; a quote
+    resolves; two writes naming the same WhatsApp message fall back to a statement each."""
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        ana = await first_message(api, server, token, wid, ANA, "oi")
+        bia = await first_message(api, server, token, wid, "5511970000002", "olá")
+        closed = await first_message(api, server, token, wid, "5511970000003", "tchau")
+        server.sql("UPDATE tickets SET status = 'closed' WHERE id = %s", (closed,))
+        ana_wid = server.sql("SELECT wid FROM messages WHERE ticket_id = %s", (ana,))[0][0]
+        contact = {ticket: server.sql("SELECT contact_id FROM tickets WHERE id = %s", (ticket,))[0][0]
+                   for ticket in (ana, bia, closed)}
+        at = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
+
+        def params(ticket: int, wid_text: str, body: str, minute: int, quoted: str | None = None) -> dict[str, Any]:
+            return {"company_id": 1, "whatsapp_id": wid, "ticket_id": ticket, "contact_id": contact[ticket],
+                    "wid": wid_text, "from_me": False, "body": body, "media_type": "chat", "media_url": None,
+                    "media_name": None, "media_mimetype": None, "ack": 0, "status": "received", "quoted_wid": quoted,
+                    "participant": None, "wa_timestamp": at + dt.timedelta(minutes=minute), "read": False,
+                    "sent_by_user_id": None, "unread": 1, "last_message": body}
+
+        group = [params(ana, "G1", "primeira", 1, quoted=ana_wid), params(bia, "G2", "da bia", 2),
+                 params(ana, "G3", "segunda", 3), params(ana, ana_wid, "de novo", 4), params(closed, "G5", "x", 5)]
+        unread_before = server.sql("SELECT unread_messages FROM tickets WHERE id = %s", (ana,))[0][0]
+        q = server.db.q
+
+        def run(batch: list[dict[str, Any]]) -> list[Any]:
+            with psycopg.connect(server.database_url, row_factory=psycopg.rows.dict_row) as conn:
+                return conversations.intake_many(q, conn, batch)
+
+        rows = await trio.to_thread.run_sync(run, group)
+        assert [row and row["wid"] for row in rows] == ["G1", "G2", "G3", None, None]
+        quoted_id = server.sql("SELECT id FROM messages WHERE wid = %s", (ana_wid,))[0][0]
+        assert rows[0]["quoted_msg_id"] == quoted_id and rows[0]["ticket_id"] == ana and rows[1]["ticket_id"] == bia
+        for row in rows[0], rows[2]:  # both carry their ticket after the whole group: two more unread, the later text
+            assert row["ticket_unread_messages"] == unread_before + 2 and row["ticket_last_message"] == "segunda"
+        assert server.sql("SELECT unread_messages, last_message FROM tickets WHERE id = %s", (ana,)) == [
+            (unread_before + 2, "segunda")]
+        assert server.sql("SELECT count(*) FROM messages WHERE ticket_id = %s", (closed,)) == [(1,)]
+        # the same WhatsApp message twice in one group: a statement each, the second finds it stored
+        twice = [params(bia, "G9", "um", 6), params(bia, "G9", "um", 6)]
+        rows = await trio.to_thread.run_sync(run, twice)
+        assert rows[0] is not None and rows[0]["wid"] == "G9" and rows[1] is None
+        assert server.sql("SELECT count(*) FROM messages WHERE wid = 'G9'") == [(1,)]
