@@ -12,6 +12,8 @@ in a separate process (`python -m bench.api --client`, spec on stdin) read, one 
 Per endpoint: `rps`, `p50_ms`, `p99_ms` (after a warm-up), and `raw_query_p50_ms`: the statements
 that endpoint runs (built by storage/tickets.py, read from storage/queries.sql), in autocommit as the
 endpoint runs them, run directly with psycopg by one client, one after another; `ratio` = p50_ms / raw p50.
+Also measured the same way, as the floor of any authenticated read on this HTTP stack: `floor_auth_me`,
+GET /auth/me (the token checked, one primary-key read, a small answer).
 """
 
 from __future__ import annotations
@@ -217,6 +219,11 @@ class Endpoint:
     filters: TicketFilters | None  # None: the messages endpoint
 
 
+# The floor of an authenticated read on this HTTP stack, measured the same way: the token checked, one
+# primary-key read, a small JSON answer. What the three reads cost on top of it is theirs.
+FLOOR = ("floor_auth_me", "/auth/me")
+
+
 def endpoints(dataset: Dataset) -> list[Endpoint]:
     queues = list(dataset.queue_ids)
     queue_param = quote(json.dumps(queues, separators=(",", ":")))
@@ -397,7 +404,7 @@ async def main(args: argparse.Namespace) -> None:
                      f"(+{sizes.warmup:g}s warm-up): {', '.join(e.name for e in chosen)}")
             measured = await run_clients({"port": app.port, "token": token, "clients": args.clients,
                                           "seconds": sizes.seconds, "warmup": sizes.warmup,
-                                          "endpoints": [(e.name, e.path) for e in chosen]})
+                                          "endpoints": [(e.name, e.path) for e in chosen] + [FLOOR]})
             raw: dict[str, float] = {}
             for endpoint in chosen:
                 raw[endpoint.name] = await trio.to_thread.run_sync(
@@ -408,6 +415,11 @@ async def main(args: argparse.Namespace) -> None:
                          f"ms; raw SQL p50 {ms(raw[endpoint.name])} ms")
     figures: dict[str, Any] = {}
     checks: list[Check] = []
+    floor = measured[FLOOR[0]]
+    if floor["errors"]:
+        raise RuntimeError(f"{FLOOR[1]}: {floor['errors']} failed requests, e.g. {floor['first_error']}")
+    figures[FLOOR[0]] = {"rps": round(floor["rps"], 1), "p50_ms": ms(floor["p50"]), "p99_ms": ms(floor["p99"])}
+    floor_text = f"the stack's floor, GET {FLOOR[1]}: p99 {ms(floor['p99'])} ms at {floor['rps']:,.0f} req/s"
     for endpoint in chosen:
         got = measured[endpoint.name]
         if got["errors"]:
@@ -420,7 +432,7 @@ async def main(args: argparse.Namespace) -> None:
             "max_ms": ms(got["max"]), "requests": got["requests"], "matching": got["count"]}
         checks.append(Check(f"{endpoint.name}.p99_ms", ms(got["p99"]), 25, "<=", "ms",
                             f"raw_query_p50_ms = {ms(raw[endpoint.name])} (same SQL, direct); "
-                            f"p50 = {ms(got['p50'])} ms; {got['rps']:,.0f} req/s"))
+                            f"p50 = {ms(got['p50'])} ms; {got['rps']:,.0f} req/s; {floor_text}"))
     if measured["messages"]["count"] != TARGET_MESSAGES:
         raise RuntimeError(f"messages: the ticket has {measured['messages']['count']} messages, "
                            f"{TARGET_MESSAGES} expected")
