@@ -37,8 +37,9 @@ from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeConfig, RealtimeServer
 from api.realtime.direct import DirectWebsockets
 from gateway import front
-from gateway.broker import Broker, RedisBridge
+from gateway.broker import Broker
 from gateway.config import Config
+from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork

@@ -20,7 +20,8 @@ import pytest
 import trio
 import trio.lowlevel
 
-from gateway.broker import Broker, Event, RedisBridge, Subscription
+from gateway.broker import Broker, Event, Subscription
+from gateway.redis_bridge import RedisBridge
 from tests.conftest import redis_url_or_skip
 
 pytestmark = [pytest.mark.trio, pytest.mark.redis]

@@ -11,7 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.broker import Broker, Event, Lagged, Outbox, RedisBridge, decode_event, encode_event
+from gateway.broker import Broker, Event, Lagged
+from gateway.redis_bridge import Outbox, RedisBridge, decode_event, encode_event
 
 pytestmark = pytest.mark.trio
 
