@@ -39,10 +39,11 @@ from api.auth import Principal, current, require_admin
 from api.errors import BadRequest, NotFound, error_response
 from api.present_tickets import ticket as present_ticket
 from api.validation import Field, check_field, json_body, page, path_id, search_pattern, validate
-from storage import conversations, tickets, whatsapps
+from storage import conversations, ticket_lists, tickets, whatsapps
 from storage import errors as storage_errors
 from storage.db import Row
-from storage.tickets import ACTIVE, STATUSES, Cursor, InvalidTransition, OtherActiveTicket, TicketChange
+from storage.ticket_lists import Cursor
+from storage.tickets import ACTIVE, STATUSES, InvalidTransition, OtherActiveTicket, TicketChange
 
 log = logging.getLogger("zapgate.api.tickets")
 blueprint = Blueprint("tickets", __name__, url_prefix="/tickets")
@@ -105,11 +106,11 @@ def _number_search(args: Args) -> str | None:
     return None
 
 
-def _filters() -> tickets.TicketFilters:
+def _filters() -> ticket_lists.TicketFilters:
     args = request.args
     status = args.get("status")
     search = search_pattern("searchParam") if args.get("searchParam") else None
-    return tickets.TicketFilters(
+    return ticket_lists.TicketFilters(
         status=_status(status) if status else None, search=search,
         number_search=_number_search(args) if search else None, created_on=_day(args, "date"),
         updated_on=_day(args, "updatedAt"), show_all=_flag(args, "showAll"),
@@ -175,7 +176,7 @@ async def list_tickets() -> Response:
     filters = _filters()
     limit, offset = page(PAGE_SIZE)
     after = _cursor()
-    result = await tickets.list_tickets(deps.db, principal.company_id, principal.user_id, principal.is_admin,
+    result = await ticket_lists.list_tickets(deps.db, principal.company_id, principal.user_id, principal.is_admin,
                                         filters, limit=limit, offset=offset, after=after)
     cursor = json.dumps(result.next_cursor.encode()) if result.next_cursor else "null"
     body = (f'{{"tickets":{result.tickets},"count":{result.count},'

@@ -10,7 +10,7 @@ in a separate process (`python -m bench.api --client`, spec on stdin) read, one 
 - `messages`:       GET /messages/:ticketId (a ticket with exactly 200 messages; first page)
 
 Per endpoint: `rps`, `p50_ms`, `p99_ms` (after a warm-up), and `raw_query_p50_ms`: the statements
-that endpoint runs (built by storage/tickets.py, read from storage/queries.sql), in autocommit as the
+that endpoint runs (built by storage/ticket_lists.py, read from storage/queries.sql), in autocommit as the
 endpoint runs them, run directly with psycopg by one client, one after another; `ratio` = p50_ms / raw p50.
 Also measured the same way, as the floor of any authenticated read on this HTTP stack: `floor_auth_me`,
 GET /auth/me (the token checked, one primary-key read, a small answer).
@@ -51,7 +51,8 @@ from bench.common import (
     run,
 )
 from storage import users
-from storage.tickets import TicketFilters, Viewer, build_list_query
+from storage.ticket_lists import TicketFilters, build_list_query
+from storage.tickets import Viewer
 
 NAME = "bench.api"
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.api --client` runs

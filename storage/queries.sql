@@ -586,7 +586,7 @@ SELECT id FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default D
 -- ─── tickets API ────────────────────────────────────────────────────────────────────────
 
 -- name: tickets_page
--- One page of a ticket list as the API answers it (storage/tickets.py builds the dynamic parts with pypika
+-- One page of a ticket list as the API answers it (storage/ticket_lists.py builds the dynamic parts with pypika
 -- from the list's filters, once per shape): the CTE `page` holds (id, last_message_at) of the page's
 -- tickets and one more (it tells whether there is more), parameterised, from the ticket indexes alone;
 -- only the page's tickets are joined and turned into JSON (tickets_json, schema version 2), as text that

@@ -16,8 +16,10 @@ import trio
 from psycopg.rows import dict_row
 
 from gateway.broker import Subscription
+from storage import ticket_lists
 from storage import tickets as storage_tickets
-from storage.tickets import Cursor, InvalidTransition, TicketChange, TicketFilters, Viewer
+from storage.ticket_lists import Cursor, TicketFilters
+from storage.tickets import InvalidTransition, TicketChange, Viewer
 from tests.integration.conftest import Api, Server, auth
 from tests.integration.test_conversations import connected_sandbox, inbound, wait_sql
 from tests.integration.test_whatsapp import create_sandbox
@@ -521,7 +523,7 @@ async def test_list_queries_walk_the_indexes(server: Server) -> None:
                 return conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()["QUERY PLAN"][0]["Plan"]
 
         for viewer, filters, after, indexes, merged in cases:
-            built = storage_tickets.build_list_query(viewer, filters, limit=40, after=after)
+            built = ticket_lists.build_list_query(viewer, filters, limit=40, after=after)
             # The page itself (the joins for its JSON then touch its 41 rows only).
             nodes = _plan_nodes(await trio.to_thread.run_sync(explain, built.page_sql, built.params))
             scans = [n for n in nodes if n.get("Relation Name") == "tickets"]
@@ -582,7 +584,7 @@ def test_cursors_round_trip_and_garbage_is_refused() -> None:
 def test_list_sql_carries_parameters_never_values() -> None:
     filters = TicketFilters(search="%O''Brien; DROP TABLE tickets%", status="open", queue_ids=(5,), tag_ids=(6, 7),
                             user_ids=(8,), created_on=dt.date(2024, 3, 10), unread_only=True)
-    built = storage_tickets.build_list_query(Viewer(9, 3, False, True, (11,)), filters, limit=40, offset=80,
+    built = ticket_lists.build_list_query(Viewer(9, 3, False, True, (11,)), filters, limit=40, offset=80,
                                              after=None)
     for text in (built.sql, built.page_sql, built.count_sql):
         assert "Brien" not in text and "2024" not in text and "'open'" not in text
@@ -607,7 +609,7 @@ def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(
     after = Cursor(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), 42)
     for viewer in _VIEWERS:
         for cursor, offset in ((None, 0), (None, 80), (after, 0)):
-            built = storage_tickets.build_list_query(viewer, filters, limit=40, offset=offset, after=cursor)
+            built = ticket_lists.build_list_query(viewer, filters, limit=40, offset=offset, after=cursor)
             for text in (built.sql, built.page_sql, built.count_sql):
                 assert set(re.findall(r"%\((\w+)\)s", text)) <= set(built.params), (viewer, filters, text)
             # A search counts inside its one statement (the set it found); other lists count apart.
@@ -615,7 +617,7 @@ def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(
             # Another caller and other values of the same filters: the same text (the cached one), other values.
             other = attrs.evolve(viewer, user_id=viewer.user_id + 1, company_id=viewer.company_id + 1,
                                  queue_ids=tuple(q + 1 for q in viewer.queue_ids))
-            again = storage_tickets.build_list_query(other, filters, limit=40, offset=offset, after=cursor)
+            again = ticket_lists.build_list_query(other, filters, limit=40, offset=offset, after=cursor)
             assert again.sql is built.sql and again.params["company_id"] == built.params["company_id"] + 1
 
 
@@ -624,4 +626,4 @@ def test_list_sql_is_built_once_per_shape_and_every_parameter_it_names_is_given(
     ("ana", None), ("%a%b%", None), ("%a_b%", None), ("%ab\\%", None),
 ])
 def test_the_text_of_a_search_pattern(pattern: str, text: str | None) -> None:
-    assert storage_tickets.search_text(pattern) == text
+    assert ticket_lists.search_text(pattern) == text
