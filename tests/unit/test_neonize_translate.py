@@ -15,7 +15,8 @@ from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as wa
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.whatsapp.neonize import (
+from gateway.whatsapp.neonize_store import whatsmeow_dsn
+from gateway.whatsapp.neonize_translate import (
     ConnectionChange,
     build_edit,
     build_media,
@@ -31,7 +32,6 @@ from gateway.whatsapp.neonize import (
     translate_qr,
     translate_receipt,
     user_jid,
-    whatsmeow_dsn,
 )
 from gateway.whatsapp.transport import (
     Ack,
