@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.whatsapp import sandbox
+from gateway.whatsapp import sandbox, sandbox_state
 from gateway.whatsapp.sandbox import SandboxError, SandboxNetwork, SandboxTransport
 from gateway.whatsapp.transport import (
     Ack,
@@ -466,7 +466,8 @@ async def test_a_second_run_for_the_same_connection_replaces_the_first(nursery, 
 
 
 async def test_the_event_queue_is_bounded(monkeypatch):
-    monkeypatch.setattr(sandbox, "QUEUE_MAX", 3)
+    monkeypatch.setattr(sandbox, "QUEUE_MAX", 3)  # the network refuses inbound beyond it
+    monkeypatch.setattr(sandbox_state, "QUEUE_MAX", 3)  # the line queues no more than it
     net = network()
     for _ in range(3):
         await net.inbound(CID, sender=CUSTOMER)
@@ -610,7 +611,7 @@ async def test_commands_need_a_connection(nursery, autojump_clock):
 
 
 async def test_the_outbox_is_bounded(nursery, autojump_clock, monkeypatch):
-    monkeypatch.setattr(sandbox, "OUTBOX_MAX", 3)
+    monkeypatch.setattr(sandbox_state, "OUTBOX_MAX", 3)
     net = network(ack_delays=(None, None))
     session = await paired_session(nursery, net)
     ids = [(await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", str(n)))).id for n in range(5)]

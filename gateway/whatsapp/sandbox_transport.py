@@ -1,0 +1,284 @@
+"""One connection to the sandbox network: `SandboxTransport`, the Transport protocol (``transport.py``).
+
+`run` connects as the connection's `_Run` (showing QR codes, a fresh one every ``qr_interval``, or a
+pairing code until the network's `pair`), then hands the session the connection's queued messages
+and receipts in order, each leaving the queue once taken. The commands (`send`, `download`,
+`mark_read`, `set_presence`, `request_pairing_code`, `logout`) act on the network's state for the
+connection; they raise the transport's errors: ``NotConnected``, ``SendFailed``, ``TransportError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from gateway.whatsapp.sandbox_messages import _DEFAULT_MIMETYPES, _now, phone_digits
+from gateway.whatsapp.sandbox_state import _Ending, _Line, _Run
+from gateway.whatsapp.transport import (
+    Command,
+    Connected,
+    DeleteForEveryone,
+    EditMessage,
+    Event,
+    LoggedOut,
+    MediaRef,
+    MessageKind,
+    NotConnected,
+    PairingCode,
+    Presence,
+    QrCode,
+    SendFailed,
+    SendMedia,
+    SendReaction,
+    SendText,
+    Sent,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from gateway.whatsapp.sandbox import SandboxNetwork
+
+PRESENCE_MAX = 1_000  # chats whose presence we remember per connection
+
+_SEND_JID = re.compile(r"[0-9]+(?:-[0-9]+)?@(?:s\.whatsapp\.net|g\.us|lid)|[A-Za-z0-9._\-]+@(?:broadcast|newsletter)")
+
+DeviceCallback = Callable[[dict[str, Any] | None], Awaitable[None]]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class SandboxTransport:
+    """One connection to the sandbox network (the Transport protocol)."""
+
+    def __init__(self, network: SandboxNetwork, connection_id: int, device: dict[str, Any] | None,
+                 on_device_change: DeviceCallback) -> None:
+        self._network = network
+        self._connection_id = connection_id
+        self._device = device
+        self._on_device_change = on_device_change
+        self._run: _Run | None = None
+
+    @property
+    def connection_id(self) -> int:
+        return self._connection_id
+
+    async def run(self, events: trio.MemorySendChannel[Event], *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        line = self._network._line(self._connection_id)
+        if line.run is not None:  # WhatsApp keeps one connection per device: the newer one wins
+            line.run.stop(_Ending("lost", "sandbox: connection replaced by another session"))
+        conn = self._run = line.run = _Run(line, events)
+        task_status.started()
+        try:
+            pending, line.pending_unlink = line.pending_unlink, None
+            if pending is not None and self._device is not None:
+                conn.ending = pending  # unlinked while we were away
+            else:
+                line.device = self._device
+                with conn.scope:
+                    await self._connect(conn)
+                    await self._deliver(conn)
+        finally:
+            conn.connected = False
+            conn.waiting_for_scan = False
+            if line.run is conn:
+                line.run = None
+            if self._run is conn:
+                self._run = None
+        ending = conn.ending
+        assert ending is not None  # the body only ends through conn.stop()
+        if ending.kind == "lost":
+            raise TransportError(ending.reason)
+        if ending.kind == "unlinked":
+            await self._unlinked(conn, ending)
+
+    async def _connect(self, conn: _Run) -> None:
+        if self._device is None:
+            device = await self._pair(conn)
+            await self._on_device_change(dict(device))  # persisted before anyone hears of it
+            self._device = device
+            conn.line.device = device
+        await self._sleep_latency(conn.line)
+        conn.connected = True
+        await conn.events.send(Connected(self._device["jid"], self._device.get("pushName") or ""))
+
+    async def _pair(self, conn: _Run) -> dict[str, Any]:
+        """Show QR codes (a fresh one every qr_interval) or a pairing code until `pair()`."""
+        rng = self._network._rng
+        keys = ",".join(_b64(rng.randbytes(32)) for _ in range(3))  # noise key, identity key, adv secret
+        conn.waiting_for_scan = True
+        next_qr = trio.current_time()
+        try:
+            while conn.paired is None:
+                if conn.code_to_emit is not None:
+                    code, conn.code_to_emit = conn.code_to_emit, None
+                    await self._emit(conn, PairingCode(code))
+                    continue
+                if conn.pairing_code is None and trio.current_time() >= next_qr:
+                    conn.qr_index += 1
+                    conn.qr = f"2@{_b64(rng.randbytes(60))},{keys}"
+                    await self._emit(conn, QrCode(conn.qr, conn.qr_index))
+                    next_qr = trio.current_time() + self._network._qr_interval
+                    continue
+                with trio.move_on_at(next_qr if conn.pairing_code is None else math.inf):
+                    await conn.wake.wait()
+            return conn.paired
+        finally:
+            conn.waiting_for_scan = False
+            conn.qr = None
+
+    async def _deliver(self, conn: _Run) -> None:
+        """Hand queued messages and receipts to the session, in order; each leaves the queue once taken.
+
+        Receipts whose delay has passed join the queue first (`send` only schedules them), so one
+        loop serves both: nothing here ever blocks a sender, and a slow session delays receipts
+        the way it delays messages."""
+        line = conn.line
+        while True:
+            self._network._release_due(line)
+            if line.queue:
+                event = line.queue[0]
+                await self._emit(conn, event)
+                line.taken(event)
+                continue
+            with trio.move_on_at(line.scheduled[0][0] if line.scheduled else math.inf):
+                await line.changed.wait()
+
+    async def _unlinked(self, conn: _Run, ending: _Ending) -> None:
+        line = conn.line
+        line.pending_unlink = ending  # cancelled half-way, the next run says it again
+        await self._emit(conn, LoggedOut(ending.reason, banned=ending.banned))
+        await self._on_device_change(None)
+        self._device = None
+        line.device = None
+        if line.pending_unlink is ending:
+            line.pending_unlink = None
+
+    async def _sleep_latency(self, line: _Line) -> None:
+        delay = self._network._latency_of(line)
+        if delay > 0:
+            await trio.sleep(delay)
+
+    async def _emit(self, conn: _Run, event: Event) -> None:
+        await self._sleep_latency(conn.line)
+        await conn.events.send(event)
+
+    def _connected(self) -> _Run:
+        conn = self._run
+        if conn is None or not conn.connected:
+            raise NotConnected("sandbox: not connected")
+        return conn
+
+    # ─── commands ───────────────────────────────────────────────────────────────────────
+
+    async def send(self, command: Command) -> Sent:
+        line = self._connected().line
+        await self._sleep_latency(line)
+        self._connected()  # still connected after the latency?
+        network = self._network
+        message_id, now = network._new_id(ours=True), _now()
+        entry: dict[str, Any] = {
+            "id": message_id, "to": command.to, "kind": None, "body": None, "caption": None, "filename": None,
+            "mimetype": None, "size": None, "quotedId": None, "ack": "sent", "timestamp": now.isoformat(),
+            "target_id": None, "emoji": None, "reaction": None, "deleted": False, "edited": False, "error": None,
+        }
+        content = isinstance(command, SendText | SendMedia)
+        error = None
+        match command:
+            case SendText():
+                entry.update(kind=MessageKind.TEXT.value, body=command.body, quotedId=command.quoted_id)
+            case SendMedia():
+                entry.update(kind=command.kind.value, body=command.caption, caption=command.caption,
+                             filename=command.filename, mimetype=command.mimetype, size=len(command.data),
+                             quotedId=command.quoted_id)
+                if command.kind not in _DEFAULT_MIMETYPES:
+                    error = f"cannot send {command.kind.value} as media"
+                elif not command.data:
+                    error = "media is empty"
+            case SendReaction():
+                entry.update(kind=MessageKind.REACTION.value, target_id=command.target_id, emoji=command.emoji)
+            case EditMessage():
+                entry.update(kind=MessageKind.EDIT.value, target_id=command.target_id, body=command.body)
+            case DeleteForEveryone():
+                entry.update(kind=MessageKind.REVOKE.value, target_id=command.target_id)
+            case _:
+                raise TypeError(f"not a transport command: {command!r}")
+        if error is None and not _SEND_JID.fullmatch(command.to):
+            error = f"invalid recipient {command.to!r}"
+        if error is None and line.send_failures > 0:
+            line.send_failures -= 1
+            error = line.send_failure_reason
+        if error is not None:
+            entry.update(ack="failed", error=error)
+            line.record(entry)
+            raise SendFailed(error)
+        line.record(entry)
+        target = line.outbox.get(entry["target_id"]) if entry["target_id"] else None
+        if target is not None:
+            if isinstance(command, EditMessage):
+                target.update(body=command.body, edited=True)
+            elif isinstance(command, DeleteForEveryone):
+                target.update(deleted=True)
+            elif isinstance(command, SendReaction):
+                target.update(reaction=command.emoji or None)
+        if content:
+            network._schedule_receipts(line, message_id)
+        return Sent(message_id, now)
+
+    async def download(self, media: MediaRef) -> bytes:
+        await trio.lowlevel.checkpoint()
+        line = self._network._lines.get(self._connection_id)
+        data = line.media.get(media.key) if line is not None else None
+        if data is None:
+            raise SendFailed("sandbox: media not found (expired or never existed)")
+        return data
+
+    async def mark_read(self, chat: str, ids: tuple[str, ...], sender: str | None = None) -> None:
+        conn = self._connected()
+        await trio.lowlevel.checkpoint()
+        conn.line.read_by_us.append({"chat": chat, "ids": list(ids), "sender": sender, "timestamp": _now().isoformat()})
+
+    async def set_presence(self, chat: str, presence: Presence) -> None:
+        conn = self._connected()
+        await trio.lowlevel.checkpoint()
+        line = conn.line
+        line.presence.pop(chat, None)
+        line.presence[chat] = Presence(presence).value
+        while len(line.presence) > PRESENCE_MAX:
+            line.presence.popitem(last=False)
+
+    async def request_pairing_code(self, phone: str) -> str:
+        await trio.lowlevel.checkpoint()
+        conn = self._run
+        if conn is None or conn.ending is not None:
+            raise NotConnected("sandbox: not connected")
+        if not conn.waiting_for_scan or conn.paired is not None:
+            raise SendFailed("sandbox: already paired")
+        digits = phone_digits(phone)
+        if digits is None:
+            raise SendFailed(f"sandbox: invalid phone number {phone!r}")
+        code = self._network._new_pairing_code()
+        conn.pairing_phone, conn.pairing_code, conn.code_to_emit = digits, code, code
+        conn.wake.notify()
+        return code
+
+    async def logout(self) -> None:
+        """Unlink this device (our side): the device store is cleared and `run` returns."""
+        conn = self._run
+        if self._device is not None:
+            await self._on_device_change(None)
+            self._device = None
+            line = self._network._lines.get(self._connection_id)
+            if line is not None:
+                line.device = None
+        else:
+            await trio.lowlevel.checkpoint()
+        if conn is not None:
+            conn.stop(_Ending("logout"))
