@@ -198,3 +198,49 @@ async def test_shutdown_says_goodbye_on_direct_websockets(nursery: trio.Nursery)
             await wait_until(lambda: ws.closed is not None)
             assert ws.closed.code == 1000
         assert served.handler.reasons() == ["server shutting down"]
+
+
+def masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A client frame of any opcode (masked, as a client's must be); payloads under 126 bytes."""
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    return (struct.pack("!BB", (0x80 if fin else 0) | opcode, 0x80 | len(payload)) + mask
+            + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload)))
+
+
+async def test_fragmented_messages_pings_and_the_close_handshake(nursery: trio.Nursery) -> None:
+    with trio.fail_after(20):
+        served = await serve_realtime(nursery)
+        port = int(served.url.rsplit(":", 1)[1])
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(upgrade_request("/socket.io/?EIO=4&transport=websocket"))
+        status, _, rest = await read_response_head(stream)
+        assert status == 101
+        _, rest = await read_frames(stream, rest, 1)  # the open packet
+        connect = f'40{NAMESPACE},{{"token":"good"}}'.encode()
+        # one message in three frames (text, continuation, continuation), a ping in between
+        await stream.send_all(masked(0x1, connect[:5], fin=False) + masked(0x9, b"hi")
+                              + masked(0x0, connect[5:12], fin=False) + masked(0x0, connect[12:]))
+        frames, rest = await read_frames(stream, rest, 3)
+        assert frames[0] == (0xA, b"hi")  # the pong, with the ping's payload
+        assert frames[1][1].startswith(f"40{NAMESPACE},".encode())
+        assert frames[2][1].startswith(f'42{NAMESPACE},["welcome"'.encode())
+        # the client closes: the server answers with its close frame and ends the connection
+        await stream.send_all(masked(0x8, struct.pack("!H", 1000)))
+        ((opcode, payload), ), rest = await read_frames(stream, rest, 1)
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1000
+        assert await stream.receive_some(100) == b""
+        await wait_until(lambda: served.handler.reasons() == ["transport close"])
+        await stream.aclose()
+
+
+async def test_a_message_over_max_payload_closes_the_session(nursery: trio.Nursery) -> None:
+    from api.realtime import RealtimeConfig
+
+    with trio.fail_after(20):
+        served = await serve_realtime(nursery, RealtimeConfig(max_payload=64))
+        async with open_websocket_url(f"{served.ws_url}/socket.io/?EIO=4&transport=websocket") as ws:
+            await ws_open(ws)
+            await ws.send_message("4" + "x" * 100)  # past max_payload, in one message
+            await wait_until(lambda: ws.closed is not None)
+        assert served.server.stats()["closed"] == {"payload too large": 1}
