@@ -33,7 +33,7 @@ from wsproto.utilities import LocalProtocolError
 from api.realtime import eio
 from api.realtime.eio import Packet, PacketType, ProtocolError
 from api.realtime.routes import SILENT_REASONS, websocket_session
-from api.realtime.session import WEBSOCKET, EngineError, EngineSession
+from api.realtime.session import WEBSOCKET, EngineError, EngineSession, Handshake
 from gateway.front import MORE, NO, SNIFF_LIMIT, YES
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ class DirectWebsockets:
         for name, value in parse_qsl(target.partition("?")[2], keep_blank_values=True):
             args.setdefault(name, value)
         try:
-            session, upgrading = websocket_session(self.server, args, headers, self._client(stream, headers))
+            session, upgrading = websocket_session(self.server, Handshake(
+                query=args, headers=headers, remote_addr=self._client(stream, headers), transport=WEBSOCKET))
         except EngineError as error:
             await _respond(stream, HTTPStatus(error.status), {"code": error.code, "message": error.message})
             return

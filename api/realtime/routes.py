@@ -14,7 +14,7 @@ CORS headers come from the application's `after_request` like every route's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -99,10 +99,11 @@ def _handshake(connection: BaseRequestWebsocket, transport: str) -> Handshake:
                      remote_addr=connection.remote_addr, transport=transport)
 
 
-def _new_session(server: RealtimeServer, connection: BaseRequestWebsocket, transport: str) -> EngineSession:
-    if connection.args.get("EIO") != "4":
+def new_session(server: RealtimeServer, handshake: Handshake) -> EngineSession:
+    """A new Engine.IO session for a handshake (protocol 4 only); EngineError when refused."""
+    if handshake.query.get("EIO") != "4":
         raise unsupported_version()
-    return server.open_session(_handshake(connection, transport))
+    return server.open_session(handshake)
 
 
 def open_packet(server: RealtimeServer, session: EngineSession, upgrades: list[str]) -> eio.Packet:
@@ -123,7 +124,7 @@ async def _polling(server: RealtimeServer) -> Response:
             raise bad_handshake_method()
         if transport != POLLING:  # a websocket handshake that came without the Upgrade header
             raise bad_request()
-        session = _new_session(server, request, POLLING)
+        session = new_session(server, _handshake(request, POLLING))
         return _text(eio.encode_payload([open_packet(server, session, [WEBSOCKET])]))
     session = server.session(sid)
     if session is None:
@@ -163,18 +164,16 @@ async def _read_body(session: EngineSession, limit: int) -> str:
 # --- websocket ---
 
 def _websocket_session(server: RealtimeServer) -> tuple[EngineSession, bool]:
-    return websocket_session(server, dict(websocket.args.items()),
-                             {name.lower(): value for name, value in websocket.headers.items()},
-                             websocket.remote_addr)
+    return websocket_session(server, _handshake(websocket, WEBSOCKET))
 
 
-def websocket_session(server: RealtimeServer, args: Mapping[str, str], headers: Mapping[str, str],
-                      remote_addr: str | None) -> tuple[EngineSession, bool]:
+def websocket_session(server: RealtimeServer, handshake: Handshake) -> tuple[EngineSession, bool]:
     """The session a websocket request is for, and whether it is an upgrade from polling.
 
     Raises EngineError (answered as HTTP 400/503 before the websocket is accepted). Shared by this
     blueprint's websocket route and the direct websocket transport (`direct.py`).
     """
+    args = handshake.query
     transport = args.get("transport")
     if transport not in (POLLING, WEBSOCKET):
         raise transport_unknown()
@@ -182,10 +181,7 @@ def websocket_session(server: RealtimeServer, args: Mapping[str, str], headers: 
         raise bad_request()
     sid = args.get("sid")
     if sid is None:
-        if args.get("EIO") != "4":
-            raise unsupported_version()
-        session = server.open_session(Handshake(query=args, headers=headers, remote_addr=remote_addr,
-                                                transport=WEBSOCKET))
+        session = new_session(server, handshake)
         session.send_nowait([open_packet(server, session, [])])
         return session, False
     session = server.session(sid)
