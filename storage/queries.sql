@@ -304,7 +304,8 @@ INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_
                       sent_by_user_id)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
         %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
-        (SELECT m.id FROM messages m WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s),
+        (SELECT m.id FROM messages m
+            WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s AND m.company_id = %(company_id)s),
         %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
@@ -667,8 +668,8 @@ WITH input AS (
                               media_url, media_name, media_mimetype, ack, status, quoted_wid, participant,
                               wa_timestamp, read, sent_by_user_id, unread, last_message, n)
 ), active AS (
-    SELECT id FROM tickets
-    WHERE id IN (SELECT ticket_id FROM input) AND status IN ('pending', 'open')
+    SELECT id, company_id FROM tickets
+    WHERE (id, company_id) IN (SELECT ticket_id, company_id FROM input) AND status IN ('pending', 'open')
     ORDER BY id
     FOR UPDATE
 ), stored AS (
@@ -677,9 +678,10 @@ WITH input AS (
                           sent_by_user_id)
     SELECT i.company_id, i.whatsapp_id, i.ticket_id, i.contact_id, i.wid, i.from_me, i.body, i.media_type,
            i.media_url, i.media_name, i.media_mimetype, i.ack, i.status,
-           (SELECT m.id FROM messages m WHERE m.whatsapp_id = i.whatsapp_id AND m.wid = i.quoted_wid),
+           (SELECT m.id FROM messages m
+            WHERE m.whatsapp_id = i.whatsapp_id AND m.wid = i.quoted_wid AND m.company_id = i.company_id),
            i.participant, i.wa_timestamp, i.read, i.sent_by_user_id
-    FROM input i JOIN active ON active.id = i.ticket_id
+    FROM input i JOIN active ON active.id = i.ticket_id AND active.company_id = i.company_id
     ORDER BY i.n
     ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
     RETURNING id, company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
@@ -715,14 +717,17 @@ JOIN ticket t ON t.id = s.ticket_id;
 -- ticket's counters move only when it was stored. The row: the message, and the ticket's new values as
 -- ticket_*. No row: a duplicate, or the ticket is no longer active (conversations.intake_write tells which).
 WITH active AS (
-    SELECT id FROM tickets WHERE id = %(ticket_id)s AND status IN ('pending', 'open') FOR UPDATE
+    SELECT id FROM tickets
+    WHERE id = %(ticket_id)s AND company_id = %(company_id)s AND status IN ('pending', 'open')
+    FOR UPDATE
 ), stored AS (
     INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                           media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
                           sent_by_user_id)
     SELECT %(company_id)s, %(whatsapp_id)s, active.id, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
            %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
-           (SELECT m.id FROM messages m WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s),
+           (SELECT m.id FROM messages m
+            WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s AND m.company_id = %(company_id)s),
            %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s
     FROM active
     ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING

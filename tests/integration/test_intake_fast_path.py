@@ -267,6 +267,11 @@ async def test_one_statement_for_a_group_commit_two_chats_of_one_ticket_and_a_du
         assert server.sql("SELECT unread_messages, last_message FROM tickets WHERE id = %s", (ana,)) == [
             (unread_before + 2, "segunda")]
         assert server.sql("SELECT count(*) FROM messages WHERE ticket_id = %s", (closed,)) == [(1,)]
+        # a write naming another company for this ticket touches nothing, and the rest of its group goes through
+        foreign = {**params(bia, "G7", "alheia", 7), "company_id": 2}
+        rows = await trio.to_thread.run_sync(run, [foreign, params(bia, "G8", "da bia de novo", 8)])
+        assert rows[0] is None and rows[1] is not None and rows[1]["wid"] == "G8"
+        assert server.sql("SELECT count(*) FROM messages WHERE wid = 'G7'") == [(0,)]
         # the same WhatsApp message twice in one group: a statement each, the second finds it stored
         twice = [params(bia, "G9", "um", 6), params(bia, "G9", "um", 6)]
         rows = await trio.to_thread.run_sync(run, twice)
