@@ -2,8 +2,8 @@
 and messages as the API shows them.
 
 The intake is a write a TicketActor submits to the group-commit writer, which runs many of them in one
-transaction: `intake_write` gives the one-statement batched form when the actor already holds the contact
-and an active ticket, else the full `intake` (contact, ticket, message, counters).
+transaction: `intake_write` gives the batched form (a group commit's are one statement, `intake_many`) when the
+actor already holds the contact and an active ticket, else the full `intake` (contact, ticket, message, counters).
 """
 
 from __future__ import annotations
@@ -158,10 +158,10 @@ def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdent
     """The group-commit write that does `intake`, as one batched statement when it can.
 
     When the actor holds the contact (no change to make) and an active ticket — nearly every message of
-    a conversation — the message and the ticket's counters are one statement (`message_intake_active`),
-    which the writer runs together with the other actors' in one executemany. When it stores nothing, the
-    same transaction tells a duplicate (nothing to do) from a ticket closed meanwhile (the message opens
-    a new ticket, through `intake`).
+    a conversation — the message and the ticket's counters are one batched write, which the writer runs
+    together with the other actors' as one statement (`intake_many`, `message_intake_batch`). When it
+    stores nothing, the same transaction tells a duplicate (nothing to do) from a ticket closed meanwhile
+    (the message opens a new ticket, through `intake`).
     """
     def slow(conn: psycopg.Connection[Row]) -> Intake:
         return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=contact,
