@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import trio
 import trio.testing
 
@@ -224,21 +226,29 @@ async def test_a_full_queue_makes_submitters_wait_and_a_queued_write_is_not_canc
                 # a caller cancelled after its write was queued still gets its committed result
                 outcome_of: dict[str, object] = {}
 
-                async def cancelled_caller(scope_ready: trio.Event, scope_box: list[trio.CancelScope]) -> None:
+                # the write waits in its thread until the cancel has been delivered: the caller is
+                # certainly parked in submit when it is cancelled
+                started, release = threading.Event(), threading.Event()
+
+                def late(conn):  # type: ignore[no-untyped-def]
+                    started.set()
+                    assert release.wait(10)
+                    return conn.execute("INSERT INTO companies (name) VALUES ('late') RETURNING id").fetchone()["id"]
+
+                async def cancelled_caller(scope_box: list[trio.CancelScope]) -> None:
                     with trio.CancelScope() as scope:
                         scope_box.append(scope)
-                        scope_ready.set()
-                        outcome_of["id"] = await writer.submit(
-                            lambda conn: conn.execute("INSERT INTO companies (name) VALUES ('late') RETURNING id")
-                            .fetchone()["id"])
+                        outcome_of["id"] = await writer.submit(late)
                     outcome_of["cancelled"] = scope.cancelled_caught
 
-                ready, box = trio.Event(), []
+                box: list[trio.CancelScope] = []
                 async with trio.open_nursery() as callers:
-                    callers.start_soon(cancelled_caller, ready, box)
-                    await ready.wait()
-                    await trio.testing.wait_all_tasks_blocked()
+                    callers.start_soon(cancelled_caller, box)
+                    await trio.to_thread.run_sync(started.wait, 10)
                     box[0].cancel()
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert "id" not in outcome_of  # still waiting for its commit, not cancelled out
+                    release.set()
                 assert isinstance(outcome_of["id"], int) and outcome_of["cancelled"] is False
                 nursery.cancel_scope.cancel()
         assert await db.fetch_value("SELECT count(*) FROM companies WHERE name = 'late'") == 1
