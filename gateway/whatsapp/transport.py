@@ -6,6 +6,16 @@ the transport wait — backpressure, not loss), and returns or raises when the c
 Commands (send, download, mark read, presence, logout) are async methods, callable once `run`
 has called `task_status.started()`.
 
+**Settling (the intake invariant).** An `InboundMessage` or `Receipt` may carry `settle`, a sync
+callback the consumer calls once the event is committed (or deliberately ignored). Until then the
+network keeps it and delivers it again after a reconnect or a restart: a transport acknowledges to
+WhatsApp only what was settled, where the library lets it (see DESIGN.md for the window that remains
+with neonize). `settle` is idempotent and cheap; call it through `settle(event)`.
+
+**Idempotent sends.** `SendText`/`SendMedia` carry `id`, the WhatsApp message id chosen by zapgate
+when the outbox row is written (`new_message_id()`): a transport given the same id twice sends once
+and answers the first `Sent` again, so a send retried after a crash never reaches the contact twice.
+
 Events and commands are `attrs.frozen` classes named as facts (`InboundMessage`) or commands
 (`SendText`). Ids are WhatsApp's: a message id is a string, a chat or user is a JID such as
 `5511999990000@s.whatsapp.net`, `123456789@lid` or `1203630@g.us`.
@@ -15,7 +25,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Protocol, runtime_checkable
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -141,6 +153,8 @@ class InboundMessage:
     latitude: float | None = None
     longitude: float | None = None
     vcard: str | None = None
+    # called once the message is committed (or ignored on purpose): the network may forget it then
+    settle: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -149,6 +163,20 @@ class Receipt:
     ids: tuple[str, ...]
     ack: Ack
     timestamp: dt.datetime
+    sender: str | None = None  # who read or received (a group member in groups); None: the chat's contact
+    settle: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
+
+
+def settle(event: Any) -> None:
+    """Tell the network that `event` is committed (no-op for events without a `settle`)."""
+    callback = getattr(event, "settle", None)
+    if callback is not None:
+        callback()
+
+
+def new_message_id() -> str:
+    """A WhatsApp-style id for a message we send ("3EB0" + 18 hex digits, as whatsmeow makes them)."""
+    return "3EB0" + secrets.token_hex(9).upper()
 
 
 @attrs.frozen
@@ -169,6 +197,7 @@ class SendText:
     to: str
     body: str
     quoted_id: str | None = None
+    id: str | None = None  # the message id to send under (idempotency key); None: the transport picks one
 
 
 @attrs.frozen
@@ -180,6 +209,7 @@ class SendMedia:
     filename: str | None = None
     caption: str = ""
     quoted_id: str | None = None
+    id: str | None = None  # the message id to send under (idempotency key); None: the transport picks one
 
 
 @attrs.frozen
