@@ -13,6 +13,11 @@ child's exception is caught there and never cancels the nursery.
   supervisor gives up — it stops all children and ``run`` raises :class:`RestartBudgetExhausted`
   (escalation to whatever nursery or supervisor runs it). A restart is counted when it is decided,
   before the backoff sleep.
+- Restart budget per child (``ChildSpec.max_restarts``/``max_seconds``), for dynamic children (one per
+  connection, one per conversation): such a child's restarts count against its own budget only, never
+  the supervisor's, and a child over its own budget is given up — logged, counted in ``stats()``
+  (``given_up_total``, ``given_up_recent``) — while the supervisor and its other children go on. A
+  fault common to many children (an outage) can then never add up to the whole supervisor giving up.
 - Shutdown (``handle.cancel()``, or the budget spent): every child's cancel scope is cancelled at
   once (one_for_one children are independent; ordered shutdown belongs in how nurseries nest).
   A child still running ``ChildSpec.shutdown`` seconds after its cancel is logged as a warning;
@@ -84,6 +89,8 @@ class StartAborted(RuntimeError):
     """The supervisor stopped, or the child was terminated, before the child finished starting."""
 
 
+GIVEN_UP_KEPT = 20  # children given up on that stats() lists
+
 StartFn = Callable[..., Awaitable[object]]
 
 
@@ -95,6 +102,9 @@ class ChildSpec:
     start: StartFn
     restart: RestartPolicy = RestartPolicy.PERMANENT
     shutdown: float = 5.0  # seconds this child may take to return once cancelled
+    # A budget of the child's own (both set): over it the child is given up, the supervisor goes on.
+    max_restarts: int | None = None
+    max_seconds: float | None = None
 
 
 @attrs.define(eq=False)
@@ -188,6 +198,8 @@ class Supervisor:
         self._children: dict[Hashable, _Child] = {}
         self._restart_times: collections.deque[float] = collections.deque()
         self._restarts_total = 0
+        self._given_up_total = 0
+        self._given_up_recent: collections.deque[tuple[float, Hashable]] = collections.deque(maxlen=GIVEN_UP_KEPT)
         self._nursery: trio.Nursery | None = None
         self._ran = False
         self._stopping = False
@@ -272,7 +284,11 @@ class Supervisor:
                 if crash is not None:
                     self._log(logging.ERROR, child, "crashed (temporary: not restarted)", exc_info=crash)
                 return
-            if not self._count_restart(child):
+            if spec.max_restarts is not None and spec.max_seconds is not None:
+                if not self._count_own_restart(child):
+                    self._give_up(child, crash)
+                    return
+            elif not self._count_restart(child):
                 self._escalate(child, crash)
                 return
             delay = self._backoff(child, ran_for)
@@ -310,8 +326,28 @@ class Supervisor:
         self._restarts_total += 1
         return True
 
+    def _count_own_restart(self, child: _Child) -> bool:
+        """Record a restart against the child's own budget; False when it is spent."""
+        spec = child.spec
+        assert spec.max_restarts is not None and spec.max_seconds is not None
+        now = trio.current_time()
+        _prune(child.restart_times, now - spec.max_seconds)
+        if len(child.restart_times) >= spec.max_restarts:
+            return False
+        child.restart_times.append(now)
+        child.restarts += 1
+        self._restarts_total += 1
+        return True
+
+    def _give_up(self, child: _Child, crash: Exception | None) -> None:
+        spec = child.spec
+        self._given_up_total += 1
+        self._given_up_recent.append((trio.current_time(), spec.id))
+        self._log(logging.ERROR, child, f"exceeded its own restart budget ({spec.max_restarts} in {spec.max_seconds}s);"
+                  " given up (the supervisor goes on)", exc_info=crash)
+
     def _backoff(self, child: _Child, ran_for: float) -> float:
-        if ran_for >= self._max_seconds:
+        if ran_for >= (child.spec.max_seconds or self._max_seconds):
             child.short_runs = 0
         delay = min(self._backoff_max, self._backoff_initial * self._backoff_factor**child.short_runs)
         if delay < self._backoff_max:
@@ -384,18 +420,24 @@ class Supervisor:
         horizon = trio.current_time() - self._max_seconds
         _prune(self._restart_times, horizon)
         looping = []
+        now = trio.current_time()
         for child in self._children.values():
-            _prune(child.restart_times, horizon)
-            if len(child.restart_times) > self._max_restarts / 2:
+            own = child.spec.max_restarts is not None and child.spec.max_seconds is not None
+            _prune(child.restart_times, now - child.spec.max_seconds if own else horizon)  # type: ignore[operator]
+            if len(child.restart_times) > (child.spec.max_restarts if own else self._max_restarts) / 2:  # type: ignore[operator]
                 looping.append(child.spec.id)
+        while self._given_up_recent and self._given_up_recent[0][0] <= horizon:
+            self._given_up_recent.popleft()
         return {
             "name": self.name,
             "running": self._ran and not self._stopped.is_set(),
             "children": len(self._children),
             "restarts_total": self._restarts_total,
             "restarts_recent": len(self._restart_times),
-            "crash_loop": bool(looping),
-            "crash_looping": looping,
+            "crash_loop": bool(looping) or bool(self._given_up_recent),
+            "crash_looping": looping[:GIVEN_UP_KEPT],
+            "given_up_total": self._given_up_total,
+            "given_up_recent": [repr(child_id) for _, child_id in self._given_up_recent],
         }
 
     def _log(self, level: int, child: _Child, what: str, exc_info: BaseException | None = None) -> None:

@@ -417,3 +417,25 @@ async def test_terminate_child_reports_a_child_overrunning_its_shutdown_allowanc
         await trio.sleep(2)
         assert handle.which_children() == []
         handle.cancel()
+
+
+@pytest.mark.trio
+async def test_a_child_with_its_own_budget_is_given_up_alone(autojump_clock: trio.abc.Clock) -> None:
+    """Dynamic children spend their own budgets: many crashing at once never stop the supervisor."""
+    steady = Actor([forever])
+    looping = [Actor([crash()] * 100) for _ in range(10)]
+    sup = Supervisor("s", [ChildSpec("steady", steady.run)], max_restarts=3, max_seconds=10.0, jitter=Jitter.NONE)
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(sup.run)
+        for index, actor in enumerate(looping):
+            await handle.start_child(ChildSpec(("conv", index), actor.run, RestartPolicy.TRANSIENT,
+                                               max_restarts=2, max_seconds=60.0))
+        await trio.sleep(5)
+        stats = handle.stats()
+        # 10 children x 2 restarts: 20 restarts, far over the supervisor's 3, and it still runs
+        assert stats["running"] is True
+        assert (stats["restarts_total"], stats["given_up_total"]) == (20, 10)
+        assert stats["crash_loop"] is True and len(stats["given_up_recent"]) == 10
+        assert handle.which_children() == [("steady", ChildState.RUNNING, 0)]
+        assert all(len(actor.starts) == 3 for actor in looping)
+        handle.cancel()
