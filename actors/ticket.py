@@ -10,13 +10,30 @@ session; a connection that is down leaves it pending until the session is back.
 Actors stop after `idle_timeout` without work (the router's reaper looks every quarter of it, so an
 actor's receive carries no timer of its own); the registry keeps at most `max_alive` of them,
 passivating the least recently used idle ones.
+
+Life cycle without loss (DESIGN.md §3, STYLE rule 7b):
+- A stop (idle, passivation, shutdown) first takes the actor out of the registry, then lets it finish
+  what its mailbox holds; the next message for its chat starts a successor once it has ended (so one
+  chat never has two actors, and the order of its messages is kept). Senders blocked on its full
+  mailbox are refused when it closes and deliver to the successor.
+- A crash restarts the actor (its own restart budget): the mailbox and its handle outlive the
+  incarnation, the message it crashed on is tried again (at most `MAX_ATTEMPTS` times, then set aside,
+  logged and counted — never settled, so the network delivers it again after a reconnect).
+- An actor that ends for good (given up, or cancelled at the shutdown deadline) answers every request
+  left in its mailbox with `ActorUnavailable` (503 + Retry-After); inbound events left there are not
+  settled, so the network delivers them again. Every request to an actor has a bound (`ASK_TIMEOUT`).
+- A full mailbox never blocks the session that delivers: its events wait in the handle's overflow
+  (bounded for all chats together by `OVERFLOW_MAX`; past it, the session waits — backpressure).
+- An inbound event is settled with the network (`wa.settle`) only once committed; a database that is
+  away is retried with backoff, the event held, rather than crashing the actor.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -24,12 +41,13 @@ import trio.lowlevel
 
 from actors.session import SessionEnded, SessionManager
 from gateway.broker import Broker
-from gateway.registry import Registry, registered
+from gateway.registry import Registry
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
 from storage import conversations, settings
 from storage.conversations import ContactIdentity, IncomingRow
 from storage.db import Database, Row
+from storage.errors import QueryTimeout, Unavailable
 from storage.media import MediaStore
 from storage.writer import GroupCommitWriter
 
@@ -38,11 +56,23 @@ log = logging.getLogger("zapgate.ticket")
 MAILBOX = 256
 IDLE_TIMEOUT = 120.0
 MAX_ALIVE = 10_000
+ASK_TIMEOUT = 30.0  # seconds an API request waits for a conversation's actor before a 503
+OVERFLOW_MAX = 50_000  # events waiting beyond full mailboxes, all chats together; past it the session waits
+MAX_ATTEMPTS = 3  # tries of one message that crash its actor, before it is set aside
+RESTART_BUDGET = (5, 60.0)  # an actor's own restarts per seconds; past it, it is given up
+STOP_TIMEOUT = 5.0  # seconds a stopping actor has to finish its mailbox before it is cancelled
+RETRY_INITIAL, RETRY_MAX = 0.2, 5.0  # backoff while the database is unavailable
+SEND_RETRY_FOR = 10.0  # seconds an outbox write is retried (same key) before the caller gets a 503
 SETTINGS_TTL = 5.0  # seconds a company's intake settings are cached
 MEDIA_KINDS = {wa.MessageKind.IMAGE, wa.MessageKind.AUDIO, wa.MessageKind.VOICE, wa.MessageKind.VIDEO,
                wa.MessageKind.DOCUMENT, wa.MessageKind.STICKER}
 
 Key = tuple[int, str]  # (whatsapp id, chat JID)
+T = TypeVar("T")
+
+
+class ActorUnavailable(Exception):
+    """The conversation's actor could not answer (stopping, overloaded, given up): retry later (503)."""
 
 
 def user_part(jid: str | None) -> str:
@@ -113,24 +143,43 @@ class Call:
     reply: trio.MemorySendChannel[Any]
 
 
-@attrs.define
+@attrs.define(eq=False)
 class TicketHandle:
     key: Key
     _mailbox: trio.MemorySendChannel[Any]
-    _cancel_scope: trio.CancelScope
+    _cancel_scope: trio.CancelScope | None = None
     last_used: float = 0.0
     busy_sending: bool = False
     dispatching: bool = False  # handling a message: stopping it now could cut a write from its announcement
     to_flush: dict[int, None] = attrs.field(factory=dict)  # the actor's tickets with outbox work waiting
+    overflow: collections.deque[Any] = attrs.field(factory=collections.deque)  # beyond the full mailbox, in order
+    stopping: bool = False  # out of the registry: finishing what it holds
+    closed: bool = False  # ended for good: takes nothing more
+    ended: trio.Event = attrs.field(factory=trio.Event)
+    _wait_scope: trio.CancelScope | None = None  # the actor's wait for mail (cancelled by a stop)
+    _router: Any = None  # the TicketRouter: its retire hook and overflow gauge
 
     def idle(self) -> bool:
-        """Nothing to do and nothing under way: cancelling the actor now loses nothing."""
+        """Nothing to do and nothing under way: stopping the actor now costs nothing."""
         stats = self._mailbox.statistics()
         return (stats.current_buffer_used == 0 and stats.tasks_waiting_send == 0 and not self.busy_sending
-                and not self.dispatching and not self.to_flush)
+                and not self.dispatching and not self.to_flush and not self.overflow)
+
+    def stop(self) -> None:
+        """Out of the registry at once; the actor finishes its mailbox, then ends."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._router is not None:
+            self._router._retire(self)
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
 
     def cancel(self) -> None:
-        self._cancel_scope.cancel()
+        """Stop now (the shutdown deadline): what is left is answered with ActorUnavailable."""
+        self.stop()
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
 
 
 class TicketActor:
@@ -144,28 +193,97 @@ class TicketActor:
         self._to_flush: dict[int, None] = {}  # tickets with outbox messages to send, in order of request
         self._wake_sender = trio.Event()
         self._handle: TicketHandle | None = None
+        self._receive: trio.MemoryReceiveChannel[Any] | None = None
         self._nursery: trio.Nursery | None = None
         self._sender_started = False
+        self._current: Any = None  # the message being handled (tried again by the next incarnation on a crash)
+        self._attempts = 0
 
     async def run(self, *, task_status: trio.TaskStatus[TicketHandle] = trio.TASK_STATUS_IGNORED) -> None:
-        send, receive = trio.open_memory_channel[Any](MAILBOX)
-        key = (self.whatsapp_id, self.chat)
+        """One incarnation. The first creates the mailbox and registers; a restart (after a crash) reuses them."""
+        if self._handle is None:
+            send, self._receive = trio.open_memory_channel[Any](MAILBOX)
+            self._handle = TicketHandle((self.whatsapp_id, self.chat), send, last_used=trio.current_time(),
+                                        to_flush=self._to_flush, router=self.router)
+            self.router.registry.register(self._handle.key, self._handle)
+        else:  # restarted: whatever the last incarnation cached may be what made it crash
+            self.contact = self.ticket = None
+        handle, receive = self._handle, self._receive
+        assert receive is not None
+        if handle.closed:
+            task_status.started(handle)
+            return
         with trio.CancelScope() as scope:
-            handle = self._handle = TicketHandle(key, send, scope, trio.current_time(), to_flush=self._to_flush)
-            async with receive, registered(self.router.registry, key, handle), trio.open_nursery() as nursery:
+            handle._cancel_scope = scope
+            async with trio.open_nursery() as nursery:
                 # The sender hands the outbox to WhatsApp on its own task, started on the first send: a slow
                 # WhatsApp never delays writing (and acknowledging) the next message, and the many actors
                 # that only receive carry no second task.
                 self._nursery = nursery
+                self._sender_started = False
+                if self._to_flush:
+                    self._request_flush(next(iter(self._to_flush)))
                 task_status.started(handle)
-                while True:  # until cancelled: idle (the router's reaper), passivated, or shut down
-                    message = await receive.receive()
-                    handle.last_used = trio.current_time()
-                    handle.dispatching = True
-                    try:
-                        await self._dispatch(message)
-                    finally:
-                        handle.dispatching = False
+                await self._serve(handle, receive)
+                nursery.cancel_scope.cancel()  # finished: the sender too
+
+    async def _serve(self, handle: TicketHandle, receive: trio.MemoryReceiveChannel[Any]) -> None:
+        """Handle messages one at a time until stopped and drained (returns) or cancelled."""
+        while True:
+            message = self._current
+            if message is not None:  # the last incarnation crashed on it
+                self._attempts += 1
+                if self._attempts >= MAX_ATTEMPTS:
+                    self.router._set_aside(self, message)
+                    self._current, self._attempts = None, 0
+                    continue
+            else:
+                message = _next_nowait(handle, receive)
+                if message is None:
+                    if handle.stopping:
+                        # Drained: closed in the same step, so nothing more can reach this mailbox (senders are
+                        # refused and go to the successor). Outbox rows still to send stay pending in the
+                        # database: the successor, or the next connect, sends them (under the same ids).
+                        receive.close()
+                        return
+                    with trio.CancelScope() as wait:
+                        handle._wait_scope = wait
+                        message = await receive.receive()
+                    handle._wait_scope = None
+                    if message is None:
+                        continue
+                self._current = message
+            handle.last_used = trio.current_time()
+            handle.dispatching = True
+            try:
+                await self._dispatch(message)
+            finally:
+                handle.dispatching = False
+            self._current, self._attempts = None, 0
+
+    def _ended(self) -> None:
+        """The supervisor's on_exit: this actor ended for good. Answer what is left; never drop it silently."""
+        handle, receive = self._handle, self._receive
+        if handle is None or receive is None or handle.closed:
+            return
+        handle.closed = True
+        handle.stopping = True
+        self.router.registry.unregister(handle.key, handle)
+        receive.close()  # senders waiting for room are refused: they deliver to a successor
+        left: list[Any] = []
+        if self._current is not None:
+            left.append(self._current)
+            self._current = None
+        while True:
+            try:
+                left.append(receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        left.extend(handle.overflow)
+        self.router._overflowed -= len(handle.overflow)
+        handle.overflow.clear()
+        self.router._left_behind(self, left)
+        handle.ended.set()
 
     def _request_flush(self, ticket_id: int) -> None:
         self._to_flush[ticket_id] = None
@@ -176,7 +294,7 @@ class TicketActor:
 
     async def _sender(self) -> None:
         assert self._handle is not None
-        while True:
+        while True:  # sends that fail for the database are left pending: the next (re)connect sends them
             await self._wake_sender.wait()
             self._wake_sender = trio.Event()
             while self._to_flush:
@@ -191,9 +309,10 @@ class TicketActor:
     async def _dispatch(self, message: Any) -> None:
         if isinstance(message, Deliver):
             if isinstance(message.event, wa.Receipt):
-                await self._on_receipt(message.event)
+                await self._while_unavailable(lambda: self._on_receipt(message.event))
             else:
                 await self._on_inbound(message.event)
+            wa.settle(message.event)  # committed (or a duplicate, or nothing to change): the network may forget it
         elif isinstance(message, SendOut):
             await self._on_send(message)
         elif isinstance(message, FlushOutbox):
@@ -205,17 +324,32 @@ class TicketActor:
                 result = error
             _answer(message.reply, result)
 
+    async def _while_unavailable(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run `step` until the database takes it: an outage is waited out here (the event held, unsettled).
+
+        Only for steps that may run twice: intake is idempotent by (connection, WhatsApp id), updates by
+        their keys. A stop cancels the wait; the event, unsettled, comes again from the network.
+        """
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                return await step()
+            except (Unavailable, QueryTimeout) as error:
+                self.router.note_unavailable(error)
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
     # ── inbound ──
 
     async def _on_inbound(self, event: wa.InboundMessage) -> None:
         router = self.router
         if event.kind in (wa.MessageKind.REACTION, wa.MessageKind.EDIT, wa.MessageKind.REVOKE):
-            await self._on_change(event)
+            await self._while_unavailable(lambda: self._on_change(event))
             return
         media_url = media_name = media_mimetype = None
         if event.media is not None and event.kind in MEDIA_KINDS:
-            if await router.db.fetch_one(router.db.q.message_exists, {"whatsapp_id": self.whatsapp_id,
-                                                                      "wid": event.id}):
+            if await self._while_unavailable(lambda: router.db.fetch_one(
+                    router.db.q.message_exists, {"whatsapp_id": self.whatsapp_id, "wid": event.id})):
                 return  # redelivered: stored already, no second download
             stored = await self._download(event.media)
             if stored is not None:
@@ -231,14 +365,25 @@ class TicketActor:
         q = router.db.q
         contact, ticket = self.contact, self.ticket
         # Known contact and active ticket (nearly every message): one statement, batched with other chats'.
-        result = await router.writer.submit(conversations.intake_write(
-            q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact, ticket=ticket,
-            message=row))
+        # Waited out while the database is away; the first try after an outage takes the slow path (the
+        # cached contact and ticket may be stale).
+        attempt = 0
+
+        async def store() -> conversations.Intake:
+            nonlocal attempt
+            attempt += 1
+            known_contact, known_ticket = (contact, ticket) if attempt == 1 else (None, None)
+            return await router.writer.submit(conversations.intake_write(
+                q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=known_contact,
+                ticket=known_ticket, message=row))
+
+        result = await self._while_unavailable(store)
         self.contact = result.contact
         if result.message is None:
             return  # the same WhatsApp message again: stored once, announced once
-        shown = await self._refresh_ticket(result.ticket, full=result.ticket_created or self.ticket is None
-                                           or self.ticket["id"] != result.ticket["id"] or result.contact_changed)
+        full = (result.ticket_created or self.ticket is None or self.ticket["id"] != result.ticket["id"]
+                or result.contact_changed)
+        shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
         router.publish_message("create", self.company_id, result.message, self.ticket, shown)
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
@@ -320,6 +465,7 @@ class TicketActor:
 
     async def _on_send(self, request: SendOut) -> None:
         router, db = self.router, self.router.db
+        wid = wa.new_message_id()  # the outbox row's key, and the id WhatsApp gets: a retried write or send is one
         try:
             ticket = await conversations.show_ticket(db, self.company_id, request.ticket_id)
             media_url = media_name = media_mimetype = None
@@ -331,25 +477,30 @@ class TicketActor:
             params = {"company_id": self.company_id, "whatsapp_id": self.whatsapp_id, "ticket_id": ticket["id"],
                       "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
                       "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
-                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id}
+                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id, "wid": wid}
             last = conversations.last_message_text(IncomingRow(
                 wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
                 media_name=media_name))
 
             def write(conn: Any) -> Row:
                 row = conn.execute(db.q.outbox_message_insert, params).fetchone()
+                if row is None:  # written by an earlier try whose commit we did not hear of
+                    return conn.execute(db.q.message_by_wid, params).fetchone()
                 conn.execute("UPDATE tickets SET last_message = %(last)s, last_message_at = now(), updated_at = now() "
                              "WHERE id = %(id)s", {"last": last, "id": ticket["id"]})
                 return row
 
-            message = await router.writer.submit(write)
+            with trio.move_on_after(SEND_RETRY_FOR) as patience:
+                message = await self._while_unavailable(lambda: router.writer.submit(write))
+            if patience.cancelled_caught:
+                raise Unavailable("the database is unavailable: the message was not stored")
         except Exception as error:
             _answer(request.reply, error)
             return
         self.ticket = ticket
-        message = await conversations.show_message(db, self.company_id, message["id"])
+        message = await self._while_unavailable(lambda: conversations.show_message(db, self.company_id, message["id"]))
         _answer(request.reply, message)  # durable in the outbox: the caller may go
-        await self.reload(ticket["id"])
+        await self._while_unavailable(lambda: self.reload(ticket["id"]))
         router.publish_message("create", self.company_id, message, self.ticket)
         self._request_flush(ticket["id"])
 
@@ -369,7 +520,10 @@ class TicketActor:
             except (wa.NotConnected, wa.TransportError, SessionEnded):
                 return  # still pending: sent when the connection is back
             else:
-                updated = await db.fetch_one(db.q.outbox_sent, {"id": row["id"], "wid": sent.id, "at": sent.timestamp})
+                # WhatsApp has it: record that, however long the database takes (until then the row stays
+                # pending, and a resend after a restart goes out under the same id: WhatsApp keeps one)
+                updated = await self._while_unavailable(lambda row=row, sent=sent: db.fetch_one(
+                    db.q.outbox_sent, {"id": row["id"], "wid": sent.id, "at": sent.timestamp}))
             if updated is not None:
                 shown = await conversations.show_message(db, self.company_id, updated["id"])
                 ticket = self.ticket if self.ticket and self.ticket["id"] == ticket_id else \
@@ -387,8 +541,8 @@ class TicketActor:
             if found is not None:
                 data = await trio.to_thread.run_sync(found.path.read_bytes)
                 return wa.SendMedia(self.chat, wa.MessageKind(row["media_type"]), data, row["media_mimetype"] or
-                                    found.mimetype, found.filename, row["body"], quoted_wid)
-        return wa.SendText(self.chat, row["body"], quoted_wid)
+                                    found.mimetype, found.filename, row["body"], quoted_wid, id=row["wid"])
+        return wa.SendText(self.chat, row["body"], quoted_wid, id=row["wid"])
 
 
 def _body_of(event: wa.InboundMessage) -> str:
@@ -397,6 +551,22 @@ def _body_of(event: wa.InboundMessage) -> str:
     if event.kind == wa.MessageKind.CONTACT and event.vcard:
         return event.vcard
     return event.body
+
+
+def _next_nowait(handle: TicketHandle, receive: trio.MemoryReceiveChannel[Any]) -> Any:
+    """The next message without waiting: the mailbox first, then what overflowed it (it came later)."""
+    try:
+        return receive.receive_nowait()
+    except trio.WouldBlock:
+        pass
+    if handle.overflow:
+        message = handle.overflow.popleft()
+        router = handle._router
+        router._overflowed -= 1
+        if router._overflowed < OVERFLOW_MAX:
+            router._overflow_room.set()
+        return message
+    return None
 
 
 def _answer(reply: trio.MemorySendChannel[Any], result: Any) -> None:
@@ -420,13 +590,24 @@ class TicketRouter:
     presenters: Presenters
     idle_timeout: float = IDLE_TIMEOUT
     max_alive: int = MAX_ALIVE
+    ask_timeout: float = ASK_TIMEOUT
     registry: Registry[Key, TicketHandle] = attrs.field(factory=Registry)
     _supervisor: SupervisorHandle | None = None
     _nursery: trio.Nursery | None = None
     _spawned: int = 0
     _group_policy: dict[int, tuple[float, bool]] = attrs.field(factory=dict)
+    _retiring: dict[Key, TicketHandle] = attrs.field(factory=dict)  # stopping actors: successors wait for them
+    _overflowed: int = 0  # events in the handles' overflows, all chats
+    _overflow_room: trio.Event = attrs.field(factory=trio.Event)
+    _closing: bool = False
+    _set_aside_total: int = 0
+    _left_behind_total: int = 0
+    _unavailable_total: int = 0
+    _last_unavailable_log: float = -1e9
 
     async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
+        # Ticket actors have restart budgets of their own (RESTART_BUDGET): this one counts only for bugs
+        # in the router itself, never for a fault shared by many conversations.
         supervisor = Supervisor("tickets", max_restarts=100, max_seconds=60, shutdown_timeout=8)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -442,14 +623,16 @@ class TicketRouter:
     # ── entry points ──
 
     async def inbound(self, company_id: int, whatsapp_id: int, event: wa.Event) -> None:
-        """The sessions' inbound sink."""
+        """The sessions' inbound sink. Never waits for one chat (only, past OVERFLOW_MAX, for room)."""
         if isinstance(event, wa.InboundMessage | wa.Receipt):
             if isinstance(event, wa.InboundMessage):
                 if event.chat.endswith(("@broadcast", "@newsletter")):
+                    wa.settle(event)
                     return
                 if event.is_group and await self._ignores_groups(company_id):
+                    wa.settle(event)
                     return
-            await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event))
+            await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event), wait=False)
         elif isinstance(event, wa.Connected) and self._nursery is not None:
             self._nursery.start_soon(self._flush_connection, company_id, whatsapp_id)
 
@@ -461,6 +644,21 @@ class TicketRouter:
     async def call(self, company_id: int, ticket: Row, fn: Callable[[TicketActor], Any]) -> Any:
         return await self._ask(company_id, ticket, lambda reply: Call(fn, reply))
 
+    async def drain(self) -> None:
+        """Shutdown, once intake has stopped: every actor finishes its mailbox and ends. The caller bounds it
+        (`move_on_at`); then `cancel_all` answers what is left."""
+        self._closing = True
+        handles = self.registry.handles() + list(self._retiring.values())
+        for handle in handles:
+            handle.stop()
+        for handle in handles:
+            await handle.ended.wait()
+
+    def cancel_all(self) -> None:
+        self._closing = True
+        for handle in self.registry.handles() + list(self._retiring.values()):
+            handle.cancel()
+
     # ── plumbing ──
 
     async def _ignores_groups(self, company_id: int) -> bool:
@@ -469,24 +667,28 @@ class TicketRouter:
         cached = self._group_policy.get(company_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        ignore = await settings.get_setting(self.db, company_id, "CheckMsgIsGroup") == "enabled"
+        try:
+            ignore = await settings.get_setting(self.db, company_id, "CheckMsgIsGroup") == "enabled"
+        except (Unavailable, QueryTimeout) as error:  # the database is away: keep the last answer (or store it)
+            self.note_unavailable(error)
+            return cached[1] if cached is not None else False
         self._group_policy[company_id] = (now + SETTINGS_TTL, ignore)
         return ignore
 
     async def _ask(self, company_id: int, ticket: Row, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        """Send a request to the ticket's actor and wait for its answer, at most `ask_timeout` seconds."""
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
         contact = ticket.get("contact")
         chat = chat_of_ticket(ticket) if isinstance(contact, dict) and "isGroup" in contact else \
             chat_of_contact(await self._contact(company_id, ticket))
-        await self._deliver(company_id, ticket["whatsapp_id"], chat, make(reply_send))
-        async with reply_receive:
-            try:
+        with trio.move_on_after(self.ask_timeout):
+            await self._deliver(company_id, ticket["whatsapp_id"], chat, make(reply_send), wait=True)
+            async with reply_receive:
                 result = await reply_receive.receive()
-            except trio.EndOfChannel:
-                raise SessionEnded("the conversation's actor stopped") from None
-        if isinstance(result, BaseException):
-            raise result
-        return result
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        raise ActorUnavailable(f"the conversation did not answer within {self.ask_timeout:g}s")
 
     async def _contact(self, company_id: int, ticket: Row) -> Row:
         contact = ticket.get("contact")
@@ -496,24 +698,111 @@ class TicketRouter:
         assert row is not None
         return row
 
-    async def _deliver(self, company_id: int, whatsapp_id: int, chat: str, message: Any) -> None:
+    async def _deliver(self, company_id: int, whatsapp_id: int, chat: str, message: Any, *, wait: bool) -> None:
+        """Put `message` in the chat's actor's mailbox (starting the actor when there is none).
+
+        `wait=False` (the sessions): a full mailbox parks it in the handle's overflow instead of waiting;
+        only when OVERFLOW_MAX events wait in overflows does the caller wait for room. `wait=True` (requests):
+        waits for room in the mailbox (the caller's own deadline bounds it).
+        """
         key = (whatsapp_id, chat)
-        for _ in range(5):
+        while True:
+            if self._closing:
+                raise ActorUnavailable("shutting down")
             handle = await self.registry.get_or_start(key, lambda: self._spawn(company_id, whatsapp_id, chat))
-            try:
-                await handle._mailbox.send(message)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await trio.lowlevel.checkpoint()  # it stopped (idle) just now: start another
-        raise RuntimeError(f"could not deliver to the actor of {key}")
+            if handle.closed:  # ended between lookup and now: its successor takes it
+                await trio.lowlevel.checkpoint()
+                continue
+            if not handle.overflow:
+                try:
+                    handle._mailbox.send_nowait(message)
+                    return
+                except trio.WouldBlock:
+                    pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await trio.lowlevel.checkpoint()
+                    continue
+            if wait and not handle.overflow:
+                try:
+                    await handle._mailbox.send(message)
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await trio.lowlevel.checkpoint()
+                    continue
+            if self._overflowed >= OVERFLOW_MAX:  # the last resort: the session waits (the network holds it)
+                self._overflow_room = trio.Event() if self._overflow_room.is_set() else self._overflow_room
+                await self._overflow_room.wait()
+                continue
+            handle.overflow.append(message)
+            self._overflowed += 1
+            return
 
     async def _spawn(self, company_id: int, whatsapp_id: int, chat: str) -> TicketHandle:
-        assert self._supervisor is not None, "TicketRouter.run is not running"
+        if self._supervisor is None or self._closing:
+            raise ActorUnavailable("the conversations are not running")
+        key = (whatsapp_id, chat)
+        previous = self._retiring.get(key)
+        if previous is not None:  # one actor per chat at a time, and its mail handled in order
+            await previous.ended.wait()
         self._passivate_if_full()
         self._spawned += 1
         actor = TicketActor(self, company_id, whatsapp_id, chat)
-        return await self._supervisor.start_child(ChildSpec(("ticket", whatsapp_id, chat, self._spawned), actor.run,
-                                                            RestartPolicy.TEMPORARY, shutdown=2.0))
+        max_restarts, max_seconds = RESTART_BUDGET
+        return await self._supervisor.start_child(ChildSpec(
+            ("ticket", whatsapp_id, chat, self._spawned), actor.run, RestartPolicy.TRANSIENT, shutdown=2.0,
+            max_restarts=max_restarts, max_seconds=max_seconds, on_exit=actor._ended))
+
+    def _retire(self, handle: TicketHandle) -> None:
+        """A handle is stopping: out of the registry now; its successor waits until it has ended."""
+        self.registry.unregister(handle.key, handle)
+        if not handle.ended.is_set():
+            self._retiring[handle.key] = handle
+            if self._nursery is not None:
+                self._nursery.start_soon(self._forget_retired, handle)
+
+    async def _forget_retired(self, handle: TicketHandle) -> None:
+        await handle.ended.wait()
+        if self._retiring.get(handle.key) is handle:
+            del self._retiring[handle.key]
+
+    def _set_aside(self, actor: TicketActor, message: Any) -> None:
+        """A message its actor crashed on MAX_ATTEMPTS times: logged and counted, its caller answered; an
+        inbound event is not settled (the network delivers it again after a reconnect)."""
+        self._set_aside_total += 1
+        log.error("message set aside after crashing its conversation's actor %d times", MAX_ATTEMPTS,
+                  extra={"fields": {"whatsapp_id": actor.whatsapp_id, "chat": actor.chat,
+                                    "message": type(message).__name__,
+                                    "id": getattr(getattr(message, "event", None), "id", None)}})
+        reply = getattr(message, "reply", None)
+        if reply is not None:
+            _answer(reply, ActorUnavailable("this request crashed its conversation's actor; it was set aside"))
+        self._overflow_room.set()
+
+    def _left_behind(self, actor: TicketActor, messages: list[Any]) -> None:
+        """What an actor that ended for good still held: requests answered, events left unsettled."""
+        self._overflow_room.set()
+        if not messages:
+            return
+        events = 0
+        for message in messages:
+            reply = getattr(message, "reply", None)
+            if reply is not None:
+                _answer(reply, ActorUnavailable("the conversation's actor stopped; retry"))
+            elif isinstance(message, Deliver):
+                events += 1
+        self._left_behind_total += events
+        log.warning("a conversation's actor ended with messages left", extra={"fields": {
+            "whatsapp_id": actor.whatsapp_id, "chat": actor.chat, "events_unsettled": events,
+            "requests_answered": len(messages) - events}})
+
+    def note_unavailable(self, error: BaseException) -> None:
+        """The database was away for an actor: counted, logged at most every 5 seconds."""
+        self._unavailable_total += 1
+        now = trio.current_time()
+        if now - self._last_unavailable_log >= 5.0:
+            self._last_unavailable_log = now
+            log.warning("database unavailable: conversations wait and retry", extra={"fields": {
+                "reason": str(error)[:200], "retries_so_far": self._unavailable_total}})
 
     async def _reap_idle(self) -> None:
         """Stop the actors idle for `idle_timeout`, looking every quarter of it (at most every second)."""
@@ -522,22 +811,28 @@ class TicketRouter:
             limit = trio.current_time() - self.idle_timeout
             for handle in self.registry.handles():
                 if handle.last_used <= limit and handle.idle():
-                    handle.cancel()
+                    handle.stop()
+            if self._overflowed < OVERFLOW_MAX:
+                self._overflow_room.set()
 
     def _passivate_if_full(self) -> None:
         if len(self.registry) < self.max_alive:
             return
         handles = [handle for handle in self.registry.handles() if handle.idle()]
         for handle in sorted(handles, key=lambda h: h.last_used)[: max(1, len(handles) // 10)]:
-            handle.cancel()  # idle and empty: nothing is lost
+            handle.stop()  # out of the registry at once; it ends when what reached it in the meantime is done
 
     async def _flush_connection(self, company_id: int, whatsapp_id: int) -> None:
         """After a (re)connect: every ticket with pending messages sends them, in order."""
-        rows = await self.db.fetch_all(self.db.q.outbox_pending, {"whatsapp_id": whatsapp_id})
-        for ticket_id in dict.fromkeys(row["ticket_id"] for row in rows):
-            ticket = await conversations.show_ticket(self.db, company_id, ticket_id)
-            chat = chat_of_ticket(ticket)
-            await self._deliver(company_id, whatsapp_id, chat, FlushOutbox(ticket_id))
+        try:
+            rows = await self.db.fetch_all(self.db.q.outbox_pending, {"whatsapp_id": whatsapp_id})
+            for ticket_id in dict.fromkeys(row["ticket_id"] for row in rows):
+                ticket = await conversations.show_ticket(self.db, company_id, ticket_id)
+                chat = chat_of_ticket(ticket)
+                await self._deliver(company_id, whatsapp_id, chat, FlushOutbox(ticket_id), wait=True)
+        except (Unavailable, QueryTimeout, ActorUnavailable) as error:  # the next connect tries again
+            log.warning("outbox not flushed after connect", extra={"fields": {"whatsapp_id": whatsapp_id,
+                                                                               "reason": str(error)[:200]}})
 
     def publish(self, company_id: int, kind: str, payload: dict[str, Any]) -> None:
         self.broker.publish(company_id, f"company-{company_id}-{kind}", payload)
@@ -552,4 +847,12 @@ class TicketRouter:
         self.publish(company_id, "appMessage", payload)
 
     def stats(self) -> dict[str, Any]:
-        return {"alive": len(self.registry), "spawned": self._spawned, "writer": self.writer.stats()}
+        supervisor = self._supervisor.stats() if self._supervisor is not None else {}
+        return {"alive": len(self.registry), "spawned": self._spawned, "stopping": len(self._retiring),
+                "overflowed": self._overflowed, "set_aside_total": self._set_aside_total,
+                "left_unsettled_total": self._left_behind_total, "db_unavailable_retries": self._unavailable_total,
+                "crash_loop": bool(supervisor.get("crash_loop")),
+                "given_up_total": supervisor.get("given_up_total", 0),
+                "given_up_recent": supervisor.get("given_up_recent", []),
+                "restarts_total": supervisor.get("restarts_total", 0),
+                "writer": self.writer.stats()}

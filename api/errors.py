@@ -13,6 +13,7 @@ from typing import Any
 from quart import Quart, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from actors.ticket import ActorUnavailable
 from storage import errors as storage_errors
 
 log = logging.getLogger("zapgate.api")
@@ -134,6 +135,14 @@ def register_error_handlers(app: Quart) -> None:
         response = error_response(503, "ERR_SERVICE_UNAVAILABLE", "the database is unavailable, retry later",
                                   errorId=error_id)
         response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(ActorUnavailable)
+    async def actor_unavailable(error: ActorUnavailable) -> Response:
+        log.warning("conversation unavailable", extra={"fields": {"reason": str(error)}})
+        response = error_response(503, "ERR_CONVERSATION_UNAVAILABLE",
+                                  f"the conversation cannot answer now ({error}); retry shortly")
+        response.headers["Retry-After"] = "2"
         return response
 
     @app.errorhandler(storage_errors.QueryTimeout)

@@ -105,6 +105,9 @@ class ChildSpec:
     # A budget of the child's own (both set): over it the child is given up, the supervisor goes on.
     max_restarts: int | None = None
     max_seconds: float | None = None
+    # Called (sync) once the child has ended for good, however: returned, crashed and not restarted, given
+    # up, or cancelled. Where a child whose state outlives its incarnations (a mailbox) answers what is left.
+    on_exit: Callable[[], None] | None = None
 
 
 @attrs.define(eq=False)
@@ -267,6 +270,11 @@ class Supervisor:
             if self._children.get(child.spec.id) is child:
                 del self._children[child.spec.id]
             child.stopped.set()
+            if child.spec.on_exit is not None:
+                try:
+                    child.spec.on_exit()
+                except Exception as exc:  # a bug in the hook must not take the supervisor down
+                    self._log(logging.ERROR, child, "on_exit failed", exc_info=exc)
 
     async def _supervise(self, child: _Child, probe: _StartProbe) -> None:
         spec = child.spec

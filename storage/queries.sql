@@ -408,11 +408,17 @@ SELECT coalesce((SELECT json_agg(json_build_object(
        (SELECT count(*) FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s) AS count
 
 -- name: outbox_message_insert
-INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, from_me, body, media_type, media_url,
+-- `wid` is chosen before the write (the id WhatsApp will get): a write retried after a lost COMMIT finds
+-- its row (no second message), and a send retried after a crash goes out under the same id.
+INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                       media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read)
-VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, true, %(body)s, %(media_type)s,
+VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
         %(media_url)s, %(media_name)s, %(media_mimetype)s, 0, 'pending', %(quoted_msg_id)s, %(user_id)s, true)
+ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
+
+-- name: message_by_wid
+SELECT * FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s AND company_id = %(company_id)s
 
 -- name: outbox_sent
 UPDATE messages SET wid = %(wid)s, status = 'sent', ack = greatest(ack, 1), wa_timestamp = %(at)s, error = NULL,

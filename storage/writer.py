@@ -13,7 +13,15 @@ its own result once the transaction is durable: as soon as the next flush is run
 there is none), so that the callers' own work overlaps with the next transaction. The writes of one
 flush are concurrent (none of their callers has been answered yet), so the writer may run them in any
 order: the plain ones first, in order of arrival, then each group of batched ones. If the flush fails,
-it is retried one write per transaction, so a bad write fails alone and the others still commit.
+it is retried one write per transaction, so a bad write fails alone and the others still commit —
+unless the database was unreachable (`Unavailable`): then every write of the flush gets that error at
+once (its outcome may be unknown — a COMMIT cut off — so the callers retry writes that are keyed:
+intake by WhatsApp id, the outbox by the id chosen before the write).
+
+Every caller is answered, whatever happens: `drain()` (shutdown, once the actors are done) flushes
+what is queued and stops taking writes; a cancelled writer answers what is left with `Unavailable`;
+a flush is not interrupted by a cancel, but it is bounded (`flush_timeout`): past it the thread is
+abandoned and its callers told so.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import trio
 from psycopg.rows import tuple_row
 
 from storage.db import Database, Row
-from storage.errors import map_errors
+from storage.errors import Unavailable, map_errors
 
 log = logging.getLogger("zapgate.writer")
 
@@ -39,6 +47,7 @@ Write = Callable[[psycopg.Connection[Row]], Any]
 
 QUEUE_SIZE = 10_000  # writes waiting for a flush; a full queue makes submitters wait (backpressure)
 MAX_BATCH = 500
+FLUSH_TIMEOUT = 30.0  # seconds a flush may take (the pool's wait for a connection included) before it is abandoned
 
 
 @attrs.frozen
@@ -68,9 +77,13 @@ class _Pending:
 class GroupCommitWriter:
     """An actor: start with `await nursery.start(writer.run)`; then `await writer.submit(write)`."""
 
-    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH, queue_size: int = QUEUE_SIZE,
+                 flush_timeout: float = FLUSH_TIMEOUT) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.flush_timeout = flush_timeout
+        self._closed = False
+        self._idle = trio.Event()  # set whenever nothing is queued or in flight
         self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
         self.flushes = 0
         self.writes = 0
@@ -84,8 +97,14 @@ class GroupCommitWriter:
     async def submit(self, write: Callable[[psycopg.Connection[Row]], T]) -> T: ...
 
     async def submit(self, write: Any) -> Any:
-        """Run `write` in the next group transaction; return its result once committed."""
+        """Run `write` in the next group transaction; return its result once committed.
+
+        Raises `Unavailable` when the writer has stopped (shutdown) or the database could not be reached.
+        """
+        if self._closed:
+            raise Unavailable("the writer has stopped (shutting down)")
         pending = _Pending(write)
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
         try:
             self._send.send_nowait(pending)
         except trio.WouldBlock:
@@ -99,23 +118,46 @@ class GroupCommitWriter:
         pending.task = trio.lowlevel.current_task()
         return await trio.lowlevel.wait_task_rescheduled(_not_abortable)
 
+    async def drain(self) -> None:
+        """Shutdown: take no more writes, flush what is queued, return once every caller is answered."""
+        self._closed = True
+        while self._receive.statistics().current_buffer_used or self._send.statistics().tasks_waiting_send \
+                or not self._idle.is_set():
+            await self._idle.wait()
+            await trio.lowlevel.checkpoint()
+
     async def run(self, *, task_status: trio.TaskStatus[GroupCommitWriter] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started(self)
         committed: list[_Pending] = []  # the last flush: durable, its callers not woken yet
+        batch: list[_Pending] = []
         try:
             while True:
-                await trio.lowlevel.checkpoint_if_cancelled()  # a stopped writer stops between flushes
+                await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: stop between flushes (see finally)
                 batch = self._take_nowait([])
                 if not batch:  # nothing to flush next: wake the last flush's callers now, then wait
                     _wake(committed)
                     committed = []
+                    self._idle.set()
                     batch = self._take_nowait([await self._receive.receive()])
-                # A flush is not interrupted halfway: its callers are waiting for it.
-                with trio.CancelScope(shield=True):
+                # A flush is not interrupted halfway by a cancel (its callers are waiting for it), but it is
+                # bounded: a database that hangs is abandoned after flush_timeout.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + self.flush_timeout):
                     await self._flush(batch, committed)
-                committed = batch
+                committed, batch = batch, []
         finally:
             _wake(committed)
+            # Stopped (cancelled): whatever is left is answered, never left waiting.
+            left = [pending for pending in batch if pending.result is None]
+            while True:
+                try:
+                    left.append(self._receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+            for pending in left:  # an outcome each: an outcome is unwrapped once
+                pending.result = outcome.Error(Unavailable("the writer stopped before this write ran"))
+            _wake(left)
+            self._closed = True
+            self._idle.set()
 
     def _take_nowait(self, batch: list[_Pending]) -> list[_Pending]:
         while len(batch) < self.max_batch:
@@ -143,10 +185,17 @@ class GroupCommitWriter:
             return self._run_together(batch)
 
         try:
-            results = await trio.to_thread.run_sync(run_together, limiter=self.db.limiter)
+            results = await trio.to_thread.run_sync(run_together, limiter=self.db.limiter, abandon_on_cancel=True)
+        except trio.Cancelled:
+            # past flush_timeout (or a hard stop): the thread goes on alone; its outcome is unknown
+            reason = f"the database did not answer within {self.flush_timeout:g}s"
+            for pending in batch:
+                pending.result = outcome.Error(Unavailable(reason))
+            raise
         except Exception as error:
-            if len(batch) == 1:
-                results = [outcome.Error(error)]
+            if len(batch) == 1 or isinstance(error, Unavailable):
+                # unreachable: trying each alone would only wait longer (an outcome each: unwrapped once)
+                results = [outcome.Error(error) for _ in batch]
             else:
                 log.info("group commit failed; retrying its writes one by one", exc_info=True,
                          extra={"fields": {"batch": len(batch)}})

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from storage.db import Database, open_pool
-from storage.errors import Conflict
+from storage.errors import Conflict, Unavailable
 from storage.writer import Batched, GroupCommitWriter
 
 
@@ -254,3 +254,104 @@ async def test_a_full_queue_makes_submitters_wait_and_a_queued_write_is_not_canc
         assert await db.fetch_value("SELECT count(*) FROM companies WHERE name = 'late'") == 1
     finally:
         await db.aclose()
+
+
+async def test_a_stopped_writer_answers_every_queued_write_and_drain_flushes_them(database_url: str) -> None:
+    """Shutdown: drain() runs what is queued; a writer cancelled with writes queued answers them (no hang)."""
+    db = await open_db(database_url)
+    try:
+        with trio.fail_after(30):
+            # drain: queued before the writer runs, all committed, then submits are refused
+            writer = GroupCommitWriter(db, max_batch=5)
+            got: list[int] = []
+
+            def insert(name: str):  # type: ignore[no-untyped-def]
+                return lambda conn: conn.execute("INSERT INTO companies (name) VALUES (%s) RETURNING id",
+                                                 (name,)).fetchone()["id"]
+
+            async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as callers:
+                    for index in range(12):
+                        callers.start_soon(lambda i=index: _append(got, writer.submit(insert(f"d{i}"))))
+                    await trio.testing.wait_all_tasks_blocked()
+                    await nursery.start(writer.run)
+                    await writer.drain()
+                assert len(got) == 12
+                try:
+                    await writer.submit(insert("after"))
+                except Unavailable:
+                    pass
+                else:
+                    raise AssertionError("a drained writer took a write")
+                nursery.cancel_scope.cancel()
+            assert await db.fetch_value("SELECT count(*) FROM companies WHERE name LIKE 'd%'") == 12
+
+            # cancelled with writes queued behind a flush in progress: every caller gets Unavailable
+            writer = GroupCommitWriter(db, max_batch=1)
+            started, release = threading.Event(), threading.Event()
+
+            def slow(conn):  # type: ignore[no-untyped-def]
+                started.set()
+                assert release.wait(10)
+                return 0
+
+            answers: list[object] = []
+
+            async def submit(write) -> None:  # type: ignore[no-untyped-def]
+                try:
+                    answers.append(await writer.submit(write))
+                except Unavailable as error:
+                    answers.append(error)
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(writer.run)
+                async with trio.open_nursery() as callers:
+                    callers.start_soon(submit, slow)
+                    await trio.to_thread.run_sync(started.wait, 10)
+                    for index in range(5):
+                        callers.start_soon(submit, insert(f"q{index}"))
+                    await trio.testing.wait_all_tasks_blocked()
+                    nursery.cancel_scope.cancel()  # the writer stops: its flush finishes (shielded)...
+                    release.set()
+            assert answers.count(0) == 1  # ...and the 5 queued behind it are answered, not left parked
+            assert sum(isinstance(answer, Unavailable) for answer in answers) == 5
+    finally:
+        await db.aclose()
+
+
+async def test_an_unreachable_database_fails_the_whole_flush_at_once(database_url: str) -> None:
+    """A flush that cannot reach the database is not retried write by write (each would wait for the pool)."""
+    db = await open_db(database_url)
+    writer = GroupCommitWriter(db, max_batch=50)
+    calls = 0
+
+    def unreachable(conn):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        raise Unavailable("connection refused")
+
+    answers: list[object] = []
+
+    async def submit() -> None:
+        try:
+            await writer.submit(unreachable)
+        except Unavailable as error:
+            answers.append(error)
+
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as callers:
+                    for _ in range(10):
+                        callers.start_soon(submit)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await nursery.start(writer.run)
+                nursery.cancel_scope.cancel()
+        assert len(answers) == 10 and writer.flushes == 1
+        assert calls == 1  # the first write's failure ended the transaction; nobody ran alone
+    finally:
+        await db.aclose()
+
+
+async def _append(into: list[int], awaitable) -> None:  # type: ignore[no-untyped-def]
+    into.append(await awaitable)
