@@ -480,6 +480,16 @@ class SessionManager:
             with trio.move_on_after(10):
                 await handle.wait_ended()
 
+    async def stop_all(self) -> None:
+        """Shutdown's first step: every session ends (intake stops); their rows keep their status, so the
+        next start restores them. The caller bounds the wait."""
+        handles = [handle for key in self.registry.keys() if (handle := self.registry.lookup(key)) is not None]
+        for handle in handles:
+            self._forget_child(handle.whatsapp_id)
+            handle.cancel()
+        for handle in handles:
+            await handle.wait_ended()
+
     async def restart(self, whatsapp_id: int, company_id: int) -> SessionHandle:
         await self.stop(whatsapp_id)
         return await self.start(whatsapp_id, company_id)

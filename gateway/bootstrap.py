@@ -3,8 +3,14 @@
     serve(config)
     └─ root nursery
        ├─ signal watcher        SIGTERM/SIGINT → graceful shutdown (a second signal: immediate)
-       ├─ root Supervisor       housekeeping now; sessions, tickets, campaigns… as they land
+       ├─ root Supervisor       writer, tickets, sessions, realtime, housekeeping (its budget is for bugs)
        └─ hypercorn            api.create_app(deps); drains in-flight requests on shutdown
+
+Shutdown runs in dependency order, each step bounded, all within GRACEFUL_TIMEOUT + 1 s (`stop_in_order`):
+the front stops accepting; intake stops (the sessions end: nothing new arrives); in-flight requests
+finish; the ticket actors finish their mailboxes; the writer flushes; then everything else is cancelled
+and the caller closes the pool. Whatever a step could not finish in time is answered, not dropped: an
+inbound event never settled is delivered again by the network at the next start.
 
 No globals: what a part needs is passed to its constructor.
 """
@@ -18,6 +24,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -288,25 +295,75 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
             # behind N reverse proxies: the client address (login throttling, logs) from X-Forwarded-For
             app = ProxyFixMiddleware(app, mode="legacy", trusted_hops=config.trusted_proxies)
         # the front hands realtime websockets to their direct transport, everything else to hypercorn
-        binds = await nursery.start(lambda task_status: front.serve(
-            app, hc or hypercorn_config(config), claimers=[websockets], shutdown_trigger=shutdown.wait,
-            task_status=task_status))
+        front_stopped = trio.Event()
+
+        async def serve_front(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await front.serve(app, hc or hypercorn_config(config), claimers=[websockets],
+                                  shutdown_trigger=shutdown.wait, task_status=task_status)
+            finally:
+                front_stopped.set()
+
+        binds = await nursery.start(serve_front)
         task_status.started(binds)
         await shutdown.wait()
-        # hypercorn returns once in-flight requests are done (or graceful_timeout has passed)
-        nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1
+        nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1  # the last resort
+        await stop_in_order(config.graceful_timeout, sessions=sessions, tickets=tickets, writer=writer,
+                            front_stopped=front_stopped)
         supervisor.cancel()
 
 
-async def _watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) -> None:
+async def stop_in_order(graceful_timeout: float, *, sessions: SessionManager, tickets: TicketRouter,
+                        writer: GroupCommitWriter, front_stopped: trio.Event) -> None:
+    """Intake → in-flight requests → ticket actors → writer, each step bounded by what is left of the deadline."""
+    began = trio.current_time()
+    deadline = began + graceful_timeout
+    steps: dict[str, float] = {}
+
+    async def step(name: str, until: float, work: Callable[[], Awaitable[Any]]) -> None:
+        started = trio.current_time()
+        with trio.move_on_at(until) as scope:
+            await work()
+        steps[name] = round(trio.current_time() - started, 3)
+        if scope.cancelled_caught:
+            log.warning("shutdown step cut at its deadline", extra={"fields": {"step": name}})
+
+    await step("intake", began + min(3.0, graceful_timeout / 3), sessions.stop_all)
+    await step("requests", deadline - 0.5, front_stopped.wait)  # hypercorn drains them (graceful_timeout)
+    await step("conversations", deadline, tickets.drain)
+    tickets.cancel_all()  # past the deadline: what is left is answered (requests) or left unsettled (events)
+    await step("writer", deadline + 0.5, writer.drain)
+    log.info("stopped in order", extra={"fields": {"seconds": steps}})
+
+
+HARD_EXIT_AFTER = 2.0  # seconds past GRACEFUL_TIMEOUT (or after a second signal) before the process exits anyway
+
+
+async def _watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope, graceful_timeout: float) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             if not shutdown.is_set():
                 log.info("shutting down gracefully", extra={"fields": {"signal": signal.Signals(signum).name}})
                 shutdown.set()
+                _exit_after(graceful_timeout + HARD_EXIT_AFTER, "the graceful shutdown overran its deadline")
             else:
                 log.warning("second signal: stopping now")
                 cancel_scope.cancel()
+                _exit_after(1.0, "second signal")
+
+
+def _exit_after(seconds: float, why: str) -> None:
+    """The last resort, on a thread of its own: a worker thread stuck in a database call cannot be cancelled,
+    and must not keep the process alive. Nothing is lost: what was not committed was not settled."""
+
+    def exit_now() -> None:
+        log.error("exiting without finishing the shutdown", extra={"fields": {"why": why}})
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 async def serve(config: Config) -> None:
@@ -324,7 +381,7 @@ async def serve(config: Config) -> None:
             admin = await ensure_first_company(db, config)
             shutdown = trio.Event()
             async with trio.open_nursery() as outer:
-                outer.start_soon(_watch_signals, shutdown, outer.cancel_scope)
+                outer.start_soon(_watch_signals, shutdown, outer.cancel_scope, config.graceful_timeout)
                 async with trio.open_nursery() as inner:
                     binds = await inner.start(partial(run_app, config, db, shutdown=shutdown, db_url=url))
                     print_banner(config, binds, admin)
