@@ -18,7 +18,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -240,7 +240,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     """
     shutdown = shutdown if shutdown is not None else trio.Event()
     broker = broker if broker is not None else Broker()
-    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval) if config.sandbox else None
+    # the sandbox's journal keeps what WhatsApp's servers would keep (pending messages, outbox) across restarts
+    journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal) if config.sandbox else None
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,
                            reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
@@ -273,7 +275,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
-    async with trio.open_nursery() as nursery:
+    async with _closing(sandbox), trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
@@ -296,6 +298,16 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         # hypercorn returns once in-flight requests are done (or graceful_timeout has passed)
         nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1
         supervisor.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _closing(sandbox: SandboxNetwork | None) -> AsyncIterator[None]:
+    """The sandbox's journal is flushed and closed when the app stops (a kill -9 loses nothing either)."""
+    try:
+        yield
+    finally:
+        if sandbox is not None:
+            sandbox.close()
 
 
 async def _watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope) -> None:
