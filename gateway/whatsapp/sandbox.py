@@ -195,8 +195,7 @@ class SandboxNetwork:
                                 edit=edit, revoke=revoke, location=location, vcard=vcard,
                                 settle=functools.partial(self._settle, line, seq))
         if self._journal is not None:
-            self._journal.put_event(connection_id, seq, message)
-            self._journal.commit()
+            self._journal.add_event(connection_id, seq, message)  # with the LID it may have staged
         line.enqueue(seq, message)
         await trio.lowlevel.checkpoint()
         return message.id
