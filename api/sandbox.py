@@ -52,7 +52,8 @@ async def _sandbox_connection(raw_id: str) -> tuple[Deps, SandboxNetwork, dict[s
 
 
 # Refusals of the network that are bad input: 400, naming the field to blame (None: no single one).
-# The others are about the connection's state (not showing a QR, not paired, queue full): 409.
+# The network holding as many events as it may (queued or not yet settled): 429, retry later; its
+# journal failing: 503. The others are about the connection's state (not showing a QR, not paired): 409.
 _BAD_INPUT: dict[str, str | None] = {
     "ERR_SANDBOX_BAD_SENDER": "from", "ERR_SANDBOX_BAD_ID": "id", "ERR_SANDBOX_BAD_GROUP": "group.id",
     "ERR_SANDBOX_BAD_TIMESTAMP": "timestamp", "ERR_SANDBOX_BAD_MEDIA": "media", "ERR_SANDBOX_BAD_MESSAGE": None,
@@ -67,6 +68,10 @@ def _sandbox_error(error: SandboxError, *, field: str | None = None) -> ApiError
         return ApiError(str(error), code=code, status=413, field="media.base64")
     if code in _BAD_INPUT:
         return BadRequest(str(error), code=code, field=field or _BAD_INPUT[code])
+    if code == "ERR_SANDBOX_QUEUE_FULL":
+        return ApiError(str(error), code=code, status=429, headers={"Retry-After": "1"})
+    if code == "ERR_SANDBOX_JOURNAL":
+        return ApiError(str(error), code=code, status=503, headers={"Retry-After": "5"})
     return ApiError(str(error), code=code, status=409)
 
 

@@ -25,7 +25,7 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -247,7 +247,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     """
     shutdown = shutdown if shutdown is not None else trio.Event()
     broker = broker if broker is not None else Broker()
-    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval) if config.sandbox else None
+    # the sandbox's journal keeps what WhatsApp's servers would keep (pending messages, outbox) across restarts
+    journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal) if config.sandbox else None
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,
                            reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
@@ -280,7 +282,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
-    async with trio.open_nursery() as nursery:
+    async with _closing(sandbox), trio.open_nursery() as nursery:
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
@@ -337,6 +339,16 @@ async def stop_in_order(graceful_timeout: float, *, sessions: SessionManager, ti
 
 
 HARD_EXIT_AFTER = 2.0  # seconds past GRACEFUL_TIMEOUT (or after a second signal) before the process exits anyway
+
+
+@contextlib.asynccontextmanager
+async def _closing(sandbox: SandboxNetwork | None) -> AsyncIterator[None]:
+    """The sandbox's journal is flushed and closed when the app stops (a kill -9 loses nothing either)."""
+    try:
+        yield
+    finally:
+        if sandbox is not None:
+            sandbox.close()
 
 
 async def _watch_signals(shutdown: trio.Event, cancel_scope: trio.CancelScope, graceful_timeout: float) -> None:

@@ -62,6 +62,7 @@ class Config:
     secure_cookies: bool = False
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
+    sandbox_journal: bool = True  # the sandbox keeps pending messages and its outbox in DATA_DIR across restarts
     session_max_qr_codes: int = 6
     session_reconnect_initial: float = 1.0
     session_reconnect_max: float = 60.0
@@ -268,6 +269,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         login_window=_int(env, "LOGIN_WINDOW", 15 * 60, minimum=1),
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         sandbox_qr_interval=_float(env, "SANDBOX_QR_INTERVAL", 20.0),
+        sandbox_journal=_bool(env, "SANDBOX_JOURNAL", True),
         session_max_qr_codes=_int(env, "SESSION_MAX_QR_CODES", 6, minimum=1, maximum=100),
         session_reconnect_initial=_float(env, "SESSION_RECONNECT_INITIAL", 1.0),
         session_reconnect_max=_float(env, "SESSION_RECONNECT_MAX", 60.0),

@@ -12,23 +12,34 @@ It behaves like WhatsApp wherever our code could tell the difference:
   timestamps are aware UTC with whole seconds, chats are JIDs (``5511…@s.whatsapp.net``,
   ``…@lid``, ``…@g.us``); every phone contact has a stable LID;
 - messages written while our side is offline wait on the "server" and arrive, in order, at the next
-  connect (receipts too); a message leaves that queue only once ``events.send`` has returned, so a
-  disconnect in the middle delivers it again — and ``fault("disconnect", redeliver=N)`` also
-  repeats the last N delivered messages, as WhatsApp does after reconnects;
-- sends get receipts (delivered, then read) after ``ack_delays``, never blocking ``send``.
+  connect (receipts too). A delivered event is kept, *unsettled*, until the consumer calls its
+  ``settle`` (``transport.settle(event)``, once it is committed): at every connect the unsettled
+  events are delivered again first, in their original order, then the queue — so a crash or a
+  disconnect anywhere before the commit loses nothing. ``fault("disconnect", redeliver=N)`` also
+  repeats the last N delivered messages, settled or not, as WhatsApp does after reconnects. Queued
+  plus unsettled events are bounded (``QUEUE_MAX``; beyond it ``inbound`` is refused);
+- sends get receipts (delivered, then read) after ``ack_delays``, never blocking ``send``, once per
+  message id; a send carrying an ``id`` that was sent already is not sent again: it answers the
+  first ``Sent`` (idempotent retries);
+- with a ``journal`` (a file in the data dir, ``sandbox_journal.py``) what WhatsApp's servers keep
+  survives a restart or a kill -9 of zapgate: the events not yet settled, the outbox (and so the
+  idempotency of sends), the phone ↔ LID pairs and a logout the device has not heard of. ``inbound``
+  returns only once its message is in the journal. A paired device reconnects through the device
+  saved on its connection row, as before. Without a journal everything lives in memory.
 
 Time: timers (QR refresh, receipts, latency) use the trio clock, so tests run them on
 ``autojump_clock``; message timestamps use the wall clock. Everything is plain trio state, changed
-only from trio tasks (no threads, no locks), and every structure is bounded (see the constants, here
-and in ``sandbox_state.py``).
+only from trio tasks (no threads, no locks; ``settle`` too must be called on the trio thread), and
+every structure is bounded (see the constants, here and in ``sandbox_state.py``).
 
 Control calls raise :class:`SandboxError` (with an ``ERR_SANDBOX_…`` code) when they cannot apply.
 Transport commands raise the transport's errors: ``NotConnected``, ``SendFailed``, ``TransportError``.
 
 This module is the network and its control calls. Next to it: ``sandbox_state.py`` (what the network
 keeps per connection and per run, and :class:`SandboxError`), ``sandbox_transport.py``
-(:class:`SandboxTransport`, one connection) and ``sandbox_messages.py`` (WhatsApp's numbers, JIDs,
-ids and media, and building a contact's message from ``inbound``'s arguments). ``SandboxError``,
+(:class:`SandboxTransport`, one connection), ``sandbox_messages.py`` (WhatsApp's numbers, JIDs,
+ids and media, and building a contact's message from ``inbound``'s arguments) and
+``sandbox_journal.py`` (the file that outlives the process). ``SandboxError``,
 ``SandboxTransport`` and ``phone_digits`` are re-exported from here.
 """
 
@@ -36,19 +47,23 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import heapq
 import itertools
 import logging
 import math
 import random
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from gateway.whatsapp.sandbox_journal import JournalBusy, SandboxJournal
 from gateway.whatsapp.sandbox_messages import _USER_JID, _now, build_inbound, phone_digits
 from gateway.whatsapp.sandbox_state import QUEUE_MAX, SEND_FAILURE_REASON, SandboxError, _Ending, _Line
 from gateway.whatsapp.sandbox_transport import DeviceCallback, SandboxTransport
-from gateway.whatsapp.transport import Ack, Receipt
+from gateway.whatsapp.transport import Ack, MessageKind, Receipt
 
 __all__ = ["SandboxError", "SandboxNetwork", "SandboxTransport", "phone_digits"]
 
@@ -75,6 +90,7 @@ _ACK_NAMES: dict[Ack, str] = {
 }
 _ACK_BY_NAME = {name: ack for ack, name in _ACK_NAMES.items()}
 _CONTROL_ACKS = ("delivered", "read", "played")
+_NO_RECEIPTS = (MessageKind.REACTION.value, MessageKind.EDIT.value, MessageKind.REVOKE.value)
 
 
 class SandboxNetwork:
@@ -82,7 +98,11 @@ class SandboxNetwork:
 
     def __init__(self, *, qr_interval: float = 20.0,
                  ack_delays: tuple[float | None, float | None] = (0.5, 1.5),
-                 latency: float = 0.0, rng: random.Random | None = None) -> None:
+                 latency: float = 0.0, rng: random.Random | None = None,
+                 journal: Path | str | None = None) -> None:
+        """`journal`: the file that keeps the network's state across restarts (None: memory only).
+
+        Another process holding the file makes this one run in memory (logged)."""
         if qr_interval <= 0:
             raise ValueError("qr_interval must be positive")
         if latency < 0 or any(d is not None and d < 0 for d in ack_delays):
@@ -95,6 +115,26 @@ class SandboxNetwork:
         self._seq = itertools.count()
         self._lids: collections.OrderedDict[str, str] = collections.OrderedDict()  # phone digits → LID JID
         self._phones: dict[str, str] = {}  # LID JID → phone digits
+        self._event_seq = itertools.count(1)  # events, outbox entries and LIDs, in the order they happened
+        self._journal: SandboxJournal | None = None
+        if journal is not None:
+            try:
+                self._journal = SandboxJournal.open(Path(journal))
+            except JournalBusy as exc:
+                logger.warning("sandbox: %s; this process keeps the sandbox in memory only", exc)
+            else:
+                self._load(self._journal)
+
+    @property
+    def journal_path(self) -> Path | None:
+        """The journal this network writes to (None: memory only)."""
+        return self._journal.path if self._journal is not None else None
+
+    def close(self) -> None:
+        """Flush and close the journal (the network goes on in memory). Idempotent."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
 
     def transport(self, connection_id: int, device: dict[str, Any] | None,
                   on_device_change: DeviceCallback) -> SandboxTransport:
@@ -142,15 +182,21 @@ class SandboxNetwork:
                       group: dict[str, Any] | None = None, reaction: dict[str, Any] | None = None,
                       edit: dict[str, Any] | None = None, revoke: dict[str, Any] | None = None,
                       location: dict[str, Any] | None = None, vcard: str | None = None) -> str:
-        """A contact writes to the connection; returns the message id. Queued until the connection takes it."""
+        """A contact writes to the connection; returns the message id once the network holds it (in the
+        journal, if any). Queued until the connection takes it, kept until the consumer settles it."""
         line = self._line(connection_id)
-        if len(line.queue) >= QUEUE_MAX:
+        if line.held() >= QUEUE_MAX:
             raise SandboxError("ERR_SANDBOX_QUEUE_FULL",
-                               f"connection {connection_id} has {QUEUE_MAX} events waiting; connect it first")
+                               f"connection {connection_id} holds {QUEUE_MAX} events not yet settled; "
+                               "connect it (or let it catch up) first")
+        seq = next(self._event_seq)
         message = build_inbound(self, line, sender=sender, name=name, lid=lid, id=id, body=body, media=media,
                                 quoted_id=quoted_id, timestamp=timestamp, group=group, reaction=reaction,
-                                edit=edit, revoke=revoke, location=location, vcard=vcard)
-        line.enqueue(message)
+                                edit=edit, revoke=revoke, location=location, vcard=vcard,
+                                settle=functools.partial(self._settle, line, seq))
+        if self._journal is not None:
+            self._journal.add_event(connection_id, seq, message)  # with the LID it may have staged
+        line.enqueue(seq, message)
         await trio.lowlevel.checkpoint()
         return message.id
 
@@ -170,8 +216,9 @@ class SandboxNetwork:
                                f"connection {connection_id} sent no message {message_id!r}")
         if entry["ack"] == "failed":
             raise SandboxError("ERR_SANDBOX_MESSAGE_FAILED", f"message {message_id!r} was never sent")
-        if len(line.queue) >= QUEUE_MAX:
-            raise SandboxError("ERR_SANDBOX_QUEUE_FULL", f"connection {connection_id} has {QUEUE_MAX} events waiting")
+        if line.held() >= QUEUE_MAX:
+            raise SandboxError("ERR_SANDBOX_QUEUE_FULL", f"connection {connection_id} holds {QUEUE_MAX} events "
+                               "not yet settled")
         self._acknowledge(line, entry, _ACK_BY_NAME[ack], force=True)
 
     def fault(self, connection_id: int, kind: str, **params: Any) -> None:
@@ -190,13 +237,16 @@ class SandboxNetwork:
             if line is None or conn is None:
                 raise SandboxError("ERR_SANDBOX_NOT_RUNNING", f"connection {connection_id} is not connected")
             conn.stop(_Ending("lost", "sandbox: connection lost"))
-            line.requeue_delivered(redeliver)
+            again = line.requeue_delivered(redeliver)
+            if again:
+                self._write(line, lambda journal: [journal.put_event(connection_id, seq, event)
+                                                   for seq, event in again])
         elif kind in ("logout", "ban"):
             reason = _str_param(params, "reason", LOGOUT_REASON if kind == "logout" else BAN_REASON)
             ending = _Ending("unlinked", reason, banned=kind == "ban")
             line = self._line(connection_id)
             if line.run is None:
-                line.pending_unlink = ending  # the stored device learns it at its next run
+                self._set_unlink(line, ending)  # the stored device learns it at its next run
             elif line.device is None:
                 raise SandboxError("ERR_SANDBOX_NOT_PAIRED", f"connection {connection_id} is not paired")
             else:
@@ -216,6 +266,7 @@ class SandboxNetwork:
         line = self._lines.get(connection_id) or _Line(connection_id)
         conn = line.run
         device = line.device
+        messages, receipts = line.counts()
         return {
             "connectionId": connection_id,
             "paired": device is not None,
@@ -228,9 +279,12 @@ class SandboxNetwork:
             "qr": conn.qr if conn is not None and conn.waiting_for_scan else None,
             "qrIndex": conn.qr_index if conn is not None else 0,
             "pairingCode": conn.pairing_code if conn is not None and conn.waiting_for_scan else None,
-            "pendingInbound": line.pending_inbound,
-            "pendingReceipts": len(line.queue) - line.pending_inbound,
-            "delivered": line.delivered_total,
+            "pendingInbound": messages,  # held by the network: queued, or delivered and not settled
+            "pendingReceipts": receipts,
+            "queued": len(line.queue),  # not delivered yet
+            "unsettled": len(line.unsettled),  # delivered, not settled yet (delivered again at the next connect)
+            "delivered": line.delivered_total,  # deliveries, redeliveries included
+            "journaled": self._journal is not None,
             "sent": len(line.outbox),
             "latency": self._latency + line.extra_latency,
             "sendFailures": line.send_failures,
@@ -242,8 +296,12 @@ class SandboxNetwork:
     def forget(self, connection_id: int) -> None:
         """The connection was deleted: drop everything about it (a running transport fails)."""
         line = self._lines.pop(connection_id, None)
-        if line is not None and line.run is not None:
-            line.run.stop(_Ending("lost", "sandbox: connection deleted"))
+        if line is not None:
+            line.forgotten = True
+            if line.run is not None:
+                line.run.stop(_Ending("lost", "sandbox: connection deleted"))
+        if self._journal is not None:
+            self._write(None, lambda journal: journal.forget(connection_id))
 
     # ─── internals ──────────────────────────────────────────────────────────────────────
 
@@ -252,6 +310,85 @@ class SandboxNetwork:
         if line is None:
             line = self._lines[connection_id] = _Line(connection_id)
         return line
+
+    def _load(self, journal: SandboxJournal) -> None:
+        """Take over what the journal holds (a restarted process: the old network's state)."""
+        loaded = journal.load(lambda cid, seq: functools.partial(self._settle, self._line(cid), seq))
+        self._event_seq = itertools.count(loaded.last_seq + 1)
+        for cid, events in loaded.pending.items():
+            self._line(cid).queue.extend(events)
+        for cid, entries in loaded.outbox.items():
+            line = self._line(cid)
+            for entry in entries:
+                line.outbox[entry["id"]] = entry
+            line.receipts_to_reschedule = True
+        for cid, ending in loaded.unlinks.items():
+            self._line(cid).pending_unlink = ending
+        for phone, lid in loaded.lids:
+            self._lids[phone] = lid
+            self._phones[lid] = phone
+        pending = sum(len(events) for events in loaded.pending.values())
+        if pending or loaded.outbox:
+            logger.info("sandbox: journal %s loaded: %d events pending, %d messages sent", journal.path, pending,
+                        sum(len(entries) for entries in loaded.outbox.values()))
+
+    def _settle(self, line: _Line, seq: int) -> None:
+        """An event's `settle`: the consumer committed it; the network forgets it (idempotent, cheap)."""
+        if line.settle(seq) and self._journal is not None and not line.forgotten:
+            idle = not self._journal.settles_waiting
+            self._journal.settle(seq)
+            if idle and self._journal.settles_waiting:
+                line.changed.notify()  # the delivery loop flushes it in time if no other write does
+
+    def _settles_waiting(self) -> bool:
+        return self._journal is not None and self._journal.settles_waiting
+
+    def _flush_settled(self) -> None:
+        if self._journal is not None:
+            self._journal.flush()
+
+    def _write(self, line: _Line | None, write: Callable[[SandboxJournal], object]) -> None:
+        """Journal a change nobody waits for (a failure is logged: memory goes on)."""
+        if self._journal is None or (line is not None and line.forgotten):
+            return
+        try:
+            write(self._journal)
+            self._journal.commit()
+        except SandboxError:
+            logger.exception("sandbox: the journal cannot be written; the change lives in memory only")
+
+    def _set_unlink(self, line: _Line, ending: _Ending | None) -> None:
+        """Remember (or forget) a logout the device has not heard of yet."""
+        if line.pending_unlink == ending:
+            return
+        line.pending_unlink = ending
+        self._write(line, lambda journal: journal.set_unlink(line.connection_id, ending))
+
+    def _record_sent(self, line: _Line, entry: dict[str, Any]) -> None:
+        """`entry` joins the outbox (durably, with a journal); SandboxError if the journal cannot take it."""
+        dropped = line.record(entry)
+        if self._journal is not None and not line.forgotten:
+            try:
+                self._journal.put_sent(line.connection_id, next(self._event_seq), entry)
+                for message_id in dropped:
+                    self._journal.drop_sent(line.connection_id, message_id)
+                self._journal.commit()
+            except SandboxError:
+                line.outbox.pop(entry["id"], None)
+                raise
+
+    def _update_sent(self, line: _Line, entry: dict[str, Any]) -> None:
+        """An outbox entry changed (ack, edit, reaction, deletion)."""
+        self._write(line, lambda journal: journal.update_sent(line.connection_id, entry))
+
+    def _reschedule_receipts(self, line: _Line) -> None:
+        """After a restart, the receipts still missing for the outbox are due again (each once)."""
+        if not line.receipts_to_reschedule:
+            return
+        line.receipts_to_reschedule = False
+        for entry in line.outbox.values():
+            if entry["ack"] in ("sent", "delivered") and entry["kind"] not in _NO_RECEIPTS:
+                self._schedule_receipts(line, entry["id"])
 
     def _latency_of(self, line: _Line) -> float:
         return self._latency + line.extra_latency
@@ -278,14 +415,19 @@ class SandboxNetwork:
         return lid
 
     def _link_lid(self, phone: str, lid: str) -> None:
+        """Staged in the journal: the inbound message that brought it commits it."""
         old = self._lids.pop(phone, None)
         if old is not None:
             self._phones.pop(old, None)
         self._lids[phone] = lid
         self._phones[lid] = phone
+        if self._journal is not None and old != lid:
+            self._journal.put_lid(phone, lid, next(self._event_seq))
         while len(self._lids) > LID_MAX:
-            _, dropped = self._lids.popitem(last=False)
+            dropped_phone, dropped = self._lids.popitem(last=False)
             self._phones.pop(dropped, None)
+            if self._journal is not None:
+                self._journal.drop_lid(dropped_phone)
 
     def _schedule_receipts(self, line: _Line, message_id: str) -> None:
         delivered_after, read_after = self._ack_delays
@@ -318,9 +460,20 @@ class SandboxNetwork:
             return
         if ack > current:
             entry["ack"] = _ACK_NAMES[ack]
-        if not line.enqueue(Receipt(entry["to"], (entry["id"],), ack, _now())):
+        if line.held() >= QUEUE_MAX:
             logger.warning("sandbox: event queue full; receipt for %s dropped", entry["id"],
                            extra={"fields": {"connection_id": line.connection_id}})
+            self._update_sent(line, entry)
+            return
+        seq = next(self._event_seq)
+        receipt = Receipt(entry["to"], (entry["id"],), ack, _now(), settle=functools.partial(self._settle, line, seq))
+
+        def write(journal: SandboxJournal) -> None:
+            journal.update_sent(line.connection_id, entry)
+            journal.put_event(line.connection_id, seq, receipt)
+
+        self._write(line, write)  # the entry's new ack and its receipt, together
+        line.enqueue(seq, receipt)
 
 
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:

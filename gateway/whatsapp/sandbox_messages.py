@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.whatsapp.sandbox_state import SandboxError, _Line
@@ -41,7 +42,7 @@ _DEFAULT_MIMETYPES: dict[MessageKind, str] = {
 _PHONE_CHARS = re.compile(r"[0-9\s+\-().]+")
 _USER_JID = re.compile(r"([0-9]+)(?::[0-9]+)?@(s\.whatsapp\.net|c\.us|lid)")
 _GROUP_ID = re.compile(r"([0-9]+(?:-[0-9]+)?)(?:@g\.us)?")
-_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+MESSAGE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # what the network accepts as a message id
 
 
 def _now() -> dt.datetime:
@@ -78,8 +79,9 @@ def build_inbound(network: SandboxNetwork, line: _Line, *, sender: str, name: st
                   timestamp: dt.datetime | None, group: dict[str, Any] | None,
                   reaction: dict[str, Any] | None, edit: dict[str, Any] | None,
                   revoke: dict[str, Any] | None, location: dict[str, Any] | None,
-                  vcard: str | None) -> InboundMessage:
-    """The message a contact's phone sends, as `SandboxNetwork.inbound` describes it (see its parameters).
+                  vcard: str | None, settle: Callable[[], None] | None = None) -> InboundMessage:
+    """The message a contact's phone sends, as `SandboxNetwork.inbound` describes it (see its parameters),
+    carrying `settle`.
 
     Learns the sender's LID (or makes one up) in the network's registry; SandboxError when an argument is bad."""
     if not isinstance(sender, str):
@@ -125,7 +127,7 @@ def build_inbound(network: SandboxNetwork, line: _Line, *, sender: str, name: st
         when = timestamp.astimezone(dt.UTC).replace(microsecond=0)
     if id is None:
         message_id = network._new_id(ours=False)
-    elif isinstance(id, str) and _MESSAGE_ID.fullmatch(id):
+    elif isinstance(id, str) and MESSAGE_ID.fullmatch(id):
         message_id = id
     else:
         raise SandboxError("ERR_SANDBOX_BAD_ID", "id must be 1-128 letters, digits or ._:-")
@@ -164,7 +166,7 @@ def build_inbound(network: SandboxNetwork, line: _Line, *, sender: str, name: st
     return InboundMessage(
         id=message_id, chat=chat, sender=sender_jid, timestamp=when, quoted_id=quoted_id,
         push_name=name or "", sender_lid=sender_lid, sender_phone=f"{phone}@s.whatsapp.net" if phone else None,
-        is_group=group is not None, group_name=group_name, participant=participant, **fields)
+        is_group=group is not None, group_name=group_name, participant=participant, settle=settle, **fields)
 
 
 def _inbound_media(network: SandboxNetwork, line: _Line, media: dict[str, Any], body: str) -> dict[str, Any]:

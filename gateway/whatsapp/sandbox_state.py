@@ -1,11 +1,14 @@
 """The sandbox network's state: what it keeps per connection id (`_Line`) and per transport run (`_Run`).
 
 A `_Line` outlives its runs: the events waiting for the connection (inbound messages and receipts, in
-order), the messages it delivered (kept for `redeliver`), what it sent (the outbox), the receipts
-scheduled for later, its inbound media, and the faults injected into it. A `_Run` is one
-`SandboxTransport.run` as WhatsApp's server sees it (connected, or showing a QR or pairing code) and
-why it ends (`_Ending`). Every structure is bounded by the constants below. Plain trio state, changed
-only from trio tasks (no threads, no locks). `SandboxError` is what the network's control calls raise.
+order, each with its sequence number), the events delivered but not yet settled by the consumer
+(delivered again first at every connect), the messages it delivered lately (kept for `redeliver`),
+what it sent (the outbox), the receipts scheduled for later, its inbound media, and the faults
+injected into it. A `_Run` is one `SandboxTransport.run` as WhatsApp's server sees it (connected, or
+showing a QR or pairing code) and why it ends (`_Ending`). Every structure is bounded by the constants
+below. Plain trio state, changed only from trio tasks (no threads, no locks). `SandboxError` is what
+the network's control calls raise. What must survive a restart is also written to the journal
+(``sandbox_journal.py``) by the network; this module only holds memory.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import trio
 from gateway.whatsapp.transport import Ack, Event, InboundMessage, Receipt
 
 OUTBOX_MAX = 10_000  # sent messages kept per connection (oldest dropped)
-QUEUE_MAX = 100_000  # events waiting for a connection (inbound beyond it: ERR_SANDBOX_QUEUE_FULL)
-DELIVERED_HISTORY = 1_000  # delivered inbound messages kept for `redeliver`
+QUEUE_MAX = 100_000  # events queued + delivered and not settled (inbound beyond it: ERR_SANDBOX_QUEUE_FULL)
+DELIVERED_HISTORY = 1_000  # delivered inbound messages kept for `redeliver` (settled or not)
 MEDIA_MAX_ITEMS = 1_000  # inbound media kept per connection for `download` (oldest expire)
 MEDIA_MAX_BYTES = 256 * 1024 * 1024  # ... and their total size
 READ_BY_US_MAX = 1_000  # mark_read calls remembered per connection
@@ -91,14 +94,16 @@ class _Line:
     connection_id: int
     device: dict[str, Any] | None = None
     run: _Run | None = None
-    queue: collections.deque[InboundMessage | Receipt] = attrs.field(factory=collections.deque)
-    pending_inbound: int = 0
-    changed: _Signal = attrs.field(factory=_Signal)  # the queue or the scheduled receipts changed
-    delivered: collections.deque[InboundMessage] = attrs.field(
-        factory=lambda: collections.deque(maxlen=DELIVERED_HISTORY))
+    # events not yet delivered, in order: (seq, event)
+    queue: collections.deque[tuple[int, InboundMessage | Receipt]] = attrs.field(factory=collections.deque)
+    # delivered and not settled, by seq (delivered again, in seq order, at the next connect)
+    unsettled: dict[int, InboundMessage | Receipt] = attrs.field(factory=dict)
+    changed: _Signal = attrs.field(factory=_Signal)  # the queue, the scheduled receipts or the settles changed
+    history: collections.OrderedDict[int, InboundMessage] = attrs.field(factory=collections.OrderedDict)
     delivered_total: int = 0
     outbox: collections.OrderedDict[str, dict[str, Any]] = attrs.field(factory=collections.OrderedDict)
     scheduled: list[tuple[float, int, str, Ack]] = attrs.field(factory=list)  # heap: (due, seq, id, ack)
+    receipts_to_reschedule: bool = False  # loaded from a journal: the outbox's missing receipts are due again
     media: collections.OrderedDict[str, bytes] = attrs.field(factory=collections.OrderedDict)
     media_bytes: int = 0
     read_by_us: collections.deque[dict[str, Any]] = attrs.field(
@@ -108,38 +113,54 @@ class _Line:
     send_failures: int = 0
     send_failure_reason: str = SEND_FAILURE_REASON
     pending_unlink: _Ending | None = None
+    forgotten: bool = False  # the connection was deleted: late settles change nothing
 
-    def enqueue(self, event: InboundMessage | Receipt) -> bool:
-        if len(self.queue) >= QUEUE_MAX:
-            return False
-        self.queue.append(event)
-        if isinstance(event, InboundMessage):
-            self.pending_inbound += 1
+    def held(self) -> int:
+        """Events the network holds for the connection: queued, or delivered and not settled."""
+        return len(self.queue) + len(self.unsettled)
+
+    def enqueue(self, seq: int, event: InboundMessage | Receipt) -> None:
+        self.queue.append((seq, event))
         self.changed.notify()
-        return True
 
-    def taken(self, event: InboundMessage | Receipt) -> None:
-        """The session took `event`: it leaves the queue (found by identity, normally at the head)."""
-        for index, queued in enumerate(self.queue):
-            if queued is event:
-                del self.queue[index]
-                break
-        else:
-            return
+    def take(self) -> tuple[int, InboundMessage | Receipt]:
+        """The next queued event, now delivered and unsettled (recorded before it is handed over, so
+        that a settle that comes at once finds it)."""
+        seq, event = self.queue.popleft()
+        self.unsettled[seq] = event
+        return seq, event
+
+    def delivered(self, seq: int, event: InboundMessage | Receipt) -> None:
+        """`event` was handed to the session (again, maybe)."""
+        self.delivered_total += 1
         if isinstance(event, InboundMessage):
-            self.pending_inbound -= 1
-            self.delivered.append(event)
-            self.delivered_total += 1
+            self.history.pop(seq, None)
+            self.history[seq] = event
+            while len(self.history) > DELIVERED_HISTORY:
+                self.history.popitem(last=False)
 
-    def requeue_delivered(self, count: int) -> int:
-        """Put the last `count` delivered messages back at the head of the queue, in their order."""
-        count = min(count, len(self.delivered))
-        again = [self.delivered.pop() for _ in range(count)]  # newest first
-        self.queue.extendleft(again)  # extendleft reverses: oldest ends up first
-        self.pending_inbound += count
-        if count:
+    def settle(self, seq: int) -> bool:
+        """The consumer committed event `seq`: the network forgets it. False if it was not unsettled."""
+        return self.unsettled.pop(seq, None) is not None
+
+    def requeue_delivered(self, count: int) -> list[tuple[int, InboundMessage]]:
+        """The last `count` delivered messages become unsettled again (delivered again at the next connect,
+        in their order); returns those that were settled already."""
+        again = []
+        for seq in list(self.history)[-count:] if count else []:
+            if seq not in self.unsettled:
+                event = self.history[seq]
+                self.unsettled[seq] = event
+                again.append((seq, event))
+        if again:
             self.changed.notify()
-        return count
+        return again
+
+    def counts(self) -> tuple[int, int]:
+        """(inbound messages, receipts) the network holds for the connection."""
+        messages = sum(1 for _, event in self.queue if isinstance(event, InboundMessage))
+        messages += sum(1 for event in self.unsettled.values() if isinstance(event, InboundMessage))
+        return messages, self.held() - messages
 
     def keep_media(self, key: str, data: bytes) -> None:
         self.media[key] = data
@@ -148,7 +169,11 @@ class _Line:
             _, dropped = self.media.popitem(last=False)
             self.media_bytes -= len(dropped)
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: dict[str, Any]) -> list[str]:
+        """Add `entry` to the outbox (last, replacing an entry of the same id); the ids dropped to stay bounded."""
+        self.outbox.pop(entry["id"], None)
         self.outbox[entry["id"]] = entry
+        dropped = []
         while len(self.outbox) > OUTBOX_MAX:
-            self.outbox.popitem(last=False)
+            dropped.append(self.outbox.popitem(last=False)[0])
+        return dropped

@@ -1,15 +1,18 @@
 """One connection to the sandbox network: `SandboxTransport`, the Transport protocol (``transport.py``).
 
 `run` connects as the connection's `_Run` (showing QR codes, a fresh one every ``qr_interval``, or a
-pairing code until the network's `pair`), then hands the session the connection's queued messages
-and receipts in order, each leaving the queue once taken. The commands (`send`, `download`,
-`mark_read`, `set_presence`, `request_pairing_code`, `logout`) act on the network's state for the
-connection; they raise the transport's errors: ``NotConnected``, ``SendFailed``, ``TransportError``.
+pairing code until the network's `pair`), then hands the session the events delivered before and
+not settled since (in their order), then the queued messages and receipts in order; each stays
+unsettled until the consumer calls its `settle`. The commands (`send`, `download`, `mark_read`,
+`set_presence`, `request_pairing_code`, `logout`) act on the network's state for the connection;
+`send` with an id already sent answers the first `Sent` again. They raise the transport's errors:
+``NotConnected``, ``SendFailed``, ``TransportError``.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from gateway.whatsapp.sandbox_messages import _DEFAULT_MIMETYPES, _now, phone_digits
-from gateway.whatsapp.sandbox_state import _Ending, _Line, _Run
+from gateway.whatsapp.sandbox_journal import SETTLE_FLUSH_INTERVAL
+from gateway.whatsapp.sandbox_messages import _DEFAULT_MIMETYPES, MESSAGE_ID, _now, phone_digits
+from gateway.whatsapp.sandbox_state import SandboxError, _Ending, _Line, _Run
 from gateway.whatsapp.transport import (
     Command,
     Connected,
@@ -77,7 +81,8 @@ class SandboxTransport:
         conn = self._run = line.run = _Run(line, events)
         task_status.started()
         try:
-            pending, line.pending_unlink = line.pending_unlink, None
+            pending = line.pending_unlink
+            self._network._set_unlink(line, None)
             if pending is not None and self._device is not None:
                 conn.ending = pending  # unlinked while we were away
             else:
@@ -135,31 +140,50 @@ class SandboxTransport:
             conn.qr = None
 
     async def _deliver(self, conn: _Run) -> None:
-        """Hand queued messages and receipts to the session, in order; each leaves the queue once taken.
+        """Hand the session what it has not settled: first the events delivered before (in their
+        order), then the queued messages and receipts, in order. An event becomes unsettled before it
+        is handed over, so a run that ends in the middle delivers it again next time.
 
         Receipts whose delay has passed join the queue first (`send` only schedules them), so one
         loop serves both: nothing here ever blocks a sender, and a slow session delays receipts
-        the way it delays messages."""
+        the way it delays messages. Settles waiting to leave the journal are flushed within
+        SETTLE_FLUSH_INTERVAL when nothing else writes it."""
         line = conn.line
-        while True:
-            self._network._release_due(line)
-            if line.queue:
-                event = line.queue[0]
+        network = self._network
+        network._reschedule_receipts(line)
+        for seq in sorted(line.unsettled):
+            event = line.unsettled.get(seq)
+            if event is not None:  # not settled in the meantime
                 await self._emit(conn, event)
-                line.taken(event)
+                line.delivered(seq, event)
+        flush_at = math.inf
+        while True:
+            network._release_due(line)
+            if line.queue:
+                seq, event = line.take()
+                await self._emit(conn, event)
+                line.delivered(seq, event)
                 continue
-            with trio.move_on_at(line.scheduled[0][0] if line.scheduled else math.inf):
+            if network._settles_waiting():
+                if trio.current_time() >= flush_at:
+                    network._flush_settled()
+                    flush_at = math.inf
+                elif flush_at == math.inf:
+                    flush_at = trio.current_time() + SETTLE_FLUSH_INTERVAL
+            else:
+                flush_at = math.inf
+            with trio.move_on_at(min(line.scheduled[0][0] if line.scheduled else math.inf, flush_at)):
                 await line.changed.wait()
 
     async def _unlinked(self, conn: _Run, ending: _Ending) -> None:
         line = conn.line
-        line.pending_unlink = ending  # cancelled half-way, the next run says it again
+        self._network._set_unlink(line, ending)  # cancelled half-way, the next run says it again
         await self._emit(conn, LoggedOut(ending.reason, banned=ending.banned))
         await self._on_device_change(None)
         self._device = None
         line.device = None
         if line.pending_unlink is ending:
-            line.pending_unlink = None
+            self._network._set_unlink(line, None)
 
     async def _sleep_latency(self, line: _Line) -> None:
         delay = self._network._latency_of(line)
@@ -184,6 +208,13 @@ class SandboxTransport:
         self._connected()  # still connected after the latency?
         network = self._network
         message_id, now = network._new_id(ours=True), _now()
+        if isinstance(command, SendText | SendMedia) and command.id is not None:
+            if not isinstance(command.id, str) or not MESSAGE_ID.fullmatch(command.id):
+                raise SendFailed(f"sandbox: invalid message id {command.id!r}")
+            first = line.outbox.get(command.id)
+            if first is not None and first["ack"] != "failed":  # sent already: WhatsApp keeps one
+                return Sent(first["id"], dt.datetime.fromisoformat(first["timestamp"]))
+            message_id = command.id
         entry: dict[str, Any] = {
             "id": message_id, "to": command.to, "kind": None, "body": None, "caption": None, "filename": None,
             "mimetype": None, "size": None, "quotedId": None, "ack": "sent", "timestamp": now.isoformat(),
@@ -215,11 +246,14 @@ class SandboxTransport:
         if error is None and line.send_failures > 0:
             line.send_failures -= 1
             error = line.send_failure_reason
-        if error is not None:
-            entry.update(ack="failed", error=error)
-            line.record(entry)
-            raise SendFailed(error)
-        line.record(entry)
+        try:
+            if error is not None:
+                entry.update(ack="failed", error=error)
+                network._record_sent(line, entry)
+                raise SendFailed(error)
+            network._record_sent(line, entry)
+        except SandboxError as exc:
+            raise TransportError(f"sandbox: {exc.message}") from None
         target = line.outbox.get(entry["target_id"]) if entry["target_id"] else None
         if target is not None:
             if isinstance(command, EditMessage):
@@ -228,6 +262,7 @@ class SandboxTransport:
                 target.update(deleted=True)
             elif isinstance(command, SendReaction):
                 target.update(reaction=command.emoji or None)
+            network._update_sent(line, target)
         if content:
             network._schedule_receipts(line, message_id)
         return Sent(message_id, now)

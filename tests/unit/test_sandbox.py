@@ -34,6 +34,7 @@ from gateway.whatsapp.transport import (
     SendText,
     Transport,
     TransportError,
+    settle,
 )
 
 CID = 7
@@ -400,8 +401,14 @@ async def test_messages_sent_while_offline_arrive_in_order_after_connect(nursery
     assert net.state(CID)["pendingInbound"] == 5
     session = Session(net, dict(DEVICE))
     await session.connected(nursery)
-    assert [(await session.next()).id for _ in ids] == ids
-    assert net.state(CID)["pendingInbound"] == 0 and net.state(CID)["delivered"] == 5
+    messages = [await session.next() for _ in ids]
+    assert [message.id for message in messages] == ids
+    state = net.state(CID)
+    assert state["pendingInbound"] == 5 and state["queued"] == 0 and state["unsettled"] == 5
+    assert state["delivered"] == 5
+    for message in messages:
+        settle(message)
+    assert net.state(CID)["pendingInbound"] == 0 and net.state(CID)["unsettled"] == 0
 
 
 async def test_messages_sent_while_pairing_arrive_after_connected(nursery, autojump_clock):
@@ -423,7 +430,9 @@ async def test_a_disconnect_mid_delivery_redelivers_the_message_not_taken(nurser
     await session.connected(nursery)
     first = await net.inbound(CID, sender=CUSTOMER, body="um")
     second = await net.inbound(CID, sender=CUSTOMER, body="dois")
-    assert (await session.next()).id == first
+    taken = await session.next()
+    assert taken.id == first
+    settle(taken)
     await trio.testing.wait_all_tasks_blocked()  # the transport is waiting to hand over "dois"
     net.fault(CID, "disconnect")
     outcome = await session.ended()
@@ -439,7 +448,10 @@ async def test_disconnect_with_redeliver_repeats_the_last_messages(nursery, auto
     net = network()
     session = await paired_session(nursery, net)
     ids = [await net.inbound(CID, sender=CUSTOMER, body=str(n)) for n in range(4)]
-    assert [(await session.next()).id for _ in ids] == ids
+    messages = [await session.next() for _ in ids]
+    assert [message.id for message in messages] == ids
+    for message in messages:
+        settle(message)
     net.fault(CID, "disconnect", redeliver=2)
     await session.ended()
     later = await net.inbound(CID, sender=CUSTOMER, body="depois")
@@ -474,6 +486,140 @@ async def test_the_event_queue_is_bounded(monkeypatch):
     with pytest.raises(SandboxError) as err:
         await net.inbound(CID, sender=CUSTOMER)
     assert err.value.code == "ERR_SANDBOX_QUEUE_FULL" and net.state(CID)["pendingInbound"] == 3
+
+
+# ─── keep until settled ─────────────────────────────────────────────────────────────────
+
+async def test_delivered_messages_stay_until_settled_and_come_first_after_a_reconnect(nursery, autojump_clock):
+    net = network()
+    session = await paired_session(nursery, net)
+    ids = [await net.inbound(CID, sender=CUSTOMER, body=f"msg {n}") for n in range(4)]
+    delivered = [await session.next() for _ in ids]
+    assert [message.id for message in delivered] == ids
+    settle(delivered[1])  # committed; the others are not (yet)
+    state = net.state(CID)
+    assert (state["queued"], state["unsettled"], state["pendingInbound"]) == (0, 3, 3)
+    net.fault(CID, "disconnect")
+    await session.ended()
+    later = await net.inbound(CID, sender=CUSTOMER, body="written while offline")
+    await session.connected(nursery)
+    again = [await session.next() for _ in range(4)]
+    assert [message.id for message in again] == [ids[0], ids[2], ids[3], later]  # the unsettled first, in order
+    for message in again:
+        settle(message)
+    await trio.testing.wait_all_tasks_blocked()
+    assert session.drain() == []
+    state = net.state(CID)
+    assert (state["queued"], state["unsettled"], state["pendingInbound"], state["delivered"]) == (0, 0, 0, 8)
+
+
+async def test_a_message_cut_off_mid_delivery_is_delivered_again_before_the_rest(nursery, autojump_clock):
+    net = network()
+    session = Session(net, dict(DEVICE), buffer=0)  # every event waits for the session to take it
+    await session.connected(nursery)
+    ids = [await net.inbound(CID, sender=CUSTOMER, body=str(n)) for n in range(3)]
+    await trio.testing.wait_all_tasks_blocked()  # the transport is handing over the first one
+    session.scope.cancel()  # the session stops (a crash) before taking it
+    await session.ended()
+    await session.connected(nursery)
+    assert [(await session.next()).id for _ in ids] == ids
+
+
+async def test_settle_is_idempotent_and_harmless_after_a_reconnect_or_a_forget(nursery, autojump_clock):
+    net = network()
+    session = await paired_session(nursery, net)
+    first_id = await net.inbound(CID, sender=CUSTOMER, body="um")
+    first = await session.next()
+    net.fault(CID, "disconnect")
+    await session.ended()
+    await session.connected(nursery)
+    redelivered = await session.next()
+    assert redelivered.id == first_id == first.id
+    settle(first)  # the first delivery's settle counts for the message, whichever delivery committed it
+    settle(redelivered)
+    settle(first)
+    assert net.state(CID)["unsettled"] == 0 and net.state(CID)["pendingInbound"] == 0
+    await net.inbound(CID, sender=CUSTOMER, body="dois")
+    second = await session.next()
+    net.forget(CID)
+    await session.ended()
+    settle(second)  # the connection is gone: nothing to do, nothing breaks
+    assert net.state(CID)["pendingInbound"] == 0
+
+
+async def test_unsettled_messages_count_against_the_bound(nursery, autojump_clock, monkeypatch):
+    monkeypatch.setattr(sandbox, "QUEUE_MAX", 3)
+    net = network()
+    session = await paired_session(nursery, net)
+    for n in range(3):
+        await net.inbound(CID, sender=CUSTOMER, body=str(n))
+    taken = [await session.next() for _ in range(3)]
+    assert net.state(CID)["queued"] == 0 and net.state(CID)["unsettled"] == 3
+    with pytest.raises(SandboxError) as err:
+        await net.inbound(CID, sender=CUSTOMER, body="one too many")
+    assert err.value.code == "ERR_SANDBOX_QUEUE_FULL"
+    settle(taken[0])
+    await net.inbound(CID, sender=CUSTOMER, body="room again")
+    assert (await session.next()).body == "room again"
+
+
+async def test_receipts_are_kept_until_settled_too(nursery, autojump_clock):
+    net = network(ack_delays=(0.5, None))
+    session = await paired_session(nursery, net)
+    sent = await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá"))
+    receipt = await session.next()
+    assert isinstance(receipt, Receipt) and receipt.ids == (sent.id,) and receipt.ack is Ack.DELIVERED
+    assert net.state(CID)["pendingReceipts"] == 1
+    net.fault(CID, "disconnect")
+    await session.ended()
+    await session.connected(nursery)
+    again = await session.next()
+    assert (again.ids, again.ack) == ((sent.id,), Ack.DELIVERED)
+    settle(again)
+    assert net.state(CID)["pendingReceipts"] == 0
+
+
+# ─── idempotent sends ───────────────────────────────────────────────────────────────────
+
+async def test_a_send_repeated_with_its_id_is_sent_once_and_answered_the_same(nursery, autojump_clock):
+    net = network(ack_delays=(0.5, 1.5))
+    session = await paired_session(nursery, net)
+    to = f"{CUSTOMER}@s.whatsapp.net"
+    first = await session.transport.send(SendText(to, "olá", id="3EB0AAAABBBBCCCCDDDD"))
+    second = await session.transport.send(SendText(to, "olá, de novo", id="3EB0AAAABBBBCCCCDDDD"))
+    assert first == second and first.id == "3EB0AAAABBBBCCCCDDDD"
+    assert [entry["body"] for entry in net.outbox(CID)] == ["olá"]  # the retry is not recorded
+    media = await session.transport.send(SendMedia(to, MessageKind.IMAGE, b"\xff\xd8", "image/jpeg", id="3EB0MEDIA"))
+    assert await session.transport.send(SendMedia(to, MessageKind.IMAGE, b"\xff\xd8", "image/jpeg",
+                                                  id="3EB0MEDIA")) == media
+    assert [entry["id"] for entry in net.outbox(CID)] == ["3EB0AAAABBBBCCCCDDDD", "3EB0MEDIA"]
+    await trio.sleep(10)
+    receipts = [(event.ids, event.ack) for event in session.drain()]
+    assert receipts.count((("3EB0AAAABBBBCCCCDDDD",), Ack.DELIVERED)) == 1  # receipts once per message id
+    assert receipts.count((("3EB0AAAABBBBCCCCDDDD",), Ack.READ)) == 1 and len(receipts) == 4
+    third = await session.transport.send(SendText(to, "sem id"))
+    assert OUR_ID.fullmatch(third.id) and third.id not in (first.id, media.id)
+
+
+async def test_a_send_that_failed_is_sent_when_retried_with_its_id(nursery, autojump_clock):
+    net = network(ack_delays=(None, None))
+    session = await paired_session(nursery, net)
+    to = f"{CUSTOMER}@s.whatsapp.net"
+    net.fault(CID, "send_failure", count=1)
+    with pytest.raises(SendFailed):
+        await session.transport.send(SendText(to, "olá", id="3EB0RETRY"))
+    assert [entry["ack"] for entry in net.outbox(CID)] == ["failed"]
+    sent = await session.transport.send(SendText(to, "olá", id="3EB0RETRY"))
+    assert sent.id == "3EB0RETRY"
+    assert [(entry["id"], entry["ack"], entry["error"]) for entry in net.outbox(CID)] == [("3EB0RETRY", "sent", None)]
+
+
+async def test_a_send_with_a_malformed_id_fails(nursery, autojump_clock):
+    net = network()
+    session = await paired_session(nursery, net)
+    with pytest.raises(SendFailed):
+        await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá", id="no spaces allowed"))
+    assert net.outbox(CID) == []
 
 
 # ─── sending, receipts ──────────────────────────────────────────────────────────────────
