@@ -612,8 +612,11 @@ FROM users u
 WHERE u.id = %(user_id)s AND u.company_id = %(company_id)s
 
 -- name: ticket_for_change
--- The ticket an agent changes, locked until the change commits.
-SELECT * FROM tickets WHERE id = %(id)s AND company_id = %(company_id)s FOR UPDATE
+-- The ticket an agent changes, as it is now, with its owner's name (for a 409 that names who has it). Not
+-- locked: the change is written by ticket_set_assignment only if the ticket is still as read here.
+SELECT t.*, u.name AS user_name
+FROM tickets t LEFT JOIN users u ON u.id = t.user_id AND u.company_id = t.company_id
+WHERE t.id = %(id)s AND t.company_id = %(company_id)s
 
 -- name: ticket_other_active
 -- The contact's active (pending or open) ticket on that connection, other than ticket `id` (0: any).
@@ -630,8 +633,13 @@ ON CONFLICT (company_id, contact_id, whatsapp_id) WHERE status IN ('pending', 'o
 RETURNING *
 
 -- name: ticket_set_assignment
+-- Apply a planned change only if the ticket is still as it was planned on (`from_*`): an accept writes
+-- only while the ticket is pending, so of two agents accepting at once exactly one gets a row back; the
+-- other gets none, writes nothing, and plans again on what is there now. No lock held in between.
 UPDATE tickets SET status = %(status)s, user_id = %(user_id)s, queue_id = %(queue_id)s, updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
+  AND status = %(from_status)s AND user_id IS NOT DISTINCT FROM %(from_user_id)s
+  AND queue_id IS NOT DISTINCT FROM %(from_queue_id)s
 RETURNING *
 
 -- name: ticket_delete
