@@ -128,6 +128,7 @@ class SendOut:
     reply: trio.MemorySendChannel[Any]
     media: tuple[bytes, str, str | None, str] | None = None  # (data, mimetype, filename, kind)
     quoted_message_id: int | None = None
+    private: bool = False  # an internal note: stored ('private') and announced, never sent
 
 
 @attrs.frozen
@@ -413,28 +414,50 @@ class TicketActor:
         return await self.router.media.save(data, media.filename, media.mimetype)
 
     async def _on_change(self, event: wa.InboundMessage) -> None:
-        """A reaction, edit or deletion: it updates the message it targets."""
-        db, params = self.router.db, {"whatsapp_id": self.whatsapp_id, "wid": event.target_id}
+        """A reaction, edit or deletion: it updates the message it targets, if that is a message of this chat
+        and, for an edit or a deletion, one its sender wrote (the contact's — in a group, the participant's —
+        or, from our other device, ours). Anything else is ignored and logged, never raised."""
+        db = self.router.db
+        sender = () if event.from_me else (event.sender_phone, event.sender_lid)
+        params = {**conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat, also=sender),
+                  "wid": event.target_id, "from_me": event.from_me,
+                  "participants": [user_part(jid) for jid in (event.participant, *sender) if jid]}
         if event.kind == wa.MessageKind.REACTION:
             row = await db.fetch_one(db.q.message_react, {**params, "reaction": event.reaction or ""})
         elif event.kind == wa.MessageKind.EDIT:
             row = await db.fetch_one(db.q.message_edit, {**params, "body": event.body})
         else:
             row = await db.fetch_one(db.q.message_revoke, params)
-        if row is not None and self.ticket is not None and row["ticket_id"] == self.ticket["id"]:
+        if row is None:
+            log.info("%s ignored: not a message of this chat by its sender", event.kind, extra={"fields": {
+                "whatsapp_id": self.whatsapp_id, "chat": self.chat, "target": event.target_id,
+                "kind": str(event.kind), "from_me": event.from_me}})
+        elif self.ticket is not None and row["ticket_id"] == self.ticket["id"]:
             self.router.publish_message("update", self.company_id, row, self.ticket)
-        elif row is not None:
+        else:
             ticket = await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, row, ticket)
+        wa.settle(event)
 
     async def _on_receipt(self, event: wa.Receipt) -> None:
+        """Acks for our messages of this chat; ids that are not (another chat's messages, a contact's own)
+        are ignored and logged."""
         db = self.router.db
-        rows = await db.fetch_all(db.q.message_ack, {"whatsapp_id": self.whatsapp_id, "wids": list(event.ids),
-                                                     "ack": int(event.ack)})
+        rows = await db.fetch_all(db.q.message_ack, {
+            **conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat), "wids": list(event.ids),
+            "ack": int(event.ack)})
+        ours = {row["target"] for row in rows}
+        foreign = [wid for wid in event.ids if wid not in ours]
+        if foreign:
+            log.info("receipt ignored: not our message of this chat", extra={"fields": {
+                "whatsapp_id": self.whatsapp_id, "chat": self.chat, "target": ",".join(foreign[:20])}})
         for row in rows:
+            if row["id"] is None:
+                continue  # ours, but its ack was already there (or further)
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
                 await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, row, ticket)
+        wa.settle(event)
 
     async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
         """Bring the cached ticket up to date with `base` and announce it; its JSON, for reuse."""
@@ -464,6 +487,9 @@ class TicketActor:
     # ── outbound ──
 
     async def _on_send(self, request: SendOut) -> None:
+        """An agent's message into the outbox, then handed to the sender; a private one (an internal note) is
+        stored and announced only: no flush, and the ticket's last message and counters stay the customer
+        conversation's."""
         router, db = self.router, self.router.db
         wid = wa.new_message_id()  # the outbox row's key, and the id WhatsApp gets: a retried write or send is one
         try:
@@ -477,7 +503,8 @@ class TicketActor:
             params = {"company_id": self.company_id, "whatsapp_id": self.whatsapp_id, "ticket_id": ticket["id"],
                       "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
                       "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
-                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id, "wid": wid}
+                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id, "wid": wid,
+                      "is_private": request.private}
             last = conversations.last_message_text(IncomingRow(
                 wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
                 media_name=media_name))
@@ -486,8 +513,9 @@ class TicketActor:
                 row = conn.execute(db.q.outbox_message_insert, params).fetchone()
                 if row is None:  # written by an earlier try whose commit we did not hear of
                     return conn.execute(db.q.message_by_wid, params).fetchone()
-                conn.execute("UPDATE tickets SET last_message = %(last)s, last_message_at = now(), updated_at = now() "
-                             "WHERE id = %(id)s", {"last": last, "id": ticket["id"]})
+                if not request.private:
+                    conn.execute("UPDATE tickets SET last_message = %(last)s, last_message_at = now(), "
+                                 "updated_at = now() WHERE id = %(id)s", {"last": last, "id": ticket["id"]})
                 return row
 
             with trio.move_on_after(SEND_RETRY_FOR) as patience:
@@ -500,6 +528,9 @@ class TicketActor:
         self.ticket = ticket
         message = await self._while_unavailable(lambda: conversations.show_message(db, self.company_id, message["id"]))
         _answer(request.reply, message)  # durable in the outbox: the caller may go
+        if request.private:
+            router.publish_message("create", self.company_id, message, self.ticket)
+            return  # never sent: nothing for the sender
         await self._while_unavailable(lambda: self.reload(ticket["id"]))
         router.publish_message("create", self.company_id, message, self.ticket)
         self._request_flush(ticket["id"])

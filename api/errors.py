@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from actors.ticket import ActorUnavailable
 from storage import errors as storage_errors
+from storage.tickets import TicketConflict
 
 log = logging.getLogger("zapgate.api")
 
@@ -119,6 +120,12 @@ def register_error_handlers(app: Quart) -> None:
     async def conflict(error: storage_errors.Conflict) -> Response:
         code, message = _CONFLICTS.get(error.constraint or "", ("ERR_CONFLICT", "the record already exists"))
         return error_response(409, code, message)
+
+    @app.errorhandler(TicketConflict)
+    async def ticket_conflict(error: TicketConflict) -> Response:
+        """A request made on a ticket that changed meanwhile (a lost accept): 409 naming who has it now."""
+        return error_response(409, error.code, str(error), ticketId=error.ticket_id, ticketStatus=error.status,
+                              userId=error.user_id, userName=error.user_name)
 
     @app.errorhandler(storage_errors.InvalidReference)
     async def invalid_reference(error: storage_errors.InvalidReference) -> Response:

@@ -2,7 +2,9 @@
 external `POST /api/messages/send` with a connection's API token.
 
 Every send goes through the conversation's TicketActor: the row is written `pending` first (the
-outbox) and answered to the caller; the session then sends it, and later acks update it.
+outbox) and answered to the caller; the session then sends it, and later acks update it. A private
+message (`isPrivate`: an agent's internal note) is written 'private' instead: listed and announced to
+the company's agents like any other, never sent; editing or deleting it stays here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 import subprocess
 from typing import Any
 
+import attrs
 import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
@@ -79,13 +82,38 @@ async def _announce_read(deps: Deps, principal: Principal, opened: tickets.Opene
 
 # ─── sending ────────────────────────────────────────────────────────────────────────────
 
-async def _read_send_request(deps: Deps) -> tuple[str, list[tuple[bytes, str, str | None, str]], int | None]:
-    """(body, medias, quoted message id) from JSON `{body, quotedMsg}` or multipart (`medias` files)."""
+@attrs.frozen
+class SendRequest:
+    body: str
+    medias: list[tuple[bytes, str, str | None, str]]
+    quoted_id: int | None
+    private: bool  # an internal note: stored and shown to the agents, never sent
+
+
+def _private_flag(raw: Any) -> bool:
+    """`isPrivate` as the Gold lineage's frontends send it, the strings "true"/"false" (JSON and multipart),
+    or a boolean (or 1/0) from API clients; absent or null: not private. Anything else is refused rather
+    than guessed: a note taken for a normal message would reach the customer."""
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    value = str(raw) if isinstance(raw, int) else raw.strip().lower() if isinstance(raw, str) else None
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0", ""):
+        return False
+    raise BadRequest('isPrivate: must be true or false (or "true"/"false")', code="ERR_VALIDATION",
+                     field="isPrivate")
+
+
+async def _read_send_request(deps: Deps) -> SendRequest:
+    """The message from JSON `{body, quotedMsg, isPrivate}` or multipart (`medias` files, `body`,
+    `quotedMsgId`, `isPrivate`)."""
     medias: list[tuple[bytes, str, str | None, str]] = []
     if (request.mimetype or "").startswith("multipart/"):
         form = await request.form
         files = await request.files
         body = check_field("body", form.get("body", ""), BODY)
+        private = _private_flag(form.get("isPrivate"))
         quoted_raw: Any = form.get("quotedMsgId") or None
         uploads = files.getlist("medias")
         if len(uploads) > MAX_FILES:
@@ -100,6 +128,7 @@ async def _read_send_request(deps: Deps) -> tuple[str, list[tuple[bytes, str, st
     else:
         data = await json_body()
         body = check_field("body", data.get("body", ""), BODY) if data.get("body") is not None else ""
+        private = _private_flag(data.get("isPrivate"))
         quoted = data.get("quotedMsg")
         quoted_raw = quoted.get("id") if isinstance(quoted, dict) else quoted
     quoted_id = None
@@ -107,7 +136,7 @@ async def _read_send_request(deps: Deps) -> tuple[str, list[tuple[bytes, str, st
         quoted_id = check_field("quotedMsg", quoted_raw, Field("int", minimum=1))
     if not body.strip() and not medias:
         raise BadRequest("body: a message needs text or a file", code="ERR_EMPTY_MESSAGE", field="body")
-    return body, medias, quoted_id
+    return SendRequest(body, medias, quoted_id, private)
 
 
 async def _prepare_media(data: bytes, mimetype: str, filename: str | None) -> tuple[bytes, str, str | None, str]:
@@ -135,9 +164,9 @@ async def _to_voice_note(data: bytes) -> bytes | None:
     return await trio.to_thread.run_sync(convert)
 
 
-async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], body: str,
-                medias: list[tuple[bytes, str, str | None, str]], quoted_id: int | None,
+async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], message: SendRequest,
                 user_id: int | None) -> list[dict[str, Any]]:
+    body, medias, quoted_id = message.body, message.medias, message.quoted_id
     if quoted_id is not None:
         quoted = await conversations.show_message(deps.db, company_id, quoted_id)
         if quoted["ticket_id"] != ticket["id"]:
@@ -149,7 +178,7 @@ async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], body: str,
     for text, media in parts:
         row = await deps.tickets.send(company_id, ticket, lambda reply, text=text, media=media: SendOut(
             ticket_id=ticket["id"], body=text, user_id=user_id, reply=reply, media=media,
-            quoted_message_id=quoted_id))
+            quoted_message_id=quoted_id, private=message.private))
         sent.append(deps.messages(row))
     return sent
 
@@ -161,22 +190,35 @@ async def send_message(ticket_id: str) -> tuple[Response, int]:
     ticket = await visible_ticket(deps, principal, ticket_id)
     if ticket["status"] == "closed":
         raise BadRequest("this ticket is closed; reopen it to write", code="ERR_TICKET_CLOSED")
-    body, medias, quoted_id = await _read_send_request(deps)
-    if ticket["status"] == "pending":
-        # An agent answering a pending ticket takes it (as in the original).
-        async def accept(actor: TicketActor) -> Any:
-            await deps.db.run(lambda conn: (
-                conn.execute(deps.db.q.ticket_accept_by_sender, {"id": ticket["id"], "user_id": principal.user_id,
-                                                                 "company_id": principal.company_id}).fetchone()
-                and conn.execute(deps.db.q.ticket_event_insert, {
-                    "company_id": principal.company_id, "ticket_id": ticket["id"], "kind": "accepted",
-                    "user_id": principal.user_id, "queue_id": ticket["queue_id"],
-                    "whatsapp_id": ticket["whatsapp_id"]})))
-            return await actor.reload(ticket["id"])
-
-        ticket = await deps.tickets.call(principal.company_id, ticket, accept)
-    sent = await _send(deps, principal.company_id, ticket, body, medias, quoted_id, principal.user_id)
+    message = await _read_send_request(deps)
+    if ticket["status"] == "pending" and not message.private:
+        # An agent answering a pending ticket takes it (as in the original); an internal note does not.
+        ticket = await deps.tickets.call(principal.company_id, ticket, _accept_by_sender(deps, principal, ticket))
+    sent = await _send(deps, principal.company_id, ticket, message, principal.user_id)
     return jsonify(sent[0] if len(sent) == 1 else sent), 201
+
+
+def _accept_by_sender(deps: Deps, principal: Principal, ticket: dict[str, Any]) -> Any:
+    """Accept the ticket for the sender while it is pending (one statement: the check is the write). One
+    that another user took meanwhile is TicketTaken (409, nothing sent): two agents never both answer."""
+    q = deps.db.q
+    key = {"id": ticket["id"], "company_id": principal.company_id}
+
+    def work(conn: Any) -> None:
+        if conn.execute(q.ticket_accept_by_sender, {**key, "user_id": principal.user_id}).fetchone() is None:
+            now = conn.execute(q.ticket_for_change, key).fetchone()
+            if now is not None and now["status"] == "open" and now["user_id"] not in (None, principal.user_id):
+                raise tickets.TicketTaken(now)
+            return
+        conn.execute(q.ticket_event_insert, {
+            "company_id": principal.company_id, "ticket_id": ticket["id"], "kind": "accepted",
+            "user_id": principal.user_id, "queue_id": ticket["queue_id"], "whatsapp_id": ticket["whatsapp_id"]})
+
+    async def accept(actor: TicketActor) -> Any:
+        await deps.db.run(work)
+        return await actor.reload(ticket["id"])
+
+    return accept
 
 
 async def _own_message(deps: Deps, principal: Principal, raw_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -184,26 +226,28 @@ async def _own_message(deps: Deps, principal: Principal, raw_id: str) -> tuple[d
     ticket = await visible_ticket(deps, principal, str(message["ticket_id"]))
     if not message["from_me"]:
         raise BadRequest("only messages sent from here can be changed", code="ERR_NOT_OWN_MESSAGE")
-    if not message["wid"]:
+    if not message["wid"] and not message["is_private"]:
         raise ApiError("this message has not been sent yet", code="ERR_MESSAGE_NOT_SENT", status=409)
     if message["is_deleted"]:
         raise ApiError("this message was deleted", code="ERR_MESSAGE_DELETED", status=409)
     return message, ticket
 
 
-async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], command: wa.Command, query: str,
-                  params: dict[str, Any]) -> dict[str, Any]:
-    """Send a change (delete, edit) through the session, then store and announce it."""
-    session = deps.sessions.lookup(ticket["whatsapp_id"])
-    if session is None:
-        raise ApiError("the connection is not running", code="ERR_WAPP_NOT_CONNECTED", status=409)
-    try:
-        await session.send(command)
-    except wa.SendFailed as failure:
-        raise ApiError(f"WhatsApp refused: {failure.reason}", code="ERR_WAPP_SEND_FAILED", status=502) from None
-    except (wa.TransportError, SessionEnded):
-        raise ApiError("the connection is not connected", code="ERR_WAPP_NOT_CONNECTED", status=409) from None
-    row = await deps.db.fetch_one(query, params)
+async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], message: dict[str, Any],
+                  command: wa.Command, query: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Send a change (delete, edit) through the session — not for a private message, which WhatsApp never
+    had — then store and announce it."""
+    if not message["is_private"]:
+        session = deps.sessions.lookup(ticket["whatsapp_id"])
+        if session is None:
+            raise ApiError("the connection is not running", code="ERR_WAPP_NOT_CONNECTED", status=409)
+        try:
+            await session.send(command)
+        except wa.SendFailed as failure:
+            raise ApiError(f"WhatsApp refused: {failure.reason}", code="ERR_WAPP_SEND_FAILED", status=502) from None
+        except (wa.TransportError, SessionEnded):
+            raise ApiError("the connection is not connected", code="ERR_WAPP_NOT_CONNECTED", status=409) from None
+    row = await deps.db.fetch_one(query, {**params, "id": message["id"], "company_id": company_id})
     assert row is not None
     shown = await conversations.show_message(deps.db, company_id, row["id"])
     deps.tickets.publish_message("update", company_id, shown, ticket)
@@ -216,8 +260,7 @@ async def delete_message(message_id: str) -> Response:
     deps = deps_of(current_app)
     message, ticket = await _own_message(deps, principal, message_id)
     command = wa.DeleteForEveryone(chat_of_ticket(ticket), message["wid"])
-    shown = await _change(deps, principal.company_id, ticket, command,
-                          deps.db.q.message_revoke, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"]})
+    shown = await _change(deps, principal.company_id, ticket, message, command, deps.db.q.message_revoke_own, {})
     return jsonify(shown)
 
 
@@ -231,9 +274,8 @@ async def edit_message(message_id: str) -> Response:
     if not body.strip():
         raise BadRequest("body: must not be empty", code="ERR_VALIDATION", field="body")
     command = wa.EditMessage(chat_of_ticket(ticket), message["wid"], body)
-    shown = await _change(deps, principal.company_id, ticket, command,
-                          deps.db.q.message_edit, {"whatsapp_id": message["whatsapp_id"], "wid": message["wid"],
-                                                   "body": body})
+    shown = await _change(deps, principal.company_id, ticket, message, command, deps.db.q.message_edit_own,
+                          {"body": body})
     return jsonify(shown)
 
 
@@ -260,7 +302,7 @@ async def external_send() -> tuple[Response, int]:
                      if ch.isdigit())
     if not 8 <= len(number) <= 15:
         raise BadRequest("number: must be a phone number with country code", code="ERR_VALIDATION", field="number")
-    body, medias, _ = await _read_send_request(deps)
+    message = attrs.evolve(await _read_send_request(deps), quoted_id=None)
     q = deps.db.q
 
     def open_conversation(conn: Any) -> dict[str, Any]:
@@ -271,7 +313,7 @@ async def external_send() -> tuple[Response, int]:
 
     base = await deps.db.run(open_conversation)
     ticket = await conversations.show_ticket(deps.db, company_id, base["id"])
-    sent = await _send(deps, company_id, ticket, body, medias, None, None)
+    sent = await _send(deps, company_id, ticket, message, None)
     return jsonify({"ticketId": ticket["id"], "messages": sent}), 201
 
 

@@ -47,6 +47,6 @@ class MessagePresenter:
             "error": row.get("error"), "read": row.get("read", False), "quotedMsgId": row.get("quoted_msg_id"),
             "quotedMsg": quoted, "participant": row.get("participant"), "reaction": row.get("reaction"),
             "isEdited": row.get("is_edited", False), "isDeleted": row.get("is_deleted", False),
-            "userId": row.get("sent_by_user_id"), "createdAt": _iso(row.get("created_at")),
-            "updatedAt": _iso(row.get("updated_at")),
+            "isPrivate": row.get("is_private", False), "userId": row.get("sent_by_user_id"),
+            "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
         }

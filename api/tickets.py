@@ -20,6 +20,15 @@ null on the last page).
 
 Every change of a ticket runs inside its conversation's TicketActor (`deps.tickets.call`), which
 re-reads the ticket after the commit and publishes `company-{id}-ticket` `update`.
+
+One winner per accept: the stock accept `{status: "open", userId: <me>}` carries no previous state, so
+it is read as "pending → mine". On a ticket another user has open it answers 409
+`{"error": "ERR_TICKET_ALREADY_ACCEPTED", "message": "… accepted by <name>", "userId", "userName",
+"ticketId", "ticketStatus"}` and writes nothing; the write itself is conditional (storage.tickets.change_ticket),
+so of any number of simultaneous accepts exactly one wins. A transfer (`isTransfered: true`, or a user
+other than the caller) of a ticket closed meanwhile answers 409 `ERR_TICKET_CLOSED_MEANWHILE`. A close, a
+return to the queue and a transfer of an open ticket say nothing of what the caller saw: they apply as
+they are (closing twice changes nothing).
 """
 
 from __future__ import annotations
@@ -256,21 +265,29 @@ async def update_ticket(ticket_id: str) -> Response:
     data = validate(raw, UPDATE_FIELDS)
     change = TicketChange(status=_status(raw["status"]) if raw.get("status") is not None else None,
                           set_user="userId" in data, user_id=data.get("userId"),
-                          set_queue="queueId" in data, queue_id=data.get("queueId"))
+                          set_queue="queueId" in data, queue_id=data.get("queueId"),
+                          transfer=raw.get("isTransfered") in (True, "true", 1, "1"))
     try:
         # Planned here on the row just read, so that nonsense is refused before anything is sent; planned
-        # again inside the actor on the locked row, which is what counts.
-        plan = tickets.plan_change(ticket, change, principal.user_id)
+        # again inside the actor on the ticket as it is then, and written only if it is still so: that is
+        # what counts (a lost accept is refused there, with the name of whoever has the ticket).
+        plan: tickets.Plan | None = tickets.plan_change(ticket, change, principal.user_id)
     except InvalidTransition as error:
         raise _invalid(error) from None
-    await tickets.check_targets(deps.db, principal.company_id,
-                                plan.user_id if plan.user_id != ticket["user_id"] else None,
-                                plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
-    if plan.status == "closed" and ticket["status"] != "closed":
-        await _send_farewell(deps, principal, ticket)
+    except tickets.TicketConflict:
+        plan = None
+    if plan is not None:
+        await tickets.check_targets(deps.db, principal.company_id,
+                                    plan.user_id if plan.user_id != ticket["user_id"] else None,
+                                    plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
+        if plan.status == "closed" and ticket["status"] != "closed":
+            await _send_farewell(deps, principal, ticket)
 
     async def apply(actor: TicketActor) -> Row:
-        await tickets.change_ticket(deps.db, principal.company_id, ticket["id"], change, principal.user_id)
+        changed = await tickets.change_ticket(deps.db, principal.company_id, ticket["id"], change,
+                                              principal.user_id)
+        if not changed.wrote:  # already as asked (an accept clicked twice): nothing to announce
+            return await conversations.show_ticket(deps.db, principal.company_id, ticket["id"])
         return await actor.reload(ticket["id"])
 
     try:

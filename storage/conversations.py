@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -210,6 +210,24 @@ def intake_many(q: Any, conn: psycopg.Connection[Row], params: list[Mapping[str,
             row = dict(zip(names, values, strict=True))
             rows[row.pop("n") - 1] = row
     return rows
+
+
+# ─── changes from WhatsApp ──────────────────────────────────────────────────────────────
+
+def chat_scope(company_id: int, whatsapp_id: int, chat: str, *, also: Iterable[str | None] = ()) -> dict[str, Any]:
+    """The parameters that keep a change arriving from WhatsApp (message_react, message_edit, message_revoke,
+    message_ack) to the messages of one chat: the chat's contact, by the number or LID of the chat's JID
+    and of `also` (other JIDs of the same contact, e.g. the sender's phone and LID); a group by its id."""
+    numbers: list[str] = []
+    lids: list[str] = []
+    is_group = chat.endswith("@g.us")
+    for jid in (chat, *(() if is_group else also)):
+        user, _, server = (jid or "").partition("@")
+        user = user.split(":", 1)[0].split(".", 1)[0]
+        if user:
+            (lids if server == "lid" else numbers).append(user)
+    return {"company_id": company_id, "whatsapp_id": whatsapp_id, "is_group": is_group, "numbers": numbers,
+            "lids": lids}
 
 
 # ─── reads ──────────────────────────────────────────────────────────────────────────────

@@ -322,27 +322,81 @@ UPDATE tickets SET
 WHERE id = %(id)s AND status IN ('pending', 'open')
 RETURNING *
 
+-- Changes that arrive from WhatsApp apply only within the chat they come from (the actor's): the chat is
+-- its contact, found by number or LID (`numbers`, `lids`: user parts; `is_group`), so a contact can never
+-- touch another chat's messages. A statement that matches nothing is a change to ignore (the caller logs it).
+
 -- name: message_react
-UPDATE messages SET reaction = nullif(%(reaction)s, ''), updated_at = now()
-WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
-RETURNING *
+-- A reaction, from the contact or from us (another device), to any message of this chat; one reaction a
+-- message (the last one), as the frontends show it.
+UPDATE messages m SET reaction = nullif(%(reaction)s, ''), updated_at = now()
+WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(wid)s AND m.company_id = %(company_id)s
+  AND m.contact_id IN (SELECT c.id FROM contacts c
+                       WHERE c.company_id = %(company_id)s AND c.is_group = %(is_group)s
+                         AND ((c.number = ANY(%(numbers)s::text[]) AND c.number <> '')
+                              OR c.lid = ANY(%(lids)s::text[])))
+RETURNING m.*
 
 -- name: message_edit
+-- An edit by the message's sender only: `from_me` (our other device) edits our messages; a contact edits
+-- theirs, and in a group only the participant who wrote it (`participants`: the sender's user parts).
+UPDATE messages m SET
+    edit_history = m.edit_history || jsonb_build_array(jsonb_build_object('body', m.body, 'at', now())),
+    body = %(body)s, is_edited = true, updated_at = now()
+WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(wid)s AND m.company_id = %(company_id)s
+  AND m.from_me = %(from_me)s
+  AND (%(from_me)s OR NOT %(is_group)s OR m.participant = ANY(%(participants)s::text[]))
+  AND m.contact_id IN (SELECT c.id FROM contacts c
+                       WHERE c.company_id = %(company_id)s AND c.is_group = %(is_group)s
+                         AND ((c.number = ANY(%(numbers)s::text[]) AND c.number <> '')
+                              OR c.lid = ANY(%(lids)s::text[])))
+RETURNING m.*
+
+-- name: message_revoke
+-- A deletion for everyone, by the message's sender only (as message_edit).
+UPDATE messages m SET is_deleted = true, updated_at = now()
+WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(wid)s AND m.company_id = %(company_id)s
+  AND m.from_me = %(from_me)s
+  AND (%(from_me)s OR NOT %(is_group)s OR m.participant = ANY(%(participants)s::text[]))
+  AND m.contact_id IN (SELECT c.id FROM contacts c
+                       WHERE c.company_id = %(company_id)s AND c.is_group = %(is_group)s
+                         AND ((c.number = ANY(%(numbers)s::text[]) AND c.number <> '')
+                              OR c.lid = ANY(%(lids)s::text[])))
+RETURNING m.*
+
+-- name: message_ack
+-- Receipts for our messages of this chat. Acks only move forward (a late "delivered" never undoes "read");
+-- -1 (failed) is final. A row per message of ours in the chat among `wids` (`target`: its WhatsApp id),
+-- with the updated message's columns, all NULL when its ack did not move; the ids without a row are not
+-- our messages of this chat (ignored).
+WITH ours AS (
+    SELECT m.id, m.wid FROM messages m
+    WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = ANY(%(wids)s::text[]) AND m.company_id = %(company_id)s
+      AND m.from_me
+      AND m.contact_id IN (SELECT c.id FROM contacts c
+                       WHERE c.company_id = %(company_id)s AND c.is_group = %(is_group)s
+                         AND ((c.number = ANY(%(numbers)s::text[]) AND c.number <> '')
+                              OR c.lid = ANY(%(lids)s::text[])))
+), moved AS (
+    UPDATE messages m SET ack = %(ack)s, updated_at = now()
+    FROM ours
+    WHERE m.id = ours.id AND m.ack >= 0 AND m.ack < %(ack)s
+    RETURNING m.*
+)
+SELECT ours.wid AS target, moved.* FROM ours LEFT JOIN moved ON moved.id = ours.id
+
+-- name: message_edit_own
+-- An agent edits a message sent from here (after WhatsApp took the edit).
 UPDATE messages SET
     edit_history = edit_history || jsonb_build_array(jsonb_build_object('body', body, 'at', now())),
     body = %(body)s, is_edited = true, updated_at = now()
-WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
+WHERE id = %(id)s AND company_id = %(company_id)s AND from_me
 RETURNING *
 
--- name: message_revoke
+-- name: message_revoke_own
+-- An agent deletes a message sent from here (after WhatsApp took the deletion, unless it is private).
 UPDATE messages SET is_deleted = true, updated_at = now()
-WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s
-RETURNING *
-
--- name: message_ack
--- Acks only move forward (a late "delivered" never undoes "read"); -1 (failed) is final.
-UPDATE messages SET ack = %(ack)s, updated_at = now()
-WHERE whatsapp_id = %(whatsapp_id)s AND wid = ANY(%(wids)s) AND ack >= 0 AND ack < %(ack)s
+WHERE id = %(id)s AND company_id = %(company_id)s AND from_me
 RETURNING *
 
 -- ─── tickets and messages as the API shows them ─────────────────────────────────────────
@@ -402,18 +456,22 @@ SELECT coalesce((SELECT json_agg(json_build_object(
                                                     'fromMe', p.quoted_from_me, 'mediaType', p.quoted_media_type)
                         END,
            'participant', p.participant, 'reaction', p.reaction, 'isEdited', p.is_edited, 'isDeleted', p.is_deleted,
-           'userId', p.sent_by_user_id, 'createdAt', api_time(p.created_at), 'updatedAt', api_time(p.updated_at))
+           'isPrivate', p.is_private, 'userId', p.sent_by_user_id, 'createdAt', api_time(p.created_at), 'updatedAt', api_time(p.updated_at))
            ORDER BY p.created_at, p.id) FROM page p), '[]')::text AS messages,
        (SELECT count(*) FROM page) AS shown,
        (SELECT count(*) FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s) AS count
 
 -- name: outbox_message_insert
+-- An agent's message: 'pending' (the outbox), or 'private' (`is_private`: an internal note, never sent;
+-- ack 2 as the Whaticket family shows its notes, delivered to the team).
 -- `wid` is chosen before the write (the id WhatsApp will get): a write retried after a lost COMMIT finds
 -- its row (no second message), and a send retried after a crash goes out under the same id.
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
-                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read)
+                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
-        %(media_url)s, %(media_name)s, %(media_mimetype)s, 0, 'pending', %(quoted_msg_id)s, %(user_id)s, true)
+        %(media_url)s, %(media_name)s, %(media_mimetype)s, CASE WHEN %(is_private)s THEN 2 ELSE 0 END,
+        CASE WHEN %(is_private)s THEN 'private' ELSE 'pending' END, %(quoted_msg_id)s, %(user_id)s, true,
+        %(is_private)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
 
@@ -432,10 +490,12 @@ WHERE id = %(id)s
 RETURNING *
 
 -- name: outbox_pending
-SELECT id, ticket_id FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND status = 'pending' ORDER BY id
+-- What is still to send: never a private message (its status is 'private'; NOT is_private says it again).
+SELECT id, ticket_id FROM messages
+WHERE whatsapp_id = %(whatsapp_id)s AND status = 'pending' AND NOT is_private ORDER BY id
 
 -- name: outbox_pending_for_ticket
-SELECT * FROM messages WHERE ticket_id = %(ticket_id)s AND status = 'pending' ORDER BY id
+SELECT * FROM messages WHERE ticket_id = %(ticket_id)s AND status = 'pending' AND NOT is_private ORDER BY id
 
 -- name: ticket_read
 -- Opening a ticket reads it, in one statement: its unread count to 0 (`changed` when it was not), its
@@ -618,8 +678,11 @@ FROM users u
 WHERE u.id = %(user_id)s AND u.company_id = %(company_id)s
 
 -- name: ticket_for_change
--- The ticket an agent changes, locked until the change commits.
-SELECT * FROM tickets WHERE id = %(id)s AND company_id = %(company_id)s FOR UPDATE
+-- The ticket an agent changes, as it is now, with its owner's name (for a 409 that names who has it). Not
+-- locked: the change is written by ticket_set_assignment only if the ticket is still as read here.
+SELECT t.*, u.name AS user_name
+FROM tickets t LEFT JOIN users u ON u.id = t.user_id AND u.company_id = t.company_id
+WHERE t.id = %(id)s AND t.company_id = %(company_id)s
 
 -- name: ticket_other_active
 -- The contact's active (pending or open) ticket on that connection, other than ticket `id` (0: any).
@@ -636,8 +699,13 @@ ON CONFLICT (company_id, contact_id, whatsapp_id) WHERE status IN ('pending', 'o
 RETURNING *
 
 -- name: ticket_set_assignment
+-- Apply a planned change only if the ticket is still as it was planned on (`from_*`): an accept writes
+-- only while the ticket is pending, so of two agents accepting at once exactly one gets a row back; the
+-- other gets none, writes nothing, and plans again on what is there now. No lock held in between.
 UPDATE tickets SET status = %(status)s, user_id = %(user_id)s, queue_id = %(queue_id)s, updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
+  AND status = %(from_status)s AND user_id IS NOT DISTINCT FROM %(from_user_id)s
+  AND queue_id IS NOT DISTINCT FROM %(from_queue_id)s
 RETURNING *
 
 -- name: ticket_delete

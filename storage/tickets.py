@@ -24,6 +24,42 @@ class InvalidTransition(StorageError):
     """The requested change makes no sense for the ticket's status."""
 
 
+class TicketConflict(Conflict):
+    """The ticket changed under the caller in a way that makes their request wrong (they acted on what they
+    saw before): nothing is written. Says who has the ticket now, and in what status."""
+
+    code = "ERR_TICKET_CHANGED"
+
+    def __init__(self, message: str, ticket: Row) -> None:
+        super().__init__(message)
+        self.ticket_id: int | None = ticket.get("id")
+        self.status: str = ticket["status"]
+        self.user_id: int | None = ticket["user_id"]
+        self.user_name: str | None = ticket.get("user_name")
+
+
+class TicketTaken(TicketConflict):
+    """An accept of a ticket that another user took meanwhile (it is open, and theirs)."""
+
+    code = "ERR_TICKET_ALREADY_ACCEPTED"
+
+    def __init__(self, ticket: Row) -> None:
+        super().__init__(f"this ticket was already accepted by {_who(ticket)}", ticket)
+
+
+class TicketClosedMeanwhile(TicketConflict):
+    """A transfer of a ticket that was closed meanwhile (a transfer never reopens a ticket)."""
+
+    code = "ERR_TICKET_CLOSED_MEANWHILE"
+
+    def __init__(self, ticket: Row) -> None:
+        super().__init__(f"this ticket was closed by {_who(ticket)} meanwhile; reopen it first", ticket)
+
+
+def _who(ticket: Row) -> str:
+    return ticket.get("user_name") or (f"user {ticket['user_id']}" if ticket["user_id"] is not None else "somebody")
+
+
 class OtherActiveTicket(Conflict):
     """The contact already has an active (pending or open) ticket on that connection."""
 
@@ -131,6 +167,19 @@ class TicketChange:
     user_id: int | None = None
     set_queue: bool = False
     queue_id: int | None = None
+    transfer: bool = False  # the request says it is a transfer (the Gold lineage's `isTransfered: true`)
+
+    def takes(self, caller_id: int) -> bool:
+        """The caller takes the ticket for themselves: an accept (or a reopen), as every stock frontend sends
+        it — status open, for the caller (`userId` theirs, or none), not marked as a transfer. The
+        community/ticketz transfer to oneself is the same request and counts as one."""
+        return (self.status == "open" and not self.transfer
+                and (not self.set_user or self.user_id is None or self.user_id == caller_id))
+
+    def moves_to_another(self, caller_id: int) -> bool:
+        """A transfer: marked as one, or the ticket given to another user (no stock frontend reopens a
+        ticket for someone else)."""
+        return self.transfer or (self.set_user and self.user_id is not None and self.user_id != caller_id)
 
 
 @attrs.frozen
@@ -147,8 +196,19 @@ class Plan:
 def plan_change(ticket: Row, change: TicketChange, caller_id: int) -> Plan:
     """The status machine. pending→open accepts (taken by the caller unless a user is named); →closed
     closes; closed→pending|open reopens (open: taken by the caller unless named); a changed queue or user
-    otherwise is a transfer (open→pending gives the ticket back to its queue: a transfer too)."""
+    otherwise is a transfer (open→pending gives the ticket back to its queue: a transfer too).
+
+    Requests made on a ticket that changed since the caller saw it, where the request tells (`ticket` is
+    the row as it is now): taking a ticket that another user has open is TicketTaken (the stock accept
+    carries no previous state, but it always means "pending → mine"; taking one's own again changes
+    nothing); a transfer of a closed ticket is TicketClosedMeanwhile. A close ("closed", no previous
+    state), a return to the queue and a transfer of an open ticket cannot be told from deliberate ones
+    (admins close and move other users' tickets): they apply to the ticket as it is."""
     old = ticket["status"]
+    if change.takes(caller_id) and old == "open" and ticket["user_id"] not in (None, caller_id):
+        raise TicketTaken(ticket)
+    if old == "closed" and change.status in ACTIVE and change.moves_to_another(caller_id):
+        raise TicketClosedMeanwhile(ticket)
     new = change.status or old
     if new not in STATUSES:
         raise InvalidTransition(f"status must be one of {', '.join(STATUSES)}")
@@ -156,6 +216,8 @@ def plan_change(ticket: Row, change: TicketChange, caller_id: int) -> Plan:
     queue_id = change.queue_id if change.set_queue else ticket["queue_id"]
     events: list[str] = []
     if old == "closed" and new == "closed":
+        if change.status == "closed":  # closing a closed ticket (the stock close names the closer): a no-op
+            user_id = ticket["user_id"]
         if (user_id, queue_id) != (ticket["user_id"], ticket["queue_id"]):
             raise InvalidTransition("a closed ticket cannot be transferred; reopen it first")
         return Plan(new, user_id, queue_id, ())
@@ -208,34 +270,44 @@ def _record(conn: psycopg.Connection[Row], q: Any, ticket: Row, kinds: Sequence[
 class Changed:
     ticket: Row  # the tickets row after the change
     events: tuple[str, ...]
+    wrote: bool = True  # False: the ticket already was as asked; nothing written, nothing to announce
+
+
+CHANGE_ATTEMPTS = 5  # plans of one change, each on the ticket as another change just left it
 
 
 async def change_ticket(db: Database, company_id: int, ticket_id: int, change: TicketChange,
                         caller_id: int) -> Changed:
-    """Apply a change (locked row, planned on its current state), with its events, in one transaction.
-    Run it inside the conversation's TicketActor. Raises NotFound (ticket, user or queue),
-    InvalidTransition, OtherActiveTicket (a reopen while the contact has another active ticket)."""
+    """Apply a change, with its events, in one transaction: planned on the ticket as it is, written only if
+    it is still so (ticket_set_assignment: the check and the write are one statement, no lock is held
+    between them); a ticket changed in between is planned again. Run it inside the conversation's
+    TicketActor (which announces the result) — though nothing here relies on it. Raises NotFound (ticket,
+    user or queue), InvalidTransition, OtherActiveTicket (a reopen while the contact has another active
+    ticket), TicketTaken / TicketClosedMeanwhile (see plan_change)."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> Changed:
-        ticket = conn.execute(q.ticket_for_change, {"id": ticket_id, "company_id": company_id}).fetchone()
-        if ticket is None:
-            raise NotFound(f"ticket {ticket_id}")
-        plan = plan_change(ticket, change, caller_id)
-        if not plan.changes(ticket):
-            return Changed(ticket, ())
-        _check_targets(conn, q, company_id, plan.user_id if plan.user_id != ticket["user_id"] else None,
-                       plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
-        if ticket["status"] == "closed" and plan.status in ACTIVE:
-            other = conn.execute(q.ticket_other_active, {**_key(ticket), "id": ticket_id}).fetchone()
-            if other is not None:
-                raise OtherActiveTicket(other["id"])
-        updated = conn.execute(q.ticket_set_assignment, {"id": ticket_id, "company_id": company_id,
-                                                         "status": plan.status, "user_id": plan.user_id,
-                                                         "queue_id": plan.queue_id}).fetchone()
-        assert updated is not None
-        _record(conn, q, updated, plan.events)
-        return Changed(updated, plan.events)
+        for _ in range(CHANGE_ATTEMPTS):
+            ticket = conn.execute(q.ticket_for_change, {"id": ticket_id, "company_id": company_id}).fetchone()
+            if ticket is None:
+                raise NotFound(f"ticket {ticket_id}")
+            plan = plan_change(ticket, change, caller_id)
+            if not plan.changes(ticket):
+                return Changed(ticket, (), wrote=False)
+            _check_targets(conn, q, company_id, plan.user_id if plan.user_id != ticket["user_id"] else None,
+                           plan.queue_id if plan.queue_id != ticket["queue_id"] else None)
+            if ticket["status"] == "closed" and plan.status in ACTIVE:
+                other = conn.execute(q.ticket_other_active, {**_key(ticket), "id": ticket_id}).fetchone()
+                if other is not None:
+                    raise OtherActiveTicket(other["id"])
+            updated = conn.execute(q.ticket_set_assignment, {
+                "id": ticket_id, "company_id": company_id, "status": plan.status, "user_id": plan.user_id,
+                "queue_id": plan.queue_id, "from_status": ticket["status"], "from_user_id": ticket["user_id"],
+                "from_queue_id": ticket["queue_id"]}).fetchone()
+            if updated is not None:
+                _record(conn, q, updated, plan.events)
+                return Changed(updated, plan.events)
+        raise TicketConflict("this ticket keeps changing; try again", ticket)
 
     return await db.run(work)
 
