@@ -503,8 +503,8 @@ class TicketActor:
             params = {"company_id": self.company_id, "whatsapp_id": self.whatsapp_id, "ticket_id": ticket["id"],
                       "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
                       "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
-                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id, "wid": wid,
-                      "is_private": request.private}
+                      "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id,
+                      "wid": None if request.private else wid, "is_private": request.private}
             last = conversations.last_message_text(IncomingRow(
                 wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
                 media_name=media_name))
