@@ -49,6 +49,7 @@ class Load:
         self.url, self.token, self.wid, self.ticket_id, self.cycle = url, token, wid, ticket_id, cycle
         self.accepted_inbound: list[str] = []
         self.accepted_sends: list[str] = []
+        self.refused: list[str] = []
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
         self.threads.append(threading.Thread(target=self._agent))
@@ -76,6 +77,8 @@ class Load:
                     continue
                 if response.status_code == 200:
                     self.accepted_inbound.append(body)
+                else:
+                    self.refused.append(f"{response.status_code} {response.text[:200]}")
 
     def _agent(self) -> None:
         with httpx.Client(base_url=self.url, timeout=5, headers={"Authorization": f"Bearer {self.token}"}) as client:
@@ -121,7 +124,7 @@ def _run_cycles(zapgate, external_db_env, *, cycles: int, kill: bool) -> None:  
     for cycle in range(cycles):
         load = Load(process.url, token, wid, ticket_id, cycle)
         load.start()
-        time.sleep(rng.uniform(0.3, 2 * LOAD_SECONDS) if kill else LOAD_SECONDS)
+        time.sleep(rng.uniform(0.8, 2 * LOAD_SECONDS) if kill else LOAD_SECONDS)
         began = time.monotonic()
         if kill:
             process.proc.send_signal(signal.SIGKILL)
@@ -135,7 +138,7 @@ def _run_cycles(zapgate, external_db_env, *, cycles: int, kill: bool) -> None:  
         load.join()
         accepted_inbound += load.accepted_inbound
         accepted_sends += load.accepted_sends
-        assert load.accepted_inbound, f"cycle {cycle}: no inbound message was accepted"
+        assert load.accepted_inbound, f"cycle {cycle}: no inbound message was accepted: {load.refused[:3]}"
         process, client, token = _setup(zapgate, env, port)
         wait_until(lambda client=client: client.get(f"/whatsapp/{wid}").json()["status"] == "CONNECTED",
                    what="reconnected")
