@@ -207,6 +207,7 @@ def bench_config(database_url: str, data_dir: Path, **overrides: Any) -> Config:
         "jwt_secret": "bench-secret-" + "x" * 32, "jwt_refresh_secret": "bench-refresh-" + "y" * 32,
         "access_token_ttl": 3 * 3600, "data_dir": data_dir, "admin_email": ADMIN_EMAIL,
         "admin_password": ADMIN_PASSWORD, "bcrypt_rounds": 4, "log_format": "json", "graceful_timeout": 2.0,
+        "sandbox_journal": False,  # the simulator's durability (~25+ µs/message, trio thread) is not zapgate's
     }
     values.update(overrides)
     return Config(**values)

@@ -43,6 +43,28 @@ reported and `run` goes on (a later `Connected` says it is back). `run` returns 
 fails in a way whatsmeow does not retry (network down at start, QR not scanned in time, stream
 replaced by another client, client outdated); the session then retries with its own backoff.
 
+Acknowledgement and message ids (issue 22; checked against neonize 0.5.2's Go side and the whatsmeow
+it embeds, v0.0.0-20260921121126-35ae40906e74). whatsmeow acknowledges an inbound message with its
+delivery receipt, which it sends *after* the event handlers return (from a goroutine; inline with
+`Client.SynchronousAck`), and not at all if a handler registered with
+`AddEventHandlerWithSuccessStatus` returns false — WhatsApp then redelivers it after a reconnect.
+Incoming receipts and notifications get their `ack` node *before* the handlers run unless
+`SynchronousAck` is set. But neonize's Go handler only puts the event on a Go channel (100 deep) that
+another goroutine feeds to our Python callback, and neonize exposes neither `SynchronousAck`,
+`EnableDecryptedEventBuffer` nor a success status: the receipt leaves as soon as neonize has queued
+the event, before our callback runs. So these events carry no `settle` (nothing it did could reach
+WhatsApp) and a window remains: a message is acknowledged to WhatsApp once neonize has queued it; a
+crash or kill before the ticket actor's commit loses it (up to 100 in neonize's channel, the one in
+our callback, the session's and the ticket actor's mailboxes, the writer's batch). Closing it needs
+neonize to set `SynchronousAck` and `EnableDecryptedEventBuffer` (whatsmeow then keeps the decrypted
+plaintext until the handler succeeds: without it the Signal session has moved on and a redelivered
+message fails to decrypt, "old counter", and is dropped) and to call Python synchronously, returning
+the handler's success to whatsmeow. Message ids: whatsmeow's `SendRequestExtra.ID` would send under
+our id, but neonize's `send_message` passes only `AdditionalNodes` (its `SendRequestExtra` reaches
+only `send_fb_message`, Messenger-style consumer-application messages): `SendText.id`/`SendMedia.id`
+are not used, and `Sent.id` is the id whatsmeow generated. A send retried after a crash between
+whatsmeow's send and the recording of its `Sent` reaches the contact twice.
+
 Known limits of neonize 0.5.2 (not fixable here): its Go side keeps clients in unsynchronised maps,
 so clients starting or stopping while others send are not strictly race-free in Go; whatsmeow's
 history sync is not subscribed (old messages are not imported).
@@ -484,6 +506,8 @@ class NeonizeTransport:
         return await trio.to_thread.run_sync(conn.call, fn, *(states or (_State.CONNECTED,)))
 
     async def send(self, command: Command) -> Sent:
+        """Send `command`; `SendText.id`/`SendMedia.id` cannot be honoured (see the module docstring):
+        the `Sent.id` returned is whatsmeow's."""
         conn = self._current()
         response = await self._call(functools.partial(self._send_sync, conn, command))
         return Sent(id=response.ID, timestamp=to_datetime(response.Timestamp))
