@@ -13,6 +13,7 @@ import trio
 from actors import ticket as ticket_module
 from actors.ticket import ActorUnavailable, TicketActor
 from storage import conversations
+from storage.errors import Unavailable
 from tests.integration.conftest import Api, Server
 from tests.integration.test_conversations import connected_sandbox, wait_sql
 
@@ -129,3 +130,67 @@ async def test_a_crash_looping_actor_is_given_up_shows_in_health_and_its_message
                                          headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200, response.text
         await wait_sql(server, "SELECT count(*) FROM messages WHERE body LIKE 'poison%%'", None, [(5,)])
+
+
+async def test_a_stuck_chat_never_blocks_the_session_or_other_chats(api: Api, server: Server, monkeypatch: Any) -> None:
+    """Item 10: one chat whose actor hangs (mailbox full, and more) while other chats of the number go on."""
+    sandbox = server.deps.sandbox
+    assert sandbox is not None
+    release = trio.Event()
+    original = TicketActor._on_inbound
+
+    async def stuck(self: TicketActor, event: Any) -> None:
+        if self.chat.startswith("5511966660000"):
+            await release.wait()
+        await original(self, event)
+
+    monkeypatch.setattr(TicketActor, "_on_inbound", stuck)
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        stuck_count = ticket_module.MAILBOX + 100  # its mailbox fills; the rest waits in its overflow
+        for index in range(stuck_count):
+            await sandbox.inbound(wid, sender="5511966660000", body=f"slow {index}")
+        for index in range(20):
+            await sandbox.inbound(wid, sender="5511966661111", body=f"quick {index}")
+        # the other chat is stored while the first is still stuck
+        await wait_sql(server, "SELECT count(*) FROM messages WHERE body LIKE 'quick%%'", None, [(20,)])
+        assert server.sql("SELECT count(*) FROM messages WHERE body LIKE 'slow%%'") == [(0,)]
+        assert server.deps.tickets.stats()["overflowed"] > 0
+        release.set()
+        await wait_sql(server, "SELECT count(*) FROM messages WHERE body LIKE 'slow%%'", None, [(stuck_count,)])
+        bodies = [row[0] for row in server.sql("SELECT body FROM messages WHERE body LIKE 'slow%%' ORDER BY id")]
+        assert bodies == [f"slow {index}" for index in range(stuck_count)]  # in order, overflow after mailbox
+        assert server.deps.tickets.stats()["overflowed"] == 0
+
+
+async def test_an_outbox_write_whose_commit_went_unheard_is_stored_and_sent_once(
+        api: Api, server: Server, monkeypatch: Any) -> None:
+    """Item 11: the COMMIT went through but its answer was lost (a connection cut): the retry finds the row by
+    the id chosen before the write, so the message is stored once and sent once."""
+    sandbox = server.deps.sandbox
+    assert sandbox is not None
+    writer = server.deps.tickets.writer
+    original = writer.submit
+    lost: list[Any] = []
+
+    async def submit(write: Any) -> Any:
+        result = await original(write)
+        if not lost and getattr(write, "__qualname__", "").endswith("_on_send.<locals>.write"):
+            lost.append(result)
+            raise Unavailable("server closed the connection unexpectedly (injected after the COMMIT)")
+        return result
+
+    monkeypatch.setattr(writer, "submit", submit)
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        await sandbox.inbound(wid, sender=CONTACT, body="hello")
+        await wait_sql(server, "SELECT count(*) FROM messages", None, [(1,)])
+        ticket_id = server.sql("SELECT id FROM tickets")[0][0]
+        response = await api.client.post(f"/messages/{ticket_id}", json={"body": "once"},
+                                         headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201, response.text
+        assert lost, "the injected fault did not fire"
+        await wait_sql(server, "SELECT count(*), min(status) FROM messages WHERE body = 'once'", None, [(1, "sent")])
+        assert [entry["body"] for entry in sandbox.outbox(wid)] == ["once"]
