@@ -5,6 +5,11 @@ the next); its progress is passed through on stderr, its report is echoed, and t
 the last line of its stdout is kept. bench/fanout.py (the realtime fan-out) is included when present.
 RESULTS.md gets every figure next to its target and reference, the machine, the date and the commit.
 The exit status is 0 when every benchmark ran, whether or not it met its targets (the file says).
+
+`--baseline DIR` (a checkout of an earlier commit, e.g. `git worktree add /tmp/base <commit>`) also runs
+bench.ingest and bench.api there, alternating with this checkout's runs (`--rounds` times each), and adds
+a section with both medians and their ratio: a change's cost measured in one sitting, not against a
+number from another day.
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ def available() -> list[str]:
     return [name for name in BENCHMARKS if (BENCH_DIR / f"{name}.py").is_file()]
 
 
-def run_one(name: str, mode: str) -> tuple[dict[str, Any] | None, str, float]:
+def run_one(name: str, mode: str, root: Path = ROOT) -> tuple[dict[str, Any] | None, str, float]:
     """(the JSON figures or None, the error if any, seconds)."""
     started = time.perf_counter()
-    print(f"=== bench.{name} ({mode}) ===", file=sys.stderr, flush=True)
+    print(f"=== bench.{name} ({mode}{'' if root == ROOT else f', in {root}'}) ===", file=sys.stderr, flush=True)
     try:
-        done = subprocess.run([sys.executable, "-m", f"bench.{name}", f"--{mode}", "--json"], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", f"bench.{name}", f"--{mode}", "--json"], cwd=root,
                               stdout=subprocess.PIPE, stderr=None, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         return None, f"did not finish within {TIMEOUT:.0f}s", time.perf_counter() - started
@@ -168,11 +173,66 @@ def write_results(path: Path, mode: str, results: list[tuple[str, dict[str, Any]
     path.write_text("\n".join(lines).rstrip() + "\n")
 
 
+COMPARED = {  # the figures a baseline comparison shows, and whether higher is better
+    "ingest": [("messages_per_s", True), ("p99_ms", False), ("trio_thread_cpu_us_per_message", False),
+               ("process_cpu_us_per_message", False)],
+    "api": [("floor_auth_me.p99_ms", False), ("tickets_open.p99_ms", False), ("tickets_search.p99_ms", False),
+            ("messages.p99_ms", False), ("tickets_open.rps", True), ("messages.rps", True)],
+}
+
+
+def _figure(document: dict[str, Any], path: str) -> float | None:
+    value: Any = document.get("figures", document)
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def compare_with_baseline(baseline: Path, mode: str, rounds: int) -> list[str]:
+    """Alternate runs here and at `baseline`; the section of RESULTS.md that sets them side by side."""
+    base_commit = subprocess.run(["git", "log", "-1", "--format=%h (%s)"], cwd=baseline, capture_output=True,
+                                 text=True, check=False).stdout.strip() or str(baseline)
+    lines = ["## Beside an earlier commit", "",
+             f"bench.ingest and bench.api, {rounds} alternating runs each at {base_commit} (before) and at this "
+             "commit (after), in one sitting; medians, and after / before.", ""]
+    for name, figures in COMPARED.items():
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        for _ in range(rounds):
+            for side, root in (("before", baseline), ("after", ROOT)):
+                document, error, _ = run_one(name, mode, root)
+                if document is None:
+                    print(f"bench.{name} ({side}): {error}", file=sys.stderr, flush=True)
+                else:
+                    runs[side].append(document)
+        lines += [f"### bench.{name}", "", "| figure | before | after | after / before | better |",
+                  "|---|---:|---:|---:|---|"]
+        for figure, higher_is_better in figures:
+            before = [v for d in runs["before"] if (v := _figure(d, figure)) is not None]
+            after = [v for d in runs["after"] if (v := _figure(d, figure)) is not None]
+            if not before or not after:
+                lines.append(f"| `{figure}` | {len(before)} runs | {len(after)} runs | | |")
+                continue
+            b, a = _median(before), _median(after)
+            ratio = a / b if b else float("nan")
+            better = "higher" if higher_is_better else "lower"
+            lines.append(f"| `{figure}` | {b:,.2f} | {a:,.2f} | {ratio:.2f} | {better} |")
+        lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mode", choices=("quick", "full", "tiny"), default="quick")
     p.add_argument("--only", nargs="*", help="benchmark names (default: all)")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
+    p.add_argument("--baseline", type=Path, help="a checkout of an earlier commit to compare ingest and api with")
+    p.add_argument("--rounds", type=int, default=3, help="alternating runs per side with --baseline")
     args = p.parse_args(argv)
     names = [n for n in available() if not args.only or n in args.only]
     results = []
@@ -182,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench.{name}: {error}", file=sys.stderr, flush=True)
         results.append((name, document, error, elapsed))
     write_results(args.output, args.mode, results)
+    if args.baseline is not None:
+        extra = compare_with_baseline(args.baseline.resolve(), args.mode, args.rounds)
+        args.output.write_text(args.output.read_text() + "\n" + "\n".join(extra).rstrip() + "\n")
     print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}",
           file=sys.stderr, flush=True)
     return 0 if all(document is not None for _, document, _, _ in results) else 1
