@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint bench clean help
 
@@ -43,7 +44,7 @@ lint: $(VENV)/.installed-dev
 
 # every benchmark in quick mode (each under 2 minutes); writes bench/RESULTS.md
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
