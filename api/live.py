@@ -343,9 +343,10 @@ class LiveBridge:
                 and socket.context.principal.user_id == user_id]
 
     def _set_viewer(self, company_id: int, user_id: int, viewer: ticket_storage.Viewer) -> None:
-        for socket in self._sockets_of(company_id, user_id):
+        sockets = self._sockets_of(company_id, user_id)
+        for socket in sockets:
             socket.context.viewer = viewer
-        self.viewers_refreshed += 1
+        self.viewers_refreshed += len(sockets)
 
     def _close_user(self, company_id: int, user_id: int, reason: str) -> None:
         for socket in self._sockets_of(company_id, user_id):
