@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import trio.testing
 from api.realtime import ConnectRefused, Handshake, RealtimeConfig, RealtimeServer, Socket
 from api.realtime.limits import LimitLog, TokenBucket, client_address
 from api.realtime.session import POLLING, EngineError, EngineSession
+from gateway.config import ConfigError, load_config
 
 NS = "/acme"
 
@@ -170,3 +172,24 @@ def test_limit_log_bounds_the_lines_of_many_keys(caplog: pytest.LogCaptureFixtur
     assert [record.fields for record in caplog.records] == [  # type: ignore[attr-defined]
         {"key": "addr:0"}, {"key": "addr:1"}, {"key": "addr:9", "unlogged_episodes": 3}]
     assert limits.stats() == {"refused": 7, "episodes": 6}
+
+
+# --- configuration ---
+
+def test_limits_come_from_the_environment(tmp_path: Path) -> None:
+    from api.live import realtime_config
+
+    env = {"ZAPGATE_DATA_DIR": str(tmp_path / "data")}
+    defaults = realtime_config(load_config(env, env_file=tmp_path / ".env"))
+    assert (defaults.connect_timeout, defaults.max_pending_per_client, defaults.max_pending) == (10.0, 50, 2000)
+    tuned = load_config({**env, "REALTIME_CONNECT_TIMEOUT": "4.5", "REALTIME_PENDING_PER_CLIENT": "7",
+                         "REALTIME_MAX_PENDING": "300", "REALTIME_JOIN_RATE": "0.5", "REALTIME_JOIN_BURST": "3"},
+                        env_file=tmp_path / ".env")
+    limits = realtime_config(tuned)
+    assert (limits.connect_timeout, limits.max_pending_per_client, limits.max_pending) == (4.5, 7, 300)
+    assert (tuned.realtime_join_rate, tuned.realtime_join_burst) == (0.5, 3)
+    for name, value in (("REALTIME_CONNECT_TIMEOUT", "0"), ("REALTIME_PENDING_PER_CLIENT", "0"),
+                        ("REALTIME_JOIN_RATE", "-1"), ("REALTIME_JOIN_BURST", "many")):
+        with pytest.raises(ConfigError) as error:
+            load_config({**env, name: value}, env_file=tmp_path / ".env")
+        assert error.value.variable == name
