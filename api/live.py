@@ -7,8 +7,21 @@
   `joinTickets(status)`/`leaveTickets`, `userStatus` (heartbeat: the user is online).
 - Delivery (`LiveBridge`, an actor fed by the broker): a ticket's events reach the sockets that joined
   that ticket, its status room or the notifications, and only those whose user may see the ticket
-  (the tickets API's rule); company-wide events (contacts, connections, queues, users, settings)
-  reach every socket of the company.
+  (the tickets API's rule) — also the events that name the ticket by id only (`updateUnread`,
+  `delete`), whose publishers add the ticket's `ticket_audience`; company-wide events (contacts,
+  connections, queues, settings) reach every socket of the company; a user's changes reach the admins
+  and that user, presence (`{id, online}`) everyone.
+- A socket's viewer (its user's queues, role, `allTicket`) is read at connect and refreshed when the
+  users API announces a change of that user: at once from the event (it carries the committed row,
+  and the bridge handles events in order, so every later ticket event is judged by the new rules),
+  then re-read from the database (concurrent edits may announce out of order). A deleted user's
+  sockets are closed. Why not a TTL: a change would show late, and every socket would cost a query
+  per period whether anything changed or not; why not re-authorising: the client would reconnect
+  and refetch for nothing.
+- Limits: join events (`joinChatBox`, `joinTickets`, `joinNotification`) spend a per-socket token
+  bucket (an empty one refuses with an error ack, `ERR_TOO_MANY_JOINS`); a socket in its maximum of
+  rooms is refused with `ERR_TOO_MANY_ROOMS`; each limit logs one line per episode. `identify` vouches
+  for handshakes whose query carries a valid token, so they never queue behind anonymous ones.
 """
 
 from __future__ import annotations
@@ -22,20 +35,52 @@ import attrs
 import jwt
 import trio
 
+from api import present
 from api.auth import Principal, TokenService
 from api.errors import ApiError
-from api.realtime import ConnectRefused, RealtimeServer, Socket
+from api.realtime import ConnectRefused, Handshake, RealtimeConfig, RealtimeServer, Socket, TooManyRooms
+from api.realtime.limits import LimitLog, TokenBucket
 from gateway.broker import Broker, Lagged
+from gateway.config import Config
 from storage import tickets as ticket_storage
 from storage import users
 from storage.db import Database
-from storage.errors import NotFound
+from storage.errors import NotFound, StorageError
 
 log = logging.getLogger("zapgate.live")
 
 STATUSES = ("pending", "open", "closed")
 EXPIRY_CHECK = 1.0  # seconds between checks for expired tokens
 OFFLINE_SWEEP = 10.0
+REFRESH_RETRY = 1.0  # seconds before a viewer re-read that failed (database away) is tried again
+MAX_TICKET_ID = 2**63 - 1  # a bigint: a larger id names no ticket (and must not reach the query)
+AUDIENCE = "_audience"  # see ticket_audience; never sent to a client
+TOO_MANY_JOINS = {"error": "ERR_TOO_MANY_JOINS", "message": "too many joins on this socket: slow down"}
+TOO_MANY_ROOMS = {"error": "ERR_TOO_MANY_ROOMS", "message": "this socket has joined too many tickets: leave some"}
+
+
+def realtime_config(config: Config) -> RealtimeConfig:
+    """The realtime server's limits from zapgate's configuration."""
+    return RealtimeConfig(ping_interval=config.realtime_ping_interval, ping_timeout=config.realtime_ping_timeout,
+                          max_payload=config.realtime_max_payload, connect_timeout=config.realtime_connect_timeout,
+                          max_pending=config.realtime_max_pending,
+                          max_pending_per_client=config.realtime_pending_per_client)
+
+
+def ticket_audience(ticket: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event naming a ticket by id only (`updateUnread`, `delete`) must carry, spread into its
+    payload, so the bridge applies the visibility rule to it: the ticket row's queue, user and status.
+    The bridge takes it off before the event reaches any client."""
+    return {AUDIENCE: {"queueId": ticket.get("queue_id"), "userId": ticket.get("user_id"),
+                       "status": ticket.get("status")}}
+
+
+def viewer_of(company_id: int, user: Mapping[str, Any]) -> ticket_storage.Viewer:
+    """The viewer of a user as the API shows it (`present.user`: profile, super, allTicket, queues)."""
+    queue_ids = sorted({queue["id"] for queue in user.get("queues") or () if isinstance(queue, Mapping)})
+    return ticket_storage.Viewer(user_id=user["id"], company_id=company_id,
+                                 is_admin=user.get("profile") == "admin" or bool(user.get("super")),
+                                 all_ticket=user.get("allTicket") == "enable", queue_ids=tuple(queue_ids))
 
 
 @attrs.define
@@ -43,6 +88,7 @@ class LiveContext:
     principal: Principal
     viewer: ticket_storage.Viewer
     expires_at: float
+    joins: TokenBucket
     chats: set[int] = attrs.field(factory=set)
     statuses: set[str] = attrs.field(factory=set)
     notifications: bool = False
@@ -61,12 +107,28 @@ def _token(auth: Mapping[str, Any], query: Mapping[str, str]) -> str | None:
 class CompanyNamespaces:
     """The namespace handler: who may connect where, and the client events."""
 
-    def __init__(self, db: Database, tokens: TokenService, broker: Broker, *, offline_after: float = 60.0) -> None:
+    def __init__(self, db: Database, tokens: TokenService, broker: Broker, *, offline_after: float = 60.0,
+                 join_rate: float = 5.0, join_burst: int = 20) -> None:
         self.db = db
         self.tokens = tokens
         self.broker = broker
         self.offline_after = offline_after
+        self.join_rate = join_rate
+        self.join_burst = join_burst
         self.last_seen: dict[tuple[int, int], float] = {}  # (company, user) → monotonic time of the last heartbeat
+        self.joins_refused = LimitLog(log, "realtime joins refused: too many on one socket")
+        self.rooms_refused = LimitLog(log, "realtime joinChatBox refused: the socket is in too many rooms")
+
+    def identify(self, handshake: Handshake) -> str | None:
+        """The user a handshake's query token names, if it is valid (cached: cheap); None otherwise."""
+        token = _token({}, handshake.query)
+        if token is None:
+            return None
+        try:
+            principal = self.tokens.verify_access(token)
+        except ApiError:
+            return None
+        return f"user:{principal.company_id}:{principal.user_id}"
 
     async def connect(self, socket: Socket, auth: Mapping[str, Any], query: Mapping[str, str]) -> LiveContext:
         name = socket.namespace.lstrip("/")
@@ -82,8 +144,13 @@ class CompanyNamespaces:
         if principal.company_id != int(name):
             raise ConnectRefused("ERR_NO_PERMISSION: this token belongs to another company")
         expires = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
-        viewer = await ticket_storage.load_viewer(self.db, principal.company_id, principal.user_id, principal.is_admin)
-        context = LiveContext(principal, viewer, expires_at=float(expires))
+        try:  # the user as they are now (their role may have changed since the token was issued)
+            user = await users.show_user(self.db, principal.company_id, principal.user_id)
+        except NotFound:
+            raise ConnectRefused("ERR_SESSION_EXPIRED: this user no longer exists") from None
+        viewer = viewer_of(principal.company_id, present.user(user))
+        context = LiveContext(principal, viewer, expires_at=float(expires),
+                              joins=TokenBucket(self.join_rate, self.join_burst, trio.current_time()))
         socket.join(f"user:{principal.user_id}")
         for event, handler in (("joinChatBox", self._join_chat), ("leaveChatBox", self._leave_chat),
                                ("joinNotification", self._join_notification),
@@ -98,14 +165,40 @@ class CompanyNamespaces:
 
     # ── client events ──
 
+    def _may_join(self, socket: Socket) -> bool:
+        """Spend one of the socket's join tokens; False (logged once per episode) when it has none left."""
+        context: LiveContext = socket.context
+        now = trio.current_time()
+        if context.joins.take(now):
+            return True
+        principal = context.principal
+        self.joins_refused.hit(f"user:{principal.company_id}:{principal.user_id}", now, sid=socket.sid,
+                               rate=self.join_rate, burst=self.join_burst)
+        return False
+
     async def _join_chat(self, socket: Socket, ticket_id: Any = None, *_: Any) -> Any:
         context: LiveContext = socket.context
+        if not self._may_join(socket):
+            return TOO_MANY_JOINS
         try:
             ticket_id = int(ticket_id)
-            await ticket_storage.show_visible(self.db, context.viewer, ticket_id)
-        except (TypeError, ValueError, NotFound):
+        except (TypeError, ValueError):
             return None  # refused silently, as the contract says
-        socket.join(f"ticket:{ticket_id}")  # first: it refuses past the per-socket room limit
+        if not 0 < ticket_id <= MAX_TICKET_ID:
+            return None
+        if ticket_id in context.chats:
+            return None  # joined already (each event is still checked against the viewer)
+        try:
+            await ticket_storage.show_visible(self.db, context.viewer, ticket_id)
+        except NotFound:
+            return None
+        try:
+            socket.join(f"ticket:{ticket_id}")  # first: it refuses past the per-socket room limit
+        except TooManyRooms:
+            principal = context.principal
+            self.rooms_refused.hit(f"user:{principal.company_id}:{principal.user_id}", trio.current_time(),
+                                   sid=socket.sid, rooms=len(socket.rooms))
+            return TOO_MANY_ROOMS
         context.chats.add(ticket_id)
         return None
 
@@ -118,15 +211,21 @@ class CompanyNamespaces:
         context.chats.discard(ticket_id)
         socket.leave(f"ticket:{ticket_id}")
 
-    async def _join_notification(self, socket: Socket, *_: Any) -> None:
+    async def _join_notification(self, socket: Socket, *_: Any) -> Any:
+        if not self._may_join(socket):
+            return TOO_MANY_JOINS
         socket.context.notifications = True
+        return None
 
     async def _leave_notification(self, socket: Socket, *_: Any) -> None:
         socket.context.notifications = False
 
-    async def _join_tickets(self, socket: Socket, status: Any = None, *_: Any) -> None:
+    async def _join_tickets(self, socket: Socket, status: Any = None, *_: Any) -> Any:
+        if not self._may_join(socket):
+            return TOO_MANY_JOINS
         if status in STATUSES:
             socket.context.statuses.add(status)
+        return None
 
     async def _leave_tickets(self, socket: Socket, status: Any = None, *_: Any) -> None:
         socket.context.statuses.discard(status)
@@ -143,6 +242,9 @@ class CompanyNamespaces:
         await users.set_online(self.db, user_id, online)
         self.broker.publish(company_id, f"company-{company_id}-user",
                             {"action": "update", "user": {"id": user_id, "online": online}})
+
+    def stats(self) -> dict[str, Any]:
+        return {"joins_refused": self.joins_refused.stats(), "rooms_refused": self.rooms_refused.stats()}
 
     async def sweep_offline(self) -> None:
         """Users silent for `offline_after` seconds go offline (run periodically)."""
@@ -162,11 +264,15 @@ class LiveBridge:
         self.broker = broker
         self.delivered = 0
         self.lagged = 0
+        self.viewers_refreshed = 0
+        self._stale: set[tuple[int, int]] = set()  # (company, user) whose viewer is to be re-read
+        self._stale_added = trio.lowlevel.ParkingLot()
 
     async def run(self, *, task_status: trio.TaskStatus[LiveBridge] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_tokens)
             nursery.start_soon(self._sweep)
+            nursery.start_soon(self._refresh_viewers)
             while True:
                 with self.broker.subscribe(None, maxsize=50_000) as events:
                     if task_status is not trio.TASK_STATUS_IGNORED:
@@ -178,23 +284,103 @@ class LiveBridge:
                     except Lagged:
                         self.lagged += 1
                         log.error("the realtime bridge lagged behind the broker; events were dropped")
+                        self._all_stale()  # a dropped user change would leave its viewers stale
 
     def deliver(self, company_id: int, name: str, payload: dict[str, Any]) -> int:
         """Emit one event to the sockets of its company that should see it; how many got it."""
         namespace = f"/{company_id}"
+        kind = name.rsplit("-", 1)[-1]
+        if kind == "user":
+            self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
         sockets = self.server.sockets(namespace)
         if not sockets:
             return 0
-        kind = name.rsplit("-", 1)[-1]
-        ticket = payload.get("ticket") if kind in ("ticket", "appMessage") else None
-        ticket_id = (ticket or {}).get("id") if isinstance(ticket, dict) else None
-        if ticket_id is None and kind in ("ticket", "appMessage"):
+        audience = payload.get(AUDIENCE)
+        if audience is not None:
+            payload = {key: value for key, value in payload.items() if key != AUDIENCE}
+        if kind in ("ticket", "appMessage"):
+            ticket = payload.get("ticket")
+            if not isinstance(ticket, dict):
+                ticket = audience if isinstance(audience, dict) else None
             ticket_id = payload.get("ticketId")
-        chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
-                  and (kind not in ("ticket", "appMessage") or _wants_ticket(socket.context, ticket, ticket_id))]
+            if ticket_id is None and ticket is not None:
+                ticket_id = ticket.get("id")
+            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                      and _wants_ticket(socket.context, ticket, ticket_id)]
+        elif kind == "user" and not _is_presence(payload):
+            user_id = _user_id(payload)
+            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                      and (socket.context.viewer.is_admin or socket.context.principal.user_id == user_id)]
+        else:
+            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)]
         count = self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once for all of them
         self.delivered += count
         return count
+
+    # ── viewers ──
+
+    def _user_changed(self, company_id: int, payload: Mapping[str, Any]) -> None:
+        """A `company-{id}-user` event: a changed user's sockets get the new rules before the next event."""
+        if _is_presence(payload):
+            return
+        user_id = _user_id(payload)
+        if not isinstance(user_id, int):
+            return
+        if payload.get("action") == "delete":
+            self._close_user(company_id, user_id, "user deleted")
+            return
+        user = payload.get("user")
+        if isinstance(user, dict) and "profile" in user:
+            try:
+                self._set_viewer(company_id, user_id, viewer_of(company_id, user))
+            except (KeyError, TypeError) as error:  # a shape we do not know: the database decides
+                log.warning("user event without a usable user", extra={"fields": {"error": repr(error)}})
+        self._stale.add((company_id, user_id))  # concurrent edits may announce out of order: re-read
+        self._stale_added.unpark_all()
+
+    def _sockets_of(self, company_id: int, user_id: int) -> list[Socket]:
+        return [socket for socket in self.server.sockets(f"/{company_id}") if isinstance(socket.context, LiveContext)
+                and socket.context.principal.user_id == user_id]
+
+    def _set_viewer(self, company_id: int, user_id: int, viewer: ticket_storage.Viewer) -> None:
+        sockets = self._sockets_of(company_id, user_id)
+        for socket in sockets:
+            socket.context.viewer = viewer
+        self.viewers_refreshed += len(sockets)
+
+    def _close_user(self, company_id: int, user_id: int, reason: str) -> None:
+        for socket in self._sockets_of(company_id, user_id):
+            self.server.close_socket(socket, reason)
+
+    def _all_stale(self) -> None:
+        for namespace in self.server.namespaces():
+            for socket in self.server.sockets(namespace):
+                if isinstance(socket.context, LiveContext):
+                    principal = socket.context.principal
+                    self._stale.add((principal.company_id, principal.user_id))
+        self._stale_added.unpark_all()
+
+    async def _refresh_viewers(self) -> None:
+        """Re-read the viewers of the users marked stale, one query per user (not per socket)."""
+        while True:
+            while not self._stale:
+                await self._stale_added.park()
+            company_id, user_id = self._stale.pop()
+            if not self._sockets_of(company_id, user_id):
+                continue
+            try:
+                user = await users.show_user(self.namespaces.db, company_id, user_id)
+            except NotFound:
+                self._close_user(company_id, user_id, "user deleted")
+                continue
+            except StorageError as error:  # the database is away: its viewers stay as they are meanwhile
+                log.warning("viewer refresh failed; retrying",
+                            extra={"fields": {"user_id": user_id, "error": str(error)}})
+                self._stale.add((company_id, user_id))
+                await trio.sleep(REFRESH_RETRY)
+                continue
+            if (company_id, user_id) not in self._stale:  # changed again meanwhile: the next read decides
+                self._set_viewer(company_id, user_id, viewer_of(company_id, present.user(user)))
 
     async def _expire_tokens(self) -> None:
         while True:
@@ -212,14 +398,28 @@ class LiveBridge:
             await self.namespaces.sweep_offline()
 
     def stats(self) -> dict[str, Any]:
-        return {"delivered": self.delivered, "lagged": self.lagged, **self.server.stats()}
+        return {"delivered": self.delivered, "lagged": self.lagged, "viewers_refreshed": self.viewers_refreshed,
+                **self.namespaces.stats(), **self.server.stats()}
 
 
-def _wants_ticket(context: LiveContext, ticket: Any, ticket_id: Any) -> bool:
+def _is_presence(payload: Mapping[str, Any]) -> bool:
+    """A user event that only says who is online (`{id, online}`): for everyone, changes nothing."""
+    user = payload.get("user")
+    return payload.get("action") == "update" and isinstance(user, dict) and set(user) <= {"id", "online"}
+
+
+def _user_id(payload: Mapping[str, Any]) -> Any:
+    user = payload.get("user")
+    return user.get("id") if isinstance(user, dict) else payload.get("userId")
+
+
+def _wants_ticket(context: LiveContext, ticket: dict[str, Any] | None, ticket_id: Any) -> bool:
     """Whether a socket gets an event about this ticket: it joined it, its status or the notifications,
-    and its user may see it."""
-    if not isinstance(ticket, dict):
-        # updateUnread / delete carry only the id: the sockets that joined the ticket, or list a status
+    and its user may see it. `ticket` is the event's ticket, or the audience of an event that names it by
+    id only; without either nobody can tell whose it is, so only admins get it."""
+    if ticket is None:
+        if not context.viewer.is_admin:
+            return False
         return ticket_id in context.chats or bool(context.statuses) or context.notifications
     row = {"queue_id": ticket.get("queueId"), "user_id": ticket.get("userId")}
     if not context.viewer.can_see(row):

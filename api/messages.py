@@ -23,6 +23,7 @@ from actors.ticket import SendOut, TicketActor, chat_of_ticket
 from api.app import Deps, deps_of
 from api.auth import Principal, current, public
 from api.errors import ApiError, BadRequest, NotFound, Unauthorized
+from api.live import ticket_audience
 from api.validation import Field, check_field, json_body, page, path_id
 from gateway.whatsapp import transport as wa
 from storage import conversations, tickets
@@ -70,7 +71,7 @@ async def _announce_read(deps: Deps, principal: Principal, opened: tickets.Opene
     ticket = opened.ticket
     if opened.read_changed:
         deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",
-                            {"action": "updateUnread", "ticketId": ticket["id"]})
+                            {"action": "updateUnread", "ticketId": ticket["id"], **ticket_audience(ticket)})
     session = deps.sessions.lookup(ticket["whatsapp_id"])
     if session is not None and opened.read_wids and session.status == "CONNECTED":
         with trio.move_on_after(5):

@@ -46,6 +46,7 @@ from actors.ticket import SendOut, TicketActor
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import BadRequest, NotFound, error_response
+from api.live import ticket_audience
 from api.present_tickets import ticket as present_ticket
 from api.validation import Field, check_field, json_body, page, path_id, search_pattern, validate
 from storage import conversations, ticket_lists, tickets, whatsapps
@@ -317,5 +318,5 @@ async def delete_ticket(ticket_id: str) -> Response:
 
     await deps.tickets.call(principal.company_id, ticket, remove)
     deps.broker.publish(principal.company_id, f"company-{principal.company_id}-ticket",
-                        {"action": "delete", "ticketId": ticket["id"]})
+                        {"action": "delete", "ticketId": ticket["id"], **ticket_audience(ticket)})
     return jsonify({"message": "ticket deleted"})

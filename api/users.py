@@ -27,6 +27,11 @@ USER_FIELDS = {
 SELF_EDITABLE = ("name", "email", "password")
 
 
+def _publish(company_id: int, payload: dict) -> None:
+    """`company-{id}-user`, as the original announces user changes (delivered to admins and that user)."""
+    deps_of(current_app).broker.publish(company_id, f"company-{company_id}-user", payload)
+
+
 def _check_super_flag(principal: Principal, data: dict) -> None:
     if data.get("super") and not principal.super:
         raise Forbidden("only a super admin can grant super")
@@ -63,7 +68,9 @@ async def create_user() -> tuple[Response, int]:
         all_ticket=data.get("allTicket", "disable"), whatsapp_id=data.get("whatsappId"),
         queue_ids=data.get("queueIds", []),
     )
-    return jsonify(present.user(created)), 201
+    shown = present.user(created)
+    _publish(principal.company_id, {"action": "create", "user": shown})
+    return jsonify(shown), 201
 
 
 def _check_may_manage(principal: Principal, target: dict) -> None:
@@ -115,7 +122,9 @@ async def update_user(user_id: str) -> Response:
     if "queueIds" in data:
         fields["queue_ids"] = data["queueIds"]
     updated = await users.update_user(deps.db, principal.company_id, target, fields, password_hash=password_hash)
-    return jsonify(present.user(updated))
+    shown = present.user(updated)
+    _publish(principal.company_id, {"action": "update", "user": shown})  # sockets refresh its viewer (api/live.py)
+    return jsonify(shown)
 
 
 @blueprint.delete("/<user_id>")
@@ -129,4 +138,5 @@ async def delete_user(user_id: str) -> Response:
         raise BadRequest("you cannot delete yourself", code="ERR_CANNOT_DELETE_SELF")
     _check_may_manage(principal, existing)
     await users.delete_user(db, principal.company_id, target)
+    _publish(principal.company_id, {"action": "delete", "userId": target})  # its sockets are closed
     return jsonify({"message": "user deleted"})

@@ -40,9 +40,9 @@ from actors.ticket import Presenters, TicketRouter
 from api import present, present_tickets
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
-from api.live import CompanyNamespaces, LiveBridge
+from api.live import CompanyNamespaces, LiveBridge, realtime_config
 from api.present_tickets import MessagePresenter
-from api.realtime import RealtimeConfig, RealtimeServer
+from api.realtime import RealtimeServer
 from api.realtime.direct import DirectWebsockets
 from gateway import front
 from gateway.broker import Broker
@@ -264,10 +264,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                                                  contact=present_contact))
     sessions.inbound = tickets.inbound
     tokens = build_tokens(config)
-    realtime = RealtimeServer(RealtimeConfig(ping_interval=config.realtime_ping_interval,
-                                             ping_timeout=config.realtime_ping_timeout,
-                                             max_payload=config.realtime_max_payload))
-    namespaces = CompanyNamespaces(db, tokens, broker, offline_after=config.user_offline_after)
+    realtime = RealtimeServer(realtime_config(config))
+    namespaces = CompanyNamespaces(db, tokens, broker, offline_after=config.user_offline_after,
+                                   join_rate=config.realtime_join_rate, join_burst=config.realtime_join_burst)
     realtime.register_namespace_handler(namespaces)
     live = LiveBridge(realtime, namespaces, broker)
     bridge = [ChildSpec("redis-bridge", RedisBridge(broker, config.redis_url).run, RestartPolicy.PERMANENT)] \

@@ -69,6 +69,11 @@ class Config:
     realtime_ping_interval: float = 25.0
     realtime_ping_timeout: float = 20.0
     realtime_max_payload: int = 1_000_000
+    realtime_connect_timeout: float = 10.0  # a session no namespace accepted by then is closed
+    realtime_pending_per_client: int = 50  # such sessions at once per address (IPv6: /64) or token's user
+    realtime_max_pending: int = 2_000  # anonymous such sessions at once, all addresses
+    realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
+    realtime_join_burst: int = 20
     user_offline_after: float = 60.0
 
     @property
@@ -100,6 +105,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
     if value < 0:
         raise ConfigError(name, f"must be >= 0, got {raw}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value <= 0:
+        raise ConfigError(name, "must be greater than 0")
     return value
 
 
@@ -276,6 +288,11 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_ping_interval=_float(env, "REALTIME_PING_INTERVAL", 25.0),
         realtime_ping_timeout=_float(env, "REALTIME_PING_TIMEOUT", 20.0),
         realtime_max_payload=_size(env, "REALTIME_MAX_PAYLOAD", 1_000_000),
+        realtime_connect_timeout=_positive(env, "REALTIME_CONNECT_TIMEOUT", 10.0),
+        realtime_pending_per_client=_int(env, "REALTIME_PENDING_PER_CLIENT", 50, minimum=1),
+        realtime_max_pending=_int(env, "REALTIME_MAX_PENDING", 2_000, minimum=1),
+        realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
+        realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
         user_offline_after=_float(env, "USER_OFFLINE_AFTER", 60.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )

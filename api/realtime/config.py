@@ -11,9 +11,12 @@ class RealtimeConfig:
     ping_interval: float = 25.0  # seconds between the server's pings (Engine.IO's pingInterval)
     ping_timeout: float = 20.0  # a pong must come this soon after a ping, or the session is closed
     max_payload: int = 1_000_000  # bytes: one polling POST, one websocket frame
-    connect_timeout: float = 45.0  # a session that has joined no namespace by then is closed
+    # A session is *pending* from its handshake until a namespace accepts it (the client authenticated).
+    connect_timeout: float = 10.0  # a session still pending by then is closed
     upgrade_timeout: float = 10.0  # from the websocket probe's arrival to its `5` (upgrade)
-    max_sessions: int = 10_000  # Engine.IO sessions at once; a handshake beyond answers 503
+    max_sessions: int = 10_000  # authenticated sessions at once; a namespace connect beyond is refused
+    max_pending: int = 2_000  # anonymous pending sessions, all addresses together; a handshake beyond: 503
+    max_pending_per_client: int = 50  # pending sessions of one address (IPv6: /64) or one vouched user: 429
     outgoing_packets: int = 1024  # per session: Engine.IO packets waiting for the client …
     outgoing_bytes: int = 4 * 1024 * 1024  # … and their weight; past either the client is lagging: closed
     early_packets: int = 64  # per socket: packets a namespace handler may emit before the connect completes
@@ -29,7 +32,7 @@ class RealtimeConfig:
         for name in ("ping_interval", "ping_timeout", "connect_timeout", "upgrade_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        for name in ("max_payload", "max_sessions", "outgoing_packets", "outgoing_bytes", "inbound_messages",
-                     "max_namespaces", "max_rooms_per_socket", "early_packets"):
+        for name in ("max_payload", "max_sessions", "max_pending", "max_pending_per_client", "outgoing_packets",
+                     "outgoing_bytes", "inbound_messages", "max_namespaces", "max_rooms_per_socket", "early_packets"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

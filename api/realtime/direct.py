@@ -96,7 +96,9 @@ class DirectWebsockets:
             session, upgrading = websocket_session(self.server, Handshake(
                 query=args, headers=headers, remote_addr=self._client(stream, headers), transport=WEBSOCKET))
         except EngineError as error:
-            await _respond(stream, HTTPStatus(error.status), {"code": error.code, "message": error.message})
+            retry = f"retry-after: {error.retry_after}\r\n".encode() if error.retry_after is not None else b""
+            await _respond(stream, HTTPStatus(error.status), {"code": error.code, "message": error.message},
+                           extra=retry)
             return
         self._open.add(session)
         self.carried += 1
@@ -367,7 +369,10 @@ def _parse_request(head: bytes) -> tuple[str, dict[str, str]]:
         raise h11.RemoteProtocolError("not a GET request")
     headers: dict[str, str] = {}
     for name, value in event.headers:
-        headers[name.decode("latin-1")] = value.decode("latin-1")
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        if key == "x-forwarded-for" and key in headers:  # one list over every line, as ProxyFixMiddleware reads it
+            text = f"{headers[key]}, {text}"
+        headers[key] = text
     return event.target.decode("latin-1"), headers
 
 

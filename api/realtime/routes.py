@@ -6,7 +6,8 @@
     WS   {path}?EIO=4&transport=websocket             a websocket-only session (open packet first)
     WS   {path}?EIO=4&transport=websocket&sid=…       upgrade: `2probe` → `3probe`, then `5`
 
-Refusals answer as engine.io does: HTTP 400 with `{"code", "message"}` (code 1 "Session ID unknown").
+Refusals answer as engine.io does: HTTP 400 with `{"code", "message"}` (code 1 "Session ID unknown");
+a handshake over the pending-session limits gets 429 or 503 with code 4 and `Retry-After` (see server.py).
 The views are public (the JWT belongs to the namespace connect, checked by the namespace handler);
 CORS headers come from the application's `after_request` like every route's.
 """
@@ -86,6 +87,8 @@ def realtime_blueprint(server: RealtimeServer) -> Blueprint:
 def _refusal(error: EngineError) -> Response:
     response = jsonify({"code": error.code, "message": error.message})
     response.status_code = error.status
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

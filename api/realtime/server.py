@@ -4,6 +4,15 @@
     └─ one task per Engine.IO session     heartbeat + Socket.IO dispatcher (sockets.Connection)
     HTTP/websocket routes (routes.py)     move packets between the network and the sessions
 
+A session is *pending* from its handshake until a namespace accepts one of its sockets (the client
+authenticated). Pending sessions are what an anonymous flood makes, so they are bounded apart from
+the others: at most `max_pending_per_client` per client — its address (an IPv6 /64), or the user its
+handshake's token names when the namespace handler vouches for it (`NamespaceHandler.identify`) —
+at most `max_pending` anonymous ones in all, each closed if still pending after `connect_timeout`. A
+refused handshake answers 429 (per client) or 503 (all full) with engine.io's `{"code", "message"}`
+and `Retry-After`. Authenticated sessions count only against `max_sessions`, checked at the
+namespace connect, so no number of anonymous handshakes keeps a logged-in user out.
+
 Fan-out never blocks: `emit_to_room` encodes the event once and offers it to every member's
 bounded queue; a member whose queue is full is disconnected as lagging (its client reconnects and
 refetches) and the others receive the event as usual. Sessions, rooms and sockets are all bounded
@@ -15,12 +24,14 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from api.realtime import sio
 from api.realtime.config import RealtimeConfig
+from api.realtime.limits import LimitLog, client_address
 from api.realtime.session import EngineError, EngineSession, Handshake
 from api.realtime.sockets import Connection, NamespaceHandler, Socket, TooManyRooms, new_sid
 
@@ -39,6 +50,11 @@ class RealtimeServer:
         self._namespaces: dict[str, dict[str, Socket]] = {}  # namespace → sid → connected socket
         self._rooms: dict[tuple[str, str], set[Socket]] = {}
         self._closed_by_reason: collections.Counter[str] = collections.Counter()  # a handful of fixed reasons
+        self._pending: dict[str, int] = {}  # client → its pending sessions (keys only while above 0)
+        self._anonymous = 0  # pending sessions counted by address (not vouched for)
+        self._authenticated = 0
+        self.refusals = LimitLog(log, "realtime handshakes refused: too many pending sessions")
+        self.full = LimitLog(log, "realtime namespace connects refused: the server is full")
 
     # --- set-up ---
 
@@ -101,7 +117,10 @@ class RealtimeServer:
 
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self._sessions), "sockets": sum(len(s) for s in self._namespaces.values()),
-                "rooms": len(self._rooms), "closed": dict(self._closed_by_reason)}
+                "rooms": len(self._rooms), "closed": dict(self._closed_by_reason),
+                "pending": {"sessions": len(self._sessions) - self._authenticated, "anonymous": self._anonymous,
+                            "clients": len(self._pending), **self.refusals.stats()},
+                "full": self.full.stats()}
 
     # --- for the routes ---
 
@@ -109,16 +128,56 @@ class RealtimeServer:
         return self._sessions.get(sid)
 
     def open_session(self, handshake: Handshake) -> EngineSession:
-        """A new Engine.IO session (registered at once, so its sid is valid before this returns)."""
+        """A new Engine.IO session (registered at once, so its sid is valid before this returns).
+
+        Raises EngineError 429/503 when its client, or all anonymous clients, have too many pending sessions.
+        """
         if self._nursery is None:
             raise EngineError(3, "Realtime server not running", status=503)
-        if len(self._sessions) >= self.config.max_sessions:
-            raise EngineError(3, "Too many sessions", status=503)
+        config = self.config
+        identify = getattr(self._handler, "identify", None)
+        vouched_for = identify(handshake) if identify is not None else None
+        client = vouched_for or client_address(handshake.remote_addr)
+        retry_after = max(1, math.ceil(config.connect_timeout))
+        if self._pending.get(client, 0) >= config.max_pending_per_client:
+            self.refusals.hit(client, trio.current_time(), limit=config.max_pending_per_client)
+            raise EngineError(4, "Too many pending connections from this client", status=429,
+                              retry_after=retry_after)
+        if vouched_for is None and self._anonymous >= config.max_pending:
+            self.refusals.hit("all anonymous clients", trio.current_time(), limit=config.max_pending)
+            raise EngineError(4, "Too many pending connections", status=503, retry_after=retry_after)
         sid = new_sid()
         session = EngineSession(sid, self.config, handshake)
+        session.client, session.vouched = client, vouched_for is not None
+        self._pending[client] = self._pending.get(client, 0) + 1
+        self._anonymous += vouched_for is None
         self._sessions[sid] = session
         self._nursery.start_soon(self._run_session, session, Connection(self, session), name=f"realtime {sid}")
         return session
+
+    def may_authenticate(self, session: EngineSession) -> bool:
+        """Whether a namespace may accept a socket of `session`: False when it is pending and the server
+        holds `max_sessions` authenticated sessions already (the connect is refused)."""
+        if session.authenticated or self._authenticated < self.config.max_sessions:
+            return True
+        self.full.hit("all", trio.current_time(), limit=self.config.max_sessions)
+        return False
+
+    def _authenticate(self, session: EngineSession) -> None:
+        """A namespace accepted a socket of `session`: it is no longer pending (once)."""
+        if session.authenticated or session.closed:
+            return
+        self._end_pending(session)
+        session.authenticated = True
+        self._authenticated += 1
+
+    def _end_pending(self, session: EngineSession) -> None:
+        left = self._pending.get(session.client, 0) - 1
+        if left > 0:
+            self._pending[session.client] = left
+        else:
+            self._pending.pop(session.client, None)
+        self._anonymous -= not session.vouched
 
     async def _run_session(self, session: EngineSession, connection: Connection) -> None:
         try:
@@ -136,6 +195,10 @@ class RealtimeServer:
             connection.end(session.close_reason or "server shutting down")
             if self._sessions.get(session.sid) is session:
                 del self._sessions[session.sid]
+                if session.authenticated:
+                    self._authenticated -= 1
+                else:
+                    self._end_pending(session)
             self._closed_by_reason[session.close_reason or "unknown"] += 1
 
     # --- for sockets ---

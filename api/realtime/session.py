@@ -33,13 +33,17 @@ WEBSOCKET = "websocket"
 
 
 class EngineError(Exception):
-    """A request Engine.IO refuses, with engine.io's error code and message (the route answers 400)."""
+    """A request Engine.IO refuses, with engine.io's error code and message (the route answers 400).
 
-    def __init__(self, code: int, message: str, status: int = 400) -> None:
+    `retry_after` (seconds) goes out as the `Retry-After` header of a refusal for being over a limit.
+    """
+
+    def __init__(self, code: int, message: str, status: int = 400, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after
 
 
 def transport_unknown() -> EngineError:
@@ -78,6 +82,10 @@ class EngineSession:
         self.config = config
         self.handshake = handshake
         self.transport = handshake.transport
+        # pending (no namespace has accepted it yet) until `authenticated`; counted under `client` meanwhile
+        self.client = ""
+        self.vouched = False  # `client` is a user the handshake's credentials named, not an address
+        self.authenticated = False
         self.upgrading = False
         self.close_reason: str | None = None
         self._queue: collections.deque[Packet] = collections.deque()

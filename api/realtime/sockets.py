@@ -64,6 +64,11 @@ class NamespaceHandler(Protocol):
         """An accepted socket is gone (client left, server closed it, session ended). Must not block."""
         ...
 
+    # Optional: `def identify(self, handshake: Handshake) -> str | None`, called (synchronously, so it
+    # must be cheap) for every handshake. A name for the client when the handshake carries credentials
+    # the handler trusts (a token in the query string): its pending sessions are then counted under that
+    # name instead of its address, apart from the anonymous ones. None: anonymous.
+
 
 def new_sid() -> str:
     return secrets.token_urlsafe(15)
@@ -140,6 +145,7 @@ class Socket:
     def _accepted(self) -> None:
         early, self._early = self._early or [], None
         self.connected = True
+        self._server._authenticate(self._connection.session)
         self._server._register(self)
         self._connection.session.send_nowait(
             sio.encode(sio.Packet(PacketType.CONNECT, self.namespace, {"sid": self.sid})))
@@ -185,9 +191,9 @@ class Connection:
                     await self._handle(packet)
 
     async def run_connect_timeout(self) -> None:
-        """A session that has connected to no namespace after `connect_timeout` is closed."""
+        """A session still pending (no namespace accepted it) after `connect_timeout` is closed."""
         await trio.sleep(self.server.config.connect_timeout)
-        if not any(socket.connected for socket in self.sockets.values()):
+        if not self.session.authenticated:
             self.session.close("connect timeout")
 
     def end(self, reason: str) -> None:
@@ -226,6 +232,9 @@ class Connection:
         if len(self.sockets) >= self.server.config.max_namespaces:
             self._refuse(namespace, "Too many namespaces")
             return
+        if not self.server.may_authenticate(self.session):
+            self._refuse(namespace, "Server full")
+            return
         socket = Socket(self.server, self, namespace)
         self.sockets[namespace] = socket
         try:
@@ -235,6 +244,8 @@ class Connection:
         except Exception:
             log.exception("namespace handler failed", extra={"fields": {"namespace": namespace}})
             context = ConnectRefused("Internal server error")
+        if not isinstance(context, ConnectRefused) and not self.server.may_authenticate(self.session):
+            context = ConnectRefused("Server full")  # others were accepted while the handler decided
         if isinstance(context, ConnectRefused):
             socket._end("refused", tell_client=False)
             self._refuse(namespace, context.message, context.data)

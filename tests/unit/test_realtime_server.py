@@ -268,7 +268,10 @@ async def test_session_end_disconnects_all_its_sockets(server: RealtimeServer) -
     await session.post("1")
     await trio.testing.wait_all_tasks_blocked()
     assert sorted(handler_of(server).reasons()) == ["client close", "client close"]
-    assert server.stats() == {"sessions": 0, "sockets": 0, "rooms": 0, "closed": {"client close": 1}}
+    stats = server.stats()
+    assert {key: stats[key] for key in ("sessions", "sockets", "rooms", "closed")} == {
+        "sessions": 0, "sockets": 0, "rooms": 0, "closed": {"client close": 1}}
+    assert stats["pending"]["sessions"] == stats["pending"]["anonymous"] == stats["pending"]["clients"] == 0
 
 
 async def test_limits_on_sessions_and_namespaces(nursery: trio.Nursery) -> None:
@@ -278,13 +281,18 @@ async def test_limits_on_sessions_and_namespaces(nursery: trio.Nursery) -> None:
     assert not_running.value.status == 503
     server.register_namespace_handler(ToyHandler(server))
     await nursery.start(server.run)
-    session = open_session(server)
-    with pytest.raises(EngineError) as busy:
-        open_session(server)
-    assert busy.value.status == 503
+    session, waiting = open_session(server), open_session(server)  # pending sessions are not the cap's
     await send(session, f'0{NS},{{"token":"good"}}', '0/b,')
     packets = await receive(session)
     assert packets[-1] == '4/b,{"message":"Too many namespaces"}'
+    await send(waiting, f'0{NS},{{"token":"good"}}')  # one authenticated session at most: this one waits
+    assert await receive(waiting) == [f'4{NS},{{"message":"Server full"}}']
+    assert server.stats()["full"] == {"refused": 1, "episodes": 1}
+    session.close("client close")
+    await trio.testing.wait_all_tasks_blocked()
+    await send(waiting, f'0{NS},{{"token":"good"}}')  # room again
+    first, _ = await receive(waiting)
+    assert isinstance(first, str) and first.startswith(f"0{NS},")
 
 
 async def test_connect_timeout(autojump_clock: trio.abc.Clock, nursery: trio.Nursery) -> None:
