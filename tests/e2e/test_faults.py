@@ -133,6 +133,8 @@ def _run_cycles(zapgate, external_db_env, *, cycles: int, kill: bool) -> None:  
             process.proc.send_signal(signal.SIGTERM)
             code = process.proc.wait(GRACEFUL_TIMEOUT + 10)
             exits.append(time.monotonic() - began)
+            if os.environ.get("ZAPGATE_FAULT_VERBOSE"):
+                print([line for line in process.lines if "stopped in order" in line or "cut at" in line])
             assert code == 0, f"cycle {cycle}: exit code {code}\n{process.output()[-3000:]}"
             assert exits[-1] <= GRACEFUL_TIMEOUT + 2, f"cycle {cycle}: took {exits[-1]:.1f}s to stop"
         load.join()
