@@ -2,7 +2,8 @@
 
 `register_error_handlers` is the one place where library and storage errors become responses;
 an unexpected exception becomes a 500 carrying an error id that is also logged. A database that is
-away (`Unavailable`, `QueryTimeout`, also inside an exception group) is a 503 with `Retry-After`.
+away (`Unavailable`, `QueryTimeout`) is a 503 with `Retry-After`. (quart-trio hands the errors of an
+exception group from a handler's nursery to these handlers one by one.)
 """
 
 from __future__ import annotations
@@ -141,9 +142,6 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def internal(error: Exception) -> Response:
-        if isinstance(error, ExceptionGroup) and _only(error, (storage_errors.Unavailable,
-                                                               storage_errors.QueryTimeout)):
-            return _database_away(_leaf(error))  # e.g. from a nursery of the handler
         error_id = uuid.uuid4().hex[:12]
         log.error("unhandled error", exc_info=error,
                   extra={"fields": {"error_id": error_id, "request_id": g.get("request_id")}})
@@ -163,13 +161,3 @@ def _database_away(error: Exception) -> Response:
                                   errorId=error_id)
     response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
     return response
-
-
-def _only(group: BaseExceptionGroup, kinds: tuple[type[Exception], ...]) -> bool:
-    return all(_only(inner, kinds) if isinstance(inner, BaseExceptionGroup) else isinstance(inner, kinds)
-               for inner in group.exceptions)
-
-
-def _leaf(group: BaseExceptionGroup) -> Exception:
-    inner = group.exceptions[0]
-    return _leaf(inner) if isinstance(inner, BaseExceptionGroup) else inner  # type: ignore[return-value]

@@ -39,6 +39,15 @@ async def proxy(nursery: trio.Nursery, database_url: str) -> AsyncIterator[Fault
     yield proxy
 
 
+@pytest.fixture
+async def server(nursery: trio.Nursery, proxy: FaultProxy, database_url: str, tmp_path: Path) -> AsyncIterator[Server]:
+    """The real app (as tests.integration.conftest's `server`), its database behind the proxy."""
+    srv = await start_server(nursery, make_config(tmp_path, through(proxy, database_url), sandbox_qr_interval=0.2))
+    yield srv
+    nursery.cancel_scope.cancel()
+    await srv.db.aclose()
+
+
 def through(proxy: FaultProxy, database_url: str) -> str:
     """`database_url`, but through the proxy."""
     return make_conninfo(database_url, host=proxy.host, port=str(proxy.port))
@@ -111,45 +120,39 @@ async def test_the_pool_recovers_by_itself_after_a_cut(proxy: FaultProxy, databa
 
 # ─── the API while the database is cut ──────────────────────────────────────────────────
 
-async def test_ready_health_and_the_api_say_the_database_is_away(nursery: trio.Nursery, proxy: FaultProxy,
-                                                                   database_url: str, tmp_path: Path) -> None:
-    server = await start_server(nursery, make_config(tmp_path, through(proxy, database_url)))
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
-            with trio.fail_after(TIMEOUT):
-                login = await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-                token = login.json()["token"]
-                assert (await client.get("/ready")).status_code == 200
-                health = (await client.get("/health")).json()
-                assert health["status"] == "ok" and health["database"]["status"] == "up"
+async def test_ready_health_and_the_api_say_the_database_is_away(server: Server, proxy: FaultProxy) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+        with trio.fail_after(TIMEOUT):
+            login = await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            token = login.json()["token"]
+            assert (await client.get("/ready")).status_code == 200
+            health = (await client.get("/health")).json()
+            assert health["status"] == "ok" and health["database"]["status"] == "up"
 
-                await proxy.cut()
-                ready = await client.get("/ready")
-                assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
-                assert ready.json()["database"] == "unreachable" and ready.json()["since"]
-                listed = await client.get("/whatsapp", headers=auth(token))
-                assert listed.status_code == 503, listed.text
-                assert listed.headers["Retry-After"] == "5"
-                assert listed.json()["error"] == "ERR_SERVICE_UNAVAILABLE" and listed.json()["message"]
-                health = (await client.get("/health")).json()
-                assert health["status"] == "degraded" and health["reason"].startswith("database unavailable since")
-                assert health["database"]["status"] == "down" and health["database"]["outages"] == 1
-                assert health["database"]["unavailableErrors"] >= 1
+            await proxy.cut()
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and ready.headers["Retry-After"] == "5"
+            assert ready.json()["database"] == "unreachable" and ready.json()["since"]
+            listed = await client.get("/whatsapp", headers=auth(token))
+            assert listed.status_code == 503, listed.text
+            assert listed.headers["Retry-After"] == "5"
+            assert listed.json()["error"] == "ERR_SERVICE_UNAVAILABLE" and listed.json()["message"]
+            health = (await client.get("/health")).json()
+            assert health["status"] == "degraded" and health["reason"].startswith("database unavailable since")
+            assert health["database"]["status"] == "down" and health["database"]["outages"] == 1
+            assert health["database"]["unavailableErrors"] >= 1
 
-                await proxy.restore()
+            await proxy.restore()
 
-                async def ready_again() -> bool:
-                    return (await client.get("/ready")).status_code == 200
+            async def ready_again() -> bool:
+                return (await client.get("/ready")).status_code == 200
 
-                await eventually(ready_again, "/ready is 200 again")
-                health = (await client.get("/health")).json()
-                assert health["status"] == "ok" and "reason" not in health
-                assert health["database"]["status"] == "up" and health["database"]["outages"] == 1
-                assert health["database"]["recoveredAt"]
-                assert (await client.get("/whatsapp", headers=auth(token))).status_code == 200
-    finally:
-        nursery.cancel_scope.cancel()
-        await server.db.aclose()
+            await eventually(ready_again, "/ready is 200 again")
+            health = (await client.get("/health")).json()
+            assert health["status"] == "ok" and "reason" not in health
+            assert health["database"]["status"] == "up" and health["database"]["outages"] == 1
+            assert health["database"]["recoveredAt"]
+            assert (await client.get("/whatsapp", headers=auth(token))).status_code == 200
 
 
 # ─── the acceptance test ────────────────────────────────────────────────────────────────
@@ -180,79 +183,77 @@ class _Api:
         self.client = client
 
 
-async def test_a_30s_database_outage_under_traffic(nursery: trio.Nursery, proxy: FaultProxy, database_url: str,
-                                                   tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_30s_database_outage_under_traffic(server: Server, proxy: FaultProxy, database_url: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     """PostgreSQL unavailable for OUTAGE seconds with CONNECTIONS sandbox connections and inbound traffic:
     the process stays up, /ready is 503 during and 200 after, and every message the network accepted
     (over `POST /sandbox/:id/inbound`, and straight into the network while the API could not take it) is
     stored once after recovery."""
     caplog.set_level(logging.CRITICAL)  # thousands of expected warnings; the assertions say what matters
-    server = await start_server(nursery, make_config(tmp_path, through(proxy, database_url),
-                                                     sandbox_qr_interval=0.2))
     sandbox = server.deps.sandbox
     assert sandbox is not None
     accepted: set[str] = set()  # message ids the network accepted
     refused = {"api": 0}
     answers: list[tuple[int, str | None, str]] = []  # the API's answers other than 200
     seq = itertools.count()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
-            with trio.fail_after(OUTAGE + 120):
-                login = await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-                token = login.json()["token"]
-                wids = await connect_sandboxes(client, server, token, CONNECTIONS)
-                handles = {wid: server.deps.sessions.lookup(wid) for wid in wids}
+    async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+        with trio.fail_after(OUTAGE + 120):
+            login = await client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            token = login.json()["token"]
+            wids = await connect_sandboxes(client, server, token, CONNECTIONS)
+            handles = {wid: server.deps.sessions.lookup(wid) for wid in wids}
 
-                async def customers(wid: int, stop: trio.Event) -> None:
-                    """A few contacts of one connection write, one message after another, over the API."""
-                    while not stop.is_set():
-                        n = next(seq)
-                        try:
-                            response = await client.post(f"/sandbox/{wid}/inbound", headers=auth(token), json={
-                                "from": f"55118{n % 7:08d}", "body": f"message {n}"})
-                        except httpx.TransportError:
-                            refused["api"] += 1
-                            continue
-                        if response.status_code == 200:
-                            accepted.add(response.json()["id"])
-                        else:  # the database is away: not accepted (asserted below, not here: see the docstring)
-                            answers.append((response.status_code, response.headers.get("Retry-After"), response.text))
-                            refused["api"] += 1
-                            await trio.sleep(0.2)
+            async def customers(wid: int, stop: trio.Event) -> None:
+                """A few contacts of one connection write, one message after another, over the API."""
+                while not stop.is_set():
+                    n = next(seq)
+                    try:
+                        response = await client.post(f"/sandbox/{wid}/inbound", headers=auth(token), json={
+                            "from": f"55118{n % 7:08d}", "body": f"message {n}"})
+                    except httpx.TransportError:
+                        refused["api"] += 1
+                        continue
+                    if response.status_code == 200:
+                        accepted.add(response.json()["id"])
+                    else:  # the database is away: not accepted (asserted below, not here: see the docstring)
+                        answers.append((response.status_code, response.headers.get("Retry-After"), response.text))
+                        refused["api"] += 1
+                        await trio.sleep(0.2)
 
-                stop = trio.Event()
-                async with trio.open_nursery() as traffic:
+            stop = trio.Event()
+            async with trio.open_nursery() as traffic:
+                for wid in wids:
+                    traffic.start_soon(customers, wid, stop)
+                await trio.sleep(2)
+                before_cut = len(accepted)
+                assert before_cut > 0
+
+                await proxy.cut()
+                cut_at = trio.current_time()
+                ready_during: list[int] = []
+                during = 0
+                while trio.current_time() - cut_at < OUTAGE:
+                    # customers keep writing: the network accepts, whatever zapgate's database does
                     for wid in wids:
-                        traffic.start_soon(customers, wid, stop)
-                    await trio.sleep(2)
-                    before_cut = len(accepted)
-                    assert before_cut > 0
+                        accepted.add(await sandbox.inbound(wid, sender=f"55117{next(seq) % 5:08d}",
+                                                           body="during the outage"))
+                        during += 1
+                    ready_during.append((await client.get("/ready")).status_code)
+                    await trio.sleep(1)
+                health = (await client.get("/health")).json()
+                assert health["status"] == "degraded" and health["database"]["status"] == "down"
+                # the sessions serve their connections: up, the same actors, not restarted
+                assert {wid: server.deps.sessions.lookup(wid) for wid in wids} == handles
+                assert all(handle is not None and handle.status == "CONNECTED" for handle in handles.values())
 
-                    await proxy.cut()
-                    cut_at = trio.current_time()
-                    ready_during: list[int] = []
-                    while trio.current_time() - cut_at < OUTAGE:
-                        # customers keep writing: the network accepts, whatever zapgate's database does
-                        for wid in wids:
-                            accepted.add(await sandbox.inbound(wid, sender=f"55117{next(seq) % 5:08d}",
-                                                               body="during the outage"))
-                        ready_during.append((await client.get("/ready")).status_code)
-                        await trio.sleep(1)
-                    health = (await client.get("/health")).json()
-                    assert health["status"] == "degraded" and health["database"]["status"] == "down"
-                    # the sessions serve their connections: up, the same actors, not restarted
-                    assert {wid: server.deps.sessions.lookup(wid) for wid in wids} == handles
-                    assert all(handle is not None and handle.status == "CONNECTED" for handle in handles.values())
+                await proxy.restore()
 
-                    await proxy.restore()
+                async def ready_again() -> bool:
+                    return (await client.get("/ready")).status_code == 200
 
-                    async def ready_again() -> bool:
-                        return (await client.get("/ready")).status_code == 200
-
-                    await eventually(ready_again, "/ready is 200 again")
-                    await trio.sleep(2)
-  # traffic after the outage too
-                    stop.set()
+                await eventually(ready_again, "/ready is 200 again")
+                await trio.sleep(2)  # traffic after the outage too
+                stop.set()
 
                 assert ready_during and set(ready_during) == {503}
                 assert answers and all(status == 503 and retry for status, retry, _ in answers), answers[:3]
@@ -263,7 +264,7 @@ async def test_a_30s_database_outage_under_traffic(nursery: trio.Nursery, proxy:
                 assert root["running"] and root["restarts_total"] == 0, root
                 assert health["sessions"]["by_status"] == {"CONNECTED": CONNECTIONS}
                 assert {wid: server.deps.sessions.lookup(wid) for wid in wids} == handles
-                assert len(accepted) > before_cut + CONNECTIONS * int(OUTAGE) - 1
+                assert during >= CONNECTIONS and len(accepted) > before_cut + during  # and after it, over the API
 
                 # nothing the network accepted is lost: all stored, each once
                 async def stored() -> list[tuple[Any, ...]]:
@@ -285,6 +286,3 @@ async def test_a_30s_database_outage_under_traffic(nursery: trio.Nursery, proxy:
                     # not settled (the lead's half of issue 22), messages taken during the outage are dropped.
                     pytest.xfail(f"{len(missing)} of {len(accepted)} accepted messages lost "
                                  "(intake does not ride out the database yet)")
-    finally:
-        nursery.cancel_scope.cancel()
-        await server.db.aclose()
