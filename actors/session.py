@@ -13,6 +13,17 @@ and serves commands (send, logout) from its mailbox.
 Transport failures are handled here (backoff, a budget per session), so one failing connection never
 disturbs the others; an exception in the actor's own code goes to the supervisor, which restarts
 this session only (transient children).
+
+The database being away is neither (STYLE 7a): it never crashes the session and never counts against
+its failure budget, which is for the network. The connection row is loaded again after a backoff; a
+status or device that cannot be written is kept (the latest wins) and written by `_write_deferred` once
+the database answers, while the session goes on serving its connection; an inbound event the sink
+could not take for that reason is offered again after a backoff (the transport waits meanwhile: the
+network keeps what it has not handed over).
+
+Sends are served one at a time, in order, on the command loop; media downloads and read receipts run
+beside it (at most `SIDE_COMMANDS` of each at once), so a slow download never holds up a send, nor
+a read receipt.
 """
 
 from __future__ import annotations
@@ -29,12 +40,23 @@ from gateway.broker import Broker
 from gateway.registry import Registry, registered
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
-from storage.errors import NotFound
+from storage.errors import NotFound, QueryTimeout, Unavailable
 
 log = logging.getLogger("zapgate.session")
 
 COMMAND_MAILBOX = 64
 EVENT_MAILBOX = 256
+SIDE_COMMANDS = 4  # downloads (and, apart, read receipts) run at once, beside the sends
+SIDE_COMMANDS_WAITING = 64  # ... and waiting for their turn; beyond it they are refused at once
+
+DB_AWAY = (Unavailable, QueryTimeout)  # the database is away or too slow: retried, never a crash
+
+
+def db_away(error: BaseException) -> bool:
+    """`error` says the database is away: an Unavailable or QueryTimeout, alone or every one of a group."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(db_away(inner) for inner in error.exceptions)
+    return isinstance(error, DB_AWAY)
 
 
 @attrs.frozen
@@ -48,6 +70,8 @@ class SessionPolicy:
     failure_budget: int = 8  # failed attempts within failure_window before giving up
     failure_window: float = 600.0
     stable_after: float = 60.0  # connected this long: the backoff starts over
+    db_retry_initial: float = 0.5  # the database is away: first retry after this long (jittered)
+    db_retry_max: float = 10.0  # ... doubling up to this
 
 
 class Store(Protocol):
@@ -123,6 +147,11 @@ class SessionHandle:
     def status(self) -> str:
         return self._actor.status
 
+    @property
+    def writes_due(self) -> bool:
+        """Its status waits for the database to be written."""
+        return self._actor.writes_due
+
     async def _ask(self, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
         try:
@@ -187,9 +216,23 @@ class SessionActor:
         self.status = "OPENING"
         self._transport: wa.Transport | None = None
         self._connected = False
+        self._was_connected = False  # the current (or last) attempt got connected
         self._failures: list[float] = []
         self._logged_out = False
         self._device: dict[str, Any] | None = None
+        self._row: dict[str, Any] | None = None  # the connection as last loaded
+        # Writes the database could not take, written by _write_deferred once it answers (the latest wins).
+        self._due_status: _DueStatus | None = None
+        self._due_device: _DueDevice | None = None
+        self._deferred = trio.Event()  # set while something is due
+        self._written = trio.Event()  # set once nothing is due
+        self._written.set()
+        self._side_commands = 0  # downloads and read receipts running or waiting
+
+    @property
+    def writes_due(self) -> bool:
+        """A status or device change waits for the database."""
+        return self._due_status is not None or self._due_device is not None
 
     # ── lifecycle ──
 
@@ -218,55 +261,115 @@ class SessionActor:
 
     async def _run(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         try:
-            await self._run_attempts(mailbox)
-        except NotFound:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write_deferred)
+                await self._run_attempts(mailbox)
+                if self.writes_due:  # the session has ended, its last status waits for the database
+                    log.info("session ended; its status is written when the database is back",
+                             extra={"fields": {"whatsapp_id": self.whatsapp_id}})
+                    serving = trio.CancelScope()
+                    nursery.start_soon(self._serve_commands_until, mailbox, serving)
+                    await self._wait_written()
+                    serving.cancel()
+                nursery.cancel_scope.cancel()
+        except* NotFound:
             # the connection was deleted under us: nothing left to keep connected
             log.info("connection deleted: session ends", extra={"fields": {"whatsapp_id": self.whatsapp_id}})
+        finally:
+            if self.writes_due:
+                log.info("session stopped before the database took its last status",
+                         extra={"fields": {"whatsapp_id": self.whatsapp_id, "status": self.status}})
+
+    async def _serve_commands_until(self, mailbox: trio.MemoryReceiveChannel[Any], scope: trio.CancelScope) -> None:
+        with scope:
+            await self._command_loop(mailbox)
 
     async def _run_attempts(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
         attempt = 0
+        db_failures = 0
         while True:
             started = trio.current_time()
+            outcome: _Outcome | None = None
+            failure: Exception | None = None
             try:
                 await self._attempt(mailbox, attempt)
-            except _Outcome as outcome:
-                await self._finish(outcome)
-                return
+            except _Outcome as ended:
+                outcome = ended
             except NotFound:
                 raise
-            except Exception as error:  # a transport failure, or storage unreachable: retry this session only
+            except Exception as error:  # a transport failure: retry this session only
                 if isinstance(error, BaseExceptionGroup) and error.subgroup(NotFound) is not None:
                     raise NotFound(f"connection {self.whatsapp_id}") from error
-                reason = _describe(error)
-                log.warning("connection attempt failed", exc_info=not isinstance(error, wa.TransportError),
-                            extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason, "attempt": attempt}})
-                now = trio.current_time()
-                if now - started >= self.policy.stable_after and self._connected:
-                    attempt = 0  # it had been up for a while: start the backoff over
-                self._failures = [t for t in self._failures if t > now - self.policy.failure_window] + [now]
-                if len(self._failures) > self.policy.failure_budget:
-                    await self._set_status("DISCONNECTED", qrcode="", disconnect_reason=(
-                        f"gave up after {len(self._failures)} failed attempts in "
-                        f"{int(self.policy.failure_window)}s: {reason}"))
-                    return
-                attempt += 1
-                delay = self._backoff(attempt)
-                self._connected = False
-                await self._set_status("OPENING", qrcode="", retries=attempt, disconnect_reason=reason)
-                await self._serve_commands_for(mailbox, delay)
+                failure = error
+            # No awaits above this line: a write failing inside an `except` would replace the error it handles.
+            if outcome is not None:
+                await self._finish(outcome)
+                return
+            assert failure is not None
+            self._connected = False
+            reason = _describe(failure)
+            if db_away(failure):
+                # the database, not WhatsApp: no failure counted, no status to write (it could not be written)
+                log.warning("connection attempt stopped: the database is away",
+                            extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason}})
+                await self._serve_commands_for(mailbox, self._db_delay(db_failures))
+                db_failures += 1
+                continue
+            db_failures = 0
+            log.warning("connection attempt failed", exc_info=not isinstance(failure, wa.TransportError),
+                        extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason, "attempt": attempt}})
+            now = trio.current_time()
+            if now - started >= self.policy.stable_after and self._was_connected:
+                attempt = 0  # it had been up for a while: start the backoff over
+            self._failures = [t for t in self._failures if t > now - self.policy.failure_window] + [now]
+            if len(self._failures) > self.policy.failure_budget:
+                await self._set_status("DISCONNECTED", qrcode="", disconnect_reason=(
+                    f"gave up after {len(self._failures)} failed attempts in "
+                    f"{int(self.policy.failure_window)}s: {reason}"))
+                return
+            attempt += 1
+            delay = self._backoff(attempt)
+            await self._set_status("OPENING", qrcode="", retries=attempt, disconnect_reason=reason)
+            await self._serve_commands_for(mailbox, delay)
 
     def _backoff(self, attempt: int) -> float:
         base = min(self.policy.reconnect_max,
                    self.policy.reconnect_initial * self.policy.reconnect_factor ** max(0, attempt - 1))
         return min(self.policy.reconnect_max, base * self.rng.uniform(0.8, 1.2))
 
+    def _db_delay(self, failures: int) -> float:
+        """How long to wait before asking the database again after `failures` failures in a row (0: the first)."""
+        base = self.policy.db_retry_initial * 2 ** min(failures, 30)
+        return min(self.policy.db_retry_max, base) * self.rng.uniform(0.8, 1.2)
+
     async def _serve_commands_for(self, mailbox: trio.MemoryReceiveChannel[Any], seconds: float) -> None:
         """Answer commands (with NotConnected) while waiting to reconnect."""
         with trio.move_on_after(seconds):
             await self._command_loop(mailbox)
 
+    async def _load(self, mailbox: trio.MemoryReceiveChannel[Any]) -> dict[str, Any] | None:
+        """The connection's row. While the database is away: the one loaded before (a reconnect need not
+        wait for the database), else asked again after a backoff (commands answered meanwhile)."""
+        failures = 0
+        while True:
+            try:
+                self._row = await self.store.load(self.whatsapp_id)
+                return self._row
+            except DB_AWAY as error:
+                reason = _describe(error)
+            if self._row is not None:
+                log.info("reconnecting with the connection as loaded before: the database is away",
+                         extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason}})
+                return {**self._row, "session_data": self._device}
+            if failures == 0:
+                log.warning("cannot load the connection: the database is away; retrying",
+                            extra={"fields": {"whatsapp_id": self.whatsapp_id, "reason": reason}})
+            await self._serve_commands_for(mailbox, self._db_delay(failures))
+            failures += 1
+
     async def _attempt(self, mailbox: trio.MemoryReceiveChannel[Any], attempt: int) -> None:
-        row = await self.store.load(self.whatsapp_id)
+        self._was_connected = False
+        row = await self._load(mailbox)
         if row is None:
             raise _Outcome("ended", "the connection was deleted")
         await self._set_status("OPENING", retries=attempt)
@@ -306,7 +409,7 @@ class SessionActor:
         if outcome.kind == "timeout":
             await self._set_status("TIMEOUT", qrcode="", disconnect_reason=outcome.reason)
         elif outcome.kind == "logged_out":
-            await self.store.save_device(self.whatsapp_id, None)
+            await self._save_device(None, wait=False)
             await self._set_status("DISCONNECTED", qrcode="", retries=0, disconnect_reason=outcome.reason)
         else:
             await self._set_status("DISCONNECTED", qrcode="", disconnect_reason=outcome.reason or None)
@@ -328,25 +431,67 @@ class SessionActor:
         elif isinstance(event, wa.PairingCode):
             await self._set_status("PAIRING", pairing_code=event.code, set_pairing_code=True)
         elif isinstance(event, wa.Connected):
-            self._connected = True
+            self._connected = self._was_connected = True
             self._failures.clear()
             if (self._device or {}).get("jid") != event.jid:
                 # remember which device this is: a restart reconnects it without a new QR
-                await self._device_changed({**(self._device or {}), "jid": event.jid})
+                await self._save_device({**(self._device or {}), "jid": event.jid}, wait=False)
             await self._set_status("CONNECTED", qrcode="", retries=0, number=_number_of(event.jid),
                                    pairing_code=None, set_pairing_code=True)
-            await self.inbound(self.company_id, self.whatsapp_id, event)  # e.g. send what waited in the outbox
+            await self._to_inbound(event)  # e.g. send what waited in the outbox
         elif isinstance(event, wa.Disconnected):
             raise wa.TransportError(event.reason)
         elif isinstance(event, wa.LoggedOut):
             raise _Outcome("logged_out", event.reason)
         else:  # InboundMessage, Receipt, ContactUpdate: the conversations layer's business
-            await self.inbound(self.company_id, self.whatsapp_id, event)
+            await self._to_inbound(event)
+
+    async def _to_inbound(self, event: wa.Event) -> None:
+        """Hand `event` to the inbound sink; while the database is away, again after a backoff.
+
+        The event loop waits meanwhile, and so does the transport (backpressure): the network keeps
+        what the session has not taken. Commands (sends) go on, on their own loop.
+        """
+        failures = 0
+        while True:
+            try:
+                await self.inbound(self.company_id, self.whatsapp_id, event)
+                return
+            except Exception as error:
+                if not db_away(error):
+                    raise
+                reason = _describe(error)
+            if failures == 0:
+                log.warning("inbound event waits: the database is away",
+                            extra={"fields": {"whatsapp_id": self.whatsapp_id, "event": type(event).__name__,
+                                              "reason": reason}})
+            await trio.sleep(self._db_delay(failures))
+            failures += 1
 
     async def _command_loop(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
-        async for command in mailbox:
-            # one at a time, in order: WhatsApp keeps the order of what one session sends
-            await self._on_command(command)
+        limiters = {Download: trio.CapacityLimiter(SIDE_COMMANDS), MarkRead: trio.CapacityLimiter(SIDE_COMMANDS)}
+        async with trio.open_nursery() as side:
+            async for command in mailbox:
+                if isinstance(command, Download | MarkRead):
+                    # beside the loop: a slow download must not hold up the sends queued behind it
+                    if self._side_commands >= SIDE_COMMANDS_WAITING:
+                        _answer(command, wa.TransportError(
+                            f"connection {self.whatsapp_id} has {SIDE_COMMANDS_WAITING} downloads waiting"))
+                        continue
+                    self._side_commands += 1
+                    side.start_soon(self._side_command, command, limiters[type(command)])
+                else:
+                    # one at a time, in order: WhatsApp keeps the order of what one session sends
+                    await self._on_command(command)
+
+    async def _side_command(self, command: Download | MarkRead, limiter: trio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                await self._on_command(command)  # answers, also when cancelled
+        finally:
+            self._side_commands -= 1
+            # cancelled while waiting for its turn (the connection dropped): answered here (a no-op otherwise)
+            _answer(command, wa.NotConnected(f"connection {self.whatsapp_id} dropped before it could answer"))
 
     async def _on_command(self, command: Any) -> None:
         transport = self._transport
@@ -382,15 +527,113 @@ class SessionActor:
     # ── state ──
 
     async def _device_changed(self, device: dict[str, Any] | None) -> None:
+        """The transport's callback: returns once the device is stored (waiting for the database if away)."""
+        await self._save_device(device, wait=True)
+
+    async def _save_device(self, device: dict[str, Any] | None, *, wait: bool) -> None:
         self._device = device
-        await self.store.save_device(self.whatsapp_id, device)
+        if self._due_device is None:
+            try:
+                await self.store.save_device(self.whatsapp_id, device)
+                return
+            except DB_AWAY as error:
+                self._note_deferred("device", error)
+        self._due_device = _DueDevice(device)  # the latest wins
+        self._defer()
+        if wait:
+            await self._wait_written()
 
     async def _set_status(self, status: str, **fields: Any) -> None:
+        """Keep `status` (and its fields) on the connection row and publish it; while the database is away,
+        it is written (and published) once the database is back, merged with what came after it."""
         self.status = status
-        row = await self.store.set_status(self.whatsapp_id, status, **fields)
+        if self._due_status is None:
+            try:
+                row = await self.store.set_status(self.whatsapp_id, status, **fields)
+            except DB_AWAY as error:
+                self._note_deferred("status", error)
+            else:
+                self._publish(row)
+                return
+        self._due_status = _DueStatus(status, fields).after(self._due_status)
+        self._defer()
+
+    def _note_deferred(self, what: str, error: BaseException) -> None:
+        if not self.writes_due:  # one line per outage, not per write
+            log.warning("the database is away: the session's %s is written when it is back", what,
+                        extra={"fields": {"whatsapp_id": self.whatsapp_id, "status": self.status,
+                                          "reason": _describe(error)}})
+
+    def _defer(self) -> None:
+        if self._written.is_set():
+            self._written = trio.Event()
+        self._deferred.set()
+
+    async def _wait_written(self) -> None:
+        while self.writes_due:
+            await self._written.wait()
+
+    async def _write_deferred(self) -> None:
+        """Runs as long as the actor: writes what the database could not take, once it answers again."""
+        failures = 0
+        while True:
+            await self._deferred.wait()
+            await trio.sleep(self._db_delay(failures))
+            try:
+                while self.writes_due:  # (another may have come while one was written)
+                    await self._write_due()
+            except DB_AWAY:
+                failures += 1
+                continue
+            if failures:
+                log.info("the database is back: the session's state is written",
+                         extra={"fields": {"whatsapp_id": self.whatsapp_id, "status": self.status}})
+            failures = 0
+            self._deferred = trio.Event()
+            self._written.set()
+
+    async def _write_due(self) -> None:
+        device = self._due_device
+        if device is not None:
+            await self.store.save_device(self.whatsapp_id, device.device)
+            if self._due_device is device:  # (not replaced meanwhile: then that one is next)
+                self._due_device = None
+        status = self._due_status
+        if status is not None:
+            row = await self.store.set_status(self.whatsapp_id, status.status, **status.fields)
+            if self._due_status is status:
+                self._due_status = None
+                self._publish(row)
+
+    def _publish(self, row: dict[str, Any]) -> None:
         session = self.present(row)
         self.broker.publish(self.company_id, f"company-{self.company_id}-whatsappSession",
                             {"action": "update", "session": session})
+
+
+@attrs.frozen
+class _DueDevice:
+    device: dict[str, Any] | None
+
+
+@attrs.frozen
+class _DueStatus:
+    """A status write waiting for the database. Its fields follow `SessionStore.set_status`: None keeps
+    the column as it is, and `pairing_code` applies only with `set_pairing_code`."""
+
+    status: str
+    fields: dict[str, Any]
+
+    def after(self, earlier: _DueStatus | None) -> _DueStatus:
+        """This write merged over one that was never written: one write doing what both would have done."""
+        if earlier is None:
+            return self
+        fields = {**earlier.fields, **{key: value for key, value in self.fields.items() if value is not None}}
+        if self.fields.get("set_pairing_code"):
+            fields["pairing_code"] = self.fields.get("pairing_code")
+        elif earlier.fields.get("set_pairing_code"):
+            fields["pairing_code"] = earlier.fields.get("pairing_code")
+        return _DueStatus(self.status, fields)
 
 
 def _answer(command: Any, result: Any) -> None:
@@ -495,8 +738,20 @@ class SessionManager:
         return await self.start(whatsapp_id, company_id)
 
     async def restore(self) -> int:
-        """Start the sessions of every connection that was connected when the process stopped."""
-        rows = await self.store.to_restore()
+        """Start the sessions of every connection that was connected when the process stopped.
+
+        While the database is away, asked again after a backoff (the start waits for it)."""
+        failures = 0
+        while True:
+            try:
+                rows = await self.store.to_restore()
+                break
+            except DB_AWAY as error:
+                reason = _describe(error)
+            log.warning("cannot restore the sessions yet: the database is away",
+                        extra={"fields": {"reason": reason}})
+            await trio.sleep(min(self.policy.db_retry_max, self.policy.db_retry_initial * 2 ** min(failures, 30)))
+            failures += 1
         for row in rows:
             await self.start(row["id"], row["company_id"])
         if rows:
@@ -514,11 +769,13 @@ class SessionManager:
 
     def stats(self) -> dict[str, Any]:
         by_status: dict[str, int] = {}
+        writes_due = 0
         for key in self.registry.keys():
             handle = self.registry.lookup(key)
             if handle is not None:
                 by_status[handle.status] = by_status.get(handle.status, 0) + 1
-        return {"running": len(self.registry), "by_status": by_status,
+                writes_due += handle.writes_due
+        return {"running": len(self.registry), "by_status": by_status, "status_writes_waiting": writes_due,
                 **({"supervisor": self._supervisor.stats()} if self._supervisor else {})}
 
 

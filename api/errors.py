@@ -1,7 +1,9 @@
 """API errors: every failure answers `{"error": "ERR_…", "message": "…"}` with its HTTP status.
 
 `register_error_handlers` is the one place where library and storage errors become responses;
-an unexpected exception becomes a 500 carrying an error id that is also logged.
+an unexpected exception becomes a 500 carrying an error id that is also logged. A database that is
+away (`Unavailable`, `QueryTimeout`) is a 503 with `Retry-After`. (quart-trio hands the errors of an
+exception group from a handler's nursery to these handlers one by one.)
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Conflict(ApiError):
 
 class TooManyRequests(ApiError):
     status, code = 429, "ERR_TOO_MANY_REQUESTS"
+
+
+RETRY_AFTER_UNAVAILABLE = "5"  # seconds, in the 503s answered while the database is away
 
 
 _HTTP_CODES = {
@@ -137,12 +142,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(storage_errors.Unavailable)
     async def unavailable(error: storage_errors.Unavailable) -> Response:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("database unavailable", extra={"fields": {"error_id": error_id, "reason": str(error)}})
-        response = error_response(503, "ERR_SERVICE_UNAVAILABLE", "the database is unavailable, retry later",
-                                  errorId=error_id)
-        response.headers["Retry-After"] = "5"
-        return response
+        return _database_away(error)
 
     @app.errorhandler(ActorUnavailable)
     async def actor_unavailable(error: ActorUnavailable) -> Response:
@@ -154,9 +154,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(storage_errors.QueryTimeout)
     async def timeout(error: storage_errors.QueryTimeout) -> Response:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("query timeout", extra={"fields": {"error_id": error_id}})
-        return error_response(503, "ERR_TIMEOUT", "the request took too long", errorId=error_id)
+        return _database_away(error)
 
     @app.errorhandler(Exception)
     async def internal(error: Exception) -> Response:
@@ -165,3 +163,17 @@ def register_error_handlers(app: Quart) -> None:
                   extra={"fields": {"error_id": error_id, "request_id": g.get("request_id")}})
         return error_response(500, "ERR_INTERNAL", "internal error; quote this id to your administrator",
                               errorId=error_id)
+
+
+def _database_away(error: Exception) -> Response:
+    """503 + Retry-After: the database is away (logged once by storage.db) or too slow."""
+    error_id = uuid.uuid4().hex[:12]
+    if isinstance(error, storage_errors.QueryTimeout):
+        log.error("query timeout", extra={"fields": {"error_id": error_id}})
+        response = error_response(503, "ERR_TIMEOUT", "the request took too long", errorId=error_id)
+    else:
+        log.warning("database unavailable", extra={"fields": {"error_id": error_id, "reason": str(error)[:300]}})
+        response = error_response(503, "ERR_SERVICE_UNAVAILABLE", "the database is unavailable, retry later",
+                                  errorId=error_id)
+    response.headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
+    return response

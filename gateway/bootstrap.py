@@ -47,6 +47,7 @@ from api.realtime.direct import DirectWebsockets
 from gateway import front
 from gateway.broker import Broker
 from gateway.config import Config
+from gateway.housekeeper import Housekeeper
 from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
@@ -61,7 +62,6 @@ from storage.writer import GroupCommitWriter
 log = logging.getLogger("zapgate")
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
-HOUSEKEEPING_PERIOD = 3600.0
 
 
 @contextlib.contextmanager
@@ -145,22 +145,6 @@ def print_banner(config: Config, binds: list[str], admin: AdminLogin) -> None:
         lines.append("  password:    the one you set (the generated one was changed)")
     lines.append("")
     print("\n".join(lines), file=sys.stdout, flush=True)
-
-
-class Housekeeper:
-    """Periodic clean-up: expired and revoked logins."""
-
-    def __init__(self, db: Database, period: float = HOUSEKEEPING_PERIOD) -> None:
-        self.db = db
-        self.period = period
-
-    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started(None)
-        while True:
-            purged = await users.purge_logins(self.db)
-            if purged:
-                log.info("purged old logins", extra={"fields": {"count": purged}})
-            await trio.sleep(self.period)
 
 
 GIL_SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005

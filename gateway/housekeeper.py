@@ -1,0 +1,90 @@
+"""The Housekeeper: periodic clean-up, and an eye on the database.
+
+Two loops, both riding out a database that is away (STYLE 7a): a storage error is logged in one line
+and the work is tried again after a short backoff (doubling, capped, jittered) — never a crash, so the
+root supervisor's restart budget stays for bugs.
+
+- Every `period` (an hour): purge expired and revoked logins.
+- Every `watch_period` (`watch_period_down` while the database is marked down): probe the database
+  (`Database.probe`, `SELECT 1`), so that `Database.health` (and `/health`, `/ready`) notices an outage
+  and its end even when no other traffic does, and the pool finds the connections the server closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from storage import users
+from storage.db import Database
+from storage.errors import StorageError
+
+log = logging.getLogger("zapgate.housekeeper")
+
+HOUSEKEEPING_PERIOD = 3600.0
+WATCH_PERIOD = 15.0  # seconds between probes while the database is up
+WATCH_PERIOD_DOWN = 2.0  # ... and while it is down
+RETRY_INITIAL = 1.0  # a failed purge is tried again after this long, doubling...
+RETRY_MAX = 60.0  # ... up to this
+
+
+class Housekeeper:
+    """Periodic clean-up and the database watch. Start with `await nursery.start(housekeeper.run)`."""
+
+    def __init__(self, db: Database, period: float = HOUSEKEEPING_PERIOD, *,
+                 purge: Callable[[Database], Awaitable[int]] = users.purge_logins,
+                 watch_period: float = WATCH_PERIOD, watch_period_down: float = WATCH_PERIOD_DOWN,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.period = period
+        self.purge = purge
+        self.watch_period = watch_period
+        self.watch_period_down = watch_period_down
+        self.rng = rng or random.Random()
+        self.purge_failures = 0  # failed purges (each retried)
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._purge_loop)
+            nursery.start_soon(self._watch_database)
+            task_status.started(None)
+
+    async def _purge_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                purged = await self.purge(self.db)
+            except StorageError as error:
+                reason = _describe(error)
+            else:
+                failures = 0
+                if purged:
+                    log.info("purged old logins", extra={"fields": {"count": purged}})
+                await trio.sleep(self.period)
+                continue
+            self.purge_failures += 1
+            delay = self._retry_delay(failures)
+            failures += 1
+            log.warning("purging old logins failed; retrying", extra={"fields": {
+                "reason": reason, "retry_in": round(delay, 1), "attempt": failures}})
+            await trio.sleep(delay)
+
+    async def _watch_database(self) -> None:
+        while True:
+            await trio.sleep(self.watch_period_down if self.db.health.down else self.watch_period)
+            try:
+                await self.db.probe()  # marks db.health either way; the outage itself is logged there
+            except StorageError:
+                pass
+
+    def _retry_delay(self, failures: int) -> float:
+        return min(RETRY_MAX, RETRY_INITIAL * 2 ** min(failures, 30)) * self.rng.uniform(0.8, 1.2)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
