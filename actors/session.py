@@ -45,6 +45,8 @@ from storage.errors import NotFound, QueryTimeout, Unavailable
 log = logging.getLogger("zapgate.session")
 
 COMMAND_MAILBOX = 64
+ASK_TIMEOUT = 120.0  # seconds a command (send, download…) may take before its caller gives up on it
+SESSION_RESTART_BUDGET = (5, 60.0)  # a session's own restarts per seconds (bugs); past it, it is given up
 EVENT_MAILBOX = 256
 SIDE_COMMANDS = 4  # downloads (and, apart, read receipts) run at once, beside the sends
 SIDE_COMMANDS_WAITING = 64  # ... and waiting for their turn; beyond it they are refused at once
@@ -129,6 +131,10 @@ class SessionEnded(Exception):
     """The session stopped before it could answer."""
 
 
+class SessionTimeout(SessionEnded):
+    """The session did not answer within ASK_TIMEOUT (a transport that hangs): the command's fate is unknown."""
+
+
 @attrs.define
 class SessionHandle:
     """What others hold of a running session: its mailbox, its status, and a way to stop it."""
@@ -153,19 +159,22 @@ class SessionHandle:
         return self._actor.writes_due
 
     async def _ask(self, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
+        """Send a command and wait for its answer, at most ASK_TIMEOUT (every request to an actor has a bound)."""
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
-        try:
-            await self._mailbox.send(make(reply_send))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise SessionEnded(f"session {self.whatsapp_id} is not running") from None
-        async with reply_receive:
+        with trio.move_on_after(ASK_TIMEOUT):
             try:
-                outcome = await reply_receive.receive()
-            except trio.EndOfChannel:
-                raise SessionEnded(f"session {self.whatsapp_id} stopped") from None
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+                await self._mailbox.send(make(reply_send))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise SessionEnded(f"session {self.whatsapp_id} is not running") from None
+            async with reply_receive:
+                try:
+                    outcome = await reply_receive.receive()
+                except trio.EndOfChannel:
+                    raise SessionEnded(f"session {self.whatsapp_id} stopped") from None
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        raise SessionTimeout(f"session {self.whatsapp_id} did not answer within {ASK_TIMEOUT:g}s")
 
     async def send(self, command: wa.Command) -> wa.Sent:
         """Send through WhatsApp; raises NotConnected, SendFailed or SessionEnded."""
@@ -711,8 +720,12 @@ class SessionManager:
         self._starts += 1
         child_id = ("session", whatsapp_id, self._starts)  # unique: a stopping incarnation may linger
         self._child_ids[whatsapp_id] = child_id
+        # A budget of its own: one connection's crash loop never spends the others' (nor an outage common
+        # to all: those are ridden out inside the session and never crash it).
+        max_restarts, max_seconds = SESSION_RESTART_BUDGET
         return await self._supervisor.start_child(ChildSpec(child_id, actor.run, RestartPolicy.TRANSIENT,
-                                                            shutdown=5.0))
+                                                            shutdown=5.0, max_restarts=max_restarts,
+                                                            max_seconds=max_seconds))
 
     async def stop(self, whatsapp_id: int) -> None:
         """Stop the session (it keeps its device: a start reconnects it) and wait until it has ended."""

@@ -38,7 +38,7 @@ import trio
 from psycopg.rows import tuple_row
 
 from storage.db import Database, Row
-from storage.errors import Unavailable, map_errors
+from storage.errors import Unavailable
 
 log = logging.getLogger("zapgate.writer")
 
@@ -206,14 +206,14 @@ class GroupCommitWriter:
             pending.result = result
 
     def _run_together(self, batch: list[_Pending]) -> list[outcome.Outcome]:
-        with map_errors(), self.db.pool.connection() as conn, conn.transaction():
+        with self.db.connection() as conn, conn.transaction():  # errors mapped, the database's health marked
             return [outcome.Value(value) for value in _run_writes(conn, [pending.write for pending in batch])]
 
     def _run_alone(self, batch: list[_Pending]) -> list[outcome.Outcome]:
         results: list[outcome.Outcome] = []
         for pending in batch:
             try:
-                with map_errors(), self.db.pool.connection() as conn, conn.transaction():
+                with self.db.connection() as conn, conn.transaction():
                     results.append(outcome.Value(_run_writes(conn, [pending.write])[0]))
             except Exception as error:
                 results.append(outcome.Error(error))

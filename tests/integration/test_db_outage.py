@@ -281,8 +281,4 @@ async def test_a_30s_database_outage_under_traffic(server: Server, proxy: FaultP
                 statuses = await trio.to_thread.run_sync(direct_sql, database_url,
                                                          "SELECT DISTINCT status FROM whatsapps")
                 assert statuses == [("CONNECTED",)]
-                if missing:
-                    # Until the ticket actors and the writer retry Unavailable and the sandbox redelivers what was
-                    # not settled (the lead's half of issue 22), messages taken during the outage are dropped.
-                    pytest.xfail(f"{len(missing)} of {len(accepted)} accepted messages lost "
-                                 "(intake does not ride out the database yet)")
+                assert not missing, f"{len(missing)} of {len(accepted)} accepted messages lost"
