@@ -114,3 +114,14 @@ def zapgate(tmp_path: Path) -> Iterator[callable]:
 def external_db_env(database_url: str) -> dict[str, str]:
     """Environment pointing zapgate at a fresh test database."""
     return {"DATABASE_URL": url_of(database_url)}
+
+
+def wait_until(check, timeout: float = 30, what: str = ""):  # type: ignore[no-untyped-def]
+    """Poll `check()` every 0.1 s until it returns something true (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -22,24 +22,16 @@ from collections import Counter
 import httpx
 import psycopg
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, wait_until
 
 ADMIN = {"email": "admin@zapgate.local", "password": "faults-pass-1"}
-GRACEFUL_TIMEOUT = 3
+GRACEFUL_TIMEOUT = 2
 CLIENTS = 8
-LOAD_SECONDS = 1.0
+LOAD_SECONDS = 0.8
 STOPS = int(os.environ.get("ZAPGATE_FAULT_CYCLES", "20"))
 KILLS = int(os.environ.get("ZAPGATE_FAULT_CYCLES", "10"))
 
 
-def wait_until(check, timeout: float = 30, what: str = ""):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Load:

@@ -7,19 +7,11 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, wait_until
 
 ADMIN = {"email": "admin@zapgate.local", "password": "restart-pass-1"}
 
 
-def wait_until(check, timeout: float = 30, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_outbox_survives_sigkill_and_is_sent_once(zapgate, external_db_env) -> None:
