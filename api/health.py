@@ -2,8 +2,9 @@
 
 `/health` (liveness) always answers 200 while the process runs: `"status": "ok"`, or `"degraded"` with
 the reason while the database is down (`Database.health`: since when, the last error, counters of
-outages and unavailable errors for metrics). `/ready` (readiness) asks the database itself, bounded,
-and answers 503 with `Retry-After` while it cannot be reached or its schema is not this version's.
+outages and unavailable errors for metrics) or conversations' actors crash-loop (given up recently).
+`/ready` (readiness) asks the database itself, bounded, and answers 503 with `Retry-After` while it
+cannot be reached or its schema is not this version's.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ async def health() -> Response:
     stats = deps.health()
     database = deps.db.health.snapshot()
     body: dict[str, object] = {"status": "ok", "version": __version__, **stats, "database": database}
+    reasons = []
     if database["status"] == "down":
+        reasons.append(f"database unavailable since {database['downSince']}: {database['lastError']}")
+    tickets = stats.get("tickets")
+    if isinstance(tickets, dict) and tickets.get("crash_loop"):
+        given_up = tickets.get("given_up_recent") or []
+        reasons.append(f"conversations crash-looping ({len(given_up)} given up recently: {', '.join(given_up[:3])})")
+    if reasons:
         body["status"] = "degraded"
-        body["reason"] = f"database unavailable since {database['downSince']}: {database['lastError']}"
+        body["reason"] = "; ".join(reasons)
     return jsonify(body)
 
 

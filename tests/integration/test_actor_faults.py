@@ -123,6 +123,7 @@ async def test_a_crash_looping_actor_is_given_up_shows_in_health_and_its_message
             await trio.sleep(0.05)
         health = (await api.client.get("/health")).json()
         assert health["tickets"]["given_up_total"] >= 1 and health["tickets"]["crash_loop"] is True
+        assert health["status"] == "degraded" and "crash-looping" in health["reason"]
         assert server.sql("SELECT count(*) FROM messages WHERE body LIKE 'poison%%'") == [(0,)]
         # the cause is fixed; the connection drops and comes back: the network delivers them again
         broken = False
