@@ -69,6 +69,7 @@ MEDIA_KINDS = {wa.MessageKind.IMAGE, wa.MessageKind.AUDIO, wa.MessageKind.VOICE,
 
 Key = tuple[int, str]  # (whatsapp id, chat JID)
 T = TypeVar("T")
+_WAKE = object()  # put in a waiting actor's mailbox by a stop: nothing to handle, only a wake-up
 
 
 class ActorUnavailable(Exception):
@@ -157,7 +158,6 @@ class TicketHandle:
     stopping: bool = False  # out of the registry: finishing what it holds
     closed: bool = False  # ended for good: takes nothing more
     ended: trio.Event = attrs.field(factory=trio.Event)
-    _wait_scope: trio.CancelScope | None = None  # the actor's wait for mail (cancelled by a stop)
     _router: Any = None  # the TicketRouter: its retire hook and overflow gauge
 
     def idle(self) -> bool:
@@ -173,8 +173,10 @@ class TicketHandle:
         self.stopping = True
         if self._router is not None:
             self._router._retire(self)
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        try:  # wake it if it waits for mail (a cancel scope around every wait cost more, per message)
+            self._mailbox.send_nowait(_WAKE)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # full (it is not waiting) or ended
 
     def cancel(self) -> None:
         """Stop now (the shutdown deadline): what is left is answered with ActorUnavailable."""
@@ -247,12 +249,9 @@ class TicketActor:
                         # database: the successor, or the next connect, sends them (under the same ids).
                         receive.close()
                         return
-                    with trio.CancelScope() as wait:
-                        handle._wait_scope = wait
-                        message = await receive.receive()
-                    handle._wait_scope = None
-                    if message is None:
-                        continue
+                    message = await receive.receive()
+                if message is _WAKE:  # a stop's wake-up: look again
+                    continue
                 self._current = message
             handle.last_used = trio.current_time()
             handle.dispatching = True
@@ -277,9 +276,11 @@ class TicketActor:
             self._current = None
         while True:
             try:
-                left.append(receive.receive_nowait())
+                message = receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
+            if message is not _WAKE:
+                left.append(message)
         left.extend(handle.overflow)
         self.router._overflowed -= len(handle.overflow)
         handle.overflow.clear()
@@ -366,25 +367,27 @@ class TicketActor:
         q = router.db.q
         contact, ticket = self.contact, self.ticket
         # Known contact and active ticket (nearly every message): one statement, batched with other chats'.
-        # Waited out while the database is away; the first try after an outage takes the slow path (the
-        # cached contact and ticket may be stale).
-        attempt = 0
-
-        async def store() -> conversations.Intake:
-            nonlocal attempt
-            attempt += 1
-            known_contact, known_ticket = (contact, ticket) if attempt == 1 else (None, None)
-            return await router.writer.submit(conversations.intake_write(
-                q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=known_contact,
-                ticket=known_ticket, message=row))
-
-        result = await self._while_unavailable(store)
+        # The first try is made straight (this runs for every message); a database that is away is then
+        # waited out, each later try on the slow path (the cached contact and ticket may be stale).
+        try:
+            result = await router.writer.submit(conversations.intake_write(
+                q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact,
+                ticket=ticket, message=row))
+        except (Unavailable, QueryTimeout) as error:
+            router.note_unavailable(error)
+            result = await self._while_unavailable(lambda: router.writer.submit(conversations.intake_write(
+                q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=None, ticket=None,
+                message=row)))
         self.contact = result.contact
         if result.message is None:
             return  # the same WhatsApp message again: stored once, announced once
         full = (result.ticket_created or self.ticket is None or self.ticket["id"] != result.ticket["id"]
                 or result.contact_changed)
-        shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
+        try:
+            shown = await self._refresh_ticket(result.ticket, full=full)
+        except (Unavailable, QueryTimeout) as error:
+            router.note_unavailable(error)
+            shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
         router.publish_message("create", self.company_id, result.message, self.ticket, shown)
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
