@@ -172,8 +172,12 @@ class SandboxTransport:
                     flush_at = trio.current_time() + SETTLE_FLUSH_INTERVAL
             else:
                 flush_at = math.inf
-            with trio.move_on_at(min(line.scheduled[0][0] if line.scheduled else math.inf, flush_at)):
+            wake_at = min(line.scheduled[0][0] if line.scheduled else math.inf, flush_at)
+            if wake_at == math.inf:  # nothing timed: no cancel scope (this wait comes once per message or so)
                 await line.changed.wait()
+            else:
+                with trio.move_on_at(wake_at):
+                    await line.changed.wait()
 
     async def _unlinked(self, conn: _Run, ending: _Ending) -> None:
         line = conn.line
