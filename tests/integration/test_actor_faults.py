@@ -23,6 +23,17 @@ CONTACT = "5511977770000"
 CRASH_ON = {"m 100", "m 300", "m 500", "m 700"}  # each crashes its actor once (under the actor's restart budget)
 
 
+async def conversation_with_a_ticket(api: Api, server: Server) -> tuple[str, int, int]:
+    """(admin token, a connected sandbox connection, the ticket CONTACT's first message opened)."""
+    sandbox = server.deps.sandbox
+    assert sandbox is not None
+    token = await api.admin_token()
+    wid = await connected_sandbox(api, token)
+    await sandbox.inbound(wid, sender=CONTACT, body="hello")
+    await wait_sql(server, "SELECT count(*) FROM messages", None, [(1,)])
+    return token, wid, server.sql("SELECT id FROM tickets")[0][0]
+
+
 async def test_stops_and_crashes_while_messages_arrive_lose_nothing_and_answer_every_request(
         api: Api, server: Server, monkeypatch: Any) -> None:
     router = server.deps.tickets
@@ -40,11 +51,7 @@ async def test_stops_and_crashes_while_messages_arrive_lose_nothing_and_answer_e
 
     monkeypatch.setattr(TicketActor, "_on_inbound", flaky)
     with trio.fail_after(TIMEOUT):
-        token = await api.admin_token()
-        wid = await connected_sandbox(api, token)
-        await sandbox.inbound(wid, sender=CONTACT, body="hello")
-        await wait_sql(server, "SELECT count(*) FROM messages", None, [(1,)])
-        ticket_id = server.sql("SELECT id FROM tickets")[0][0]
+        _, wid, ticket_id = await conversation_with_a_ticket(api, server)
         ticket = await conversations.show_ticket(server.deps.db, 1, ticket_id)
         key = (wid, f"{CONTACT}@s.whatsapp.net")
         stops = 0
@@ -184,11 +191,7 @@ async def test_an_outbox_write_whose_commit_went_unheard_is_stored_and_sent_once
 
     monkeypatch.setattr(writer, "submit", submit)
     with trio.fail_after(TIMEOUT):
-        token = await api.admin_token()
-        wid = await connected_sandbox(api, token)
-        await sandbox.inbound(wid, sender=CONTACT, body="hello")
-        await wait_sql(server, "SELECT count(*) FROM messages", None, [(1,)])
-        ticket_id = server.sql("SELECT id FROM tickets")[0][0]
+        token, wid, ticket_id = await conversation_with_a_ticket(api, server)
         response = await api.client.post(f"/messages/{ticket_id}", json={"body": "once"},
                                          headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 201, response.text
