@@ -40,7 +40,7 @@ from gateway.broker import Broker
 from gateway.registry import Registry, registered
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
-from storage.errors import NotFound, QueryTimeout, Unavailable
+from storage.errors import DB_AWAY, NotFound, db_away
 
 log = logging.getLogger("zapgate.session")
 
@@ -50,16 +50,6 @@ SESSION_RESTART_BUDGET = (5, 60.0)  # a session's own restarts per seconds (bugs
 EVENT_MAILBOX = 256
 SIDE_COMMANDS = 4  # downloads (and, apart, read receipts) run at once, beside the sends
 SIDE_COMMANDS_WAITING = 64  # ... and waiting for their turn; beyond it they are refused at once
-
-DB_AWAY = (Unavailable, QueryTimeout)  # the database is away or too slow: retried, never a crash
-
-
-def db_away(error: BaseException) -> bool:
-    """`error` says the database is away: an Unavailable or QueryTimeout, alone or every one of a group."""
-    if isinstance(error, BaseExceptionGroup):
-        return all(db_away(inner) for inner in error.exceptions)
-    return isinstance(error, DB_AWAY)
-
 
 @attrs.frozen
 class SessionPolicy:

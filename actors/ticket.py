@@ -47,7 +47,7 @@ from gateway.whatsapp import transport as wa
 from storage import conversations, settings
 from storage.conversations import ContactIdentity, IncomingRow
 from storage.db import Database, Row
-from storage.errors import QueryTimeout, Unavailable
+from storage.errors import DB_AWAY, Unavailable
 from storage.media import MediaStore
 from storage.writer import GroupCommitWriter
 
@@ -285,6 +285,8 @@ class TicketActor:
         self.router._overflowed -= len(handle.overflow)
         handle.overflow.clear()
         self.router._left_behind(self, left)
+        if self.router._retiring.get(handle.key) is handle:
+            del self.router._retiring[handle.key]
         handle.ended.set()
 
     def _request_flush(self, ticket_id: int) -> None:
@@ -336,7 +338,7 @@ class TicketActor:
         while True:
             try:
                 return await step()
-            except (Unavailable, QueryTimeout) as error:
+            except DB_AWAY as error:
                 self.router.note_unavailable(error)
                 await trio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)
@@ -373,7 +375,7 @@ class TicketActor:
             result = await router.writer.submit(conversations.intake_write(
                 q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact,
                 ticket=ticket, message=row))
-        except (Unavailable, QueryTimeout) as error:
+        except DB_AWAY as error:
             router.note_unavailable(error)
             result = await self._while_unavailable(lambda: router.writer.submit(conversations.intake_write(
                 q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=None, ticket=None,
@@ -385,7 +387,7 @@ class TicketActor:
                 or result.contact_changed)
         try:
             shown = await self._refresh_ticket(result.ticket, full=full)
-        except (Unavailable, QueryTimeout) as error:
+        except DB_AWAY as error:
             router.note_unavailable(error)
             shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
         router.publish_message("create", self.company_id, result.message, self.ticket, shown)
@@ -440,7 +442,6 @@ class TicketActor:
         else:
             ticket = await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, row, ticket)
-        wa.settle(event)
 
     async def _on_receipt(self, event: wa.Receipt) -> None:
         """Acks for our messages of this chat; ids that are not (another chat's messages, a contact's own)
@@ -460,7 +461,6 @@ class TicketActor:
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
                 await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, row, ticket)
-        wa.settle(event)
 
     async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
         """Bring the cached ticket up to date with `base` and announce it; its JSON, for reuse."""
@@ -703,7 +703,7 @@ class TicketRouter:
             return cached[1]
         try:
             ignore = await settings.get_setting(self.db, company_id, "CheckMsgIsGroup") == "enabled"
-        except (Unavailable, QueryTimeout) as error:  # the database is away: keep the last answer (or store it)
+        except DB_AWAY as error:  # the database is away: keep the last answer (or store it)
             self.note_unavailable(error)
             return cached[1] if cached is not None else False
         self._group_policy[company_id] = (now + SETTINGS_TTL, ignore)
@@ -790,14 +790,7 @@ class TicketRouter:
         """A handle is stopping: out of the registry now; its successor waits until it has ended."""
         self.registry.unregister(handle.key, handle)
         if not handle.ended.is_set():
-            self._retiring[handle.key] = handle
-            if self._nursery is not None:
-                self._nursery.start_soon(self._forget_retired, handle)
-
-    async def _forget_retired(self, handle: TicketHandle) -> None:
-        await handle.ended.wait()
-        if self._retiring.get(handle.key) is handle:
-            del self._retiring[handle.key]
+            self._retiring[handle.key] = handle  # until its actor's _ended
 
     def _set_aside(self, actor: TicketActor, message: Any) -> None:
         """A message its actor crashed on MAX_ATTEMPTS times: logged and counted, its caller answered; an
@@ -864,7 +857,7 @@ class TicketRouter:
                 ticket = await conversations.show_ticket(self.db, company_id, ticket_id)
                 chat = chat_of_ticket(ticket)
                 await self._deliver(company_id, whatsapp_id, chat, FlushOutbox(ticket_id), wait=True)
-        except (Unavailable, QueryTimeout, ActorUnavailable) as error:  # the next connect tries again
+        except (*DB_AWAY, ActorUnavailable) as error:  # the next connect tries again
             log.warning("outbox not flushed after connect", extra={"fields": {"whatsapp_id": whatsapp_id,
                                                                                "reason": str(error)[:200]}})
 

@@ -45,6 +45,16 @@ class Unavailable(StorageError):
     """The database cannot be reached (connection refused, pool exhausted, server shutting down)."""
 
 
+DB_AWAY = (Unavailable, QueryTimeout)  # the database is away or too slow: waited out by workers, never a crash
+
+
+def db_away(error: BaseException) -> bool:
+    """`error` says the database is away: an Unavailable or QueryTimeout, alone or every one of a group."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(db_away(inner) for inner in error.exceptions)
+    return isinstance(error, DB_AWAY)
+
+
 @contextmanager
 def map_errors() -> Iterator[None]:
     """Translate psycopg exceptions raised inside the block into StorageError subclasses."""
