@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -125,6 +125,7 @@ def create_app(deps: Deps) -> QuartTrio:
         return response
 
     register_error_handlers(app)
+    app.asgi_app = _without_trailing_slash(app.asgi_app)  # type: ignore[method-assign]
 
     from api import (
         auth_routes,
@@ -148,6 +149,24 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:
         app.register_blueprint(deps.realtime.blueprint())
+    return app
+
+
+def _without_trailing_slash(asgi_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One rule for every route: `/tickets/` is `/tickets` (the family's frontends call both forms).
+
+    Routes are declared without a trailing slash; a request path ending in slashes (other than `/`) is
+    routed as the path without them, keeping its query string. No redirect: a 308 would cost a round
+    trip per call, and a preflighted CORS request cannot follow one.
+    """
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/") or "/"
+            scope = {**scope, "path": path}  # raw_path stays what the client sent
+        await asgi_app(scope, receive, send)
+
     return app
 
 

@@ -54,7 +54,6 @@ def _check_channel(deps: Deps, channel: str) -> None:
                          field="channel")
 
 
-@blueprint.get("/whatsapp/")
 @blueprint.get("/whatsapp")
 async def list_connections() -> Response:
     principal = current()
@@ -62,7 +61,6 @@ async def list_connections() -> Response:
     return jsonify([present.whatsapp(row, show_token=principal.is_admin) for row in rows])
 
 
-@blueprint.post("/whatsapp/")
 @blueprint.post("/whatsapp")
 async def create_connection() -> tuple[Response, int]:
     principal = require_admin()

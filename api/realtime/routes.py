@@ -51,7 +51,7 @@ SILENT_REASONS = frozenset({"client close", "transport close", "transport error"
 
 def realtime_blueprint(server: RealtimeServer) -> Blueprint:
     blueprint = Blueprint("realtime", __name__)
-    path = server.config.path
+    path = server.config.path.rstrip("/") or "/"  # the app routes `/socket.io/` as `/socket.io`
 
     @blueprint.route(path, methods=["GET", "POST", "OPTIONS"])
     @public
