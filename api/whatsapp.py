@@ -67,7 +67,7 @@ async def create_connection() -> tuple[Response, int]:
     deps = deps_of(current_app)
     data = await body(CONNECTION_FIELDS)
     fields = _fields(data)
-    fields.setdefault("channel", "whatsapp")
+    fields.setdefault("channel", deps.config.default_channel)
     _check_channel(deps, fields["channel"])
     if not fields.get("token"):
         fields["token"] = secrets.token_urlsafe(24)

@@ -63,6 +63,8 @@ class Config:
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
     sandbox_journal: bool = True  # the sandbox keeps pending messages and its outbox in DATA_DIR across restarts
+    # the channel of a connection created without one (the family's frontends never send it)
+    default_channel: str = "whatsapp"
     session_max_qr_codes: int = 6
     session_reconnect_initial: float = 1.0
     session_reconnect_max: float = 60.0
@@ -282,6 +284,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         sandbox_qr_interval=_float(env, "SANDBOX_QR_INTERVAL", 20.0),
         sandbox_journal=_bool(env, "SANDBOX_JOURNAL", True),
+        default_channel=_default_channel(env),
         session_max_qr_codes=_int(env, "SESSION_MAX_QR_CODES", 6, minimum=1, maximum=100),
         session_reconnect_initial=_float(env, "SESSION_RECONNECT_INITIAL", 1.0),
         session_reconnect_max=_float(env, "SESSION_RECONNECT_MAX", 60.0),
@@ -296,3 +299,12 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         user_offline_after=_float(env, "USER_OFFLINE_AFTER", 60.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
+
+
+def _default_channel(env: Mapping[str, str]) -> str:
+    channel = env.get("DEFAULT_CHANNEL", "").strip().lower() or "whatsapp"
+    if channel not in ("whatsapp", "sandbox"):
+        raise ConfigError("DEFAULT_CHANNEL", f"expected whatsapp or sandbox, got {channel!r}")
+    if channel == "sandbox" and not _bool(env, "ZAPGATE_SANDBOX", True):
+        raise ConfigError("DEFAULT_CHANNEL", "sandbox needs ZAPGATE_SANDBOX=on")
+    return channel

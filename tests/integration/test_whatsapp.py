@@ -140,3 +140,17 @@ async def test_paired_sandbox_connections_reconnect_after_a_restart(nursery: tri
             seen = statuses(events, wid)
             assert seen[0] == "OPENING" and seen[-1] == "CONNECTED" and "qrcode" not in seen, seen
         await second.db.aclose()
+
+
+async def test_a_connection_created_without_a_channel_takes_the_configured_default(
+        nursery: trio.Nursery, database_url: str, tmp_path: Path) -> None:
+    """The family's frontends never send `channel`: DEFAULT_CHANNEL=sandbox lets them create sandbox ones."""
+    server = await start_server(nursery, make_config(tmp_path, database_url, default_channel="sandbox"))
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        api = Api(client, server)
+        token = await api.admin_token()
+        created = await client.post("/whatsapp/", json={"name": "From the frontend"}, headers=auth(token))
+        assert created.status_code == 201, created.text
+        assert created.json()["channel"] == "sandbox"
+        explicit = await client.post("/whatsapp", json={"name": "Real", "channel": "whatsapp"}, headers=auth(token))
+        assert explicit.json()["channel"] == "whatsapp"

@@ -49,6 +49,7 @@ def test_original_db_and_redis_names(tmp_path: Path) -> None:
     ("DATABASE_URL", "mysql://x"), ("REDIS_URL", "http://x"), ("LOG_LEVEL", "verbose"), ("ZAPGATE_SANDBOX", "perhaps"),
     ("FRONTEND_URL", "not a url"), ("ADMIN_EMAIL", "nobody"), ("ADMIN_PASSWORD", "short"), ("DB_PORT", "x"),
     ("GRACEFUL_TIMEOUT", "-3"), ("AUTH_EXPIRED_STATUS", "402"), ("BCRYPT_ROUNDS", "40"),
+    ("DEFAULT_CHANNEL", "telegram"),
 ])
 def test_bad_values_name_their_variable(tmp_path: Path, variable: str, value: str) -> None:
     env = {variable: value}
@@ -72,3 +73,10 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("PORT=9000\nLOG_LEVEL=debug\n")
     cfg = config(tmp_path, LOG_LEVEL="warning")
     assert cfg.port == 9000 and cfg.log_level == "WARNING"
+
+
+def test_default_channel(tmp_path: Path) -> None:
+    assert config(tmp_path).default_channel == "whatsapp"
+    assert config(tmp_path, DEFAULT_CHANNEL="Sandbox").default_channel == "sandbox"
+    with pytest.raises(ConfigError, match="ZAPGATE_SANDBOX"):
+        config(tmp_path, DEFAULT_CHANNEL="sandbox", ZAPGATE_SANDBOX="off")
