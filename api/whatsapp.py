@@ -12,7 +12,7 @@ from api import present
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import ApiError, BadRequest, NotFound
-from api.validation import Field, body, path_id
+from api.validation import Field, body, json_body, path_id, validate
 from storage import settings, whatsapps
 
 log = logging.getLogger("zapgate.api.whatsapp")
@@ -34,6 +34,16 @@ _COLUMNS = {"name": "name", "isDefault": "is_default", "greetingMessage": "greet
             "farewellMessage": "farewell_message", "complationMessage": "complation_message",
             "outOfHoursMessage": "out_of_hours_message", "token": "token", "queueIds": "queue_ids",
             "channel": "channel"}
+
+
+async def _connection_body(*, partial: bool) -> dict:
+    """The connection fields of the body. A blank `token` means "none given": the family's connection form
+    sends `token: ""` when nobody typed one; a new connection then gets a generated token, an edited one
+    keeps its own (blanking it would cut off the integrations using it)."""
+    raw = await json_body()
+    if raw.get("token") in ("", None):
+        raw = {key: value for key, value in raw.items() if key != "token"}
+    return validate(raw, CONNECTION_FIELDS, partial=partial)
 
 
 def _fields(data: dict) -> dict:
@@ -65,7 +75,7 @@ async def list_connections() -> Response:
 async def create_connection() -> tuple[Response, int]:
     principal = require_admin()
     deps = deps_of(current_app)
-    data = await body(CONNECTION_FIELDS)
+    data = await _connection_body(partial=False)
     fields = _fields(data)
     fields.setdefault("channel", deps.config.default_channel)
     _check_channel(deps, fields["channel"])
@@ -95,7 +105,7 @@ async def update_connection(whatsapp_id: str) -> Response:
     deps = deps_of(current_app)
     existing = await _connection(deps, principal.company_id, whatsapp_id)
     require_admin()
-    data = await body(CONNECTION_FIELDS, partial=True)
+    data = await _connection_body(partial=True)
     if "channel" in data and data["channel"] != existing["channel"]:
         raise BadRequest("channel: cannot change once created; create another connection",
                          code="ERR_VALIDATION", field="channel")

@@ -154,3 +154,20 @@ async def test_a_connection_created_without_a_channel_takes_the_configured_defau
         assert created.json()["channel"] == "sandbox"
         explicit = await client.post("/whatsapp", json={"name": "Real", "channel": "whatsapp"}, headers=auth(token))
         assert explicit.json()["channel"] == "whatsapp"
+
+
+async def test_a_blank_token_from_the_connection_form_means_none_given(api: Api) -> None:
+    """ticketz's form sends token "" (and fields zapgate ignores): a new token on create, the old one kept on edit."""
+    token = await api.admin_token()
+    form = {"name": "Form", "greetingMessage": "", "complationMessage": "", "outOfHoursMessage": "",
+            "ratingMessage": "", "transferMessage": "", "isDefault": False, "token": "", "provider": "beta",
+            "language": "", "queueIds": []}
+    created = await api.client.post("/whatsapp", json=form, headers=auth(token))
+    assert created.status_code == 201, created.text
+    generated = created.json()["token"]
+    assert isinstance(generated, str) and len(generated) >= 16
+    edited = await api.client.put(f"/whatsapp/{created.json()['id']}", json={**form, "name": "Form 2"},
+                                  headers=auth(token))
+    assert edited.status_code == 200 and edited.json()["token"] == generated and edited.json()["name"] == "Form 2"
+    short = await api.client.post("/whatsapp", json={**form, "token": "short"}, headers=auth(token))
+    assert short.status_code == 400 and short.json()["error"] == "ERR_VALIDATION"
