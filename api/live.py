@@ -1,8 +1,10 @@
 """zapgate's realtime policy on top of `api.realtime`: company namespaces, rooms and visibility.
 
-- Namespace `/{companyId}`; the access token comes from `auth.token` or `query.token` (with or
-  without `Bearer `). Expired, invalid or another company's tokens are refused (`connect_error`); a
-  socket is closed when its token expires.
+- Namespace `/{companyId}`, or the root namespace `/` (ticketz and the SaaS lineage: `io(BACKEND_URL,
+  {query: {token}})`), where the token decides the company; the access token comes from `auth.token` or
+  `query.token` (with or without `Bearer `). Expired, invalid or another company's tokens are refused
+  (`connect_error`); a socket is closed when its token expires. Every accepted socket is sent `ready`
+  (those frontends wait for it before their first join). Events carry the same names on both.
 - Client events: `joinChatBox(ticketId)`/`leaveChatBox`, `joinNotification`/`leaveNotification`,
   `joinTickets(status)`/`leaveTickets`, `userStatus` (heartbeat: the user is online).
 - Delivery (`LiveBridge`, an actor fed by the broker): a ticket's events reach the sockets that joined
@@ -65,6 +67,11 @@ def realtime_config(config: Config) -> RealtimeConfig:
                           max_payload=config.realtime_max_payload, connect_timeout=config.realtime_connect_timeout,
                           max_pending=config.realtime_max_pending,
                           max_pending_per_client=config.realtime_pending_per_client)
+
+
+def company_room(company_id: int) -> str:
+    """The room of the root namespace that holds one company's sockets."""
+    return f"company:{company_id}"
 
 
 def ticket_audience(ticket: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,8 +139,8 @@ class CompanyNamespaces:
 
     async def connect(self, socket: Socket, auth: Mapping[str, Any], query: Mapping[str, str]) -> LiveContext:
         name = socket.namespace.lstrip("/")
-        if not name.isdigit():
-            raise ConnectRefused("unknown namespace: connect to /<companyId>")
+        if name and not name.isdigit():
+            raise ConnectRefused("unknown namespace: connect to / or /<companyId>")
         token = _token(auth, query)
         if token is None:
             raise ConnectRefused("ERR_SESSION_EXPIRED: no token")
@@ -141,7 +148,7 @@ class CompanyNamespaces:
             principal = self.tokens.verify_access(token)
         except ApiError as error:
             raise ConnectRefused(f"{error.code}: {error.message}") from None
-        if principal.company_id != int(name):
+        if name and principal.company_id != int(name):
             raise ConnectRefused("ERR_NO_PERMISSION: this token belongs to another company")
         expires = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
         try:  # the user as they are now (their role may have changed since the token was issued)
@@ -152,12 +159,15 @@ class CompanyNamespaces:
         context = LiveContext(principal, viewer, expires_at=float(expires),
                               joins=TokenBucket(self.join_rate, self.join_burst, trio.current_time()))
         socket.join(f"user:{principal.user_id}")
+        if not name:  # the root namespace holds every company's sockets: delivery finds them by this room
+            socket.join(company_room(principal.company_id))
         for event, handler in (("joinChatBox", self._join_chat), ("leaveChatBox", self._leave_chat),
                                ("joinNotification", self._join_notification),
                                ("leaveNotification", self._leave_notification),
                                ("joinTickets", self._join_tickets), ("leaveTickets", self._leave_tickets),
                                ("userStatus", self._user_status)):
             socket.on(event, handler)
+        socket.emit("ready")  # sent right after the connect is acknowledged
         return context
 
     def disconnected(self, socket: Socket, reason: str) -> None:
@@ -288,16 +298,30 @@ class LiveBridge:
 
     def deliver(self, company_id: int, name: str, payload: dict[str, Any]) -> int:
         """Emit one event to the sockets of its company that should see it; how many got it."""
-        namespace = f"/{company_id}"
         kind = name.rsplit("-", 1)[-1]
         if kind == "user":
             self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
-        sockets = self.server.sockets(namespace)
-        if not sockets:
-            return 0
         audience = payload.get(AUDIENCE)
         if audience is not None:
             payload = {key: value for key, value in payload.items() if key != AUDIENCE}
+        count = 0
+        for namespace, sockets in self._company_sockets(company_id):
+            chosen = self._choose(sockets, kind, payload, audience)
+            count += self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once per namespace
+        self.delivered += count
+        return count
+
+    def _company_sockets(self, company_id: int) -> list[tuple[str, list[Socket]]]:
+        """The company's sockets, by namespace: its own `/{id}` and its room of the root namespace."""
+        found = []
+        for namespace, sockets in ((f"/{company_id}", self.server.sockets(f"/{company_id}")),
+                                   ("/", self.server.room_sockets("/", company_room(company_id)))):
+            if sockets:
+                found.append((namespace, sockets))
+        return found
+
+    @staticmethod
+    def _choose(sockets: list[Socket], kind: str, payload: dict[str, Any], audience: Any) -> list[Socket]:
         if kind in ("ticket", "appMessage"):
             ticket = payload.get("ticket")
             if not isinstance(ticket, dict):
@@ -305,17 +329,13 @@ class LiveBridge:
             ticket_id = payload.get("ticketId")
             if ticket_id is None and ticket is not None:
                 ticket_id = ticket.get("id")
-            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
-                      and _wants_ticket(socket.context, ticket, ticket_id)]
-        elif kind == "user" and not _is_presence(payload):
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and _wants_ticket(socket.context, ticket, ticket_id)]
+        if kind == "user" and not _is_presence(payload):
             user_id = _user_id(payload)
-            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)
-                      and (socket.context.viewer.is_admin or socket.context.principal.user_id == user_id)]
-        else:
-            chosen = [socket for socket in sockets if isinstance(socket.context, LiveContext)]
-        count = self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once for all of them
-        self.delivered += count
-        return count
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and (socket.context.viewer.is_admin or socket.context.principal.user_id == user_id)]
+        return [socket for socket in sockets if isinstance(socket.context, LiveContext)]
 
     # ── viewers ──
 
@@ -339,8 +359,8 @@ class LiveBridge:
         self._stale_added.unpark_all()
 
     def _sockets_of(self, company_id: int, user_id: int) -> list[Socket]:
-        return [socket for socket in self.server.sockets(f"/{company_id}") if isinstance(socket.context, LiveContext)
-                and socket.context.principal.user_id == user_id]
+        return [socket for _, sockets in self._company_sockets(company_id) for socket in sockets
+                if isinstance(socket.context, LiveContext) and socket.context.principal.user_id == user_id]
 
     def _set_viewer(self, company_id: int, user_id: int, viewer: ticket_storage.Viewer) -> None:
         sockets = self._sockets_of(company_id, user_id)

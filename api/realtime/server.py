@@ -115,6 +115,10 @@ class RealtimeServer:
     def sockets(self, namespace: str) -> list[Socket]:
         return list(self._namespaces.get(namespace, {}).values())
 
+    def room_sockets(self, namespace: str, room: str) -> list[Socket]:
+        """The connected sockets in `room` of `namespace`."""
+        return list(self._rooms.get((namespace, room), ()))
+
     def stats(self) -> dict[str, Any]:
         return {"sessions": len(self._sessions), "sockets": sum(len(s) for s in self._namespaces.values()),
                 "rooms": len(self._rooms), "closed": dict(self._closed_by_reason),

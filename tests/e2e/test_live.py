@@ -204,3 +204,34 @@ async def test_heartbeats_mark_users_online_and_expired_tokens_end_the_socket(nu
             assert ended["reason"] == "io server disconnect"
             await brief.close()
     await server.db.aclose()
+
+
+async def test_the_root_namespace_serves_each_token_its_own_company(nursery: trio.Nursery, node: str,  # noqa: F811
+                                                                    live_server: Server) -> None:
+    """ticketz and the SaaS lineage: `io(BACKEND_URL, {transports: ["websocket"], query: {token}})`, then they
+    wait for `ready` before joining. The token decides the company; events keep their names."""
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=live_server.url) as http:
+            api = Api(http, live_server)
+            token = await api.admin_token()
+            wid = await connected_sandbox(api, token)
+            other = await api.create_company(token, "Vizinha", "dona@vizinha.test")
+            mine = await start_client(nursery, node, live_server.url, "", token, transports="websocket")
+            theirs = await start_client(nursery, node, live_server.url, "",
+                                        await api.login("dona@vizinha.test", "company-pass-1"), transports="websocket")
+            anonymous = await start_client(nursery, node, live_server.url, "", "not-a-jwt", transports="websocket")
+            refused = await anonymous.wait_for(lambda line: line["step"] in ("connect_error", "connect"))
+            assert refused["step"] == "connect_error"
+            for client in (mine, theirs):
+                await client.wait_for(lambda line: line["step"] == "event" and line["name"] == "ready")
+                await client.wait_for(lambda line: line["step"] == "ready")
+            await inbound(api, token, wid, **{"from": "5511955554444", "name": "Raiz", "body": "pela raiz"})
+            created = await mine.wait_for(lambda line: line["step"] == "event"
+                                          and line["name"] == "company-1-appMessage")
+            assert created["payload"]["message"]["body"] == "pela raiz"
+            await mine.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-ticket")
+            await trio.sleep(1)  # anything wrongly routed would have arrived by now
+            assert [e["name"] for e in theirs.events()] == ["ready"], theirs.lines
+            assert other["id"] != 1
+            for client in (mine, theirs, anonymous):
+                await client.close()
