@@ -35,6 +35,8 @@ def walk(w: Walk, only: set[str] | None) -> None:
         if only is None or name in only:
             with w.screen(name, core=False):
                 w.goto(path)
+    with w.screen("profile and logout"):  # last: the walk ends logged out
+        profile_and_logout(w, state)
 
 
 def login(w: Walk) -> None:
@@ -193,7 +195,6 @@ SCREENS = [
     ("queues", queues),
     ("users", users),
     ("settings", settings),
-    ("profile and logout", profile_and_logout),
 ]
 
 # Screens of features zapgate does not serve yet (docs/frontend-compat.md: which issue serves each): visited

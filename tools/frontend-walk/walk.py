@@ -42,7 +42,8 @@ sys.path.insert(0, str(HERE))
 
 from record import record_entries  # noqa: E402
 
-OFFLINE_MARKERS = ("net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED", "net::ERR_CONNECTION_REFUSED",
+OFFLINE_MARKERS = ("Error fetching countr", "net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED",
+                   "net::ERR_CONNECTION_REFUSED",
                    "fonts.googleapis", "fonts.gstatic", "cdn.jsdelivr", "ipinfo.io", "unpkg.com", "gravatar")
 
 
@@ -67,6 +68,9 @@ def serve_build(build: Path, port: int, config: dict[str, str]) -> http.server.T
                 self.wfile.write(config_body)
                 return
             if not (build / path.lstrip("/")).is_file():
+                if "." in path.rsplit("/", 1)[-1]:  # a file the build does not have: a 404, not the app
+                    self.send_error(404)
+                    return
                 self.path = "/index.html"
             super().do_GET()
 
@@ -89,6 +93,7 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.console: list[dict[str, Any]] = []
         self.sockets: list[dict[str, Any]] = []
+        self.static_failures: list[dict[str, Any]] = []  # the build's own files (not the backend's doing)
         self._started: dict[int, float] = {}
 
     def is_backend(self, url: str) -> bool:
@@ -112,7 +117,12 @@ class Recorder:
                 "ms": round((time.perf_counter() - started) * 1000, 1), "requestBody": _json_or_none(request)}
 
     def _on_finished(self, request: Any) -> None:
-        if not self.is_backend(request.url) or request.method == "OPTIONS":
+        if not self.is_backend(request.url):
+            response = request.response()
+            if request.url.startswith("http://localhost") and response is not None and response.status >= 400:
+                self.static_failures.append({"screen": self.screen, "url": request.url, "error": response.status})
+            return
+        if request.method == "OPTIONS":
             return
         entry = self._entry(request)
         response = request.response()
@@ -127,6 +137,8 @@ class Recorder:
 
     def _on_failed(self, request: Any) -> None:
         if not self.is_backend(request.url):
+            if request.url.startswith("http://localhost"):
+                self.static_failures.append({"screen": self.screen, "url": request.url, "error": request.failure})
             return
         entry = self._entry(request)
         entry["status"] = 0
@@ -138,8 +150,11 @@ class Recorder:
             return
         location = message.location or {}
         text = message.text
-        self.console.append({"screen": self.screen, "kind": "console", "text": text[:2000],
-                             "url": location.get("url", ""), "offline": _offline(text, location.get("url", ""))})
+        url = location.get("url", "")
+        # a file of the build itself that failed to load (not every deployment ships every file): not the backend
+        static = bool(url) and not self.is_backend(url) and "/static/js/" not in url and "Failed to load" in text
+        self.console.append({"screen": self.screen, "kind": "console", "text": text[:2000], "url": url,
+                             "offline": static or _offline(text, url)})
 
     def _on_pageerror(self, error: Any) -> None:
         text = f"{getattr(error, 'name', 'Error')}: {getattr(error, 'message', error)}"
@@ -312,9 +327,8 @@ def write_report(out: Path, walk: Walk, recorder: Recorder, frontend: str, build
         "socketEvents": sum(len(s["events"]) for s in recorder.sockets),
     }
     report = {"summary": summary, "screens": screens,
-              "requests": [{k: v for k, v in r.items() if k not in ("requestBody", "responseBody")}
-                           for r in recorder.requests],
-              "console": recorder.console, "sockets": recorder.sockets}
+              "requests": [_without_bodies(r) for r in recorder.requests],
+              "console": recorder.console, "sockets": recorder.sockets, "staticFailures": recorder.static_failures}
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     lines = [f"# Walk of the {frontend} frontend against {recorder.api}", "",
              "| " + " | ".join(f"{k}" for k in summary) + " |", "|" + "---|" * len(summary),
@@ -328,9 +342,9 @@ def write_report(out: Path, walk: Walk, recorder: Recorder, frontend: str, build
                      f"{s['consoleErrors']} | {s['offlineErrors']} | {s['seconds']} |")
     failures = recorder.failures()
     if failures:
-        lines += ["", "## Failed backend requests", "", "| screen | request | status |", "|---|---|---|"]
-        lines += [f"| {r['screen']} | {r['method']} {r['url'].removeprefix(recorder.api)} | {r['status']} |"
-                  for r in failures]
+        lines += ["", "## Failed backend requests", "", "| screen | request | status | answer |", "|---|---|---|---|"]
+        lines += [f"| {r['screen']} | {r['method']} {r['url'].removeprefix(recorder.api)} | {r['status']} | "
+                  f"{json.dumps(r.get('responseBody'), ensure_ascii=False)[:160]} |" for r in failures]
     errors = recorder.errors()
     if errors:
         lines += ["", "## Console errors (not offline noise)", ""]
@@ -338,6 +352,15 @@ def write_report(out: Path, walk: Walk, recorder: Recorder, frontend: str, build
     lines += ["", "## Distinct backend requests", ""] + [f"- `{m} {p}`" for m, p in distinct]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return summary
+
+
+def _without_bodies(request: dict[str, Any]) -> dict[str, Any]:
+    """A request for the report: bodies left out, but a failure keeps what the backend said."""
+    entry = {k: v for k, v in request.items() if k not in ("requestBody", "responseBody")}
+    if not 0 < request["status"] < 400:
+        entry["answer"] = json.dumps(request.get("responseBody"), ensure_ascii=False)[:300]
+        entry["sent"] = json.dumps(request.get("requestBody"), ensure_ascii=False)[:300]
+    return entry
 
 
 def _template(url: str, api: str) -> str:
