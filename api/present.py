@@ -83,5 +83,8 @@ def contact(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"], "name": row["name"], "number": row["number"], "email": row.get("email") or "",
         "profilePicUrl": row.get("profile_pic_url") or "", "isGroup": row.get("is_group", False),
         "lid": row.get("lid"), "companyId": row["company_id"], "extraInfo": row.get("extra_info") or [],
+        # No tags yet: tags are issue 13's. The family's contact list maps over `tags` and its React tree
+        # crashes without the field, so it is present — and empty, which is true until tags exist.
+        "tags": row.get("tags") or [],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }

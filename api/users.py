@@ -8,7 +8,7 @@ from api import present
 from api.app import deps_of
 from api.auth import Principal, current, hash_password, require_admin
 from api.errors import BadRequest, Forbidden
-from api.validation import Field, body, page, path_id, search_pattern
+from api.validation import Field, body, json_body, page, path_id, search_pattern, validate
 from storage import users
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
@@ -25,6 +25,14 @@ USER_FIELDS = {
     "super": Field("bool"),
 }
 SELF_EDITABLE = ("name", "email", "password")
+
+
+def _unchanged(row: dict, key: str, value: object) -> bool:
+    """Whether `value` of a USER_FIELDS key is the user's present one (a field sent back, not a change)."""
+    shown = present.user(row)
+    if key == "queueIds" and isinstance(value, list):
+        return sorted(value) == sorted(queue["id"] for queue in shown["queues"])
+    return shown.get(key) == value
 
 
 def _publish(company_id: int, payload: dict) -> None:
@@ -96,11 +104,15 @@ async def update_user(user_id: str) -> Response:
     deps = deps_of(current_app)
     target = path_id(user_id, "user")
     existing = await users.show_user(deps.db, principal.company_id, target)
-    data = await body(USER_FIELDS, partial=True)
+    raw = await json_body()
+    if raw.get("password") in ("", None):  # the family's user form sends "" when the password is not changed
+        raw = {key: value for key, value in raw.items() if key != "password"}
+    data = validate(raw, USER_FIELDS, partial=True)
     if not principal.is_admin:
         if target != principal.user_id:
             raise Forbidden("only admins can edit other users")
-        forbidden = sorted(set(data) - set(SELF_EDITABLE))
+        # the profile form sends the whole user back: only a change of a field is refused
+        forbidden = sorted(key for key in set(data) - set(SELF_EDITABLE) if not _unchanged(existing, key, data[key]))
         if forbidden:
             raise Forbidden(f"only admins can change {', '.join(forbidden)}")
     _check_super_flag(principal, data)

@@ -61,3 +61,35 @@ async def test_super_admin_sets_another_companys_connection_limit(api: Api) -> N
         assert second.status_code == 403 and second.json()["error"] == "ERR_CONNECTION_LIMIT"
         bad = await api.client.put(f"/companies/{created['id']}", json={"connectionLimit": -1}, headers=auth(token))
         assert bad.status_code == 400 and bad.json()["field"] == "connectionLimit"
+
+
+async def test_the_family_user_form_round_trip(api: Api) -> None:
+    """ticketz's user form sends the whole user back with `password: ""` when it is not changed; its profile
+    form (a user editing themself) sends their role and queues back unchanged — neither is refused."""
+    admin = await api.admin_token()
+    queue = (await api.client.post("/queue", json={"name": "Q", "color": "#111111"}, headers=auth(admin))).json()
+    agent = await api.create_user(admin, "agent@form.test", queueIds=[queue["id"]])
+    shown = (await api.client.get(f"/users/{agent['id']}", headers=auth(admin))).json()
+    form = {**shown, "password": "", "name": "Agent Renamed", "queueIds": [queue["id"]]}
+    edited = await api.client.put(f"/users/{agent['id']}", json=form, headers=auth(admin))
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["name"] == "Agent Renamed"
+    assert await api.login("agent@form.test", "user-pass-1")  # the blank password changed nothing
+    own = await api.login("agent@form.test", "user-pass-1")
+    self_edit = await api.client.put(f"/users/{agent['id']}", json={**form, "name": "Me", "password": "new-pass-1"},
+                                     headers=auth(own))
+    assert self_edit.status_code == 200, self_edit.text
+    assert await api.login("agent@form.test", "new-pass-1")
+    promote = await api.client.put(f"/users/{agent['id']}", json={**form, "profile": "admin"}, headers=auth(own))
+    assert promote.status_code == 403 and "profile" in promote.json()["message"]
+    requeue = await api.client.put(f"/users/{agent['id']}", json={**form, "queueIds": []}, headers=auth(own))
+    assert requeue.status_code == 403 and "queueIds" in requeue.json()["message"]
+    short = await api.client.put(f"/users/{agent['id']}", json={"password": "abc"}, headers=auth(admin))
+    assert short.status_code == 400 and short.json()["field"] == "password"
+
+
+async def test_contacts_carry_an_empty_tag_list_until_tags_exist(api: Api) -> None:
+    admin = await api.admin_token()
+    created = await api.client.post("/contacts", json={"name": "T", "number": "5511900001111"}, headers=auth(admin))
+    listed = (await api.client.get("/contacts", headers=auth(admin))).json()["contacts"]
+    assert created.json()["tags"] == [] and listed[0]["tags"] == []
