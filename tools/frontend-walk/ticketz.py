@@ -79,35 +79,59 @@ def connections(w: Walk, state: dict) -> None:
     page.get_by_role("button", name="Disconnect").first.wait_for(timeout=20_000)
 
 
+def _connection(w: Walk, state: dict) -> int:
+    """The connection made on `connections`, or (walking only some screens) a connected sandbox one."""
+    if "whatsappId" not in state:
+        found = [c for c in w.backend("GET", "/whatsapp").json()
+                 if c.get("channel") == "sandbox" and c["status"] == "CONNECTED"]
+        if not found:
+            raise RuntimeError("no connected sandbox connection: walk the connections screen first")
+        state["whatsappId"] = found[0]["id"]
+    return int(state["whatsappId"])
+
+
 def tickets(w: Walk, state: dict) -> None:
     """A customer writes in: the ticket appears live in the pending list; tabs, search and filters."""
     page = w.page
+    _connection(w, state)
     w.goto("/tickets")
     w.backend("POST", f"/sandbox/{state['whatsappId']}/inbound",
               json={"from": CUSTOMER, "name": CUSTOMER_NAME, "body": f"Hello from the walk {state['stamp']}"})
-    page.get_by_text(CUSTOMER_NAME).first.wait_for(timeout=20_000)
-    for tab in ("Closed", "Search", "Open"):
+    page.get_by_role("tab", name="Pending").click()
+    page.get_by_text(CUSTOMER_NAME).first.wait_for(timeout=20_000)  # live: no reload
+    page.get_by_role("tab", name="Assigned").click()
+    w.settle()
+    # filters: the "All" switch (every user's tickets) and the queue select
+    page.get_by_text("All", exact=True).first.click()
+    w.settle()
+    page.get_by_text("All", exact=True).first.click()
+    w.settle()
+    page.get_by_text("Queues", exact=True).first.click()
+    w.settle()
+    page.keyboard.press("Escape")
+    for tab in ("Closed", "Search"):
         page.get_by_role("tab", name=tab).first.click()
         w.settle()
-    search = page.get_by_placeholder("Search for ticket and messages")
-    if search.count():
-        search.first.fill("walk")
-        w.settle()
-        search.first.fill("")
-        w.settle()
+    search = page.get_by_placeholder("Search for ticket and messages").first
+    search.fill("Walk")
+    w.settle()
+    page.get_by_text(CUSTOMER_NAME).first.wait_for()
+    page.screenshot(path=str(w.out / "tickets-search.png"))
+    page.get_by_role("tab", name="Open").first.click()
+    w.settle()
 
 
 def chat(w: Walk, state: dict) -> None:
     """Open the chat, accept it, send a text, receive one live."""
     page = w.page
     w.goto("/tickets")
-    page.get_by_text(CUSTOMER_NAME).first.click()
-    w.settle()
+    page.get_by_role("tab", name="Pending").click()
+    page.locator("[title='Espiar Conversa']").first.click()  # "peek": open a pending chat without accepting it
     page.get_by_text(f"Hello from the walk {state['stamp']}").first.wait_for()
-    accept = page.get_by_role("button", name="Accept")
-    if accept.count():
-        accept.first.click()
-        w.settle()
+    w.settle()
+    page.screenshot(path=str(w.out / "chat-peek.png"))
+    page.locator("[title='Aceitar Conversa']").first.click()
+    w.settle()
     box = page.get_by_placeholder("Type a message").first
     box.wait_for()
     text = f"Reply from the agent {state['stamp']}"
@@ -136,41 +160,69 @@ def transfer_and_close(w: Walk, state: dict) -> None:
     w.settle()
 
 
+def _row(w: Walk, text: str) -> object:
+    return w.page.locator("tr", has_text=text).first
+
+
+def _save_dialog(w: Walk, fields: dict[str, str], button: str) -> None:
+    dialog = w.page.get_by_role("dialog")
+    if button == "Save":  # an edit form loads its record first; typing before that would be overwritten
+        first = dialog.locator("input[name=name]")
+        w.wait_for(lambda: first.input_value() != "", what="the edit form to load its record")
+        w.settle()
+    for name, value in fields.items():
+        dialog.locator(f"input[name={name}]").fill(value)
+    dialog.get_by_role("button", name=button, exact=True).click()
+    dialog.wait_for(state="detached")
+
+
 def contacts(w: Walk, state: dict) -> None:
+    """List, create, edit, and open a chat with the new contact."""
     page = w.page
     w.goto("/contacts")
-    page.get_by_text(CUSTOMER_NAME).first.wait_for()
-    page.get_by_role("button", name="Add contact").first.click()
-    dialog = page.get_by_role("dialog")
+    page.get_by_role("button", name="Add Contact").first.click()
     name = f"Walk Contact {state['stamp']}"
-    dialog.locator("input[name=name]").fill(name)
-    dialog.locator("input[name=number]").fill(NEW_CONTACT)
-    dialog.get_by_role("button", name="Add").click()
+    _save_dialog(w, {"name": name, "number": NEW_CONTACT}, "Add")
     page.get_by_text(name).first.wait_for()
+    _row(w, name).locator("button").nth(1).click()  # the row's edit button
+    edited = f"{name} edited"
+    _save_dialog(w, {"name": edited}, "Save")
+    page.get_by_text(edited).first.wait_for()
+    _row(w, edited).locator("button").first.click()  # WhatsApp: a new ticket with this contact
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    page.screenshot(path=str(w.out / "contacts-new-ticket.png"))
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    page.wait_for_url(lambda url: "/tickets/" in url)
+    w.settle()
+    page.get_by_placeholder("Type a message").first.wait_for()
 
 
 def queues(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/queues")
-    page.get_by_role("button", name="Add queue").first.click()
-    dialog = page.get_by_role("dialog")
+    page.get_by_role("button", name="Add Queue").first.click()
     name = f"Walk Queue {state['stamp']}"
-    dialog.locator("input[name=name]").fill(name)
-    dialog.get_by_role("button", name="Add").click()
+    _save_dialog(w, {"name": name, "color": "#2b7a0b"}, "Add")
     page.get_by_text(name).first.wait_for()
+    _row(w, name).locator("button").first.click()
+    edited = f"{name} edited"
+    _save_dialog(w, {"name": edited}, "Save")
+    page.get_by_text(edited).first.wait_for()
 
 
 def users(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/users")
-    page.get_by_role("button", name="Add user").first.click()
-    dialog = page.get_by_role("dialog")
+    page.get_by_role("button", name="Add User").first.click()
     name = f"Walk Agent {state['stamp']}"
-    dialog.locator("input[name=name]").fill(name)
-    dialog.locator("input[name=email]").fill(f"agent{state['stamp']}@walk.example")
-    dialog.locator("input[name=password]").fill("agent-pass-1")
-    dialog.get_by_role("button", name="Add").click()
+    _save_dialog(w, {"name": name, "email": f"agent{state['stamp']}@walk.example", "password": "agent-pass-1"},
+                 "Add")
     page.get_by_text(name).first.wait_for()
+    _row(w, name).locator("button").first.click()
+    edited = f"{name} edited"
+    _save_dialog(w, {"name": edited}, "Save")
+    page.get_by_text(edited).first.wait_for()
 
 
 def settings(w: Walk, state: dict) -> None:
@@ -215,3 +267,26 @@ LATER = [
     ("campaigns", "/campaigns"),
     ("campaigns config", "/campaigns-config"),
 ]
+
+# Backend routes of features zapgate does not serve yet → the issue that will (docs/frontend-compat.md).
+# Their failures are listed apart in the report and do not fail the walk.
+LATER_ROUTES = {
+    "/dashboard": "issue 17 (dashboard and reports)",
+    "/tags": "issue 13 (tags and kanban)",
+    "/ticket-tags": "issue 13 (tags and kanban)",
+    "/ticket/kanban": "issue 13 (tags and kanban)",
+    "/quick-messages": "issue 13 (quick messages)",
+    "/ticket-notes": "issue 13 (ticket notes)",
+    "/schedules": "issue 13 (scheduled messages)",
+    "/contact-lists": "issue 13 (contact lists)",
+    "/contact-list-items": "issue 13 (contact lists)",
+    "/contacts/import": "issue 13 (contact import/export)",
+    "/contacts/exportCsv": "issue 13 (contact import/export)",
+    "/chats": "issue 13 (internal chat)",
+    "/campaigns": "issue 14 (campaigns)",
+    "/campaign-settings": "issue 14 (campaigns)",
+    "/queue-options": "issue 12 (queues that route)",
+    "/ticketz/registry": "none: ticketz's own product registry",
+    "/docker": "none: ticketz's docker management",
+    "/wavoip": "none: ticketz's voice calls (wavoip)",
+}
