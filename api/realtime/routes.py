@@ -51,9 +51,13 @@ SILENT_REASONS = frozenset({"client close", "transport close", "transport error"
 
 def realtime_blueprint(server: RealtimeServer) -> Blueprint:
     blueprint = Blueprint("realtime", __name__)
-    path = server.config.path.rstrip("/") or "/"  # the app routes `/socket.io/` as `/socket.io`
+    path = server.config.path
+    # zapgate's app routes `/socket.io/` as `/socket.io` (api.app strips trailing slashes); an app without
+    # that rule (a bare Quart app serving only the realtime server) gets the configured path itself
+    bare = path.rstrip("/") or "/"
 
     @blueprint.route(path, methods=["GET", "POST", "OPTIONS"])
+    @blueprint.route(bare, methods=["GET", "POST", "OPTIONS"])
     @public
     async def engineio_polling() -> Response:
         if request.method == "OPTIONS":  # CORS preflight: the app's after_request adds the headers
@@ -64,6 +68,7 @@ def realtime_blueprint(server: RealtimeServer) -> Blueprint:
             return _refusal(error)
 
     @blueprint.websocket(path)
+    @blueprint.websocket(bare)
     async def engineio_websocket() -> Response | None:
         try:
             session, upgrading = _websocket_session(server)
