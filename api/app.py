@@ -59,6 +59,10 @@ class Deps:
     sandbox: SandboxNetwork | None = None
     realtime: RealtimeServer | None = None
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
+    # the super admin's public files (logos, announcements' images), served at /public
+    public_files: MediaStore = attrs.field(
+        default=attrs.Factory(lambda self: MediaStore(self.config.data_dir / "public", prefix="/public"),
+                              takes_self=True))
 
 
 def build_tokens(config: Config) -> TokenService:
@@ -113,7 +117,8 @@ def create_app(deps: Deps) -> QuartTrio:
         if origin and origin.rstrip("/") in allowed_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After"
+            # Date: the frontends compare it with the client's clock on every load (a skew warning)
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-Id, Retry-After, Date"
             response.headers.add("Vary", "Origin")
             if request.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
@@ -128,10 +133,12 @@ def create_app(deps: Deps) -> QuartTrio:
     app.asgi_app = _without_trailing_slash(app.asgi_app)  # type: ignore[method-assign]
 
     from api import (
+        announcements,
         auth_routes,
         companies,
         contacts,
         health,
+        helps,
         media,
         messages,
         queues,
@@ -139,11 +146,12 @@ def create_app(deps: Deps) -> QuartTrio:
         settings,
         tickets,
         users,
+        version,
         whatsapp,
     )
 
-    for module in (health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media, tickets,
-                   messages):
+    for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
+                   tickets, messages, announcements, helps):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -12,7 +12,9 @@
   (the tickets API's rule) — also the events that name the ticket by id only (`updateUnread`,
   `delete`), whose publishers add the ticket's `ticket_audience`; company-wide events (contacts,
   connections, queues, settings) reach every socket of the company; a user's changes reach the admins
-  and that user, presence (`{id, online}`) everyone.
+  and that user, presence (`{id, online}`) everyone. Events published for `EVERY_COMPANY` (the super
+  admin's announcements) reach the sockets of every company; one marked `SUPERS` reaches only the
+  super admins' sockets (True) or only the others' (False).
 - A socket's viewer (its user's queues, role, `allTicket`) is read at connect and refreshed when the
   users API announces a change of that user: at once from the event (it carries the committed row,
   and the bridge handles events in order, so every later ticket event is judged by the new rules),
@@ -57,6 +59,8 @@ OFFLINE_SWEEP = 10.0
 REFRESH_RETRY = 1.0  # seconds before a viewer re-read that failed (database away) is tried again
 MAX_TICKET_ID = 2**63 - 1  # a bigint: a larger id names no ticket (and must not reach the query)
 AUDIENCE = "_audience"  # see ticket_audience; never sent to a client
+EVERY_COMPANY = 0  # the company id of events for every company's sockets (no company has id 0)
+SUPERS = "_supers"  # True: for super admins' sockets only; False: for all others; never sent to a client
 TOO_MANY_JOINS = {"error": "ERR_TOO_MANY_JOINS", "message": "too many joins on this socket: slow down"}
 TOO_MANY_ROOMS = {"error": "ERR_TOO_MANY_ROOMS", "message": "this socket has joined too many tickets: leave some"}
 
@@ -299,13 +303,21 @@ class LiveBridge:
     def deliver(self, company_id: int, name: str, payload: dict[str, Any]) -> int:
         """Emit one event to the sockets of its company that should see it; how many got it."""
         kind = name.rsplit("-", 1)[-1]
-        if kind == "user":
+        if kind == "user" and company_id != EVERY_COMPANY:
             self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
         audience = payload.get(AUDIENCE)
-        if audience is not None:
-            payload = {key: value for key, value in payload.items() if key != AUDIENCE}
+        supers = payload.get(SUPERS)
+        if audience is not None or supers is not None:
+            payload = {key: value for key, value in payload.items() if key not in (AUDIENCE, SUPERS)}
+        if company_id == EVERY_COMPANY:
+            targets = [(namespace, self.server.sockets(namespace)) for namespace in self.server.namespaces()]
+        else:
+            targets = self._company_sockets(company_id)
         count = 0
-        for namespace, sockets in self._company_sockets(company_id):
+        for namespace, sockets in targets:
+            if supers is not None:
+                sockets = [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                           and socket.context.principal.super == supers]
             chosen = self._choose(sockets, kind, payload, audience)
             count += self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once per namespace
         self.delivered += count

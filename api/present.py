@@ -40,6 +40,23 @@ def setting(row: dict[str, Any]) -> dict[str, Any]:
             "updatedAt": _iso(row.get("updated_at"))}
 
 
+def announcement(row: dict[str, Any]) -> dict[str, Any]:
+    """An announcement as ticketz shows it (`mediaPath`: a public file, loaded from `<backend>/public/`)."""
+    shown = {
+        "id": row["id"], "priority": row["priority"], "title": row["title"], "text": row["text"],
+        "mediaPath": row.get("media_path"), "mediaName": row.get("media_name"), "companyId": row.get("company_id"),
+        "status": row["status"], "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+    if "company" in row:
+        shown["company"] = row["company"]
+    return shown
+
+
+def help_video(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "title": row["title"], "description": row["description"], "video": row["video"],
+            "link": row["link"], "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at"))}
+
+
 def page(name: str, items: list[dict[str, Any]], count: int, limit: int, offset: int) -> dict[str, Any]:
     return {name: items, "count": count, "hasMore": offset + len(items) < count}
 

@@ -242,6 +242,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                               present=present.session)
     writer = GroupCommitWriter(db)
     media = MediaStore(config.data_dir / "media")
+    public_files = MediaStore(config.data_dir / "public", prefix="/public")  # logos, announcements' images
     messages = MessagePresenter(config.backend_url)
     tickets = TicketRouter(db=db, writer=writer, broker=broker, sessions=sessions, media=media,
                            presenters=Presenters(ticket=present_tickets.ticket, message=messages,
@@ -269,7 +270,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
-                    messages=messages, realtime=realtime,
+                    messages=messages, realtime=realtime, public_files=public_files,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})

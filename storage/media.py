@@ -1,8 +1,11 @@
-"""Media files of messages, kept in the data dir and served at unguessable URLs.
+"""Media files, kept in the data dir and served at unguessable URLs.
 
-A file lives at `<data dir>/media/<token>/<name>`, where the token is 128 random bits; its URL is
-`/media/<token>/<name>`. A browser can load it without a header (an <img> or <audio> tag), but
+A file lives at `<root>/<token>/<name>`, where the token is 128 random bits; its URL is
+`<prefix>/<token>/<name>`. A browser can load it without a header (an <img> or <audio> tag), but
 nobody can guess or enumerate one. The mimetype and original filename sit beside it in `meta.json`.
+Two stores: messages' media (`<data dir>/media`, `/media`) and the super admin's public files —
+logos, the login page's pictures, announcements' images (`<data dir>/public`, `/public`, where the
+family's frontends load them from: `<backend>/public/<setting value>`).
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ def safe_name(filename: str | None, mimetype: str) -> str:
 
 
 class MediaStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, prefix: str = "/media") -> None:
         self.root = root
+        self.prefix = prefix
 
     def _save(self, data: bytes, filename: str | None, mimetype: str) -> StoredMedia:
         token = secrets.token_urlsafe(16)
@@ -58,10 +62,24 @@ class MediaStore:
         directory.mkdir(parents=True, mode=0o750)
         (directory / name).write_bytes(data)
         (directory / "meta.json").write_text(json.dumps({"filename": filename or name, "mimetype": mimetype}))
-        return StoredMedia(url=f"/media/{token}/{name}", filename=filename or name, mimetype=mimetype, size=len(data))
+        return StoredMedia(url=f"{self.prefix}/{token}/{name}", filename=filename or name, mimetype=mimetype,
+                           size=len(data))
 
     async def save(self, data: bytes, filename: str | None, mimetype: str) -> StoredMedia:
         return await trio.to_thread.run_sync(self._save, data, filename, mimetype)
+
+    def _remove(self, token: str, name: str) -> bool:
+        if self.find(token, name) is None:
+            return False
+        directory = self.root / token
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+        return True
+
+    async def remove(self, token: str, name: str) -> bool:
+        """Delete a stored file (its token's directory); False when there was no such file."""
+        return await trio.to_thread.run_sync(self._remove, token, name)
 
     def find(self, token: str, name: str) -> MediaFile | None:
         """The file behind a URL, or None (bad token, unknown file, name not matching)."""

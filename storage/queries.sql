@@ -170,6 +170,17 @@ RETURNING key, value, created_at, updated_at
 -- name: setting_get
 SELECT value FROM settings WHERE company_id = %(company_id)s AND key = %(key)s
 
+-- name: platform_settings_list
+SELECT key, value, created_at, updated_at FROM platform_settings ORDER BY key
+
+-- name: platform_setting_get
+SELECT value FROM platform_settings WHERE key = %(key)s
+
+-- name: platform_setting_upsert
+INSERT INTO platform_settings (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+RETURNING key, value, created_at, updated_at
+
 -- ─── whatsapp connections ───────────────────────────────────────────────────────────────
 
 -- name: whatsapp_insert
@@ -824,3 +835,88 @@ SELECT stored.*, ticket.status AS ticket_status, ticket.unread_messages AS ticke
        ticket.last_message AS ticket_last_message, ticket.last_message_at AS ticket_last_message_at,
        ticket.updated_at AS ticket_updated_at, ticket.queue_id AS ticket_queue_id, ticket.user_id AS ticket_user_id
 FROM stored CROSS JOIN ticket
+
+-- ─── announcements (the super admin's notices to every company) ─────────────────────────
+-- `everything`: the caller is a super admin, who also sees the drafts (status false).
+
+-- name: announcement_insert
+INSERT INTO announcements (company_id, priority, title, text, status)
+VALUES (%(company_id)s, %(priority)s, %(title)s, %(text)s, %(status)s)
+RETURNING *
+
+-- name: announcement_get
+SELECT * FROM announcements WHERE id = %(id)s AND (%(everything)s OR status)
+
+-- name: announcement_page
+SELECT *, count(*) OVER () AS total
+FROM announcements
+WHERE (%(everything)s OR status) AND (%(search)s::text IS NULL OR title ILIKE %(search)s)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: announcement_count
+SELECT count(*) AS n FROM announcements
+WHERE (%(everything)s OR status) AND (%(search)s::text IS NULL OR title ILIKE %(search)s)
+
+-- name: announcement_list
+SELECT a.*, CASE WHEN c.id IS NULL THEN NULL ELSE json_build_object('id', c.id, 'name', c.name) END AS company
+FROM announcements a LEFT JOIN companies c ON c.id = a.company_id
+WHERE (%(everything)s OR a.status) AND (%(company_id)s::bigint IS NULL OR a.company_id = %(company_id)s)
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT %(limit)s
+
+-- name: announcement_update
+UPDATE announcements SET
+    priority = coalesce(%(priority)s, priority),
+    title = coalesce(%(title)s, title),
+    text = coalesce(%(text)s, text),
+    status = coalesce(%(status)s, status),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: announcement_set_media
+-- the new file (or none), and the one it replaces (to be removed once this is committed)
+WITH old AS (SELECT id, media_path FROM announcements WHERE id = %(id)s FOR UPDATE)
+UPDATE announcements a SET media_path = %(media_path)s, media_name = %(media_name)s, updated_at = now()
+FROM old WHERE a.id = old.id
+RETURNING a.*, old.media_path AS replaced_media_path
+
+-- name: announcement_delete
+DELETE FROM announcements WHERE id = %(id)s RETURNING id, media_path
+
+-- ─── helps (the super admin's help videos for every company) ─────────────────────────────
+
+-- name: help_insert
+INSERT INTO helps (title, description, video, link)
+VALUES (%(title)s, %(description)s, %(video)s, %(link)s)
+RETURNING *
+
+-- name: help_get
+SELECT * FROM helps WHERE id = %(id)s
+
+-- name: help_page
+SELECT *, count(*) OVER () AS total
+FROM helps
+WHERE %(search)s::text IS NULL OR title ILIKE %(search)s
+ORDER BY lower(title), id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: help_count
+SELECT count(*) AS n FROM helps WHERE %(search)s::text IS NULL OR title ILIKE %(search)s
+
+-- name: help_all
+SELECT * FROM helps ORDER BY lower(title), id LIMIT %(limit)s
+
+-- name: help_update
+UPDATE helps SET
+    title = coalesce(%(title)s, title),
+    description = coalesce(%(description)s, description),
+    video = coalesce(%(video)s, video),
+    link = coalesce(%(link)s, link),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: help_delete
+DELETE FROM helps WHERE id = %(id)s
