@@ -39,7 +39,10 @@ def _invalid(field: str, message: str) -> BadRequest:
 
 def _check_schedules(value: Any) -> list[dict[str, Any]]:
     """`schedules`: a list of `{weekday, startTime "HH:MM", endTime "HH:MM"}` (plus the optional `weekdayEn`
-    and shift pairs of the Whaticket frontends); only these keys are kept."""
+    and shift pairs of the Whaticket frontends); only these keys are kept. `{}` is none: ticketz's queue form
+    sends it when the company's schedules are off."""
+    if value == {}:
+        return []
     if not isinstance(value, list):
         raise _invalid("schedules", "must be a list of {weekday, startTime, endTime}")
     if len(value) > MAX_SCHEDULES:

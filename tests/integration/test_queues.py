@@ -227,3 +227,15 @@ async def test_queue_bad_input_is_400_naming_the_field(api: Api, server: Server,
             assert changed.status_code == 400, changed.text
             assert changed.json()["field"] == field
         assert await queues_table(server) == before
+
+
+async def test_the_ticketz_queue_form_with_schedules_off(api: Api) -> None:
+    """ticketz sends `schedules: {}` when the company's schedules are off: no schedules, not a 400."""
+    token = await api.admin_token()
+    created = await api.client.post("/queue/", json={"name": "Form", "color": "#2B7A0B", "greetingMessage": "",
+                                                      "schedules": {}}, headers=auth(token))
+    assert created.status_code == 201, created.text
+    assert created.json()["schedules"] == []
+    bad = await api.client.post("/queue", json={"name": "Bad", "color": "#2B7A0B", "schedules": {"x": 1}},
+                                headers=auth(token))
+    assert bad.status_code == 400 and bad.json()["field"] == "schedules"

@@ -47,12 +47,15 @@ def login(w: Walk) -> None:
         page.fill("#password", w.password)
         page.click("button[type=submit]")
         page.wait_for_url(lambda url: "/login" not in url)
+    with w.screen("dashboard (where login lands)", core=False):  # issue 17's screen
         w.settle()
     with w.screen("reload stays logged in"):
+        w.goto("/tickets")
         page.reload()
         w.settle()
         if "/login" in page.url:
             raise AssertionError("a reload went back to the login page (refresh token cookie)")
+        page.get_by_role("tab", name="Open").first.wait_for()
 
 
 def connections(w: Walk, state: dict) -> None:
@@ -170,8 +173,11 @@ def _save_dialog(w: Walk, fields: dict[str, str], button: str) -> None:
         first = dialog.locator("input[name=name]")
         w.wait_for(lambda: first.input_value() != "", what="the edit form to load its record")
         w.settle()
-    for name, value in fields.items():
-        dialog.locator(f"input[name={name}]").fill(value)
+    for name, value in fields.items():  # an input's name, or a CSS selector
+        if name.startswith("input"):
+            dialog.locator(name).first.fill(value)
+        else:
+            dialog.locator(f"input[name={name}]:visible").first.fill(value)
     dialog.get_by_role("button", name=button, exact=True).click()
     dialog.wait_for(state="detached")
 
@@ -182,7 +188,8 @@ def contacts(w: Walk, state: dict) -> None:
     w.goto("/contacts")
     page.get_by_role("button", name="Add Contact").first.click()
     name = f"Walk Contact {state['stamp']}"
-    _save_dialog(w, {"name": name, "number": NEW_CONTACT}, "Add")
+    # the number field: a country select (offline: no country list) and this input
+    _save_dialog(w, {"name": name, "input[name=number][maxlength='15']": NEW_CONTACT}, "Add")
     page.get_by_text(name).first.wait_for()
     _row(w, name).locator("button").nth(1).click()  # the row's edit button
     edited = f"{name} edited"
@@ -203,7 +210,12 @@ def queues(w: Walk, state: dict) -> None:
     w.goto("/queues")
     page.get_by_role("button", name="Add Queue").first.click()
     name = f"Walk Queue {state['stamp']}"
-    _save_dialog(w, {"name": name, "color": "#2b7a0b"}, "Add")
+    page.get_by_role("dialog").locator("input[name=name]").fill(name)
+    page.get_by_role("dialog").locator("input[name=color]").click()  # opens the colour picker dialog
+    picker = page.get_by_role("dialog").last
+    picker.locator("input[type=text]").last.fill("#2B7A0B")
+    picker.get_by_role("button", name="Save").click()
+    _save_dialog(w, {}, "Add")
     page.get_by_text(name).first.wait_for()
     _row(w, name).locator("button").first.click()
     edited = f"{name} edited"
@@ -286,6 +298,7 @@ LATER_ROUTES = {
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
     "/queue-options": "issue 12 (queues that route)",
+    "/invoices": "issue 21 (plans, subscriptions, invoices)",
     "/ticketz/registry": "none: ticketz's own product registry",
     "/docker": "none: ticketz's docker management",
     "/wavoip": "none: ticketz's voice calls (wavoip)",
