@@ -7,8 +7,9 @@
        └─ hypercorn            api.create_app(deps); drains in-flight requests on shutdown
 
 Shutdown runs in dependency order, each step bounded, all within GRACEFUL_TIMEOUT + 1 s (`stop_in_order`):
-the front stops accepting; intake stops (the sessions end: nothing new arrives); in-flight requests
-finish; the ticket actors finish their mailboxes; the writer flushes; then everything else is cancelled
+the front stops accepting and ends its idle connections, the realtime clients are told to go; intake
+stops (the sessions end: nothing new arrives); in-flight requests finish, their connections closed
+after the response; the ticket actors finish their mailboxes; the writer flushes; then everything else is cancelled
 and the caller closes the pool. Whatever a step could not finish in time is answered, not dropped: an
 inbound event never settled is delivered again by the network at the next start.
 
@@ -293,6 +294,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         binds = await nursery.start(serve_front)
         task_status.started(binds)
         await shutdown.wait()
+        realtime.stop()  # every realtime client is told now (a waiting poll is a request in flight) and reconnects
         nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1  # the last resort
         await stop_in_order(config.graceful_timeout, sessions=sessions, tickets=tickets, writer=writer,
                             front_stopped=front_stopped)

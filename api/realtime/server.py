@@ -46,6 +46,7 @@ class RealtimeServer:
         self.config = config or RealtimeConfig()
         self._handler: NamespaceHandler | None = None
         self._nursery: trio.Nursery | None = None
+        self._stopping = False
         self._sessions: dict[str, EngineSession] = {}
         self._namespaces: dict[str, dict[str, Socket]] = {}  # namespace → sid → connected socket
         self._rooms: dict[tuple[str, str], set[Socket]] = {}
@@ -78,9 +79,16 @@ class RealtimeServer:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
-                self._nursery = None  # no new sessions from here on
-                for session in list(self._sessions.values()):
-                    session.close("server shutting down")  # their transports say goodbye and return
+                self._nursery = None
+                self.stop()
+
+    def stop(self) -> None:
+        """The server is shutting down: no new sessions; every session says goodbye and its client reconnects
+        (elsewhere, if there is another node): a waiting poll is answered `1`, a websocket gets `1` and a
+        close frame. The engine.io client takes either as "transport close", after which it reconnects."""
+        self._stopping = True
+        for session in list(self._sessions.values()):
+            session.close("server shutting down")  # their transports say goodbye and return
 
     # --- for the rest of zapgate ---
 
@@ -136,7 +144,7 @@ class RealtimeServer:
 
         Raises EngineError 429/503 when its client, or all anonymous clients, have too many pending sessions.
         """
-        if self._nursery is None:
+        if self._nursery is None or self._stopping:
             raise EngineError(3, "Realtime server not running", status=503)
         config = self.config
         identify = getattr(self._handler, "identify", None)

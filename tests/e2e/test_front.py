@@ -12,12 +12,15 @@ import hashlib
 import json
 import os
 import struct
+from functools import partial
 
+import h11
 import httpx
 import trio
 from quart import jsonify, request
 from trio_websocket import open_websocket_url
 
+from gateway import front
 from tests.e2e.test_socketio_client import (
     NAMESPACE,
     serve_realtime,
@@ -25,6 +28,7 @@ from tests.e2e.test_socketio_client import (
     ws_connect_namespace,
     ws_open,
 )
+from tests.e2e.test_stop import HttpClient, wait_eof
 
 KEY = base64.b64encode(os.urandom(16)).decode()
 
@@ -198,6 +202,87 @@ async def test_shutdown_says_goodbye_on_direct_websockets(nursery: trio.Nursery)
             await wait_until(lambda: ws.closed is not None)
             assert ws.closed.code == 1000
         assert served.handler.reasons() == ["server shutting down"]
+
+
+async def test_keep_alive_timeout_ends_an_idle_connection_never_a_request(nursery: trio.Nursery) -> None:
+    """hypercorn re-arms its keep-alive timer in the request's task, which quart-trio cancels once the
+    response is out: without the front's own (front.Connections), a connection idle after its first
+    request stayed open for ever."""
+    from hypercorn.config import Config as HypercornConfig
+    from quart_trio import QuartTrio
+
+    app = QuartTrio("keep-alive")
+
+    @app.route("/slow")
+    async def slow() -> str:
+        await trio.sleep(1.0)  # longer than the keep-alive timeout: a request in flight is not idle
+        return "done"
+
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    hc.keep_alive_timeout = 0.4
+    with trio.fail_after(20):
+        (url,) = await nursery.start(partial(front.serve, app, hc, shutdown_trigger=trio.sleep_forever))
+        client = await HttpClient.open(int(url.rsplit(":", 1)[1]))
+        assert await client.get("/slow") == (200, b"done")
+        began = trio.current_time()
+        assert await wait_eof(client.stream) == b""
+        assert 0.3 < trio.current_time() - began < 2
+
+
+
+async def test_a_request_that_came_early_is_served_at_a_stop_then_the_connection_ends(
+        nursery: trio.Nursery) -> None:
+    """The client's next request arrived while the response was under way (pipelined, or sent the moment
+    the response's last byte arrived). It is in flight (its bytes are in), so it is served, with
+    `Connection: close`, and the connection ends; with hypercorn's own stop, its reader waited for a
+    recycling that a stop never does, and the stop took all of `graceful_timeout`."""
+    from hypercorn.config import Config as HypercornConfig
+    from quart_trio import QuartTrio
+
+    app = QuartTrio("pipelined")
+
+    @app.route("/stream")
+    async def stream():  # type: ignore[no-untyped-def]
+        async def body():  # type: ignore[no-untyped-def]
+            yield b"do"
+            await trio.sleep(0.5)
+            yield b"ne"
+        return body(), 200
+
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    hc.graceful_timeout = 10
+    stop, stopped = trio.Event(), trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await front.serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+        finally:
+            stopped.set()
+
+    with trio.fail_after(20):
+        (url,) = await nursery.start(serve)
+        client = await HttpClient.open(int(url.rsplit(":", 1)[1]))
+        await client.send_head("GET", "/stream")
+        await client.stream.send_all(client.h11.send(h11.EndOfMessage())
+                                     + b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        while not isinstance(event := client.h11.next_event(), h11.Response):  # under way before the stop
+            assert event is h11.NEED_DATA
+            client.h11.receive_data(await client.stream.receive_some(65536))
+        stop.set()
+        with trio.fail_after(3):  # not `graceful_timeout`
+            _, body = await client.response()
+            assert (event.status_code, body, client.keep_alive) == (200, b"done", True)  # started before the stop
+            # the request sent above, told to h11 (not sent again) so that it reads the answer
+            client.h11.send(h11.Request(method="GET", target="/stream", headers=[("Host", "127.0.0.1")]))
+            client.h11.send(h11.EndOfMessage())
+            assert await client.response() == (200, b"done")
+            assert not client.keep_alive  # started after the stop: `Connection: close`
+            assert await wait_eof(client.stream) == b""
+            await stopped.wait()
 
 
 def masked(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:

@@ -317,3 +317,23 @@ async def test_server_shutdown_closes_every_session(nursery: trio.Nursery) -> No
     assert session.close_reason == "server shutting down"
     assert handler.reasons() == ["server shutting down"]
     assert await session.poll() == [eio.CLOSE]  # a poll still in flight is told
+
+
+async def test_stop_tells_every_session_at_once_and_takes_no_new_ones(server: RealtimeServer) -> None:
+    """The front's stop: a waiting poll is answered the close packet now, not when the server is cancelled."""
+    session, _ = await connected(server)
+    answers: list[list[eio.Packet]] = []
+
+    async def poll() -> None:
+        answers.append(await session.poll())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poll)
+        await trio.testing.wait_all_tasks_blocked()
+        server.stop()
+    assert answers == [[eio.CLOSE]]
+    await trio.testing.wait_all_tasks_blocked()  # the session's task tells the namespace handler
+    assert handler_of(server).reasons() == ["server shutting down"]
+    with pytest.raises(EngineError) as refused:
+        open_session(server)
+    assert refused.value.status == 503

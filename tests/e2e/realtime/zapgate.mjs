@@ -1,6 +1,6 @@
 // Connects the stock socket.io-client to a zapgate company namespace and reports, one JSON line each,
 // what happens: {"step":"connect"|"connect_error"|"ready"|"event"|"disconnect", ...}.
-// Usage: node zapgate.mjs <url> <namespace> <token> <transports: default|websocket> <how: query|auth|bearer>
+// Usage: node zapgate.mjs <url> <namespace> <token> <transports: default|websocket|polling> <how: query|auth|bearer>
 //        [<comma-separated statuses to join>] [<ticketId to joinChatBox>] [heartbeat: "1" sends userStatus]
 // It runs until its standard input closes (or 30 s pass).
 import { io } from "socket.io-client";
@@ -8,7 +8,7 @@ import { io } from "socket.io-client";
 const [url, namespace, token, transports, how, statuses = "", chat = "", heartbeat = ""] = process.argv.slice(2);
 const print = (line) => process.stdout.write(JSON.stringify(line) + "\n");
 const options = { reconnection: false, timeout: 10000 };
-if (transports === "websocket") options.transports = ["websocket"];
+if (transports === "websocket" || transports === "polling") options.transports = [transports];
 if (how === "auth") options.auth = { token };
 else options.query = { userId: "1", token: how === "bearer" ? `Bearer ${token}` : token };
 
