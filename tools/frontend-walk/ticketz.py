@@ -41,13 +41,17 @@ def walk(w: Walk, only: set[str] | None) -> None:
 
 def login(w: Walk) -> None:
     page = w.page
-    with w.screen("login"):
+    with w.screen("login", settle=False):  # what loads next is the dashboard's
         w.goto("/login")
         page.fill("#email", w.email)
         page.fill("#password", w.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/login" not in url)
+        page.screenshot(path=str(w.out / "01-login.png"))
+        with page.expect_response(lambda response: response.url.endswith("/auth/login")) as answer:
+            page.click("button[type=submit]")
+        if answer.value.status != 200:
+            raise AssertionError(f"POST /auth/login answered {answer.value.status}")
     with w.screen("dashboard (where login lands)", core=False):  # issue 17's screen
+        page.wait_for_url(lambda url: "/login" not in url)
         w.settle()
     with w.screen("reload stays logged in"):
         w.goto("/tickets")
@@ -150,17 +154,27 @@ def chat(w: Walk, state: dict) -> None:
 
 
 def transfer_and_close(w: Walk, state: dict) -> None:
+    """Transfer the chat to the walk's agent and queue, then resolve it: it shows under Closed."""
     page = w.page
     w.goto(str(state["ticketUrl"]).removeprefix(w.front))
     page.get_by_text(f"A live message {state['stamp']}").first.wait_for()
-    page.locator("[aria-label='more'], button:has(svg[data-testid=MoreVertIcon])").first.click()
+    page.locator("button[title='Resolve'] + button").first.click()  # the ⋮ menu
     page.get_by_role("menuitem", name="Transfer").click()
     dialog = page.get_by_role("dialog")
-    dialog.wait_for()
-    w.page.screenshot(path=str(w.out / "transfer-dialog.png"))
-    dialog.get_by_role("button", name="Cancel").click()
-    page.get_by_role("button", name="Resolve").first.click()
+    dialog.get_by_label("Type to search for users").fill("Walk Agent")
+    page.get_by_role("option", name=f"Walk Agent {state['stamp']}").first.click()
+    dialog.get_by_role("button", name="Select a queue").click()
+    page.get_by_role("option", name=f"Walk Queue {state['stamp']}").first.click()
+    page.screenshot(path=str(w.out / "transfer-dialog.png"))
+    dialog.get_by_role("button", name="Transfer", exact=True).click()
+    dialog.wait_for(state="detached")
     w.settle()
+    w.goto(str(state["ticketUrl"]).removeprefix(w.front))
+    page.locator("button[title='Resolve']").first.click()
+    w.settle()
+    w.goto("/tickets")
+    page.get_by_role("tab", name="Closed").first.click()
+    page.get_by_text(CUSTOMER_NAME).first.wait_for()
 
 
 def _row(w: Walk, text: str) -> object:
@@ -238,7 +252,19 @@ def users(w: Walk, state: dict) -> None:
 
 
 def settings(w: Walk, state: dict) -> None:
+    """Read the settings page; change one (ratings) and see it stored."""
+    page = w.page
     w.goto("/settings")
+    select = page.locator("[aria-labelledby~='ratings-label']").first
+    select.wait_for()
+    before = w.backend("GET", "/settings/userRating").json()
+    target = "enabled" if before == "disabled" else "disabled"
+    select.click()
+    with page.expect_response(lambda r: "/settings/userRating" in r.url and r.request.method == "PUT") as put:
+        page.locator(f"li[data-value='{target}']").click()
+    if put.value.status != 200:
+        raise AssertionError(f"PUT /settings/userRating answered {put.value.status}")
+    w.wait_for(lambda: w.backend("GET", "/settings/userRating").json() == target, what="the changed setting")
 
 
 def profile_and_logout(w: Walk, state: dict) -> None:
@@ -246,18 +272,19 @@ def profile_and_logout(w: Walk, state: dict) -> None:
     w.goto("/tickets")
     page.locator("[aria-label='account of current user']").first.click()
     w.settle()
+    w.expect("GET", "/auth/me", 401)  # the login page asks who is logged in: nobody, rightly
     page.get_by_role("menuitem", name="Logout").click()
     page.wait_for_url(lambda url: "/login" in url)
 
 
-SCREENS = [
+SCREENS = [  # in this order: the chat is transferred to the queue and agent made before it
     ("connections", connections),
+    ("queues", queues),
+    ("users", users),
     ("tickets", tickets),
     ("chat", chat),
     ("transfer and close", transfer_and_close),
     ("contacts", contacts),
-    ("queues", queues),
-    ("users", users),
     ("settings", settings),
 ]
 

@@ -94,6 +94,7 @@ class Recorder:
         self.requests: list[dict[str, Any]] = []
         self.console: list[dict[str, Any]] = []
         self.sockets: list[dict[str, Any]] = []
+        self.expected: set[tuple[str, str, str, int]] = set()  # (screen, method, path template, status)
         self.static_failures: list[dict[str, Any]] = []  # the build's own files (not the backend's doing)
         self._started: dict[int, float] = {}
 
@@ -189,7 +190,12 @@ class Recorder:
     def failures(self, screen: str | None = None, *, later: bool = False) -> list[dict[str, Any]]:
         """Failed backend requests; those of later features only with `later` (and then only those)."""
         return [r for r in self.requests if (screen is None or r["screen"] == screen)
-                and (r["status"] == 0 or r["status"] >= 400) and bool(self.later_issue(r["url"])) == later]
+                and (r["status"] == 0 or r["status"] >= 400) and bool(self.later_issue(r["url"])) == later
+                and not self.is_expected(r)]
+
+    def is_expected(self, request: dict[str, Any]) -> bool:
+        key = (request["screen"], request["method"], path_template(urlsplit(request["url"]).path), request["status"])
+        return key in self.expected
 
     def errors(self, screen: str | None = None) -> list[dict[str, Any]]:
         """Console errors the backend may have caused: not offline noise, not a later feature's 404."""
@@ -197,8 +203,10 @@ class Recorder:
                 and not self._from_later(c)]
 
     def _from_later(self, entry: dict[str, Any]) -> bool:
+        """A console error caused by a later feature's failed call, or by a failure the script expected."""
         if entry["url"] and self.is_backend(entry["url"]):
-            return self.later_issue(entry["url"]) is not None
+            failed = [r for r in self.requests if r["url"] == entry["url"] and r["screen"] == entry["screen"]]
+            return self.later_issue(entry["url"]) is not None or any(self.is_expected(r) for r in failed)
         match = re.search(r"Request failed with status code (\d+)", entry["text"])
         if match is None and "status of 404" not in entry["text"]:
             return False
@@ -247,7 +255,7 @@ class Walk:
         self.token: str | None = None
 
     @contextmanager
-    def screen(self, name: str, core: bool = True) -> Iterator[None]:
+    def screen(self, name: str, core: bool = True, settle: bool = True) -> Iterator[None]:
         """Attribute what happens inside to `name`; screenshot it at the end (also when it fails).
 
         A screen that is not `core` belongs to a feature zapgate does not serve yet: its failures are
@@ -261,7 +269,8 @@ class Walk:
         print(f"[{number:02d}] {name} ...", flush=True)
         try:
             yield
-            self.settle()
+            if settle:  # what the page still loads now belongs to this screen
+                self.settle()
         except Exception as error:
             entry["ok"] = False
             entry["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -270,8 +279,9 @@ class Walk:
             suffix = "" if entry["ok"] else "-FAILED"
             shot = self.out / f"{number:02d}-{_slug(name)}{suffix}.png"
             try:
-                self.page.screenshot(path=str(shot), full_page=False)
-                entry["screenshot"] = shot.name
+                if settle or not entry["ok"]:  # unsettled: the script took its own screenshot
+                    self.page.screenshot(path=str(shot), full_page=False)
+                entry["screenshot"] = shot.name if shot.exists() else None
             except Exception as error:  # the page crashed beyond a screenshot
                 entry["screenshot"] = f"(none: {error})"
             entry["seconds"] = round(time.perf_counter() - started, 2)
@@ -280,6 +290,10 @@ class Walk:
             status = "ok" if entry["ok"] and not failed and not errors else ("PROBLEM" if core else "later")
             print(f"     {status}: {failed} failed requests, {errors} console errors"
                   + (f"; script: {entry['error']}" if entry["error"] else ""), flush=True)
+
+    def expect(self, method: str, path: str, status: int) -> None:
+        """On the current screen, `method path` failing with `status` is right (e.g. /auth/me after logout)."""
+        self.recorder.expected.add((self.recorder.screen, method, path, status))
 
     def settle(self, timeout: float = 10_000) -> None:
         """Wait until the network is quiet (the socket stays open: it does not count)."""
