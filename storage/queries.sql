@@ -729,8 +729,9 @@ SELECT id FROM users WHERE id = %(id)s AND company_id = %(company_id)s
 SELECT id FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
 
 -- name: ticket_default_whatsapp
--- The connection a new ticket goes to when none is named: the default one, else the only one.
-SELECT id, is_default FROM whatsapps WHERE company_id = %(company_id)s ORDER BY is_default DESC, id LIMIT 2
+-- The connection a new ticket goes to when none is named (storage.tickets.default_whatsapp decides).
+SELECT id, is_default, status = 'CONNECTED' AS connected FROM whatsapps WHERE company_id = %(company_id)s
+ORDER BY status = 'CONNECTED' DESC, is_default DESC, id LIMIT 2
 
 -- ─── intake fast path ───────────────────────────────────────────────────────────────────
 

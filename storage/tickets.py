@@ -341,9 +341,10 @@ async def open_ticket(db: Database, company_id: int, *, contact: Row, whatsapp_i
 
 
 async def default_whatsapp(db: Database, company_id: int) -> int | None:
-    """The company's default connection, else its only one; None when there is no such single choice."""
+    """As the family: the default connection if it is connected, else a connected one (the oldest); with none
+    connected, the default or the only one (its messages wait in the outbox). None when there is no choice."""
     rows = await db.fetch_all(db.q.ticket_default_whatsapp, {"company_id": company_id})
-    if rows and (rows[0]["is_default"] or len(rows) == 1):
+    if rows and (rows[0]["connected"] or rows[0]["is_default"] or len(rows) == 1):
         return rows[0]["id"]
     return None
 

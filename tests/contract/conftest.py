@@ -62,6 +62,8 @@ class World:
     def new_connection(self) -> dict[str, Any]:
         connection = self.call("POST", "/whatsapp", json={"name": f"Contract {next(self.numbers)}",
                                                           "channel": "sandbox"}).json()
+        self.wait(lambda: self.call("GET", f"/whatsapp/{connection['id']}").json()["status"] == "qrcode",
+                  "the sandbox connection's QR code")
         self.call("POST", f"/sandbox/{connection['id']}/pair", json={})
         self.wait(lambda: self.call("GET", f"/whatsapp/{connection['id']}").json()["status"] == "CONNECTED",
                   "the sandbox connection to pair")
@@ -129,7 +131,7 @@ def world(live: Process) -> Iterator[World]:
         login = client.post("/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert login.status_code == 200, login.text
         me = login.json()["user"]
-        world = World(client, login.json()["token"], {"me": me["id"]})
+        world = World(client, login.json()["token"], {"me": me["id"], "company": me["companyId"]})
         world.ids["queue"] = world.new_queue()
         world.ids["users"] = world.new_user()
         connection = world.new_connection()

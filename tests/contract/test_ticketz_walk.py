@@ -15,9 +15,11 @@ from record import UUID
 from tests.contract.conftest import ADMIN_PASSWORD, FRONTEND, World, load_walk
 
 REQUESTS = load_walk("ticketz")
+UNIQUE_FIELDS = ("email", "number")
 # a query or body key holding an id → which of the world's ids it means
 ID_OF_KEY = {"ticketId": "tickets", "contactId": "contacts", "userId": "me", "queueId": "queue",
-             "queueIds": "queue", "whatsappId": "whatsapp", "users": "me", "whatsappIds": "whatsapp"}
+             "queueIds": "queue", "whatsappId": "whatsapp", "users": "me", "whatsappIds": "whatsapp",
+             "companyId": "company"}
 
 
 def _ident(entry: dict[str, Any]) -> str:
@@ -37,14 +39,17 @@ def fill_path(world: World, template: str, method: str) -> str:
             if method != "GET":
                 parts[index] = str(world.fresh(resource))
             else:
-                key = {"messages": "tickets", "whatsappsession": "whatsapp", "sandbox": "whatsapp"}.get(resource,
-                                                                                                        resource)
+                key = {"messages": "tickets", "whatsappsession": "whatsapp", "sandbox": "whatsapp",
+                       "companies": "company"}.get(resource, resource)
                 assert key in world.ids, f"no id in the world for /{resource}/:id ({template}): add it"
                 parts[index] = str(world.ids[key])
     return "/".join(parts)
 
 
-def fill_value(world: World, key: str, value: Any) -> Any:
+def fill_value(world: World, key: str, value: Any, own_id: str | None = None) -> Any:
+    """A recorded query value or body with the world's ids; `id` is the record's own (the path's id)."""
+    if key == "id" and value == ":id" and own_id is not None:
+        return int(own_id)
     if value == ":id":
         assert key in ID_OF_KEY, f"no id in the world for the key {key!r}: add it to ID_OF_KEY"
         return world.ids[ID_OF_KEY[key]]
@@ -53,7 +58,7 @@ def fill_value(world: World, key: str, value: Any) -> Any:
     if isinstance(value, list):
         return [fill_value(world, key, item) for item in value]
     if isinstance(value, dict):
-        return {k: fill_value(world, k, v) for k, v in value.items()}
+        return {k: fill_value(world, k, v, own_id) for k, v in value.items()}
     if isinstance(value, str) and UUID.match(value):
         return world.ids["uuid"]
     return value
@@ -97,9 +102,16 @@ def test_the_frontend_request_answers_what_it_reads(world: World, entry: dict[st
     method = entry["method"]
     path = fill_path(world, entry["path"], method)
     params = {k: fill_value(world, k, v) for k, v in entry["query"].items()}
-    body = fill_value(world, "", entry["body"]) if entry["body"] is not None else None
+    own_id = next((part for part in reversed(path.split("/")) if part.isdigit()), None)
+    body = fill_value(world, "", entry["body"], own_id) if entry["body"] is not None else None
+    if method == "POST" and isinstance(body, dict) and body.get("contactId") is not None:
+        body["contactId"] = world.new_contact()  # a new conversation needs a contact without one
     client = world.client
     headers = {"Authorization": f"Bearer {world.token}", "Origin": FRONTEND}
+    if method == "PUT" and isinstance(body, dict) and own_id is not None:
+        # the walk edited the record it had just made: keep this record's unique fields (email, number)
+        current = world.call("GET", path).json()
+        body.update({key: current[key] for key in UNIQUE_FIELDS if key in body and key in current})
     if path == "/auth/login" and isinstance(body, dict):
         body["password"] = ADMIN_PASSWORD
     if path == "/auth/logout":  # ends a session: its own, not the world's

@@ -174,6 +174,10 @@ async def test_an_agent_starts_a_conversation(api: Api, server: Server) -> None:
         assert made_default.status_code == 200
         assert (await new_ticket(api, token, dani))["whatsappId"] == second
         assert server.sql("SELECT count(*) FROM tickets") == [(3,)]
+        # As the family: a connected connection wins over a default one that is not connected.
+        connected = await connected_sandbox(api, token, "5511900002222")
+        erin = await new_contact(api, token, "Erin", "5511955556666")
+        assert (await new_ticket(api, token, erin))["whatsappId"] == connected
 
 
 async def test_every_filter(api: Api, server: Server) -> None:

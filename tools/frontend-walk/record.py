@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 MAX_DEPTH = 5
 MAX_FIELDS = 300
-ID_KEY = re.compile(r"(Id|Ids|_id)$")
-ID_KEYS = frozenset({"users", "queues", "tags", "whatsapps"})
+ID_KEY = re.compile(r"(Id|Ids|_id)$")  # ticketId, queueIds, companyId…
+ID_KEYS = frozenset({"id", "users", "queues", "tags", "whatsapps"})
 VOLATILE_QUERY = frozenset({"cb", "_", "t"})
 
 
