@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import _admin_conn, _new_database, url_of
-from tests.e2e.conftest import Process, start_zapgate
+from tests.e2e.conftest import Process, start_zapgate, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "frontend-walk"))
@@ -49,13 +48,7 @@ class World:
         return response
 
     def wait(self, check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+        return wait_until(check, timeout, what)
 
     # --- fresh resources, for requests that change or delete one -------------------------------------------
 
