@@ -294,7 +294,6 @@ LATER_ROUTES = {
     "/contact-list-items": "issue 13 (contact lists)",
     "/contacts/import": "issue 13 (contact import/export)",
     "/contacts/exportCsv": "issue 13 (contact import/export)",
-    "/chats": "issue 13 (internal chat)",
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
     "/queue-options": "issue 12 (queues that route)",
