@@ -135,6 +135,7 @@ def create_app(deps: Deps) -> QuartTrio:
     from api import (
         announcements,
         auth_routes,
+        chats,
         companies,
         contacts,
         health,
@@ -151,7 +152,7 @@ def create_app(deps: Deps) -> QuartTrio:
     )
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
-                   tickets, messages, announcements, helps):
+                   tickets, messages, announcements, helps, chats):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -14,7 +14,10 @@
   connections, queues, settings) reach every socket of the company; a user's changes reach the admins
   and that user, presence (`{id, online}`) everyone. Events published for `EVERY_COMPANY` (the super
   admin's announcements) reach the sockets of every company; one marked `SUPERS` reaches only the
-  super admins' sockets (True) or only the others' (False).
+  super admins' sockets (True) or only the others' (False);
+  the internal chat's events (`company-{id}-chat`, `company-{id}-chat-{chatId}`,
+  `company-{id}-chat-user-{userId}`) reach only the sockets of the users their publisher lists in
+  `PARTICIPANTS` (`chat_audience`: the chat's participants); without that list, nobody's.
 - A socket's viewer (its user's queues, role, `allTicket`) is read at connect and refreshed when the
   users API announces a change of that user: at once from the event (it carries the committed row,
   and the bridge handles events in order, so every later ticket event is judged by the new rules),
@@ -31,8 +34,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -61,6 +65,8 @@ MAX_TICKET_ID = 2**63 - 1  # a bigint: a larger id names no ticket (and must not
 AUDIENCE = "_audience"  # see ticket_audience; never sent to a client
 EVERY_COMPANY = 0  # the company id of events for every company's sockets (no company has id 0)
 SUPERS = "_supers"  # True: for super admins' sockets only; False: for all others; never sent to a client
+PARTICIPANTS = "_participants"  # the user ids an internal chat's event is for; never sent to a client
+CHAT_EVENT = re.compile(r"company-\d+-chat(?:-.+)?")  # ticketz's chat events; not `company-1-chatbot`
 TOO_MANY_JOINS = {"error": "ERR_TOO_MANY_JOINS", "message": "too many joins on this socket: slow down"}
 TOO_MANY_ROOMS = {"error": "ERR_TOO_MANY_ROOMS", "message": "this socket has joined too many tickets: leave some"}
 
@@ -84,6 +90,12 @@ def ticket_audience(ticket: Mapping[str, Any]) -> dict[str, Any]:
     The bridge takes it off before the event reaches any client."""
     return {AUDIENCE: {"queueId": ticket.get("queue_id"), "userId": ticket.get("user_id"),
                        "status": ticket.get("status")}}
+
+
+def chat_audience(user_ids: Iterable[int]) -> dict[str, Any]:
+    """What an internal chat's event must carry, spread into its payload: the users whose sockets get it
+    (the chat's participants). The bridge takes it off before the event reaches any client."""
+    return {PARTICIPANTS: sorted(set(user_ids))}
 
 
 def viewer_of(company_id: int, user: Mapping[str, Any]) -> ticket_storage.Viewer:
@@ -302,13 +314,15 @@ class LiveBridge:
 
     def deliver(self, company_id: int, name: str, payload: dict[str, Any]) -> int:
         """Emit one event to the sockets of its company that should see it; how many got it."""
-        kind = name.rsplit("-", 1)[-1]
+        # `company-1-chat-user-5` ends in "5" and `company-1-chat-7` in "7": the chat's events are told
+        # by their name's start, and go by their participants whatever their last segment
+        kind = "chat" if CHAT_EVENT.fullmatch(name) else name.rsplit("-", 1)[-1]
         if kind == "user" and company_id != EVERY_COMPANY:
             self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
-        audience = payload.get(AUDIENCE)
+        audience = payload.get(PARTICIPANTS if kind == "chat" else AUDIENCE)
         supers = payload.get(SUPERS)
         if audience is not None or supers is not None:
-            payload = {key: value for key, value in payload.items() if key not in (AUDIENCE, SUPERS)}
+            payload = {key: value for key, value in payload.items() if key not in (AUDIENCE, SUPERS, PARTICIPANTS)}
         if company_id == EVERY_COMPANY:
             targets = [(namespace, self.server.sockets(namespace)) for namespace in self.server.namespaces()]
         else:
@@ -334,6 +348,10 @@ class LiveBridge:
 
     @staticmethod
     def _choose(sockets: list[Socket], kind: str, payload: dict[str, Any], audience: Any) -> list[Socket]:
+        if kind == "chat":  # the participants the publisher named (chat_audience); none named, nobody
+            user_ids = set(audience) if isinstance(audience, list) else set()
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and socket.context.principal.user_id in user_ids]
         if kind in ("ticket", "appMessage"):
             ticket = payload.get("ticket")
             if not isinstance(ticket, dict):

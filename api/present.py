@@ -105,3 +105,25 @@ def contact(row: dict[str, Any]) -> dict[str, Any]:
         "tags": row.get("tags") or [],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }
+
+
+def chat(row: dict[str, Any]) -> dict[str, Any]:
+    """An internal chat as ticketz shows it: `users` are its participants, each `{id, chatId, userId,
+    unreads, user: {id, name}}` (the frontend finds the caller's `unreads` by `userId`)."""
+    return {
+        "id": row["id"], "uuid": str(row["uuid"]), "title": row["title"], "ownerId": row["owner_id"],
+        "lastMessage": row["last_message"], "companyId": row["company_id"],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+        "owner": row["owner"], "users": row["users"],
+    }
+
+
+def chat_message(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A message of an internal chat; `mediaPath` is the file's full URL (ticketz's frontend links it as is)."""
+    media_url = row.get("media_url")
+    return {
+        "id": row["id"], "chatId": row["chat_id"], "senderId": row["sender_id"], "message": row["message"],
+        "mediaPath": f"{base_url}{media_url}" if media_url else None, "mediaType": row.get("media_type") or "text",
+        "mediaName": row.get("media_name"), "sender": row["sender"],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }

@@ -921,3 +921,126 @@ RETURNING *
 
 -- name: help_delete
 DELETE FROM helps WHERE id = %(id)s
+
+-- ─── internal chat (the agents of one company; never sent to WhatsApp) ──────────────────
+
+-- name: chat_access
+-- A chat of the company by id or uuid, and whether the user takes part in it.
+SELECT c.id, c.owner_id,
+       EXISTS (SELECT 1 FROM chat_users cu WHERE cu.chat_id = c.id AND cu.user_id = %(user_id)s) AS joined
+FROM chats c
+WHERE c.company_id = %(company_id)s AND (c.id = %(id)s::bigint OR c.uuid = %(uuid)s::uuid)
+
+-- name: chat_show
+-- One chat as ticketz shows it: its owner, and its participants each with their user and unread count.
+SELECT c.id, c.uuid, c.title, c.owner_id, c.last_message, c.company_id, c.created_at, c.updated_at,
+       json_build_object('id', o.id, 'name', o.name) AS owner,
+       coalesce((SELECT json_agg(json_build_object(
+                            'id', cu.id, 'chatId', cu.chat_id, 'userId', cu.user_id, 'unreads', cu.unreads,
+                            'createdAt', cu.created_at, 'updatedAt', cu.updated_at,
+                            'user', json_build_object('id', u.id, 'name', u.name)) ORDER BY cu.id)
+                 FROM chat_users cu JOIN users u ON u.id = cu.user_id
+                 WHERE cu.chat_id = c.id), '[]'::json) AS users
+FROM chats c JOIN users o ON o.id = c.owner_id
+WHERE c.id = %(id)s AND c.company_id = %(company_id)s
+
+-- name: chat_page
+-- The chats a user takes part in, latest message first (an index range of chat_users_list_idx).
+SELECT c.id, c.uuid, c.title, c.owner_id, c.last_message, c.company_id, c.created_at, c.updated_at,
+       json_build_object('id', o.id, 'name', o.name) AS owner,
+       coalesce((SELECT json_agg(json_build_object(
+                            'id', cu.id, 'chatId', cu.chat_id, 'userId', cu.user_id, 'unreads', cu.unreads,
+                            'createdAt', cu.created_at, 'updatedAt', cu.updated_at,
+                            'user', json_build_object('id', u.id, 'name', u.name)) ORDER BY cu.id)
+                 FROM chat_users cu JOIN users u ON u.id = cu.user_id
+                 WHERE cu.chat_id = c.id), '[]'::json) AS users,
+       count(*) OVER () AS total
+FROM chat_users me
+JOIN chats c ON c.id = me.chat_id AND c.company_id = me.company_id
+JOIN users o ON o.id = c.owner_id
+WHERE me.user_id = %(user_id)s AND me.company_id = %(company_id)s
+ORDER BY me.last_message_at DESC, me.chat_id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: chat_count
+SELECT count(*) AS n FROM chat_users WHERE user_id = %(user_id)s AND company_id = %(company_id)s
+
+-- name: chat_company_users
+-- Which of these ids are users of the company (the others cannot take part).
+SELECT id FROM users WHERE company_id = %(company_id)s AND id = ANY(%(user_ids)s)
+
+-- name: chat_insert
+INSERT INTO chats (company_id, owner_id, title) VALUES (%(company_id)s, %(owner_id)s, %(title)s)
+RETURNING id
+
+-- name: chat_update_title
+UPDATE chats SET title = coalesce(%(title)s, title), updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING id, owner_id
+
+-- name: chat_users_remove_others
+-- Participants no longer listed leave (their unread counts go with them); who left.
+DELETE FROM chat_users
+WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s AND user_id <> ALL(%(user_ids)s)
+RETURNING user_id
+
+-- name: chat_users_add
+-- New participants join (those already in keep their unread counts); users of another company never do.
+INSERT INTO chat_users (company_id, chat_id, user_id, last_message_at)
+SELECT c.company_id, c.id, u.id, coalesce(c.last_message_at, now())
+FROM chats c JOIN users u ON u.company_id = c.company_id AND u.id = ANY(%(user_ids)s)
+WHERE c.id = %(chat_id)s AND c.company_id = %(company_id)s
+ON CONFLICT (chat_id, user_id) DO NOTHING
+
+-- name: chat_participants
+SELECT user_id FROM chat_users WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s ORDER BY user_id
+
+-- name: chat_media
+SELECT media_url FROM chat_messages
+WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s AND media_url IS NOT NULL
+
+-- name: chat_delete
+DELETE FROM chats WHERE id = %(id)s AND company_id = %(company_id)s RETURNING id
+
+-- name: chat_touch
+-- A message is coming: the chat's last message, if the sender takes part in it. Taken first, so that
+-- concurrent messages of one chat queue on its row: its last message is the one with the highest id.
+UPDATE chats c SET
+    last_message = left((SELECT u.name FROM users u WHERE u.id = %(sender_id)s AND u.company_id = c.company_id)
+                         || ': ' || %(text)s, 600),
+    last_message_at = now(), updated_at = now()
+WHERE c.id = %(chat_id)s AND c.company_id = %(company_id)s
+  AND EXISTS (SELECT 1 FROM chat_users cu WHERE cu.chat_id = c.id AND cu.user_id = %(sender_id)s)
+RETURNING c.id
+
+-- name: chat_message_insert
+WITH m AS (
+    INSERT INTO chat_messages (company_id, chat_id, sender_id, message, media_url, media_type, media_name)
+    VALUES (%(company_id)s, %(chat_id)s, %(sender_id)s, %(message)s, %(media_url)s, %(media_type)s,
+            %(media_name)s)
+    RETURNING *
+)
+SELECT m.*, json_build_object('id', u.id, 'name', u.name) AS sender FROM m JOIN users u ON u.id = m.sender_id
+
+-- name: chat_users_count_message
+-- Everyone but the sender has `count` more unread messages; the sender has read the chat.
+UPDATE chat_users SET
+    unreads = CASE WHEN user_id = %(sender_id)s THEN 0 ELSE unreads + %(count)s END,
+    last_message_at = now(), updated_at = now()
+WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s
+
+-- name: chat_read
+UPDATE chat_users SET unreads = 0, updated_at = now()
+WHERE chat_id = %(chat_id)s AND user_id = %(user_id)s AND company_id = %(company_id)s
+RETURNING id
+
+-- name: chat_message_page
+-- A page of a chat's messages, newest first (the API shows each page oldest first).
+SELECT m.*, json_build_object('id', u.id, 'name', u.name) AS sender, count(*) OVER () AS total
+FROM chat_messages m JOIN users u ON u.id = m.sender_id
+WHERE m.chat_id = %(chat_id)s AND m.company_id = %(company_id)s
+ORDER BY m.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: chat_message_count
+SELECT count(*) AS n FROM chat_messages WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s

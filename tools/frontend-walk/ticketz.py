@@ -277,6 +277,43 @@ def profile_and_logout(w: Walk, state: dict) -> None:
     page.wait_for_url(lambda url: "/login" in url)
 
 
+def internal_chat(w: Walk, state: dict) -> None:
+    """A colleague opens a chat with the walker and writes; the walker sees it unread, opens it, replies
+    from the page; the colleague's next message arrives live (the chat's socket events)."""
+    page = w.page
+    stamp = state["stamp"]
+    me = w.backend("GET", "/auth/me").json()
+    email = f"colega{stamp}@walk.test"
+    w.backend("POST", "/users", json={"name": f"Colega {stamp}", "email": email, "password": "colega-pass-1"})
+    login = w.api.post("/auth/login", json={"email": email, "password": "colega-pass-1"})
+    login.raise_for_status()
+    colleague = {"Authorization": f"Bearer {login.json()['token']}"}
+    title = f"Walk chat {stamp}"
+    chat = w.api.post("/chats", json={"title": title, "users": [{"id": me["id"], "name": me["name"]}]},
+                      headers=colleague).json()
+    w.api.post(f"/chats/{chat['id']}/messages", json={"message": "olá do colega"}, headers=colleague)
+
+    def unreads(headers: dict | None, user_id: int) -> int:
+        listed = (w.api.get("/chats/", headers=headers) if headers else w.backend("GET", "/chats/")).json()
+        found = next(c for c in listed["records"] if c["id"] == chat["id"])
+        return next(u["unreads"] for u in found["users"] if u["userId"] == user_id)
+
+    w.goto("/chats")
+    item = page.locator(".MuiListItem-root", has_text=title).first
+    item.wait_for()
+    item.locator(".MuiChip-label", has_text="1").wait_for()  # the unread count
+    item.click()
+    page.get_by_text("olá do colega").first.wait_for()
+    w.wait_for(lambda: unreads(None, me["id"]) == 0, what="the walker's unread count back to 0")
+    box = page.locator("textarea:not([aria-hidden=true])").last
+    box.fill("resposta do walk")
+    box.press("Enter")
+    page.get_by_text("resposta do walk").first.wait_for()  # shown from the chat's new-message event
+    w.wait_for(lambda: unreads(colleague, chat["ownerId"]) == 1, what="the colleague's unread count")
+    w.api.post(f"/chats/{chat['id']}/messages", json={"message": "chegou ao vivo"}, headers=colleague)
+    page.get_by_text("chegou ao vivo").first.wait_for()
+
+
 SCREENS = [  # in this order: the chat is transferred to the queue and agent made before it
     ("connections", connections),
     ("queues", queues),
@@ -286,6 +323,7 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("transfer and close", transfer_and_close),
     ("contacts", contacts),
     ("settings", settings),
+    ("internal chat", internal_chat),
 ]
 
 # Screens of features zapgate does not serve yet (docs/frontend-compat.md: which issue serves each): visited
@@ -301,7 +339,6 @@ LATER = [
     ("financial", "/financeiro"),
     ("announcements", "/announcements"),
     ("subscription", "/subscription"),
-    ("internal chat", "/chats"),
     ("contact lists", "/contact-lists"),
     ("campaigns", "/campaigns"),
     ("campaigns config", "/campaigns-config"),
@@ -321,7 +358,6 @@ LATER_ROUTES = {
     "/contact-list-items": "issue 13 (contact lists)",
     "/contacts/import": "issue 13 (contact import/export)",
     "/contacts/exportCsv": "issue 13 (contact import/export)",
-    "/chats": "issue 13 (internal chat)",
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
     "/queue-options": "issue 12 (queues that route)",
