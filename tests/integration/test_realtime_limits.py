@@ -129,6 +129,7 @@ async def test_an_anonymous_flood_from_one_address_keeps_no_logged_in_user_out(
                 assert (await ws.get_message()).startswith('0{"sid":')
                 await ws.send_message("40/1,")
                 assert (await ws.get_message()).startswith('40/1,{"sid":')
+                assert await ws.get_message() == '42/1,["ready"]'  # every accepted socket: the family waits for it
                 await ws.send_message('42/1,7["joinTickets","open"]')
                 assert await ws.get_message() == "43/1,7[]"
                 accepted = await http.put(f"/tickets/{ticket_id}", json={"status": "open"}, headers=auth(token))
