@@ -145,6 +145,7 @@ def create_app(deps: Deps) -> QuartTrio:
         queues,
         sandbox,
         settings,
+        tags,
         tickets,
         users,
         version,
@@ -152,7 +153,7 @@ def create_app(deps: Deps) -> QuartTrio:
     )
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
-                   tickets, messages, announcements, helps, chats):
+                   tickets, messages, announcements, helps, chats, tags):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

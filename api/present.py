@@ -95,13 +95,13 @@ def queue(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def contact(row: dict[str, Any]) -> dict[str, Any]:
-    """A contact; `extraInfo` holds its custom fields when the row carries them (`extra_info`)."""
+    """A contact; `extraInfo` holds its custom fields and `tags` its tags when the row carries them."""
     return {
         "id": row["id"], "name": row["name"], "number": row["number"], "email": row.get("email") or "",
         "profilePicUrl": row.get("profile_pic_url") or "", "isGroup": row.get("is_group", False),
         "lid": row.get("lid"), "companyId": row["company_id"], "extraInfo": row.get("extra_info") or [],
-        # No tags yet: tags are issue 13's. The family's contact list maps over `tags` and its React tree
-        # crashes without the field, so it is present — and empty, which is true until tags exist.
+        # [{id, name, color, kanban}] (contact_show, contact_list); always present: the family's contact list
+        # maps over it, and its React tree crashes without the field.
         "tags": row.get("tags") or [],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }
@@ -127,3 +127,18 @@ def chat_message(row: dict[str, Any], base_url: str) -> dict[str, Any]:
         "mediaName": row.get("media_name"), "sender": row["sender"],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }
+
+
+def tag(row: dict[str, Any]) -> dict[str, Any]:
+    """A tag as ticketz's Tags screen reads it: `kanban` 0 or 1 (its model's number), the counts of the
+    tickets and contacts carrying it when the row has them."""
+    shown: dict[str, Any] = {
+        "id": row["id"], "name": row["name"], "color": row["color"], "kanban": int(row["kanban"]),
+        "companyId": row["company_id"],
+    }
+    if "tickets_count" in row:
+        shown["ticketsCount"] = row["tickets_count"]
+        shown["contactsCount"] = row["contacts_count"]
+    shown["createdAt"] = _iso(row.get("created_at"))
+    shown["updatedAt"] = _iso(row.get("updated_at"))
+    return shown

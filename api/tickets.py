@@ -116,7 +116,8 @@ def _number_search(args: Args) -> str | None:
     return None
 
 
-def _filters() -> ticket_lists.TicketFilters:
+def list_filters() -> ticket_lists.TicketFilters:
+    """The list filters of the request's query string (GET /tickets, GET /ticket/kanban)."""
     args = request.args
     status = args.get("status")
     search = search_pattern("searchParam") if args.get("searchParam") else None
@@ -181,9 +182,13 @@ async def _send_farewell(deps: Deps, principal: Principal, ticket: Row) -> None:
 async def list_tickets() -> Response:
     """The tickets' JSON comes from PostgreSQL as text (storage/queries.sql: tickets_page) and is passed on
     as it is; only the envelope is written here."""
+    return await answer_list(list_filters())
+
+
+async def answer_list(filters: ticket_lists.TicketFilters) -> Response:
+    """A page of the tickets the caller may see with `filters`, as GET /tickets answers it."""
     principal = current()
     deps = deps_of(current_app)
-    filters = _filters()
     limit, offset = page(PAGE_SIZE)
     after = _cursor()
     result = await ticket_lists.list_tickets(deps.db, principal.company_id, principal.user_id, principal.is_admin,

@@ -562,11 +562,14 @@ VALUES (%(company_id)s, %(name)s, true, %(number)s, %(email)s)
 RETURNING id
 
 -- name: contact_show
--- One contact with its custom fields (extraInfo); scoped by company.
+-- One contact with its custom fields (extraInfo) and tags; scoped by company.
 SELECT c.*,
        coalesce((SELECT json_agg(json_build_object('id', f.id, 'name', f.name, 'value', f.value) ORDER BY f.id)
                  FROM contact_custom_fields f
-                 WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info
+                 WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info,
+       coalesce((SELECT json_agg(api_tag_json(tg) ORDER BY tg.name, tg.id)
+                 FROM contact_tags ct JOIN tags tg ON tg.id = ct.tag_id
+                 WHERE ct.contact_id = c.id), '[]'::json) AS tags
 FROM contacts c
 WHERE c.id = %(id)s AND c.company_id = %(company_id)s
 
@@ -577,6 +580,9 @@ SELECT c.*,
        coalesce((SELECT json_agg(json_build_object('id', f.id, 'name', f.name, 'value', f.value) ORDER BY f.id)
                  FROM contact_custom_fields f
                  WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info,
+       coalesce((SELECT json_agg(api_tag_json(tg) ORDER BY tg.name, tg.id)
+                 FROM contact_tags ct JOIN tags tg ON tg.id = ct.tag_id
+                 WHERE ct.contact_id = c.id), '[]'::json) AS tags,
        count(*) OVER () AS total
 FROM contacts c
 WHERE c.company_id = %(company_id)s
@@ -647,6 +653,130 @@ WITH upserted AS (
 )
 SELECT count(*) FILTER (WHERE inserted) AS created, count(*) FILTER (WHERE NOT inserted) AS updated
 FROM upserted
+
+-- ─── tags (schema version 8) ───────────────────────────────────────────────────────────
+
+-- name: tag_page
+-- A page of the company's tags by name, with how many tickets and contacts carry each; `search` is a LIKE
+-- pattern matched accent- and case-insensitively (search_fold), or null.
+SELECT tg.*,
+       (SELECT count(*) FROM ticket_tags tt WHERE tt.tag_id = tg.id) AS tickets_count,
+       (SELECT count(*) FROM contact_tags ct WHERE ct.tag_id = tg.id) AS contacts_count,
+       count(*) OVER () AS total
+FROM tags tg
+WHERE tg.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR search_fold(tg.name) LIKE search_fold(%(search)s::text))
+ORDER BY search_fold(tg.name), tg.id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: tag_count
+SELECT count(*) AS n FROM tags tg
+WHERE tg.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR search_fold(tg.name) LIKE search_fold(%(search)s::text))
+
+-- name: tag_all
+-- Every tag of the company (the tag pickers), by name; `search` as in tag_page, on the name or the colour;
+-- `kanban_only`: the kanban's lanes.
+SELECT * FROM tags tg
+WHERE tg.company_id = %(company_id)s
+  AND (%(search)s::text IS NULL OR search_fold(tg.name) LIKE search_fold(%(search)s::text)
+       OR lower(tg.color) LIKE lower(%(search)s::text))
+  AND (NOT %(kanban_only)s OR tg.kanban)
+ORDER BY search_fold(tg.name), tg.id
+LIMIT %(limit)s
+
+-- name: tag_show
+SELECT tg.*,
+       (SELECT count(*) FROM ticket_tags tt WHERE tt.tag_id = tg.id) AS tickets_count,
+       (SELECT count(*) FROM contact_tags ct WHERE ct.tag_id = tg.id) AS contacts_count
+FROM tags tg
+WHERE tg.id = %(id)s AND tg.company_id = %(company_id)s
+
+-- name: tag_by_name
+SELECT * FROM tags WHERE company_id = %(company_id)s AND lower(name) = lower(%(name)s)
+
+-- name: tag_insert_new
+-- A new tag; no row when the company has one of that name (any case): storage/tags.py then looks at it.
+INSERT INTO tags (company_id, name, color, kanban)
+VALUES (%(company_id)s, %(name)s, %(color)s, %(kanban)s)
+ON CONFLICT (company_id, lower(name)) DO NOTHING
+RETURNING *, 0::bigint AS tickets_count, 0::bigint AS contacts_count
+
+-- name: tag_update
+UPDATE tags tg SET
+    name = coalesce(%(name)s, tg.name),
+    color = coalesce(%(color)s, tg.color),
+    kanban = coalesce(%(kanban)s, tg.kanban),
+    updated_at = now()
+WHERE tg.id = %(id)s AND tg.company_id = %(company_id)s
+RETURNING tg.*,
+          (SELECT count(*) FROM ticket_tags tt WHERE tt.tag_id = tg.id) AS tickets_count,
+          (SELECT count(*) FROM contact_tags ct WHERE ct.tag_id = tg.id) AS contacts_count
+
+-- name: tag_delete
+-- The tag and, by its foreign keys, its place on every ticket and contact.
+DELETE FROM tags WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: ticket_lock
+-- The ticket's row locked for the transaction: changes of one ticket's tags apply one after the other.
+SELECT id FROM tickets WHERE id = %(ticket_id)s AND company_id = %(company_id)s FOR NO KEY UPDATE
+
+-- name: contact_lock
+SELECT id FROM contacts WHERE id = %(contact_id)s AND company_id = %(company_id)s FOR NO KEY UPDATE
+
+-- name: ticket_tags_set
+-- The ticket's tags become exactly `tag_ids` (of the company: `found` says how many of them are; the API
+-- rolls back unless all are).
+WITH wanted AS (SELECT id FROM tags WHERE company_id = %(company_id)s AND id = ANY(%(tag_ids)s::bigint[])),
+removed AS (
+    DELETE FROM ticket_tags
+    WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s AND tag_id NOT IN (SELECT id FROM wanted)
+),
+added AS (
+    INSERT INTO ticket_tags (company_id, ticket_id, tag_id)
+    SELECT %(company_id)s, %(ticket_id)s, id FROM wanted
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS found FROM wanted
+
+-- name: contact_tags_set
+WITH wanted AS (SELECT id FROM tags WHERE company_id = %(company_id)s AND id = ANY(%(tag_ids)s::bigint[])),
+removed AS (
+    DELETE FROM contact_tags
+    WHERE contact_id = %(contact_id)s AND company_id = %(company_id)s AND tag_id NOT IN (SELECT id FROM wanted)
+),
+added AS (
+    INSERT INTO contact_tags (company_id, contact_id, tag_id)
+    SELECT %(company_id)s, %(contact_id)s, id FROM wanted
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS found FROM wanted
+
+-- name: ticket_tag_add
+-- Put a tag on a ticket; a kanban tag takes the place of the ticket's other kanban tags (a card moved to
+-- another lane), in this one statement. `found` is 0 when the tag is not the company's (nothing written).
+WITH tag AS (SELECT id, kanban FROM tags WHERE id = %(tag_id)s AND company_id = %(company_id)s),
+swapped AS (
+    DELETE FROM ticket_tags tt USING tags other, tag
+    WHERE tt.ticket_id = %(ticket_id)s AND tt.company_id = %(company_id)s AND other.id = tt.tag_id
+      AND other.kanban AND tag.kanban AND tt.tag_id <> tag.id
+    RETURNING tt.tag_id
+),
+added AS (
+    INSERT INTO ticket_tags (company_id, ticket_id, tag_id)
+    SELECT %(company_id)s, %(ticket_id)s, id FROM tag
+    ON CONFLICT DO NOTHING
+    RETURNING tag_id
+)
+SELECT (SELECT count(*) FROM tag) AS found, (SELECT count(*) FROM added) AS added,
+       coalesce((SELECT array_agg(tag_id ORDER BY tag_id) FROM swapped), '{}') AS removed
+
+-- name: ticket_tag_remove
+DELETE FROM ticket_tags
+WHERE ticket_id = %(ticket_id)s AND tag_id = %(tag_id)s AND company_id = %(company_id)s
+
+-- name: ticket_tags_clear
+DELETE FROM ticket_tags WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s
 
 -- ─── message API ────────────────────────────────────────────────────────────────────────
 

@@ -14,7 +14,10 @@ JSON the API answers, with the count, in one statement. The page query is shaped
   costs the same; `pageNumber` (OFFSET) is fine for the first pages only;
 - a search finds the contacts whose name or number contains the text through their trigram indexes and
   the tickets whose last message has words starting with the search's words through a full-text index
-  (schema version 3), and sorts what it found; the page and the count share that set.
+  (schema version 3), and sorts what it found; the page and the count share that set;
+- the tags filter does the same through the tags' indexes (ticket_tags and contact_tags by tag): the
+  tickets carrying every tag given are found, then sorted (a rare tag costs its few tickets, not a walk
+  of the whole list).
 
 The count has the same filters (and no cursor).
 """
@@ -37,11 +40,12 @@ from pypika.terms import BasicCriterion, PyformatParameter, Term
 
 from storage.db import QUERIES_FILE, Database, Row
 from storage.sql import load_queries
-from storage.tickets import STATUSES, Viewer, read_viewer
+from storage.tickets import ACTIVE, STATUSES, Viewer, read_viewer
 
 _T = Table("tickets", alias="t")
 _C = Table("contacts", alias="c")
 _TT = Table("ticket_tags", alias="tt")
+_CT = Table("contact_tags", alias="ct")  # schema version 8
 _ANY = CustomFunction("ANY", ["values"])
 _ARRAY = CustomFunction("ARRAY", ["query"])
 _GRAMS = CustomFunction("search_grams", ["text"])  # schema version 3
@@ -69,8 +73,9 @@ class TicketFilters:
     show_all: bool = False  # False: the caller's own tickets, plus the pending ones
     unread_only: bool = False
     queue_ids: tuple[int, ...] = ()  # these queues, plus queue-less tickets (the frontends expect them)
-    tag_ids: tuple[int, ...] = ()  # tickets carrying every one of these tags
+    tag_ids: tuple[int, ...] = ()  # tickets carrying every one of these tags, or whose contact carries them all
     user_ids: tuple[int, ...] = ()  # tickets assigned to one of these users
+    active_only: bool = False  # without a status: the pending and open tickets only (the kanban's cards)
 
 
 @attrs.frozen
@@ -149,9 +154,16 @@ class ListShape:
     queues: bool
     users: bool
     tags: bool
+    active_only: bool
     after: bool
     limit: int
     offset: int
+
+    @property
+    def narrowed(self) -> bool:
+        """The tickets are found through an index of their own (the search's, the tags') and then sorted,
+        rather than by walking the lists' order: what matches is a few of the company's tickets."""
+        return self.search or self.tags
 
 
 def search_text(pattern: str) -> str | None:
@@ -184,7 +196,8 @@ def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, afte
         number_search=filters.number_search is not None, number_grams=digits is not None and len(digits) >= 3,
         created_on=filters.created_on is not None, updated_on=filters.updated_on is not None,
         show_all=filters.show_all, unread_only=filters.unread_only, queues=bool(filters.queue_ids),
-        users=bool(filters.user_ids), tags=bool(filters.tag_ids), after=after is not None, limit=limit,
+        users=bool(filters.user_ids), tags=bool(filters.tag_ids),
+        active_only=filters.active_only and filters.status is None, after=after is not None, limit=limit,
         offset=0 if after is not None else offset)
 
 
@@ -227,6 +240,8 @@ def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
     where: list[Criterion] = [t.company_id == _p("company_id")]
     if status is not None:
         where.append(t.status == _p(f"status_{status}"))
+    elif shape.active_only:
+        where.append(t.status.isin([_p(f"status_{active}") for active in ACTIVE]))
     if not shape.is_admin:
         sees: Criterion = t.user_id == _p("viewer_id")
         if shape.viewer_queues:
@@ -269,9 +284,15 @@ def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
     if shape.users:
         where.append(t.user_id == _ANY(_p("user_ids")))
     if shape.tags:
-        carried = (Query.from_(_TT).select(fn.Count("*"))
-                   .where(_TT.ticket_id == t.id).where(_TT.tag_id == _ANY(_p("tag_ids"))))
-        where.append(_p("tag_count") == carried)
+        # The tickets carrying every tag, and the contacts carrying every tag (ticketz's tagsMode = contact),
+        # found through the tags' indexes (tag_id, ticket_id) and (tag_id, contact_id); their tickets by the
+        # primary key and tickets_contact_idx, ORed together (a BitmapOr) as the search's contacts are. The
+        # ids of a tag of another company find only that company's tickets, which the company excludes.
+        tagged = (Query.from_(_TT).select(_TT.ticket_id).where(_TT.tag_id == _ANY(_p("tag_ids")))
+                  .groupby(_TT.ticket_id).having(fn.Count("*") == _p("tag_count")))
+        tagged_contacts = (Query.from_(_CT).select(_CT.contact_id).where(_CT.tag_id == _ANY(_p("tag_ids")))
+                           .groupby(_CT.contact_id).having(fn.Count("*") == _p("tag_count")))
+        where.append((t.id == _ANY(_ARRAY(tagged))) | (t.contact_id == _ANY(_ARRAY(tagged_contacts))))
     return where
 
 
@@ -303,9 +324,9 @@ def _list_sql(shape: ListShape, template: str) -> tuple[str, str, str]:
     """
     limit, offset = shape.limit, shape.offset
     count = Query.from_(_T).select(fn.Count("*").as_("n")).where(Criterion.all(_criteria(shape, shape.status)))
-    if shape.search:
-        # A search finds its tickets through the search indexes, then sorts them: the page and the count
-        # share that one set (`matched`).
+    if shape.narrowed:
+        # A search (or the tags filter) finds its tickets through the search (or tags) indexes, then sorts
+        # them: the page and the count share that one set (`matched`).
         scan = _scan(shape, shape.status, after=shape.after)
         page = _limited(_newest_first(scan, qualified=True), limit + 1, offset)
         matched = Query.from_(_T).select(_T.id, _T.last_message_at).where(
@@ -318,7 +339,7 @@ def _list_sql(shape: ListShape, template: str) -> tuple[str, str, str]:
         counted = "SELECT count(*) FROM matched"  # the set the page was taken from
     else:
         # One ordered scan per status, merged (a Merge Append) instead of sorting every ticket of the company.
-        statuses = STATUSES if shape.status is None else (shape.status,)
+        statuses = (shape.status,) if shape.status is not None else ACTIVE if shape.active_only else STATUSES
         branches = [_newest_first(_scan(shape, status, after=shape.after), qualified=True) for status in statuses]
         if len(branches) == 1:
             page = _limited(branches[0], limit + 1, offset)
@@ -350,7 +371,7 @@ def build_list_query(viewer: Viewer, filters: TicketFilters, *, limit: int, offs
         raise ValueError("limit and offset must be integers")
     shape = _shape(viewer, filters, limit, offset, after)
     statement, page, count = _list_sql(shape, template if template is not None else _default_template())
-    return ListQuery(statement, page, count, _list_params(viewer, filters, after), count_apart=not shape.search)
+    return ListQuery(statement, page, count, _list_params(viewer, filters, after), count_apart=not shape.narrowed)
 
 
 def fetch_list(conn: psycopg.Connection[Row], built: ListQuery, limit: int) -> TicketPage:
