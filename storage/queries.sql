@@ -717,6 +717,17 @@ RETURNING tg.*,
 -- The tag and, by its foreign keys, its place on every ticket and contact.
 DELETE FROM tags WHERE id = %(id)s AND company_id = %(company_id)s
 
+-- name: tags_reach
+-- At most how many tickets carry every one of `tag_ids`, directly or through their contact, reading no more
+-- than `cap` + 1 entries of each tag's index: the rarest tag's tickets plus the rarest tag's contacts (a
+-- contact's tickets counted once: a bound good enough to choose a plan by, storage/ticket_lists.py).
+SELECT coalesce((SELECT min(n) FROM unnest(%(tag_ids)s::bigint[]) AS tag(id),
+                 LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM ticket_tags tt WHERE tt.tag_id = tag.id
+                                                     LIMIT %(cap)s + 1) x) c), 0)
+     + coalesce((SELECT min(n) FROM unnest(%(tag_ids)s::bigint[]) AS tag(id),
+                 LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM contact_tags ct WHERE ct.tag_id = tag.id
+                                                     LIMIT %(cap)s + 1) y) c), 0) AS n
+
 -- name: ticket_lock
 -- The ticket's row locked for the transaction: changes of one ticket's tags apply one after the other.
 SELECT id FROM tickets WHERE id = %(ticket_id)s AND company_id = %(company_id)s FOR NO KEY UPDATE

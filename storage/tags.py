@@ -135,13 +135,25 @@ class Added:
 
 async def add_ticket_tag(db: Database, company_id: int, ticket_id: int, tag_id: int) -> Added:
     """Put a tag on a ticket, in one statement; a kanban tag replaces the ticket's other kanban tags.
-    NotFound (nothing written) when the tag is not the company's."""
-    row = await db.fetch_one(db.q.ticket_tag_add, {"company_id": company_id, "ticket_id": ticket_id,
-                                                   "tag_id": tag_id})
-    assert row is not None
-    if row["found"] == 0:
-        raise NotFound(f"tag {tag_id}")
-    return Added(row["added"] > 0, tuple(row["removed"]))
+    NotFound (nothing written) when the tag is not the company's.
+
+    The ticket's row is locked first, by a statement of its own: the swap's statement then starts once any
+    other change of the ticket's tags has committed, and its snapshot sees that change's new lane (in one
+    statement with the lock, two simultaneous moves would each miss the other's insert and leave the card
+    in two lanes)."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> Added:
+        if conn.execute(q.ticket_lock, {"ticket_id": ticket_id, "company_id": company_id}).fetchone() is None:
+            raise NotFound(f"ticket {ticket_id}")
+        row = conn.execute(q.ticket_tag_add, {"company_id": company_id, "ticket_id": ticket_id,
+                                              "tag_id": tag_id}).fetchone()
+        assert row is not None
+        if row["found"] == 0:
+            raise NotFound(f"tag {tag_id}")
+        return Added(row["added"] > 0, tuple(row["removed"]))
+
+    return await db.run(work)
 
 
 async def remove_ticket_tag(db: Database, company_id: int, ticket_id: int, tag_id: int) -> bool:

@@ -46,11 +46,16 @@ _T = Table("tickets", alias="t")
 _C = Table("contacts", alias="c")
 _TT = Table("ticket_tags", alias="tt")
 _CT = Table("contact_tags", alias="ct")  # schema version 8
+_TAGGED = Table("tagged")  # WITH items of a list with common tags (_tagged_ctes)
+_TAGGED_CONTACTS = Table("tagged_contacts")
 _ANY = CustomFunction("ANY", ["values"])
 _ARRAY = CustomFunction("ARRAY", ["query"])
 _GRAMS = CustomFunction("search_grams", ["text"])  # schema version 3
 _TSVECTOR = CustomFunction("to_tsvector", ["config", "text"])
 _PREFIX_QUERY = CustomFunction("search_prefix_query", ["text"])  # schema version 3
+
+
+COMMON_TAGS = 5000  # tickets: above this the tags filter walks the list's order (tags_common)
 
 
 def _p(name: str) -> Term:
@@ -154,6 +159,8 @@ class ListShape:
     queues: bool
     users: bool
     tags: bool
+    one_tag: bool  # a single tag: its entries are the tagged set (no grouping to find who carries them all)
+    common_tags: bool  # the tags filter matches many tickets: walk the list's order rather than the tags' indexes
     active_only: bool
     after: bool
     limit: int
@@ -163,7 +170,7 @@ class ListShape:
     def narrowed(self) -> bool:
         """The tickets are found through an index of their own (the search's, the tags') and then sorted,
         rather than by walking the lists' order: what matches is a few of the company's tickets."""
-        return self.search or self.tags
+        return self.search or (self.tags and not self.common_tags)
 
 
 def search_text(pattern: str) -> str | None:
@@ -186,7 +193,8 @@ def search_text(pattern: str) -> str | None:
     return None if escaped else "".join(text)
 
 
-def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, after: Cursor | None) -> ListShape:
+def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, after: Cursor | None,
+           common_tags: bool) -> ListShape:
     text = search_text(filters.search) if filters.search is not None else None
     digits = search_text(filters.number_search) if filters.number_search is not None else None
     return ListShape(
@@ -196,7 +204,8 @@ def _shape(viewer: Viewer, filters: TicketFilters, limit: int, offset: int, afte
         number_search=filters.number_search is not None, number_grams=digits is not None and len(digits) >= 3,
         created_on=filters.created_on is not None, updated_on=filters.updated_on is not None,
         show_all=filters.show_all, unread_only=filters.unread_only, queues=bool(filters.queue_ids),
-        users=bool(filters.user_ids), tags=bool(filters.tag_ids),
+        users=bool(filters.user_ids), tags=bool(filters.tag_ids), one_tag=len(set(filters.tag_ids)) == 1,
+        common_tags=bool(filters.tag_ids) and common_tags,
         active_only=filters.active_only and filters.status is None, after=after is not None, limit=limit,
         offset=0 if after is not None else offset)
 
@@ -285,15 +294,39 @@ def _criteria(shape: ListShape, status: str | None) -> list[Criterion]:
         where.append(t.user_id == _ANY(_p("user_ids")))
     if shape.tags:
         # The tickets carrying every tag, and the contacts carrying every tag (ticketz's tagsMode = contact),
-        # found through the tags' indexes (tag_id, ticket_id) and (tag_id, contact_id); their tickets by the
-        # primary key and tickets_contact_idx, ORed together (a BitmapOr) as the search's contacts are. The
-        # ids of a tag of another company find only that company's tickets, which the company excludes.
-        tagged = (Query.from_(_TT).select(_TT.ticket_id).where(_TT.tag_id == _ANY(_p("tag_ids")))
-                  .groupby(_TT.ticket_id).having(fn.Count("*") == _p("tag_count")))
-        tagged_contacts = (Query.from_(_CT).select(_CT.contact_id).where(_CT.tag_id == _ANY(_p("tag_ids")))
-                           .groupby(_CT.contact_id).having(fn.Count("*") == _p("tag_count")))
-        where.append((t.id == _ANY(_ARRAY(tagged))) | (t.contact_id == _ANY(_ARRAY(tagged_contacts))))
+        # found through the tags' indexes (tag_id, ticket_id) and (tag_id, contact_id). The ids of a tag of
+        # another company find only that company's tickets, which the company excludes.
+        if shape.common_tags:
+            # Many tickets match: the list's order is walked (the first page is soon full) and each ticket
+            # looked up in the two sets (`_tagged_ctes`, built once per statement), hashed (`IN` under an
+            # OR: hashed subplans).
+            where.append(t.id.isin(Query.from_(_TAGGED).select(_TAGGED.ticket_id))
+                         | t.contact_id.isin(Query.from_(_TAGGED_CONTACTS).select(_TAGGED_CONTACTS.contact_id)))
+        else:
+            tagged, tagged_contacts = _tagged_sets(shape)
+            # Few match: they are fetched by the primary key and tickets_contact_idx, ORed together (a
+            # BitmapOr) as the search's contacts are, then sorted.
+            where.append((t.id == _ANY(_ARRAY(tagged))) | (t.contact_id == _ANY(_ARRAY(tagged_contacts))))
     return where
+
+
+def _tagged_sets(shape: ListShape) -> tuple[QueryBuilder, QueryBuilder]:
+    """The tickets and the contacts carrying every tag of the filter (one tag: simply its entries)."""
+    tagged = Query.from_(_TT).select(_TT.ticket_id).where(_TT.tag_id == _ANY(_p("tag_ids")))
+    tagged_contacts = Query.from_(_CT).select(_CT.contact_id).where(_CT.tag_id == _ANY(_p("tag_ids")))
+    if not shape.one_tag:
+        tagged = tagged.groupby(_TT.ticket_id).having(fn.Count("*") == _p("tag_count"))
+        tagged_contacts = tagged_contacts.groupby(_CT.contact_id).having(fn.Count("*") == _p("tag_count"))
+    return tagged, tagged_contacts
+
+
+def _tagged_ctes(shape: ListShape) -> str:
+    """The WITH items a list walking its order with common tags looks its tickets up in (empty otherwise)."""
+    if not shape.common_tags:
+        return ""
+    tagged, tagged_contacts = _tagged_sets(shape)
+    return (f"tagged AS MATERIALIZED ({tagged.get_sql()}),\n"
+            f"tagged_contacts AS MATERIALIZED ({tagged_contacts.get_sql()})")
 
 
 def _scan(shape: ListShape, status: str | None, *, after: bool) -> QueryBuilder:
@@ -353,9 +386,13 @@ def _list_sql(shape: ListShape, template: str) -> tuple[str, str, str]:
         # with it inside PostgreSQL would plan the whole statement again for every request (a custom plan,
         # ~1 ms); alone, the page and its JSON keep their cached generic plan, and the count is cheap to plan.
         counted = "NULL::bigint"
+    tagged = _tagged_ctes(shape)
+    if tagged:
+        ctes = f"{tagged},\n{ctes}"
+    prefix = f"WITH {tagged}\n" if tagged else ""
     statement = (template.replace("/*ctes*/", ctes).replace("/*limit*/", str(limit))
                  .replace("/*count*/", counted))
-    return statement, page.get_sql(), count.get_sql()
+    return statement, prefix + page.get_sql(), prefix + count.get_sql()
 
 
 @functools.cache
@@ -364,14 +401,24 @@ def _default_template() -> str:
 
 
 def build_list_query(viewer: Viewer, filters: TicketFilters, *, limit: int, offset: int = 0,
-                     after: Cursor | None = None, template: str | None = None) -> ListQuery:
+                     after: Cursor | None = None, template: str | None = None, common_tags: bool = False) -> ListQuery:
     """The SQL of a list request (built once per shape) and its parameters. `template`: queries.sql's
-    tickets_page (default: this package's)."""
+    tickets_page (default: this package's); `common_tags`: the tags filter matches many tickets
+    (`tags_common`)."""
     if not isinstance(limit, int) or not isinstance(offset, int) or limit < 1 or offset < 0:
         raise ValueError("limit and offset must be integers")
-    shape = _shape(viewer, filters, limit, offset, after)
+    shape = _shape(viewer, filters, limit, offset, after, common_tags)
     statement, page, count = _list_sql(shape, template if template is not None else _default_template())
     return ListQuery(statement, page, count, _list_params(viewer, filters, after), count_apart=not shape.narrowed)
+
+
+def tags_common(conn: psycopg.Connection[Row], q: Any, tag_ids: tuple[int, ...]) -> bool:
+    """Whether the tags filter may match more than COMMON_TAGS tickets (queries.sql: tags_reach, which reads
+    at most that many entries of each tag's index): then the list walks its order and looks each ticket up
+    in the tagged sets, else it fetches the few tagged tickets and sorts them. Measured at 100,000 tickets
+    (bench/tags.py): fetching costs about 1 ms per 1,000 matches, walking a few ms whatever the tags."""
+    row = conn.execute(q.tags_reach, {"tag_ids": sorted(set(tag_ids)), "cap": COMMON_TAGS}).fetchone()
+    return row is not None and row["n"] > COMMON_TAGS
 
 
 def fetch_list(conn: psycopg.Connection[Row], built: ListQuery, limit: int) -> TicketPage:
@@ -396,7 +443,9 @@ async def list_tickets(db: Database, company_id: int, user_id: int, is_admin: bo
 
     def work(conn: psycopg.Connection[Row]) -> TicketPage:
         viewer = read_viewer(conn, q, company_id, user_id, is_admin)
-        built = build_list_query(viewer, filters, limit=limit, offset=offset, after=after, template=q.tickets_page)
+        common = bool(filters.tag_ids) and tags_common(conn, q, filters.tag_ids)
+        built = build_list_query(viewer, filters, limit=limit, offset=offset, after=after, template=q.tickets_page,
+                                 common_tags=common)
         return fetch_list(conn, built, limit)
 
     return await db.read(work)

@@ -27,6 +27,7 @@ FIGURES = {
             for figure in ("rps", "p50_ms", "p99_ms", "raw_query_p50_ms")],
     "memory": ["kib_per_ticket_actor", "kib_per_session"],
     "fanout": ["deliveries_per_s", "p50_ms", "p99_ms"],
+    "tags": [f"{case}.p50_ms" for case in ("unfiltered", "rare", "common", "both", "contact", "open_common")],
 }
 
 
