@@ -780,7 +780,7 @@ added AS (
     RETURNING tag_id
 )
 SELECT (SELECT count(*) FROM tag) AS found, (SELECT count(*) FROM added) AS added,
-       coalesce((SELECT array_agg(tag_id ORDER BY tag_id) FROM swapped), '{}') AS removed
+       coalesce((SELECT array_agg(tag_id ORDER BY tag_id) FROM swapped), ARRAY[]::bigint[]) AS removed
 
 -- name: ticket_tag_remove
 DELETE FROM ticket_tags
