@@ -251,6 +251,20 @@ def users(w: Walk, state: dict) -> None:
     page.get_by_text(edited).first.wait_for()
 
 
+def tags(w: Walk, state: dict) -> None:
+    """The tags page: create a tag, edit it."""
+    page = w.page
+    w.goto("/tags")
+    page.get_by_role("button", name="New Tag").first.click()
+    name = f"Walk Tag {state['stamp']}"
+    _save_dialog(w, {"name": name, "color": "#1273DE"}, "Add")
+    page.get_by_text(name).first.wait_for()
+    _row(w, name).locator("button").first.click()
+    edited = f"{name} edited"
+    _save_dialog(w, {"name": edited}, "Save")
+    page.get_by_text(edited).first.wait_for()
+
+
 def settings(w: Walk, state: dict) -> None:
     """Read the settings page; change one (ratings) and see it stored."""
     page = w.page
@@ -323,6 +337,7 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("transfer and close", transfer_and_close),
     ("contacts", contacts),
     ("settings", settings),
+    ("tags", tags),
     ("internal chat", internal_chat),
 ]
 
@@ -330,7 +345,6 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
 # so that the report lists what they call and how they fail.
 LATER = [
     ("dashboard", "/"),
-    ("tags", "/tags"),
     ("quick messages", "/quick-messages"),
     ("schedules", "/schedules"),
     ("todo list", "/todolist"),
