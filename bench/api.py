@@ -252,7 +252,7 @@ def raw_query_p50(url: str, q: Any, endpoint: Endpoint, admin_id: int, ticket_id
                     conn.execute(statement, built.params).fetchone()
         else:
             params = {"id": ticket_id, "ticket_id": ticket_id, "company_id": COMPANY_ID, "limit": MESSAGES_PAGE,
-                      "offset": 0, "base_url": base_url}
+                      "offset": 0, "base_url": base_url, "before_id": None}
 
             def once() -> None:
                 conn.execute(q.ticket_show_json, params).fetchone()

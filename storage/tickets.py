@@ -126,15 +126,18 @@ class OpenedTicket:
     messages: str
     shown: int  # messages in the page
     count: int  # messages of the ticket
+    more: bool  # older messages remain
+    oldest_id: int | None  # the page's oldest message (where the next page ends: ticketz's `nextId`)
     read_changed: bool  # its unread count went to 0 (an `updateUnread` to announce)
     read_wids: tuple[str, ...]  # the WhatsApp ids of the messages just read (for the read receipts)
 
 
 async def open_ticket_messages(db: Database, company_id: int, user_id: int, is_admin: bool, ticket_id: int, *,
-                               limit: int, offset: int, base_url: str) -> OpenedTicket:
+                               limit: int, offset: int, base_url: str, before_id: int | None = None) -> OpenedTicket:
     """The ticket if the caller may see it (NotFound otherwise, as for another company's), a page of its
-    messages, and — on the first page — the ticket read: one worker thread, one connection in autocommit,
-    one statement each (the page is read before it is marked read, as it was shown)."""
+    messages (older than message `before_id` when given: NotFound unless it is one of the ticket's), and —
+    on the first page — the ticket read: one worker thread, one connection in autocommit, one statement
+    each (the page is read before it is marked read, as it was shown)."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> OpenedTicket:
@@ -143,14 +146,18 @@ async def open_ticket_messages(db: Database, company_id: int, user_id: int, is_a
         if ticket is None or not viewer.can_see(ticket):
             raise NotFound(f"ticket {ticket_id}")
         page = conn.execute(q.messages_page_json, {"ticket_id": ticket_id, "company_id": company_id, "limit": limit,
-                                                   "offset": offset, "base_url": base_url}).fetchone()
+                                                   "offset": offset, "base_url": base_url,
+                                                   "before_id": before_id}).fetchone()
         assert page is not None
+        if not page["cursor_found"]:
+            raise NotFound(f"message {before_id} in ticket {ticket_id}")
         changed, wids = False, ()
-        if offset == 0:
+        if offset == 0 and before_id is None:
             read = conn.execute(q.ticket_read, {"id": ticket_id, "company_id": company_id}).fetchone()
             assert read is not None
             changed, wids = read["changed"], tuple(read["wids"])
-        return OpenedTicket(ticket, page["messages"], page["shown"], page["count"], changed, wids)
+        return OpenedTicket(ticket, page["messages"], page["shown"], page["count"], page["more"], page["oldest_id"],
+                            changed, wids)
 
     return await db.read(work)
 
