@@ -97,7 +97,7 @@ def _sender(contact: dict[str, Any] | None, from_me: bool | None, participant: s
 @attrs.frozen
 class MessagePresenter:
     """Messages need the public base URL for their media links, and their ticket (its contact) for their
-    chat and sender. The shape is the one messages_page_json builds (storage/queries.sql)."""
+    chat and sender. The shape is the one api_message_json builds for the pages (schema version 6)."""
 
     base_url: str
 

@@ -455,74 +455,40 @@ FROM tickets_json v
 WHERE v.id = %(id)s AND v.company_id = %(company_id)s
 
 -- name: messages_page_json
--- A page of a ticket's messages as GET /messages/:ticketId answers them (api/present_tickets.MessagePresenter,
--- as JSON text): the newest `limit` after `offset` — and, with `before_id` (ticketz's `nextId`), older than
--- that message of the ticket — in chronological order; in one snapshot, the rows in the page, whether older
--- ones remain (`more`), the oldest one's id (the next `nextId`), whether `before_id` names a message of the
--- ticket, and the ticket's count of messages. `base_url` prefixes the media links. Every message carries
--- `dataJson` (api_message_data, schema version 6), its sender's `contact` and its reaction as `replies`.
-WITH chat AS (
-    SELECT c.id, c.name, c.number, c.is_group, api_chat_jid(c.is_group, c.number, c.lid) AS jid
-    FROM tickets t JOIN contacts c ON c.id = t.contact_id AND c.company_id = t.company_id
-    WHERE t.id = %(ticket_id)s AND t.company_id = %(company_id)s
-), cursor AS (
-    SELECT b.created_at, b.id FROM messages b
-    WHERE b.id = %(before_id)s AND b.ticket_id = %(ticket_id)s AND b.company_id = %(company_id)s
-), page AS MATERIALIZED (
-    SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me,
-           q.media_type AS quoted_media_type, q.media_url AS quoted_media_url, q.media_name AS quoted_media_name,
-           q.media_mimetype AS quoted_media_mimetype, q.latitude AS quoted_latitude,
-           q.longitude AS quoted_longitude, q.participant AS quoted_participant,
-           coalesce(q.wa_timestamp, q.created_at) AS quoted_at
+-- A page of a ticket's messages as GET /messages/:ticketId answers them (api_message_json, schema version 6, as
+-- JSON text): the newest `limit` after `offset` — and, with `before_id` and its `before_at` (ticketz's
+-- `nextId`: message_cursor), older than that message — in chronological order; in one snapshot, the rows in
+-- the page, whether older ones remain (`more`), the oldest one's id (the next `nextId`) and the ticket's count
+-- of messages. `base_url` prefixes the media links; `contact_*` is the ticket's contact (its chat, and the
+-- sender of what it wrote), as the route read it with the ticket. The chat and the cursor come as parameters
+-- rather than subqueries: this statement is planned at every call, and each join planned costs more than the
+-- rows it reads.
+WITH page AS MATERIALIZED (
+    SELECT m, q, m.created_at, m.id
     FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
     WHERE m.ticket_id = %(ticket_id)s AND m.company_id = %(company_id)s
-      AND (%(before_id)s::bigint IS NULL OR (m.created_at, m.id) < (SELECT created_at, id FROM cursor))
+      AND (%(before_id)s::bigint IS NULL
+           OR (m.created_at, m.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
     ORDER BY m.created_at DESC, m.id DESC
     LIMIT %(limit)s + 1 OFFSET %(offset)s
 ), shown AS (
     SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT %(limit)s
 )
-SELECT coalesce((SELECT json_agg(json_build_object(
-           'id', p.id, 'wid', p.wid, 'ticketId', p.ticket_id, 'contactId', p.contact_id, 'companyId', p.company_id,
-           'whatsappId', p.whatsapp_id, 'fromMe', p.from_me, 'body', p.body,
-           'mediaType', api_media_type(p.media_type),
-           'mediaUrl', CASE WHEN p.media_url <> '' THEN %(base_url)s || p.media_url END,
-           'mediaName', p.media_name, 'mediaMimetype', p.media_mimetype, 'ack', p.ack, 'status', p.status,
-           'error', p.error, 'read', p.read, 'quotedMsgId', p.quoted_msg_id,
-           'quotedMsg', CASE WHEN p.quoted_msg_id <> 0 AND p.quoted_wid IS NOT NULL THEN json_build_object(
-               'id', p.quoted_msg_id, 'wid', p.quoted_wid, 'body', p.quoted_body, 'fromMe', p.quoted_from_me,
-               'mediaType', api_media_type(p.quoted_media_type),
-               'mediaUrl', CASE WHEN p.quoted_media_url <> '' THEN %(base_url)s || p.quoted_media_url END,
-               'contact', CASE WHEN p.quoted_from_me THEN NULL
-                               WHEN chat.is_group THEN CASE WHEN p.quoted_participant IS NOT NULL THEN
-                                   json_build_object('id', NULL, 'name', p.quoted_participant,
-                                                     'number', p.quoted_participant) END
-                               ELSE json_build_object('id', chat.id, 'name', chat.name, 'number', chat.number) END,
-               'dataJson', api_message_data(chat.jid, p.quoted_wid, p.quoted_from_me, p.quoted_media_type,
-                                            p.quoted_body, p.quoted_media_name, p.quoted_media_mimetype,
-                                            p.quoted_latitude, p.quoted_longitude, NULL, p.quoted_at))
-                        END,
-           'participant', p.participant, 'reaction', p.reaction,
-           'replies', CASE WHEN p.reaction IS NULL THEN '[]'::json
-                           ELSE json_build_array(json_build_object('id', p.id || '-reaction', 'mediaType',
-                                                                   'reactionMessage', 'body', p.reaction,
-                                                                   'contact', NULL)) END,
-           'contact', CASE WHEN p.from_me THEN NULL
-                           WHEN chat.is_group THEN CASE WHEN p.participant IS NOT NULL THEN
-                               json_build_object('id', NULL, 'name', p.participant, 'number', p.participant) END
-                           ELSE json_build_object('id', chat.id, 'name', chat.name, 'number', chat.number) END,
-           'dataJson', api_message_data(chat.jid, p.wid, p.from_me, p.media_type, p.body, p.media_name,
-                                        p.media_mimetype, p.latitude, p.longitude, p.quoted_wid,
-                                        coalesce(p.wa_timestamp, p.created_at)),
-           'isEdited', p.is_edited, 'isDeleted', p.is_deleted,
-           'isPrivate', p.is_private, 'userId', p.sent_by_user_id, 'createdAt', api_time(p.created_at),
-           'updatedAt', api_time(p.updated_at))
-           ORDER BY p.created_at, p.id) FROM shown p LEFT JOIN chat ON true), '[]')::text AS messages,
+SELECT coalesce((SELECT json_agg(api_message_json(
+                            p.m, p.q, %(contact_id)s::bigint, %(contact_name)s::text, %(contact_number)s::text,
+                            %(contact_is_group)s::boolean,
+                            api_chat_jid(%(contact_is_group)s::boolean, %(contact_number)s::text, %(contact_lid)s::text),
+                            %(base_url)s::text)
+                        ORDER BY p.created_at, p.id)
+                 FROM shown p), '[]')::text AS messages,
        (SELECT count(*) FROM shown) AS shown,
        (SELECT count(*) FROM page) > %(limit)s AS more,
        (SELECT id FROM shown ORDER BY created_at, id LIMIT 1) AS oldest_id,
-       %(before_id)s::bigint IS NULL OR EXISTS (SELECT FROM cursor) AS cursor_found,
        (SELECT count(*) FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s) AS count
+
+-- name: message_cursor
+-- Where an older page ends (ticketz's `nextId`): that message of the ticket's time; no row if it is none of its.
+SELECT created_at FROM messages WHERE id = %(id)s AND ticket_id = %(ticket_id)s AND company_id = %(company_id)s
 
 -- name: outbox_message_insert
 -- An agent's message: 'pending' (the outbox), or 'private' (`is_private`: an internal note, never sent;

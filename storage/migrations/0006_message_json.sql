@@ -71,6 +71,55 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         'messageTimestamp', floor(extract(epoch FROM at))::bigint)::text
 $$;
 
+-- A message as GET /messages/:ticketId lists it (api/present_tickets.MessagePresenter), `m` with the message it
+-- quotes, `q` (a NULL row when none), in the chat of contact `chat_*` (the ticket's): the quote with its own
+-- `dataJson` and sender, the sender (`contact`: the chat's contact; in a group the participant, whose number
+-- is all zapgate keeps of them; none for ours), the reaction as ticketz's `replies`, `dataJson`.
+-- PL/pgSQL, so that the page's statement does not carry this expression: that statement is planned at every
+-- call, and planning it with the expression inlined cost more than building the JSON of a whole page.
+CREATE FUNCTION api_message_json(m messages, q messages, chat_id bigint, chat_name text, chat_number text,
+                                 chat_is_group boolean, chat text, base_url text) RETURNS json
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    quoted_wid text := CASE WHEN m.quoted_msg_id <> 0 THEN q.wid END;
+BEGIN
+    RETURN json_build_object(
+           'id', m.id, 'wid', m.wid, 'ticketId', m.ticket_id, 'contactId', m.contact_id, 'companyId', m.company_id,
+           'whatsappId', m.whatsapp_id, 'fromMe', m.from_me, 'body', m.body,
+           'mediaType', api_media_type(m.media_type),
+           'mediaUrl', CASE WHEN m.media_url <> '' THEN base_url || m.media_url END,
+           'mediaName', m.media_name, 'mediaMimetype', m.media_mimetype, 'ack', m.ack, 'status', m.status,
+           'error', m.error, 'read', m.read, 'quotedMsgId', m.quoted_msg_id,
+           'quotedMsg', CASE WHEN quoted_wid IS NOT NULL THEN json_build_object(
+               'id', m.quoted_msg_id, 'wid', q.wid, 'body', q.body, 'fromMe', q.from_me,
+               'mediaType', api_media_type(q.media_type),
+               'mediaUrl', CASE WHEN q.media_url <> '' THEN base_url || q.media_url END,
+               'contact', CASE WHEN q.from_me THEN NULL
+                               WHEN chat_is_group THEN CASE WHEN q.participant IS NOT NULL THEN
+                                   json_build_object('id', NULL, 'name', q.participant, 'number', q.participant) END
+                               ELSE json_build_object('id', chat_id, 'name', chat_name, 'number', chat_number) END,
+               'dataJson', api_message_data(chat, q.wid, q.from_me, q.media_type, q.body, q.media_name,
+                                            q.media_mimetype, q.latitude, q.longitude, NULL,
+                                            coalesce(q.wa_timestamp, q.created_at)))
+                        END,
+           'participant', m.participant, 'reaction', m.reaction,
+           'replies', CASE WHEN m.reaction IS NULL THEN '[]'::json
+                           ELSE json_build_array(json_build_object('id', m.id || '-reaction', 'mediaType',
+                                                                   'reactionMessage', 'body', m.reaction,
+                                                                   'contact', NULL)) END,
+           'contact', CASE WHEN m.from_me THEN NULL
+                           WHEN chat_is_group THEN CASE WHEN m.participant IS NOT NULL THEN
+                               json_build_object('id', NULL, 'name', m.participant, 'number', m.participant) END
+                           ELSE json_build_object('id', chat_id, 'name', chat_name, 'number', chat_number) END,
+           'dataJson', api_message_data(chat, m.wid, m.from_me, m.media_type, m.body, m.media_name,
+                                        m.media_mimetype, m.latitude, m.longitude, quoted_wid,
+                                        coalesce(m.wa_timestamp, m.created_at)),
+           'isEdited', m.is_edited, 'isDeleted', m.is_deleted,
+           'isPrivate', m.is_private, 'userId', m.sent_by_user_id, 'createdAt', api_time(m.created_at),
+           'updatedAt', api_time(m.updated_at));
+END
+$$;
+
 -- A ticket as GET /tickets lists it: with `channel` (ticketz's tickets carry their channel; zapgate's
 -- connections, sandbox ones too, are all WhatsApp).
 CREATE OR REPLACE VIEW tickets_json AS

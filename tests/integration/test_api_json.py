@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from api.present_tickets import MessagePresenter
 from api.present_tickets import ticket as present_ticket
+from storage.tickets import page_params
 from tests.integration.conftest import Api, Server, auth
 from tests.integration.test_tickets import company_b, listed_ids, new_contact, new_queue, new_ticket
 from tests.integration.test_whatsapp import create_sandbox
@@ -155,8 +156,8 @@ async def test_messages_json_is_the_presenters_and_the_route_answers_it(api: Api
         await _messages(server, rich)
         present = MessagePresenter(BASE_URL)
         shown = _rows(server, "SELECT * FROM tickets_shown WHERE id = %s", (rich,))[0]
-        params = {"ticket_id": rich, "id": rich, "company_id": 1, "limit": 4, "offset": 1, "base_url": BASE_URL,
-                  "before_id": None}
+        params = page_params(_rows(server, server.db.q.ticket_show_json, {"id": rich, "company_id": 1})[0], limit=4,
+                             offset=1, base_url=BASE_URL)
         for time_zone in ("UTC", "America/Sao_Paulo"):
             for page in ({}, {"offset": 0, "limit": 20}, {"offset": 0, "limit": 3}):
                 built = _rows(server, server.db.q.messages_page_json, {**params, **page}, time_zone=time_zone)[0]
