@@ -32,6 +32,8 @@ def ticket(row: dict[str, Any]) -> dict[str, Any]:
 # A location's body when it had no name or address: only its coordinates (actors.ticket._body_of).
 _COORDINATES = re.compile(r"[-+0-9.e]+,[-+0-9.e]+")
 _SHOWN_KIND = {"ptt": "audio", "sticker": "image"}
+# One encoder for every dataJson (json.dumps with options would build one per call: it runs per message event).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def media_type(stored: str | None) -> str | None:
@@ -79,9 +81,8 @@ def message_data(chat: str | None, wid: str | None, from_me: bool, kind: str, bo
         content = {"extendedTextMessage": {"text": body, "contextInfo": context}}
     else:
         content = {"conversation": body}
-    return json.dumps({"key": {"remoteJid": chat, "fromMe": from_me, "id": wid}, "message": content,
-                       "messageTimestamp": math.floor(at.timestamp()) if at is not None else None},
-                      ensure_ascii=False, separators=(",", ":"))
+    return _encode({"key": {"remoteJid": chat, "fromMe": from_me, "id": wid}, "message": content,
+                    "messageTimestamp": math.floor(at.timestamp()) if at is not None else None})
 
 
 def _sender(contact: dict[str, Any] | None, from_me: bool | None, participant: str | None) -> dict[str, Any] | None:
