@@ -391,7 +391,9 @@ class TicketActor:
         except DB_AWAY as error:
             router.note_unavailable(error)
             shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
-        message = await self._while_unavailable(lambda: self._with_quote(result.message))
+        message = result.message
+        if message.get("quoted_msg_id"):  # a reply: announced with its quote (only replies pay the read)
+            message = await self._while_unavailable(lambda: self._with_quote(result.message))
         router.publish_message("create", self.company_id, message, self.ticket, shown)
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",

@@ -32,8 +32,11 @@ def ticket(row: dict[str, Any]) -> dict[str, Any]:
 # A location's body when it had no name or address: only its coordinates (actors.ticket._body_of).
 _COORDINATES = re.compile(r"[-+0-9.e]+,[-+0-9.e]+")
 _SHOWN_KIND = {"ptt": "audio", "sticker": "image"}
-# One encoder for every dataJson (json.dumps with options would build one per call: it runs per message event).
+_CONTENT_KINDS = frozenset(("image", "video", "audio", "ptt", "document", "sticker", "location", "vcard"))
+# dataJson is built for every message event (the intake's hot path): one encoder for all (json.dumps with
+# options would build one per call), and the common case, a text, written around one encoded string.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring  # a str as a JSON string (C), as _encode writes it
 
 
 def media_type(stored: str | None) -> str | None:
@@ -60,6 +63,12 @@ def message_data(chat: str | None, wid: str | None, from_me: bool, kind: str, bo
     The Baileys-lineage frontends (ticketz) parse it for every message they show: which content field it
     has tells a document, a sticker, a location from the rest; `extendedTextMessage` on a message with a file
     would hide the file, so only a text that quotes gets one."""
+    stamp = math.floor(at.timestamp()) if at is not None else None
+    if quoted_wid is None and kind not in _CONTENT_KINDS:  # a text: {"conversation": body}
+        return (f'{{"key":{{"remoteJid":{"null" if chat is None else _string(chat)},'
+                f'"fromMe":{"true" if from_me else "false"},"id":{"null" if wid is None else _string(wid)}}},'
+                f'"message":{{"conversation":{_string(body)}}},'
+                f'"messageTimestamp":{"null" if stamp is None else stamp}}}')
     context = {"stanzaId": quoted_wid} if quoted_wid is not None else None
     content: dict[str, Any]
     if kind in ("image", "video"):
@@ -82,7 +91,7 @@ def message_data(chat: str | None, wid: str | None, from_me: bool, kind: str, bo
     else:
         content = {"conversation": body}
     return _encode({"key": {"remoteJid": chat, "fromMe": from_me, "id": wid}, "message": content,
-                    "messageTimestamp": math.floor(at.timestamp()) if at is not None else None})
+                    "messageTimestamp": stamp})
 
 
 def _sender(contact: dict[str, Any] | None, from_me: bool | None, participant: str | None) -> dict[str, Any] | None:
