@@ -5,8 +5,11 @@
 -- the whole page). zapgate builds it when a message is read, from the columns it keeps, rather than
 -- storing a copy: nothing to keep in step on edits, deletions, acks or reactions, no second copy of every
 -- body, nothing added to the intake; building it costs PostgreSQL a few microseconds a message in the page
--- query (bench.api `messages`). The one fact the columns did not keep is a location's coordinates (the
+-- query. The one fact the columns did not keep is a location's coordinates (the
 -- body holds its name or address): they get columns of their own.
+--
+-- Measured (EXPLAIN ANALYZE, a page of 20 of a ticket's 300 messages): 0.59 ms before this version, 0.69 ms
+-- with every message's JSON and dataJson built by api_message_json — about 5 µs a message.
 --
 -- The Python presenter (api/present_tickets.py) builds the same JSON for the realtime events;
 -- tests/integration/test_api_json.py holds the two to each other.
