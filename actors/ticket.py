@@ -110,7 +110,7 @@ def chat_key(event: wa.InboundMessage | wa.Receipt) -> str:
 @attrs.frozen
 class Presenters:
     ticket: Callable[[Row], dict[str, Any]]
-    message: Callable[[Row], dict[str, Any]]
+    message: Callable[[Row, Row | None], dict[str, Any]]  # a message row and its ticket (tickets_shown)
     contact: Callable[[Row], dict[str, Any]]
 
 
@@ -364,6 +364,7 @@ class TicketActor:
             media_mimetype=media_mimetype or (event.media.mimetype if event.media else None),
             quoted_wid=event.quoted_id, participant=user_part(event.participant) or None,
             ack=int(wa.Ack.SENT) if event.from_me else 0,
+            **_coordinates(event),
         )
         who = self._identity(event)
         q = router.db.q
@@ -390,10 +391,21 @@ class TicketActor:
         except DB_AWAY as error:
             router.note_unavailable(error)
             shown = await self._while_unavailable(lambda: self._refresh_ticket(result.ticket, full=full))
-        router.publish_message("create", self.company_id, result.message, self.ticket, shown)
+        message = result.message
+        if message.get("quoted_msg_id"):  # a reply: announced with its quote (only replies pay the read)
+            message = await self._while_unavailable(lambda: self._with_quote(result.message))
+        router.publish_message("create", self.company_id, message, self.ticket, shown)
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
                                                         "contact": router.presenters.contact(result.contact)})
+
+    async def _with_quote(self, row: Row) -> Row:
+        """A message as announced: one that quotes another is read again with what is shown of the quoted one
+        (message_show), so that a frontend that replaces the message it has by an update keeps the quote.
+        Only replies pay the read."""
+        if not row.get("quoted_msg_id") or "quoted_wid" in row:
+            return row
+        return await conversations.show_message(self.router.db, self.company_id, row["id"])
 
     def _identity(self, event: wa.InboundMessage) -> ContactIdentity:
         if event.is_group:
@@ -438,10 +450,10 @@ class TicketActor:
                 "whatsapp_id": self.whatsapp_id, "chat": self.chat, "target": event.target_id,
                 "kind": str(event.kind), "from_me": event.from_me}})
         elif self.ticket is not None and row["ticket_id"] == self.ticket["id"]:
-            self.router.publish_message("update", self.company_id, row, self.ticket)
+            self.router.publish_message("update", self.company_id, await self._with_quote(row), self.ticket)
         else:
             ticket = await conversations.show_ticket(db, self.company_id, row["ticket_id"])
-            self.router.publish_message("update", self.company_id, row, ticket)
+            self.router.publish_message("update", self.company_id, await self._with_quote(row), ticket)
 
     async def _on_receipt(self, event: wa.Receipt) -> None:
         """Acks for our messages of this chat; ids that are not (another chat's messages, a contact's own)
@@ -460,7 +472,7 @@ class TicketActor:
                 continue  # ours, but its ack was already there (or further)
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
                 await conversations.show_ticket(db, self.company_id, row["ticket_id"])
-            self.router.publish_message("update", self.company_id, row, ticket)
+            self.router.publish_message("update", self.company_id, await self._with_quote(row), ticket)
 
     async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
         """Bring the cached ticket up to date with `base` and announce it; its JSON, for reuse."""
@@ -585,6 +597,16 @@ def _body_of(event: wa.InboundMessage) -> str:
     if event.kind == wa.MessageKind.CONTACT and event.vcard:
         return event.vcard
     return event.body
+
+
+def _coordinates(event: wa.InboundMessage) -> dict[str, float]:
+    """A location's degrees (kept beside its body, which holds its name or address); nothing for other kinds,
+    nor for degrees off the globe (a sender's bad data must not make the message unstorable)."""
+    latitude, longitude = event.latitude, event.longitude
+    if (event.kind == wa.MessageKind.LOCATION and latitude is not None and longitude is not None
+            and -90 <= latitude <= 90 and -180 <= longitude <= 180):
+        return {"latitude": latitude, "longitude": longitude}
+    return {}
 
 
 def _next_nowait(handle: TicketHandle, receive: trio.MemoryReceiveChannel[Any]) -> Any:
@@ -867,7 +889,7 @@ class TicketRouter:
     def publish_message(self, action: str, company_id: int, message: Row, ticket: Row | None,
                         shown_ticket: dict[str, Any] | None = None) -> None:
         """Announce a message with its ticket (`shown_ticket`: the ticket's JSON when the caller has it)."""
-        payload: dict[str, Any] = {"action": action, "message": self.presenters.message(message)}
+        payload: dict[str, Any] = {"action": action, "message": self.presenters.message(message, ticket)}
         if ticket is not None:
             payload["ticket"] = shown_ticket if shown_ticket is not None else self.presenters.ticket(ticket)
             payload["contact"] = ticket.get("contact")

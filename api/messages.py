@@ -10,6 +10,7 @@ the company's agents like any other, never sent; editing or deleting it stays he
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -45,23 +46,40 @@ async def visible_ticket(deps: Deps, principal: Principal, raw_id: str) -> dict[
     return await tickets.show_visible(deps.db, viewer, ticket_id)  # one visibility rule for every route
 
 
+def _next_id() -> int | None:
+    """ticketz's cursor, `nextId`: the oldest message the client has (the `nextId` of the page before)."""
+    raw = (request.args.get("nextId") or "").strip()
+    if not raw or raw in ("null", "undefined"):
+        return None
+    if not re.fullmatch(r"\d{1,18}", raw):
+        raise BadRequest("nextId: must be a message id (the nextId of the page before)", code="ERR_VALIDATION",
+                         field="nextId")
+    return int(raw)
+
+
 @blueprint.get("/messages/<ticket_id>")
 async def list_messages(ticket_id: str) -> Response:
-    """A page of the ticket's history (20 messages, chronological), the ticket, `count` and `hasMore`; the
-    first page reads the ticket. The JSON of the messages and of the ticket comes from PostgreSQL as text
-    (storage/queries.sql: messages_page_json, ticket_show_json) and is passed on as it is."""
+    """A page of the ticket's history (20 messages, chronological), the ticket, `count`, `hasMore` and
+    `nextId`; the first page reads the ticket. Pages go back by `pageNumber` (whaticket) or by `nextId`
+    (ticketz: the messages older than that one; `pageNumber` is then ignored). The JSON of the messages and
+    of the ticket comes from PostgreSQL as text (storage/queries.sql: messages_page_json, ticket_show_json)
+    and is passed on as it is."""
     principal = current()
     deps = deps_of(current_app)
     raw_id = path_id(ticket_id, "ticket")
+    before_id = _next_id()
     limit, offset = page(PAGE_SIZE)
+    if before_id is not None:
+        offset = 0
     opened = await tickets.open_ticket_messages(deps.db, principal.company_id, principal.user_id,
                                                 principal.is_admin, raw_id, limit=limit, offset=offset,
-                                                base_url=deps.messages.base_url)
-    if offset == 0:
+                                                base_url=deps.messages.base_url, before_id=before_id)
+    if offset == 0 and before_id is None:
         await _announce_read(deps, principal, opened)
-    has_more = "true" if offset + opened.shown < opened.count else "false"
+    has_more = "true" if opened.more else "false"
+    next_id = opened.oldest_id if opened.more and opened.oldest_id is not None else "null"
     body = (f'{{"messages":{opened.messages},"ticket":{opened.ticket["json"]},"count":{opened.count},'
-            f'"hasMore":{has_more}}}')
+            f'"hasMore":{has_more},"nextId":{next_id}}}')
     return Response(body, mimetype="application/json")
 
 
@@ -180,7 +198,7 @@ async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], message: Se
         row = await deps.tickets.send(company_id, ticket, lambda reply, text=text, media=media: SendOut(
             ticket_id=ticket["id"], body=text, user_id=user_id, reply=reply, media=media,
             quoted_message_id=quoted_id, private=message.private))
-        sent.append(deps.messages(row))
+        sent.append(deps.messages(row, ticket))
     return sent
 
 
@@ -236,7 +254,7 @@ async def _own_message(deps: Deps, principal: Principal, raw_id: str) -> tuple[d
 
 async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], message: dict[str, Any],
                   command: wa.Command, query: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Send a change (delete, edit) through the session — not for a private message, which WhatsApp never
+    """Send a change (delete, edit, reaction) through the session — not for a private message, which WhatsApp never
     had — then store and announce it."""
     if not message["is_private"]:
         session = deps.sessions.lookup(ticket["whatsapp_id"])
@@ -252,7 +270,7 @@ async def _change(deps: Deps, company_id: int, ticket: dict[str, Any], message: 
     assert row is not None
     shown = await conversations.show_message(deps.db, company_id, row["id"])
     deps.tickets.publish_message("update", company_id, shown, ticket)
-    return deps.messages(shown)
+    return deps.messages(shown, ticket)
 
 
 @blueprint.delete("/messages/<message_id>")
@@ -278,6 +296,43 @@ async def edit_message(message_id: str) -> Response:
     shown = await _change(deps, principal.company_id, ticket, message, command, deps.db.q.message_edit_own,
                           {"body": body})
     return jsonify(shown)
+
+
+@blueprint.post("/messages/react/<message_id>")
+async def react_to_message(message_id: str) -> Response:
+    """An agent's reaction `{emoji}` ("" removes it) to a message of a ticket they see (ticketz also sends
+    `ticketId`: the message says which ticket it is in). It goes to WhatsApp first; the message then shows it
+    (one reaction a message, the last one, as for the contact's)."""
+    principal = current()
+    deps = deps_of(current_app)
+    message = await conversations.show_message(deps.db, principal.company_id, path_id(message_id, "message"))
+    ticket = await visible_ticket(deps, principal, str(message["ticket_id"]))
+    data = await json_body()
+    emoji = check_field("emoji", data.get("emoji"), Field("str", max_len=32))
+    if message["is_private"]:
+        raise BadRequest("an internal note cannot be reacted to: WhatsApp never had it", code="ERR_MESSAGE_PRIVATE")
+    if message["status"] in ("pending", "failed") or not message["wid"]:
+        raise ApiError("this message has not been sent", code="ERR_MESSAGE_NOT_SENT", status=409)
+    if message["is_deleted"]:
+        raise ApiError("this message was deleted", code="ERR_MESSAGE_DELETED", status=409)
+    command = wa.SendReaction(chat_of_ticket(ticket), message["wid"], emoji, target_from_me=message["from_me"])
+    shown = await _change(deps, principal.company_id, ticket, message, command, deps.db.q.message_react_own,
+                          {"reaction": emoji})
+    return jsonify(shown)
+
+
+@blueprint.get("/messages/<message_id>/history")
+async def message_history(message_id: str) -> Response:
+    """The texts an edited message had before, oldest first (`oldMessages`, as ticketz's history dialog
+    reads them)."""
+    principal = current()
+    deps = deps_of(current_app)
+    message = await conversations.show_message(deps.db, principal.company_id, path_id(message_id, "message"))
+    await visible_ticket(deps, principal, str(message["ticket_id"]))
+    old = [{"id": index, "messageId": message["id"], "ticketId": message["ticket_id"], "body": entry.get("body"),
+            "createdAt": entry.get("at"), "updatedAt": entry.get("at")}
+           for index, entry in enumerate(message["edit_history"] or [], start=1) if isinstance(entry, dict)]
+    return jsonify({"oldMessages": old})
 
 
 # ─── external API: a connection's token ─────────────────────────────────────────────────

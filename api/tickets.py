@@ -199,15 +199,27 @@ async def answer_list(filters: ticket_lists.TicketFilters) -> Response:
     return Response(body, mimetype="application/json")
 
 
+async def _detailed(deps: Deps, principal: Principal, row: Row) -> dict[str, Any]:
+    """One ticket as its page shows it: the list's shape, with the contact's custom fields (`extraInfo`, the
+    contact drawer's) — read here, not in every list."""
+    shown = present_ticket(row)
+    fields = await deps.db.fetch_all(deps.db.q.contact_extra_info, {"contact_id": row["contact_id"],
+                                                                    "company_id": principal.company_id})
+    shown["contact"] = {**(shown["contact"] or {}), "extraInfo": [dict(field) for field in fields]}
+    return shown
+
+
 @blueprint.get("/<ticket_id>")
 async def show_ticket(ticket_id: str) -> Response:
     principal = current()
-    row = await _visible(deps_of(current_app), principal, path_id(ticket_id, "ticket"))
-    return jsonify(present_ticket(row))
+    deps = deps_of(current_app)
+    row = await _visible(deps, principal, path_id(ticket_id, "ticket"))
+    return jsonify(await _detailed(deps, principal, row))
 
 
 @blueprint.get("/u/<ticket_uuid>")
 async def show_ticket_by_uuid(ticket_uuid: str) -> Response:
+    """The ticket's page (ticketz's `/tickets/:uuid`) loads its ticket by uuid."""
     principal = current()
     deps = deps_of(current_app)
     try:
@@ -215,7 +227,7 @@ async def show_ticket_by_uuid(ticket_uuid: str) -> Response:
     except ValueError:
         raise NotFound(f"ticket {ticket_uuid!r} not found") from None
     ticket_id = await conversations.ticket_id_by_uuid(deps.db, principal.company_id, str(parsed))
-    return jsonify(present_ticket(await _visible(deps, principal, ticket_id)))
+    return jsonify(await _detailed(deps, principal, await _visible(deps, principal, ticket_id)))
 
 
 @blueprint.post("")

@@ -52,7 +52,7 @@ from bench.common import (
 )
 from storage import users
 from storage.ticket_lists import TicketFilters, build_list_query
-from storage.tickets import Viewer
+from storage.tickets import Viewer, page_params
 
 NAME = "bench.api"
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.api --client` runs
@@ -251,12 +251,12 @@ def raw_query_p50(url: str, q: Any, endpoint: Endpoint, admin_id: int, ticket_id
                 for statement in built.statements():
                     conn.execute(statement, built.params).fetchone()
         else:
-            params = {"id": ticket_id, "ticket_id": ticket_id, "company_id": COMPANY_ID, "limit": MESSAGES_PAGE,
-                      "offset": 0, "base_url": base_url}
+            params = {"id": ticket_id, "company_id": COMPANY_ID}
 
             def once() -> None:
-                conn.execute(q.ticket_show_json, params).fetchone()
-                conn.execute(q.messages_page_json, params).fetchone()
+                ticket = conn.execute(q.ticket_show_json, params).fetchone()
+                conn.execute(q.messages_page_json, page_params(ticket, limit=MESSAGES_PAGE, offset=0,
+                                                               base_url=base_url)).fetchone()
                 conn.execute(q.ticket_read, params).fetchone()
 
         for _ in range(5):

@@ -173,7 +173,7 @@ def message_rows(wid: int, tickets: list[tuple[int, int]], count: int, tag: str)
             "wid": f"{tag}{k:010d}", "from_me": False, "body": f"raw message {k}", "media_type": "text",
             "media_url": None, "media_name": None, "media_mimetype": None, "ack": 0, "status": "received",
             "quoted_wid": None, "participant": None, "wa_timestamp": now, "read": False, "sent_by_user_id": None,
-            "unread": 1, "last_message": f"raw message {k}",
+            "unread": 1, "last_message": f"raw message {k}", "latitude": None, "longitude": None,
         })
     return rows
 

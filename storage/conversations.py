@@ -52,6 +52,8 @@ class IncomingRow:
     quoted_wid: str | None = None
     participant: str | None = None
     ack: int = 0
+    latitude: float | None = None  # a location's coordinates (its body holds its name or address)
+    longitude: float | None = None
 
 
 @attrs.frozen
@@ -121,7 +123,7 @@ def _message_params(company_id: int, whatsapp_id: int, ticket_id: int, contact_i
         "media_url": message.media_url, "media_name": message.media_name, "media_mimetype": message.media_mimetype,
         "ack": message.ack, "status": "sent" if message.from_me else "received", "quoted_wid": message.quoted_wid,
         "participant": message.participant, "wa_timestamp": message.at, "read": message.from_me,
-        "sent_by_user_id": None,
+        "sent_by_user_id": None, "latitude": message.latitude, "longitude": message.longitude,
     }
 
 
@@ -188,7 +190,7 @@ def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdent
 
 BATCH_COLUMNS = ("company_id", "whatsapp_id", "ticket_id", "contact_id", "wid", "from_me", "body", "media_type",
                  "media_url", "media_name", "media_mimetype", "ack", "status", "quoted_wid", "participant",
-                 "wa_timestamp", "read", "sent_by_user_id", "unread", "last_message")
+                 "wa_timestamp", "read", "sent_by_user_id", "unread", "last_message", "latitude", "longitude")
 
 
 def intake_many(q: Any, conn: psycopg.Connection[Row], params: list[Mapping[str, Any]]) -> list[Row | None]:

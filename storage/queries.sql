@@ -312,12 +312,12 @@ VALUES (%(company_id)s, %(ticket_id)s, %(kind)s, %(user_id)s, %(queue_id)s, %(wh
 -- name: message_insert
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                       media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
-                      sent_by_user_id)
+                      sent_by_user_id, latitude, longitude)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
         %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
         (SELECT m.id FROM messages m
             WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s AND m.company_id = %(company_id)s),
-        %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s)
+        %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s, %(latitude)s, %(longitude)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
 
@@ -404,6 +404,13 @@ UPDATE messages SET
 WHERE id = %(id)s AND company_id = %(company_id)s AND from_me
 RETURNING *
 
+-- name: message_react_own
+-- An agent reacts to a message of the ticket (after WhatsApp took the reaction): one reaction a message, the
+-- last one, as message_react keeps a contact's ('' removes it).
+UPDATE messages SET reaction = nullif(%(reaction)s, ''), updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING *
+
 -- name: message_revoke_own
 -- An agent deletes a message sent from here (after WhatsApp took the deletion, unless it is private).
 UPDATE messages SET is_deleted = true, updated_at = now()
@@ -418,17 +425,31 @@ SELECT * FROM tickets_shown WHERE id = %(id)s AND company_id = %(company_id)s
 -- name: ticket_by_uuid
 SELECT id FROM tickets WHERE uuid = %(uuid)s AND company_id = %(company_id)s
 
+-- name: contact_extra_info
+-- A contact's custom fields as the ticket page's contact drawer shows them (extraInfo).
+SELECT id, name, value FROM contact_custom_fields
+WHERE contact_id = %(contact_id)s AND company_id = %(company_id)s
+ORDER BY id
+
 -- name: contact_get
 SELECT * FROM contacts WHERE id = %(id)s AND company_id = %(company_id)s
 
 -- name: message_show
-SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type
+-- A message with what the API shows of the message it quotes (quoted_*: api/present_tickets.py).
+SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type,
+       q.media_url AS quoted_media_url, q.media_name AS quoted_media_name, q.media_mimetype AS quoted_media_mimetype,
+       q.latitude AS quoted_latitude, q.longitude AS quoted_longitude, q.participant AS quoted_participant,
+       coalesce(q.wa_timestamp, q.created_at) AS quoted_at
 FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
 WHERE m.id = %(id)s AND m.company_id = %(company_id)s
 
 -- name: messages_page
--- The newest messages of a ticket first (the API reverses each page to chronological order).
-SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type
+-- The newest messages of a ticket first (the API reverses each page to chronological order), as message_show
+-- shows them.
+SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type,
+       q.media_url AS quoted_media_url, q.media_name AS quoted_media_name, q.media_mimetype AS quoted_media_mimetype,
+       q.latitude AS quoted_latitude, q.longitude AS quoted_longitude, q.participant AS quoted_participant,
+       coalesce(q.wa_timestamp, q.created_at) AS quoted_at
 FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
 WHERE m.ticket_id = %(ticket_id)s AND m.company_id = %(company_id)s
 ORDER BY m.created_at DESC, m.id DESC
@@ -445,32 +466,40 @@ FROM tickets_json v
 WHERE v.id = %(id)s AND v.company_id = %(company_id)s
 
 -- name: messages_page_json
--- A page of a ticket's messages as GET /messages/:ticketId answers them (api/present_tickets.MessagePresenter,
--- as JSON text): the newest `limit` after `offset`, in chronological order; the rows in the page and the
--- ticket's count of messages, in one snapshot. `base_url` prefixes the media links.
+-- A page of a ticket's messages as GET /messages/:ticketId answers them (api_message_json, schema version 6, as
+-- JSON text): the newest `limit` after `offset` — and, with `before_id` and its `before_at` (ticketz's
+-- `nextId`: message_cursor), older than that message — in chronological order; in one snapshot, the rows in
+-- the page, whether older ones remain (`more`), the oldest one's id (the next `nextId`) and the ticket's count
+-- of messages. `base_url` prefixes the media links; `contact_*` is the ticket's contact (its chat, and the
+-- sender of what it wrote), as the route read it with the ticket. The chat and the cursor come as parameters
+-- rather than subqueries: this statement is planned at every call, and each join planned costs more than the
+-- rows it reads.
 WITH page AS MATERIALIZED (
-    SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me,
-           q.media_type AS quoted_media_type
+    SELECT m, q, m.created_at, m.id
     FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
     WHERE m.ticket_id = %(ticket_id)s AND m.company_id = %(company_id)s
+      AND (%(before_id)s::bigint IS NULL
+           OR (m.created_at, m.id) < (%(before_at)s::timestamptz, %(before_id)s::bigint))
     ORDER BY m.created_at DESC, m.id DESC
-    LIMIT %(limit)s OFFSET %(offset)s
+    LIMIT %(limit)s + 1 OFFSET %(offset)s
+), shown AS (
+    SELECT * FROM page ORDER BY created_at DESC, id DESC LIMIT %(limit)s
 )
-SELECT coalesce((SELECT json_agg(json_build_object(
-           'id', p.id, 'wid', p.wid, 'ticketId', p.ticket_id, 'contactId', p.contact_id, 'companyId', p.company_id,
-           'whatsappId', p.whatsapp_id, 'fromMe', p.from_me, 'body', p.body, 'mediaType', p.media_type,
-           'mediaUrl', CASE WHEN p.media_url <> '' THEN %(base_url)s || p.media_url END,
-           'mediaName', p.media_name, 'mediaMimetype', p.media_mimetype, 'ack', p.ack, 'status', p.status,
-           'error', p.error, 'read', p.read, 'quotedMsgId', p.quoted_msg_id,
-           'quotedMsg', CASE WHEN p.quoted_msg_id <> 0 AND p.quoted_wid IS NOT NULL
-                             THEN json_build_object('id', p.quoted_msg_id, 'wid', p.quoted_wid, 'body', p.quoted_body,
-                                                    'fromMe', p.quoted_from_me, 'mediaType', p.quoted_media_type)
-                        END,
-           'participant', p.participant, 'reaction', p.reaction, 'isEdited', p.is_edited, 'isDeleted', p.is_deleted,
-           'isPrivate', p.is_private, 'userId', p.sent_by_user_id, 'createdAt', api_time(p.created_at), 'updatedAt', api_time(p.updated_at))
-           ORDER BY p.created_at, p.id) FROM page p), '[]')::text AS messages,
-       (SELECT count(*) FROM page) AS shown,
+SELECT coalesce((SELECT json_agg(api_message_json(
+                            p.m, p.q, %(contact_id)s::bigint, %(contact_name)s::text, %(contact_number)s::text,
+                            %(contact_is_group)s::boolean,
+                            api_chat_jid(%(contact_is_group)s::boolean, %(contact_number)s::text, %(contact_lid)s::text),
+                            %(base_url)s::text)
+                        ORDER BY p.created_at, p.id)
+                 FROM shown p), '[]')::text AS messages,
+       (SELECT count(*) FROM shown) AS shown,
+       (SELECT count(*) FROM page) > %(limit)s AS more,
+       (SELECT id FROM shown ORDER BY created_at, id LIMIT 1) AS oldest_id,
        (SELECT count(*) FROM messages WHERE ticket_id = %(ticket_id)s AND company_id = %(company_id)s) AS count
+
+-- name: message_cursor
+-- Where an older page ends (ticketz's `nextId`): that message of the ticket's time; no row if it is none of its.
+SELECT created_at FROM messages WHERE id = %(id)s AND ticket_id = %(ticket_id)s AND company_id = %(company_id)s
 
 -- name: outbox_message_insert
 -- An agent's message: 'pending' (the outbox), or 'private' (`is_private`: an internal note, never sent;
@@ -890,10 +919,10 @@ WITH input AS (
                 %(media_type)s::text[], %(media_url)s::text[], %(media_name)s::text[], %(media_mimetype)s::text[],
                 %(ack)s::smallint[], %(status)s::text[], %(quoted_wid)s::text[], %(participant)s::text[],
                 %(wa_timestamp)s::timestamptz[], %(read)s::boolean[], %(sent_by_user_id)s::bigint[],
-                %(unread)s::int[], %(last_message)s::text[])
+                %(unread)s::int[], %(last_message)s::text[], %(latitude)s::float8[], %(longitude)s::float8[])
          WITH ORDINALITY AS i(company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type,
                               media_url, media_name, media_mimetype, ack, status, quoted_wid, participant,
-                              wa_timestamp, read, sent_by_user_id, unread, last_message, n)
+                              wa_timestamp, read, sent_by_user_id, unread, last_message, latitude, longitude, n)
 ), active AS (
     SELECT id, company_id FROM tickets
     WHERE (id, company_id) IN (SELECT ticket_id, company_id FROM input) AND status IN ('pending', 'open')
@@ -902,18 +931,18 @@ WITH input AS (
 ), stored AS (
     INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                           media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
-                          sent_by_user_id)
+                          sent_by_user_id, latitude, longitude)
     SELECT i.company_id, i.whatsapp_id, i.ticket_id, i.contact_id, i.wid, i.from_me, i.body, i.media_type,
            i.media_url, i.media_name, i.media_mimetype, i.ack, i.status,
            (SELECT m.id FROM messages m
             WHERE m.whatsapp_id = i.whatsapp_id AND m.wid = i.quoted_wid AND m.company_id = i.company_id),
-           i.participant, i.wa_timestamp, i.read, i.sent_by_user_id
+           i.participant, i.wa_timestamp, i.read, i.sent_by_user_id, i.latitude, i.longitude
     FROM input i JOIN active ON active.id = i.ticket_id AND active.company_id = i.company_id
     ORDER BY i.n
     ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
     RETURNING id, company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
               media_name, media_mimetype, ack, status, error, read, quoted_msg_id, participant, reaction, is_edited,
-              is_deleted, sent_by_user_id, wa_timestamp, created_at, updated_at
+              is_deleted, sent_by_user_id, wa_timestamp, latitude, longitude, created_at, updated_at
 ), counted AS (
     SELECT i.ticket_id, sum(i.unread) AS unread, (array_agg(i.last_message ORDER BY i.n DESC))[1] AS last_message,
            max(i.wa_timestamp) AS at
@@ -950,18 +979,18 @@ WITH active AS (
 ), stored AS (
     INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                           media_name, media_mimetype, ack, status, quoted_msg_id, participant, wa_timestamp, read,
-                          sent_by_user_id)
+                          sent_by_user_id, latitude, longitude)
     SELECT %(company_id)s, %(whatsapp_id)s, active.id, %(contact_id)s, %(wid)s, %(from_me)s, %(body)s,
            %(media_type)s, %(media_url)s, %(media_name)s, %(media_mimetype)s, %(ack)s, %(status)s,
            (SELECT m.id FROM messages m
             WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(quoted_wid)s AND m.company_id = %(company_id)s),
-           %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s
+           %(participant)s, %(wa_timestamp)s, %(read)s, %(sent_by_user_id)s, %(latitude)s, %(longitude)s
     FROM active
     ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
     -- every column but edit_history: a new message's is empty, and decoding its JSON would cost the most
     RETURNING id, company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
               media_name, media_mimetype, ack, status, error, read, quoted_msg_id, participant, reaction, is_edited,
-              is_deleted, sent_by_user_id, wa_timestamp, created_at, updated_at
+              is_deleted, sent_by_user_id, wa_timestamp, latitude, longitude, created_at, updated_at
 ), ticket AS (
     -- the row is locked by `active`, so it is still pending or open here
     UPDATE tickets t SET

@@ -126,15 +126,28 @@ class OpenedTicket:
     messages: str
     shown: int  # messages in the page
     count: int  # messages of the ticket
+    more: bool  # older messages remain
+    oldest_id: int | None  # the page's oldest message (where the next page ends: ticketz's `nextId`)
     read_changed: bool  # its unread count went to 0 (an `updateUnread` to announce)
     read_wids: tuple[str, ...]  # the WhatsApp ids of the messages just read (for the read receipts)
 
 
+def page_params(ticket: Row, *, limit: int, offset: int, base_url: str, before_id: int | None = None,
+                before_at: Any = None) -> dict[str, Any]:
+    """The parameters of messages_page_json for a ticket as ticket_show_json reads it (with its contact)."""
+    contact = ticket["contact"]
+    return {"ticket_id": ticket["id"], "company_id": ticket["company_id"], "limit": limit, "offset": offset,
+            "base_url": base_url, "before_id": before_id, "before_at": before_at, "contact_id": contact["id"],
+            "contact_name": contact["name"], "contact_number": contact["number"], "contact_lid": contact["lid"],
+            "contact_is_group": contact["isGroup"]}
+
+
 async def open_ticket_messages(db: Database, company_id: int, user_id: int, is_admin: bool, ticket_id: int, *,
-                               limit: int, offset: int, base_url: str) -> OpenedTicket:
+                               limit: int, offset: int, base_url: str, before_id: int | None = None) -> OpenedTicket:
     """The ticket if the caller may see it (NotFound otherwise, as for another company's), a page of its
-    messages, and — on the first page — the ticket read: one worker thread, one connection in autocommit,
-    one statement each (the page is read before it is marked read, as it was shown)."""
+    messages (older than message `before_id` when given: NotFound unless it is one of the ticket's), and —
+    on the first page — the ticket read: one worker thread, one connection in autocommit, one statement
+    each (the page is read before it is marked read, as it was shown)."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> OpenedTicket:
@@ -142,15 +155,23 @@ async def open_ticket_messages(db: Database, company_id: int, user_id: int, is_a
         ticket = conn.execute(q.ticket_show_json, {"id": ticket_id, "company_id": company_id}).fetchone()
         if ticket is None or not viewer.can_see(ticket):
             raise NotFound(f"ticket {ticket_id}")
-        page = conn.execute(q.messages_page_json, {"ticket_id": ticket_id, "company_id": company_id, "limit": limit,
-                                                   "offset": offset, "base_url": base_url}).fetchone()
+        before_at = None
+        if before_id is not None:
+            cursor = conn.execute(q.message_cursor, {"id": before_id, "ticket_id": ticket_id,
+                                                     "company_id": company_id}).fetchone()
+            if cursor is None:
+                raise NotFound(f"message {before_id} in ticket {ticket_id}")
+            before_at = cursor["created_at"]
+        page = conn.execute(q.messages_page_json, page_params(ticket, limit=limit, offset=offset, base_url=base_url,
+                                                              before_id=before_id, before_at=before_at)).fetchone()
         assert page is not None
         changed, wids = False, ()
-        if offset == 0:
+        if offset == 0 and before_id is None:
             read = conn.execute(q.ticket_read, {"id": ticket_id, "company_id": company_id}).fetchone()
             assert read is not None
             changed, wids = read["changed"], tuple(read["wids"])
-        return OpenedTicket(ticket, page["messages"], page["shown"], page["count"], changed, wids)
+        return OpenedTicket(ticket, page["messages"], page["shown"], page["count"], page["more"], page["oldest_id"],
+                            changed, wids)
 
     return await db.read(work)
 

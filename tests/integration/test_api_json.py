@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from api.present_tickets import MessagePresenter
 from api.present_tickets import ticket as present_ticket
+from storage.tickets import page_params
 from tests.integration.conftest import Api, Server, auth
 from tests.integration.test_tickets import company_b, listed_ids, new_contact, new_queue, new_ticket
 from tests.integration.test_whatsapp import create_sandbox
@@ -91,9 +92,22 @@ async def test_the_list_answers_the_presented_tickets(api: Api, server: Server) 
         assert empty.json() == {"tickets": [], "count": 0, "hasMore": False, "nextCursor": None}
 
 
+def _parsed(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with their `dataJson` (and their quote's) parsed, as the frontends read them: PostgreSQL and
+    Python write the same object with different spacing."""
+    out = []
+    for message in messages:
+        message = {**message, "dataJson": json.loads(message["dataJson"])}
+        if message.get("quotedMsg"):
+            message["quotedMsg"] = {**message["quotedMsg"], "dataJson": json.loads(message["quotedMsg"]["dataJson"])}
+        out.append(message)
+    return out
+
+
 async def _messages(server: Server, ticket_id: int) -> None:
     """Messages of every kind: media, a quote of a sent message, a quote of a pending one (no wid yet), an
-    agent's, odd text; distinct timestamps (with and without microseconds)."""
+    agent's, odd text, a voice note, a document, a sticker, a named and an unnamed location, a contact card,
+    a reply to an image; distinct timestamps (with and without microseconds)."""
     contact_id, whatsapp_id = server.sql("SELECT contact_id, whatsapp_id FROM tickets WHERE id = %s", (ticket_id,))[0]
     user_id = server.sql("SELECT min(id) FROM users")[0][0]
     common = {"ticket": ticket_id, "contact": contact_id, "whatsapp": whatsapp_id}
@@ -105,16 +119,34 @@ async def _messages(server: Server, ticket_id: int) -> None:
         "INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, from_me, body, status, read, "
         "sent_by_user_id, created_at) VALUES (1, %(whatsapp)s, %(ticket)s, %(contact)s, true, 'ainda não', "
         "'pending', true, %(user)s, '2024-05-01 10:01:00+00') RETURNING id", {**common, "user": user_id})[0][0]
-    server.sql(
+    image = server.sql(
         "INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, body, media_type, media_url, "
-        "media_name, media_mimetype, quoted_msg_id, participant, reaction, is_edited, ack, created_at) VALUES "
-        "(1, %(whatsapp)s, %(ticket)s, %(contact)s, 'W2', 'foto', 'image', '/media/1/x.jpg', 'x.jpg', 'image/jpeg', "
-        "%(quoted)s, '5511@s.whatsapp.net', '👍', true, 3, '2024-05-01 10:02:00.000123+00')",
-        {**common, "quoted": first})
+        "media_name, media_mimetype, quoted_msg_id, participant, reaction, is_edited, ack, wa_timestamp, created_at) "
+        "VALUES (1, %(whatsapp)s, %(ticket)s, %(contact)s, 'W2', 'foto', 'image', '/media/1/x.jpg', 'x.jpg', "
+        "'image/jpeg', %(quoted)s, '5511@s.whatsapp.net', '👍', true, 3, '2024-05-01 09:59:59.5+00', "
+        "'2024-05-01 10:02:00.000123+00') RETURNING id", {**common, "quoted": first})[0][0]
     server.sql(
         "INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, body, media_url, quoted_msg_id, "
         "created_at) VALUES (1, %(whatsapp)s, %(ticket)s, %(contact)s, 'W3', 'sem mídia', '', %(quoted)s, "
         "'2024-05-01 10:03:00+00')", {**common, "quoted": pending})
+    kinds = [  # (wid, body, media_type, media_url, media_name, media_mimetype, latitude, longitude, quoted)
+        ("W4", "", "ptt", "/media/2/v.ogg", "v.ogg", "audio/ogg; codecs=opus", None, None, None),
+        ("W5", "nota.pdf", "document", "/media/3/nota.pdf", "nota.pdf", "application/pdf", None, None, None),
+        ("W6", "", "sticker", "/media/4/s.webp", None, "image/webp", None, None, None),
+        ("W7", "Av. Paulista, 1000", "location", None, None, None, -23.561414, -46.6558819, None),
+        ("W8", "-23.5,-46.6", "location", None, None, None, -23.5, -46.6, None),
+        ("W9", "BEGIN:VCARD\nVERSION:3.0\nFN:Ana\nTEL;waid=5511:+55 11\nEND:VCARD", "vcard", None, None, None,
+         None, None, None),
+        ("W10", "e esta?", "video", "/media/5/v.mp4", "v.mp4", "video/mp4", None, None, image),
+    ]
+    for minute, (wid, body, kind, url, name, mimetype, latitude, longitude, quoted) in enumerate(kinds, start=4):
+        server.sql(
+            "INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, body, media_type, media_url, "
+            "media_name, media_mimetype, latitude, longitude, quoted_msg_id, created_at) VALUES (1, %(whatsapp)s, "
+            "%(ticket)s, %(contact)s, %(wid)s, %(body)s, %(kind)s, %(url)s, %(name)s, %(mimetype)s, %(latitude)s, "
+            "%(longitude)s, %(quoted)s, '2024-05-01 10:00:00+00'::timestamptz + make_interval(mins => %(minute)s))",
+            {**common, "wid": wid, "body": body, "kind": kind, "url": url, "name": name, "mimetype": mimetype,
+             "latitude": latitude, "longitude": longitude, "quoted": quoted, "minute": minute})
 
 
 async def test_messages_json_is_the_presenters_and_the_route_answers_it(api: Api, server: Server) -> None:
@@ -123,31 +155,40 @@ async def test_messages_json_is_the_presenters_and_the_route_answers_it(api: Api
         bare, rich = await _varied_tickets(api, server, token)
         await _messages(server, rich)
         present = MessagePresenter(BASE_URL)
-        params = {"ticket_id": rich, "id": rich, "company_id": 1, "limit": 3, "offset": 1, "base_url": BASE_URL}
-        for time_zone in ("UTC", "America/Sao_Paulo"):
-            built = _rows(server, server.db.q.messages_page_json, params, time_zone=time_zone)[0]
-            rows = _rows(server, server.db.q.messages_page, params, time_zone=time_zone)
-            assert json.loads(built["messages"]) == _same_json([present(row) for row in reversed(rows)]), time_zone
-            assert (built["shown"], built["count"]) == (3, 4)
-        page = json.loads(_rows(server, server.db.q.messages_page_json, {**params, "offset": 0})[0]["messages"])
-        assert [message["body"] for message in page][-2:] == ["foto", "sem mídia"]
-        assert page[-2]["mediaUrl"] == f"{BASE_URL}/media/1/x.jpg" and page[-1]["mediaUrl"] is None
-        assert page[-2]["quotedMsg"]["body"] == 'olá "mundo" \\ 😀' and page[-1]["quotedMsg"] is None
-
         shown = _rows(server, "SELECT * FROM tickets_shown WHERE id = %s", (rich,))[0]
-        expected_messages = [MessagePresenter(server.config.backend_url)(row) for row in reversed(
+        params = page_params(_rows(server, server.db.q.ticket_show_json, {"id": rich, "company_id": 1})[0], limit=4,
+                             offset=1, base_url=BASE_URL)
+        for time_zone in ("UTC", "America/Sao_Paulo"):
+            for page in ({}, {"offset": 0, "limit": 20}, {"offset": 0, "limit": 3}):
+                built = _rows(server, server.db.q.messages_page_json, {**params, **page}, time_zone=time_zone)[0]
+                rows = _rows(server, server.db.q.messages_page, {**params, **page}, time_zone=time_zone)
+                assert _parsed(json.loads(built["messages"])) == _parsed(_same_json(
+                    [present(row, shown) for row in reversed(rows)])), (time_zone, page)
+        built = _rows(server, server.db.q.messages_page_json, params)[0]
+        assert (built["shown"], built["count"], built["more"]) == (4, 11, True)
+        page = _parsed(json.loads(_rows(server, server.db.q.messages_page_json, {**params, "offset": 0,
+                                                                                  "limit": 20})[0]["messages"]))
+        assert [message["body"] for message in page][:4] == ['olá "mundo" \\ 😀', "ainda não", "foto", "sem mídia"]
+        foto, no_media = page[2], page[3]
+        assert foto["mediaUrl"] == f"{BASE_URL}/media/1/x.jpg" and no_media["mediaUrl"] is None
+        assert foto["quotedMsg"]["body"] == 'olá "mundo" \\ 😀' and no_media["quotedMsg"] is None
+        assert [message["mediaType"] for message in page][4:] == ["audio", "document", "image", "location",
+                                                                  "location", "vcard", "video"]
+
+        expected_messages = [MessagePresenter(server.config.backend_url)(row, shown) for row in reversed(
             _rows(server, server.db.q.messages_page, {**params, "limit": 20, "offset": 0}))]
         response = await api.client.get(f"/messages/{rich}", headers=auth(token))
         assert response.status_code == 200 and response.headers["content-type"] == "application/json"
         answer = response.json()
-        assert answer == {"messages": _same_json(expected_messages), "ticket": _same_json(present_ticket(shown)),
-                          "count": 4, "hasMore": False}
+        assert {**answer, "messages": _parsed(answer["messages"])} == {
+            "messages": _parsed(_same_json(expected_messages)), "ticket": _same_json(present_ticket(shown)),
+            "count": 11, "hasMore": False, "nextId": None}
         # Read on the first page: the answer showed the ticket as it was; the database has it read.
         assert answer["ticket"]["unreadMessages"] == 2
         assert server.sql("SELECT unread_messages FROM tickets WHERE id = %s", (rich,)) == [(0,)]
         assert server.sql("SELECT count(*) FROM messages WHERE ticket_id = %s AND NOT read", (rich,)) == [(0,)]
         second = (await api.client.get(f"/messages/{rich}", params={"pageNumber": 2}, headers=auth(token))).json()
-        assert second["messages"] == [] and second["count"] == 4 and second["hasMore"] is False
+        assert second["messages"] == [] and second["count"] == 11 and second["hasMore"] is False
         empty = (await api.client.get(f"/messages/{bare}", headers=auth(token))).json()
         assert empty["messages"] == [] and empty["count"] == 0 and empty["ticket"]["id"] == bare
 

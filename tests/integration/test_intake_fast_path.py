@@ -247,7 +247,8 @@ async def test_one_statement_for_a_group_commit_two_chats_of_one_ticket_and_a_du
                     "wid": wid_text, "from_me": False, "body": body, "media_type": "chat", "media_url": None,
                     "media_name": None, "media_mimetype": None, "ack": 0, "status": "received", "quoted_wid": quoted,
                     "participant": None, "wa_timestamp": at + dt.timedelta(minutes=minute), "read": False,
-                    "sent_by_user_id": None, "unread": 1, "last_message": body}
+                    "sent_by_user_id": None, "unread": 1, "last_message": body, "latitude": None,
+                    "longitude": None}
 
         group = [params(ana, "G1", "primeira", 1, quoted=ana_wid), params(bia, "G2", "da bia", 2),
                  params(ana, "G3", "segunda", 3), params(ana, ana_wid, "de novo", 4), params(closed, "G5", "x", 5)]
