@@ -89,13 +89,23 @@ class World:
         return self.call("POST", "/users", json={"name": f"Fresh {n}", "email": f"fresh{n}@contract.example",
                                                  "password": "fresh-pass-1", "profile": "user"}).json()["id"]
 
+    def new_tag(self) -> int:
+        return self.call("POST", "/tags", json={"name": f"Fresh tag {next(self.numbers)}", "color": "#1273DE",
+                                                "kanban": 0}).json()["id"]
+
+    def new_chat(self) -> int:
+        """An internal chat of the admin with the world's agent."""
+        return self.call("POST", "/chats", json={"title": f"Fresh chat {next(self.numbers)}",
+                                                 "users": [{"id": self.ids["users"]}]}).json()["id"]
+
     def fresh(self, resource: str) -> Any:
         """A new resource of the kind a path segment names (its id; a ticket's id for `messages`)."""
         if resource in ("tickets", "messages"):
             return self.new_ticket()["id"]
         if resource in ("whatsapp", "whatsappsession", "sandbox"):
             return self.new_connection()["id"]
-        return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user}[resource]()
+        return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user, "tags": self.new_tag,
+                "chats": self.new_chat}[resource]()
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +137,8 @@ def world(live: Process) -> Iterator[World]:
         world = World(client, login.json()["token"], {"me": me["id"], "company": me["companyId"]})
         world.ids["queue"] = world.new_queue()
         world.ids["users"] = world.new_user()
+        world.ids["tags"] = world.new_tag()
+        world.ids["chats"] = world.new_chat()
         connection = world.new_connection()
         world.ids["whatsapp"] = connection["id"]
         ticket = world.new_ticket()

@@ -133,11 +133,15 @@ def chat(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/tickets")
     page.get_by_role("tab", name="Pending").click()
-    page.locator("[title='Espiar Conversa']").first.click()  # "peek": open a pending chat without accepting it
-    page.get_by_text(f"Hello from the walk {state['stamp']}").first.wait_for()
+    page.locator("[title='Espiar Conversa']").first.click()  # "peek": a pending chat's messages, not accepted
+    peek = page.get_by_role("dialog")
+    peek.get_by_text(f"Hello from the walk {state['stamp']}").first.wait_for()
     w.settle()
     page.screenshot(path=str(w.out / "chat-peek.png"))
-    page.locator("[title='Aceitar Conversa']").first.click()
+    peek.get_by_role("button").last.click()  # its only button: close
+    peek.wait_for(state="detached")
+    # the list item's overlay takes the pointer over this button (its ripple): a click event, as React sees it
+    page.locator("[title='Aceitar Conversa']").first.dispatch_event("click")
     w.settle()
     box = page.get_by_placeholder("Type a message").first
     box.wait_for()
@@ -163,7 +167,7 @@ def transfer_and_close(w: Walk, state: dict) -> None:
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Type to search for users").fill("Walk Agent")
     page.get_by_role("option", name=f"Walk Agent {state['stamp']}").first.click()
-    dialog.get_by_role("button", name="Select a queue").click()
+    dialog.locator("[aria-haspopup=listbox]").last.click()  # the queue select
     page.get_by_role("option", name=f"Walk Queue {state['stamp']}").first.click()
     page.screenshot(path=str(w.out / "transfer-dialog.png"))
     dialog.get_by_role("button", name="Transfer", exact=True).click()
@@ -242,6 +246,11 @@ def users(w: Walk, state: dict) -> None:
     w.goto("/users")
     page.get_by_role("button", name="Add User").first.click()
     name = f"Walk Agent {state['stamp']}"
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[name=name]").wait_for()
+    dialog.locator("[aria-haspopup=listbox]").last.click()  # the queues select: the walk's queue
+    page.get_by_role("option", name=f"Walk Queue {state['stamp']}").first.click()
+    page.keyboard.press("Escape")  # close the (multiple) select's menu
     _save_dialog(w, {"name": name, "email": f"agent{state['stamp']}@walk.example", "password": "agent-pass-1"},
                  "Add")
     page.get_by_text(name).first.wait_for()
