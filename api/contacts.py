@@ -141,6 +141,26 @@ async def create_contact() -> tuple[Response, int]:
     return jsonify(shown), 201
 
 
+@blueprint.post("/findOrInsert")
+async def find_or_insert_contact() -> tuple[Response, int]:
+    """`{name, number}` → the company's contact with that number, made when there is none (ticketz opens a
+    chat from a contact card or a mention with it): 200 when found, 201 when made."""
+    principal = current()
+    deps = deps_of(current_app)
+    data = validate(await json_body(), {"name": Field("str", max_len=255), "number": Field("str", required=True,
+                                                                                           max_len=64)})
+    try:
+        number = normalise_number(data["number"])
+    except BadNumber as error:
+        raise _invalid("number", str(error)) from None
+    row, created = await contacts.find_or_create_contact(deps.db, principal.company_id,
+                                                         name=data.get("name") or number, number=number)
+    shown = present.contact(row)
+    if created:
+        _publish(deps, principal.company_id, {"action": "update", "contact": shown})
+    return jsonify(shown), 201 if created else 200
+
+
 @blueprint.get("/<contact_id>")
 async def show_contact(contact_id: str) -> Response:
     principal = current()

@@ -13,7 +13,7 @@ import attrs
 import psycopg
 
 from storage.db import Database, Row
-from storage.errors import NotFound
+from storage.errors import Conflict, NotFound
 
 
 @attrs.frozen
@@ -80,6 +80,21 @@ async def create_contact(db: Database, company_id: int, *, name: str, number: st
         if extra_info:
             _set_extra_info(conn, q, company_id, row["id"], extra_info)
         return _show(conn, q, company_id, row["id"])
+
+    return await db.run(work)
+
+
+async def find_or_create_contact(db: Database, company_id: int, *, name: str, number: str) -> tuple[Row, bool]:
+    """The company's contact with `number`, created with `name` when there is none; and whether it was."""
+    q = db.q
+
+    def work(conn: psycopg.Connection[Row]) -> tuple[Row, bool]:
+        for _ in range(3):  # a concurrent insert of the same number: the next statement sees it
+            found = conn.execute(q.contact_find_or_insert, {"company_id": company_id, "name": name,
+                                                            "number": number}).fetchone()
+            if found is not None:
+                return _show(conn, q, company_id, found["id"]), found["created"]
+        raise Conflict(f"contact {number} is being created concurrently")
 
     return await db.run(work)
 

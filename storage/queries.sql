@@ -590,6 +590,20 @@ INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
 VALUES (%(company_id)s, %(name)s, true, %(number)s, %(email)s)
 RETURNING id
 
+-- name: contact_find_or_insert
+-- The company's contact with this number, made when there is none (`created`). A row inserted concurrently
+-- by another transaction is invisible to this statement's snapshot: no row then, and the caller asks again.
+WITH new AS (
+    INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
+    VALUES (%(company_id)s, %(name)s, true, %(number)s, '')
+    ON CONFLICT (company_id, number) WHERE number <> '' DO NOTHING
+    RETURNING id
+)
+SELECT id, true AS created FROM new
+UNION ALL
+SELECT id, false FROM contacts
+WHERE company_id = %(company_id)s AND number = %(number)s AND NOT EXISTS (SELECT 1 FROM new)
+
 -- name: contact_show
 -- One contact with its custom fields (extraInfo) and tags; scoped by company.
 SELECT c.*,

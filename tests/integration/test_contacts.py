@@ -406,3 +406,24 @@ async def test_import_of_the_largest_file_allowed(api: Api, server: Server, tena
         assert response.status_code == 200, response.text
         assert response.json() == {"created": 50_000, "updated": 0, "errors": [], "errorCount": 0}
         assert server.sql("SELECT count(*) FROM contacts WHERE company_id = %s", (tenants.company_id,)) == [(50_000,)]
+
+
+async def test_find_or_insert_a_contact_by_number(api: Api, server: Server) -> None:
+    """ticketz's contact cards and mentions open a chat through POST /contacts/findOrInsert {name, number}."""
+    token = await api.admin_token()
+    made = await api.client.post("/contacts/findOrInsert", json={"name": "Card", "number": "+55 11 91234-0000"},
+                                 headers=auth(token))
+    assert made.status_code == 201, made.text
+    assert made.json()["number"] == "5511912340000" and made.json()["name"] == "Card"
+    again = await api.client.post("/contacts/findOrInsert", json={"name": "Other name", "number": "5511912340000"},
+                                  headers=auth(token))
+    assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
+    assert again.json()["name"] == "Card"  # found, not renamed
+    bad = await api.client.post("/contacts/findOrInsert", json={"name": "X", "number": "12"}, headers=auth(token))
+    assert bad.status_code == 400 and bad.json()["field"] == "number"
+    other = await api.create_company(token, "Outra", "dona@outra.test")
+    their = await api.login("dona@outra.test", "company-pass-1")
+    theirs = await api.client.post("/contacts/findOrInsert", json={"number": "5511912340000"}, headers=auth(their))
+    assert theirs.status_code == 201 and theirs.json()["id"] != made.json()["id"]  # each company its own
+    assert theirs.json()["companyId"] == other["id"]
+    assert server.sql("SELECT count(*) FROM contacts WHERE number = '5511912340000'") == [(2,)]
