@@ -363,7 +363,8 @@ class TicketActor:
             media_url=media_url, media_name=media_name or (event.media.filename if event.media else None),
             media_mimetype=media_mimetype or (event.media.mimetype if event.media else None),
             quoted_wid=event.quoted_id, participant=user_part(event.participant) or None,
-            ack=int(wa.Ack.SENT) if event.from_me else 0,
+            # ours from another device: WhatsApp's server has it (Baileys' SERVER_ACK); a contact's: no status
+            ack=int(wa.Ack.SENT if event.from_me else wa.Ack.NONE),
             **_coordinates(event),
         )
         who = self._identity(event)

@@ -196,9 +196,9 @@ def load_dataset(url: str, sizes: Sizes, admin_id: int, progress: Progress) -> D
                 for i in range(sizes.messages):
                     index = target if i < TARGET_MESSAGES else 1 + rng.randrange(others)
                     at = _ts(start + dt.timedelta(seconds=i * step))
-                    from_me = "t" if i % 3 == 0 else "f"
+                    from_me = "t" if i % 3 == 0 else "f"  # ours read (ack 4), a contact's ack 0
                     yield (f"{COMPANY_ID}\t{whatsapp_id}\t{ticket_ids[index]}\t{ticket_contacts[index]}\tW{i:09d}\t"
-                           f"{from_me}\t{rng.choice(PHRASES)}\tchat\t{3 if from_me == 't' else 0}\t"
+                           f"{from_me}\t{rng.choice(PHRASES)}\tchat\t{4 if from_me == 't' else 0}\t"
                            f"{'sent' if from_me == 't' else 'received'}\tt\t{at}\t{at}\t{at}\n")
 
             _copy(conn, "messages", ("company_id", "whatsapp_id", "ticket_id", "contact_id", "wid", "from_me",

@@ -51,7 +51,7 @@ class IncomingRow:
     media_mimetype: str | None = None
     quoted_wid: str | None = None
     participant: str | None = None
-    ack: int = 0
+    ack: int = 0  # the family's scale (gateway.whatsapp.transport.Ack): 0 a contact's message, 2 ours sent elsewhere
     latitude: float | None = None  # a location's coordinates (its body holds its name or address)
     longitude: float | None = None
 

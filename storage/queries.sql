@@ -376,10 +376,10 @@ WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = %(wid)s AND m.company_id = %(c
 RETURNING m.*
 
 -- name: message_ack
--- Receipts for our messages of this chat. Acks only move forward (a late "delivered" never undoes "read");
--- -1 (failed) is final. A row per message of ours in the chat among `wids` (`target`: its WhatsApp id),
--- with the updated message's columns, all NULL when its ack did not move; the ids without a row are not
--- our messages of this chat (ignored).
+-- Receipts for our messages of this chat. Acks (the family's scale: 3 delivered, 4 read, 5 played) only move
+-- forward (a late "delivered" never undoes "read"); -1 (failed) is final. A row per message of ours in the
+-- chat among `wids` (`target`: its WhatsApp id), with the updated message's columns, all NULL when its ack
+-- did not move; the ids without a row are not our messages of this chat (ignored).
 WITH ours AS (
     SELECT m.id, m.wid FROM messages m
     WHERE m.whatsapp_id = %(whatsapp_id)s AND m.wid = ANY(%(wids)s::text[]) AND m.company_id = %(company_id)s
@@ -502,14 +502,14 @@ SELECT coalesce((SELECT json_agg(api_message_json(
 SELECT created_at FROM messages WHERE id = %(id)s AND ticket_id = %(ticket_id)s AND company_id = %(company_id)s
 
 -- name: outbox_message_insert
--- An agent's message: 'pending' (the outbox), or 'private' (`is_private`: an internal note, never sent;
--- ack 2 as the Whaticket family shows its notes, delivered to the team).
+-- An agent's message: 'pending' (the outbox, ack 1 pending), or 'private' (`is_private`: an internal note, never
+-- sent; ack 2, what the Gold lineage's backends store for their notes: one tick, with the team).
 -- `wid` is chosen before the write (the id WhatsApp will get): a write retried after a lost COMMIT finds
 -- its row (no second message), and a send retried after a crash goes out under the same id.
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
                       media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
-        %(media_url)s, %(media_name)s, %(media_mimetype)s, CASE WHEN %(is_private)s THEN 2 ELSE 0 END,
+        %(media_url)s, %(media_name)s, %(media_mimetype)s, CASE WHEN %(is_private)s THEN 2 ELSE 1 END,
         CASE WHEN %(is_private)s THEN 'private' ELSE 'pending' END, %(quoted_msg_id)s, %(user_id)s, true,
         %(is_private)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
@@ -519,12 +519,14 @@ RETURNING *
 SELECT * FROM messages WHERE whatsapp_id = %(whatsapp_id)s AND wid = %(wid)s AND company_id = %(company_id)s
 
 -- name: outbox_sent
-UPDATE messages SET wid = %(wid)s, status = 'sent', ack = greatest(ack, 1), wa_timestamp = %(at)s, error = NULL,
+-- WhatsApp's server took it: ack 2 (a receipt that came first, 3 or more, stays).
+UPDATE messages SET wid = %(wid)s, status = 'sent', ack = greatest(ack, 2), wa_timestamp = %(at)s, error = NULL,
                     updated_at = now()
 WHERE id = %(id)s
 RETURNING *
 
 -- name: outbox_failed
+-- -1, as the family stores a send that failed (with `error`).
 UPDATE messages SET status = 'failed', ack = -1, error = %(error)s, updated_at = now()
 WHERE id = %(id)s
 RETURNING *

@@ -61,7 +61,15 @@ import trio
 
 from gateway.whatsapp.sandbox_journal import JournalBusy, SandboxJournal
 from gateway.whatsapp.sandbox_messages import _USER_JID, _now, build_inbound, phone_digits
-from gateway.whatsapp.sandbox_state import QUEUE_MAX, SEND_FAILURE_REASON, SandboxError, _Ending, _Line
+from gateway.whatsapp.sandbox_state import (
+    ACK_BY_NAME,
+    ACK_NAMES,
+    QUEUE_MAX,
+    SEND_FAILURE_REASON,
+    SandboxError,
+    _Ending,
+    _Line,
+)
 from gateway.whatsapp.sandbox_transport import DeviceCallback, SandboxTransport
 from gateway.whatsapp.transport import Ack, MessageKind, Receipt
 
@@ -80,15 +88,6 @@ FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency")
 # WhatsApp's pairing-code alphabet (no 0, I, O, U).
 _PAIRING_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 
-_ACK_NAMES: dict[Ack, str] = {
-    Ack.FAILED: "failed",
-    Ack.PENDING: "pending",
-    Ack.SENT: "sent",
-    Ack.DELIVERED: "delivered",
-    Ack.READ: "read",
-    Ack.PLAYED: "played",
-}
-_ACK_BY_NAME = {name: ack for ack, name in _ACK_NAMES.items()}
 _CONTROL_ACKS = ("delivered", "read", "played")
 _NO_RECEIPTS = (MessageKind.REACTION.value, MessageKind.EDIT.value, MessageKind.REVOKE.value)
 
@@ -219,7 +218,7 @@ class SandboxNetwork:
         if line.held() >= QUEUE_MAX:
             raise SandboxError("ERR_SANDBOX_QUEUE_FULL", f"connection {connection_id} holds {QUEUE_MAX} events "
                                "not yet settled")
-        self._acknowledge(line, entry, _ACK_BY_NAME[ack], force=True)
+        self._acknowledge(line, entry, ACK_BY_NAME[ack], force=True)
 
     def fault(self, connection_id: int, kind: str, **params: Any) -> None:
         """Break something: "disconnect" (redeliver=0), "logout" / "ban" (reason), "send_failure"
@@ -455,11 +454,11 @@ class SandboxNetwork:
 
     def _acknowledge(self, line: _Line, entry: dict[str, Any], ack: Ack, *, force: bool) -> None:
         """The recipient acknowledged `entry`: update the outbox, queue the Receipt for the connection."""
-        current = _ACK_BY_NAME[entry["ack"]]
+        current = ACK_BY_NAME[entry["ack"]]
         if current is Ack.FAILED or (current >= ack and not force):
             return
         if ack > current:
-            entry["ack"] = _ACK_NAMES[ack]
+            entry["ack"] = ACK_NAMES[ack]
         if line.held() >= QUEUE_MAX:
             logger.warning("sandbox: event queue full; receipt for %s dropped", entry["id"],
                            extra={"fields": {"connection_id": line.connection_id}})

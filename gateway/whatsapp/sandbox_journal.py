@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from gateway.whatsapp.sandbox_state import SandboxError, _Ending
+from gateway.whatsapp.sandbox_state import ACK_BY_NAME, ACK_NAMES, SandboxError, _Ending
 from gateway.whatsapp.transport import Ack, InboundMessage, MediaRef, MessageKind, Receipt
 
 logger = logging.getLogger("zapgate.sandbox")
@@ -258,8 +258,21 @@ def encode_event(event: InboundMessage | Receipt) -> str:
         if media is not None:
             values[1 + _MEDIA] = [media.kind.value, media.mimetype, media.filename, media.size, media.key]
         return json.dumps(values)
-    return json.dumps({"type": "receipt", "chat": event.chat, "ids": list(event.ids), "ack": int(event.ack),
+    return json.dumps({"type": "receipt", "chat": event.chat, "ids": list(event.ids), "ack": ACK_NAMES[event.ack],
                        "timestamp": event.timestamp.isoformat(), "sender": event.sender})
+
+
+# Journals written before schema version 9 hold a receipt's ack as a number of the scale zapgate used then
+# (2 delivered, 3 read, 4 played); read on today's scale they would each be one step short.
+_ACKS_BEFORE_VERSION_9 = {2: Ack.DELIVERED, 3: Ack.READ, 4: Ack.PLAYED}
+
+
+def _receipt_ack(value: Any) -> Ack:
+    if isinstance(value, str):
+        return ACK_BY_NAME[value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in _ACKS_BEFORE_VERSION_9:
+        return _ACKS_BEFORE_VERSION_9[value]
+    raise ValueError(f"not a receipt's ack: {value!r}")
 
 
 def decode_event(text: str, settle: Settle) -> InboundMessage | Receipt | None:
@@ -267,7 +280,7 @@ def decode_event(text: str, settle: Settle) -> InboundMessage | Receipt | None:
     try:
         data = json.loads(text)
         if isinstance(data, dict) and data.get("type") == "receipt":
-            return Receipt(data["chat"], tuple(data["ids"]), Ack(data["ack"]),
+            return Receipt(data["chat"], tuple(data["ids"]), _receipt_ack(data["ack"]),
                            dt.datetime.fromisoformat(data["timestamp"]), data.get("sender"), settle=settle)
         if not isinstance(data, list) or data[0] != _MESSAGE or len(data) != 1 + len(_MESSAGE_FIELDS):
             raise ValueError("not a journaled message")

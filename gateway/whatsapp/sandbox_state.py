@@ -30,6 +30,18 @@ READ_BY_US_MAX = 1_000  # mark_read calls remembered per connection
 
 SEND_FAILURE_REASON = "sandbox: injected send failure"
 
+# The sandbox speaks of acks by name (its outbox, ``POST /sandbox/:id/ack``, its journal): names do not
+# move when the numbers' scale does.
+ACK_NAMES: dict[Ack, str] = {
+    Ack.FAILED: "failed",
+    Ack.PENDING: "pending",
+    Ack.SENT: "sent",
+    Ack.DELIVERED: "delivered",
+    Ack.READ: "read",
+    Ack.PLAYED: "played",
+}
+ACK_BY_NAME = {name: ack for ack, name in ACK_NAMES.items()}
+
 
 class SandboxError(Exception):
     """A control call that cannot apply (e.g. ``pair`` while no QR is shown)."""

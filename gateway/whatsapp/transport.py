@@ -70,14 +70,21 @@ class MessageKind(enum.StrEnum):
 
 
 class Ack(enum.IntEnum):
-    """The original's ack values on message rows."""
+    """A message's `ack`, on the scale the Whaticket family's Baileys backends store (ticketz, whaticket-saas:
+    Baileys' `WAMessageStatus`, with -1 for a send that failed) and their frontends draw: ticketz shows -1 as
+    an error, 1 a clock, 2 one tick, 3 two ticks, 4 two blue ticks (5 no icon; whaticket-saas draws it blue).
+
+    NONE is Baileys' ERROR, which those backends never store for a failure (that is -1): they store 0 for a
+    message that has no status of ours, a contact's (`msg.status || 0`: Baileys sets a status only on our
+    own messages). A private note is 2 (SENT), as the Gold lineage's backends store their internal notes."""
 
     FAILED = -1
-    PENDING = 0
-    SENT = 1
-    DELIVERED = 2
-    READ = 3
-    PLAYED = 4
+    NONE = 0
+    PENDING = 1
+    SENT = 2
+    DELIVERED = 3
+    READ = 4
+    PLAYED = 5
 
 
 # ─── events ─────────────────────────────────────────────────────────────────────────────

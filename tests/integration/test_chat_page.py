@@ -107,7 +107,7 @@ async def test_every_kind_of_message_carries_the_dataJson_its_bubble_is_drawn_fr
         note = await api.client.post(f"/messages/{ticket_id}", headers=auth(token),
                                      json={"body": "cliente VIP", "isPrivate": "true"})
         assert note.status_code == 201, note.text
-        await wait_sql(server, "SELECT count(*) FROM messages WHERE from_me AND NOT is_private AND ack = 3", None,
+        await wait_sql(server, "SELECT count(*) FROM messages WHERE from_me AND NOT is_private AND ack = 4", None,
                        [(2,)])
 
         answered = await page(api, token, ticket_id)
@@ -165,7 +165,7 @@ async def test_every_kind_of_message_carries_the_dataJson_its_bubble_is_drawn_fr
         latest = last_events(events)
         for message in messages:
             assert rendered(latest[message["id"]]) == rendered(message), message["wid"]
-        assert latest[hello["id"]]["ack"] == 3 and latest[hello["id"]]["quotedMsg"]["id"] == text_id
+        assert latest[hello["id"]]["ack"] == 4 and latest[hello["id"]]["quotedMsg"]["id"] == text_id
 
         # The page's own ticket, by uuid, has the channel the header formats names by.
         by_uuid = await api.client.get(f"/tickets/u/{ticket_uuid}", headers=auth(token))

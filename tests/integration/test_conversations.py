@@ -146,14 +146,14 @@ async def test_agent_reply_goes_out_through_the_outbox_and_acks_come_back(api: A
         sent = reply.json()
         assert sent["fromMe"] is True and sent["body"] == "Olá Ana!"
         assert server.sql("SELECT status, user_id IS NOT NULL FROM tickets") == [("open", True)]
-        await wait_sql(server, "SELECT ack FROM messages WHERE id = %s", (sent["id"],), [(3,)])  # delivered, read
+        await wait_sql(server, "SELECT ack FROM messages WHERE id = %s", (sent["id"],), [(4,)])  # delivered, read
         outbox = (await api.client.get(f"/sandbox/{wid}/outbox", headers=auth(token))).json()
         assert [(o["body"], o["quotedId"]) for o in outbox] == [("Olá Ana!", first)]
         acks = []
         while (event := events.receive_nowait()) is not None:
             if event.name == "company-1-appMessage" and event.payload["message"]["id"] == sent["id"]:
                 acks.append(event.payload["message"]["ack"])
-        assert acks[0] == 0 and acks[-1] == 3 and acks == sorted(acks), acks
+        assert acks[0] == 1 and acks[-1] == 4 and acks == sorted(acks), acks
 
 
 async def test_messages_wait_while_the_connection_is_down_and_go_out_in_order(api: Api, server: Server) -> None:

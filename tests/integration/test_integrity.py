@@ -79,8 +79,8 @@ async def test_another_contact_cannot_edit_revoke_react_or_ack_a_message(
         from_a = await write(api, server, token, wid, A, "A: meu pedido")
         await write(api, server, token, wid, B, "B: oi")
         to_a = await agent_sends(api, server, token, ticket_of(server, A), "PIX: chave-da-loja")
-        # the sandbox's phone acknowledges: delivered, then read (3)
-        await wait_sql(server, "SELECT ack FROM messages WHERE wid = %s", (to_a,), [(3,)])
+        # the sandbox's phone acknowledges: delivered, then read (4)
+        await wait_sql(server, "SELECT ack FROM messages WHERE wid = %s", (to_a,), [(4,)])
         targets = {from_a, to_a}
         before = {target: state(server, target) for target in targets}
         updates_of(events, targets)
@@ -118,12 +118,12 @@ async def test_another_contact_cannot_edit_revoke_react_or_ack_a_message(
         await wait_sql(server, "SELECT body, is_edited, is_deleted FROM messages WHERE wid = %s", (from_a,),
                        [("A: meu pedido (2)", True, True)])
         await wait_sql(server, "SELECT body, reaction, ack, is_edited FROM messages WHERE wid = %s", (to_a,),
-                       [("PIX: chave-da-loja", "👍", 4, False)])
+                       [("PIX: chave-da-loja", "👍", 5, False)])
         await write(api, server, token, wid, A, "A: sync 2")
         seen = updates_of(events, targets)
         assert [(m["wid"], m["body"], m["isEdited"], m["isDeleted"]) for m in seen if m["wid"] == from_a] == [
             (from_a, "A: meu pedido (2)", True, False), (from_a, "A: meu pedido (2)", True, True)]
-        assert [(m["reaction"], m["ack"]) for m in seen if m["wid"] == to_a] == [("👍", 3), ("👍", 4)]
+        assert [(m["reaction"], m["ack"]) for m in seen if m["wid"] == to_a] == [("👍", 4), ("👍", 5)]
         assert [line["target"] for line in ignored_lines(caplog)[8:]] == [to_a]  # A's edit of the agent's
 
 

@@ -4,6 +4,7 @@ ids that keep sends idempotent, the LIDs, a logout not yet heard of; and the mis
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -220,3 +221,23 @@ def test_receipts_and_messages_round_trip_through_the_journal(tmp_path):
     receipt = Receipt("5511@s.whatsapp.net", ("A", "B"), Ack.READ, event.timestamp, sender="5511@s.whatsapp.net")
     assert decode_event(encode_event(receipt), lambda: None) == receipt
     assert decode_event('{"type": "message"}', lambda: None) is None  # unreadable: skipped, not fatal
+
+
+def test_a_journaled_receipt_keeps_its_ack_across_the_scale_change():
+    """Receipts are journaled by name ("read"), which no scale change moves; a journal written before schema
+    version 9 holds numbers of the scale zapgate had then (2 delivered, 3 read, 4 played), read as those."""
+    import json
+
+    from gateway.whatsapp.sandbox_journal import decode_event, encode_event
+
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    receipt = Receipt("5511@s.whatsapp.net", ("A",), Ack.READ, at)
+    assert json.loads(encode_event(receipt))["ack"] == "read"
+    old = {"type": "receipt", "chat": "5511@s.whatsapp.net", "ids": ["A"], "timestamp": at.isoformat(),
+           "sender": None}
+    assert [decode_event(json.dumps({**old, "ack": number}), lambda: None).ack for number in (2, 3, 4)] == [
+        Ack.DELIVERED, Ack.READ, Ack.PLAYED]
+    assert [decode_event(json.dumps({**old, "ack": name}), lambda: None).ack for name in ("delivered", "played")] == [
+        Ack.DELIVERED, Ack.PLAYED]
+    for unreadable in (7, True, "seen", None):  # skipped (logged), never a wrong ack
+        assert decode_event(json.dumps({**old, "ack": unreadable}), lambda: None) is None
