@@ -145,6 +145,8 @@ class Recorder:
         entry = self._entry(request)
         entry["status"] = 0
         entry["error"] = request.failure
+        # the page navigated away (the walk's next goto) while it was in flight: not the backend's doing
+        entry["aborted"] = "ERR_ABORTED" in (request.failure or "")
         self.requests.append(entry)
 
     def _on_console(self, message: Any) -> None:
@@ -191,7 +193,7 @@ class Recorder:
         """Failed backend requests; those of later features only with `later` (and then only those)."""
         return [r for r in self.requests if (screen is None or r["screen"] == screen)
                 and (r["status"] == 0 or r["status"] >= 400) and bool(self.later_issue(r["url"])) == later
-                and not self.is_expected(r)]
+                and not self.is_expected(r) and not r.get("aborted")]
 
     def is_expected(self, request: dict[str, Any]) -> bool:
         key = (request["screen"], request["method"], path_template(urlsplit(request["url"]).path), request["status"])
