@@ -18,14 +18,7 @@ def config_json(api: SplitResult) -> dict[str, str]:
 def walk(w: Walk, only: set[str] | None) -> None:
     page = w.page
     with w.screen("login", settle=False):
-        w.goto("/login")
-        page.fill("#email", w.email)
-        page.fill("#password", w.password)
-        page.screenshot(path=str(w.out / "01-login.png"))
-        with page.expect_response(lambda response: response.url.endswith("/auth/login")) as answer:
-            page.click("button[type=submit]")
-        if answer.value.status != 200:
-            raise AssertionError(f"POST /auth/login answered {answer.value.status}")
+        w.submit_login()
     with w.screen("dashboard (where login lands)", core=False):
         page.wait_for_url(lambda url: "/login" not in url, timeout=10_000)
         w.settle()

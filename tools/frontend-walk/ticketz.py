@@ -46,14 +46,7 @@ def walk(w: Walk, only: set[str] | None) -> None:
 def login(w: Walk) -> None:
     page = w.page
     with w.screen("login", settle=False):  # what loads next is the dashboard's
-        w.goto("/login")
-        page.fill("#email", w.email)
-        page.fill("#password", w.password)
-        page.screenshot(path=str(w.out / "01-login.png"))
-        with page.expect_response(lambda response: response.url.endswith("/auth/login")) as answer:
-            page.click("button[type=submit]")
-        if answer.value.status != 200:
-            raise AssertionError(f"POST /auth/login answered {answer.value.status}")
+        w.submit_login()
     with w.screen("dashboard (where login lands)", core=False):  # issue 17's screen
         page.wait_for_url(lambda url: "/login" not in url)
         w.settle()
@@ -190,6 +183,14 @@ def _row(w: Walk, text: str) -> object:
     return w.page.locator("tr", has_text=text).first
 
 
+def _edit_row(w: Walk, name: str) -> None:
+    """Open the row's edit form (its first button), rename it to "<name> edited", see it in the list."""
+    _row(w, name).locator("button").first.click()
+    edited = f"{name} edited"
+    _save_dialog(w, {"name": edited}, "Save")
+    w.page.get_by_text(edited).first.wait_for()
+
+
 def _save_dialog(w: Walk, fields: dict[str, str], button: str) -> None:
     dialog = w.page.get_by_role("dialog")
     if button == "Save":  # an edit form loads its record first; typing before that would be overwritten
@@ -240,10 +241,7 @@ def queues(w: Walk, state: dict) -> None:
     picker.get_by_role("button", name="Save").click()
     _save_dialog(w, {}, "Add")
     page.get_by_text(name).first.wait_for()
-    _row(w, name).locator("button").first.click()
-    edited = f"{name} edited"
-    _save_dialog(w, {"name": edited}, "Save")
-    page.get_by_text(edited).first.wait_for()
+    _edit_row(w, name)
 
 
 def users(w: Walk, state: dict) -> None:
@@ -259,10 +257,7 @@ def users(w: Walk, state: dict) -> None:
     _save_dialog(w, {"name": name, "email": f"agent{state['stamp']}@walk.example", "password": "agent-pass-1"},
                  "Add")
     page.get_by_text(name).first.wait_for()
-    _row(w, name).locator("button").first.click()
-    edited = f"{name} edited"
-    _save_dialog(w, {"name": edited}, "Save")
-    page.get_by_text(edited).first.wait_for()
+    _edit_row(w, name)
 
 
 def tags(w: Walk, state: dict) -> None:
@@ -273,10 +268,7 @@ def tags(w: Walk, state: dict) -> None:
     name = f"Walk Tag {state['stamp']}"
     _save_dialog(w, {"name": name, "color": "#1273DE"}, "Add")
     page.get_by_text(name).first.wait_for()
-    _row(w, name).locator("button").first.click()
-    edited = f"{name} edited"
-    _save_dialog(w, {"name": edited}, "Save")
-    page.get_by_text(edited).first.wait_for()
+    _edit_row(w, name)
 
 
 def settings(w: Walk, state: dict) -> None:

@@ -293,6 +293,19 @@ class Walk:
             print(f"     {status}: {failed} failed requests, {errors} console errors"
                   + (f"; script: {entry['error']}" if entry["error"] else ""), flush=True)
 
+    def submit_login(self) -> None:
+        """The family's login form (`#email`, `#password`, a submit button); fails unless the login answers 200.
+        Meant for a screen opened with settle=False: what the app loads next belongs to the next screen."""
+        page = self.page
+        self.goto("/login")
+        page.fill("#email", self.email)
+        page.fill("#password", self.password)
+        page.screenshot(path=str(self.out / f"{len(self.screens):02d}-{_slug(self.screens[-1]['screen'])}.png"))
+        with page.expect_response(lambda response: response.url.endswith("/auth/login")) as answer:
+            page.click("button[type=submit]")
+        if answer.value.status != 200:
+            raise AssertionError(f"POST /auth/login answered {answer.value.status}")
+
     def expect(self, method: str, path: str, status: int) -> None:
         """On the current screen, `method path` failing with `status` is right (e.g. /auth/me after logout)."""
         self.recorder.expected.add((self.recorder.screen, method, path, status))
