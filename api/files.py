@@ -110,12 +110,13 @@ def _per_file(form: MultiDict[str, str], name: str, count: int) -> list[str] | N
 
 
 def _media_type(declared: str | None, upload: FileStorage) -> str:
-    """The mediaType the form declares (the browser's `file.type`), else the part's own; "" from a
-    browser that does not know the type."""
-    value = (declared or "").strip().lower() or (upload.mimetype or "").lower() or "application/octet-stream"
-    if not MIMETYPE.fullmatch(value):
+    """The mediaType the form declares (the browser's `file.type`, "" when it does not know the type),
+    else the part's own, else application/octet-stream."""
+    value = (declared or "").strip().lower()
+    if value and not MIMETYPE.fullmatch(value):
         raise _invalid("mediaType", f"{value[:60]!r} is not a media type (type/subtype)")
-    return value
+    own = (upload.mimetype or "").lower()
+    return value or (own if MIMETYPE.fullmatch(own) else "application/octet-stream")
 
 
 def _shown_name(filename: str, url: str) -> str:

@@ -165,6 +165,15 @@ async def test_a_new_upload_replaces_the_file(api: Api, server: Server, world: W
         assert (second["id"], second["path"], second["mediaType"]) == (first["id"], "b.png", "image/png")
         assert not media_dir(server, first["mediaUrl"]).exists() and media_dir(server, second["mediaUrl"]).exists()
         assert len(stored(server)) == 1
+        # a browser that does not know the type sends mediaType "": the part's own type is kept
+        odt = "application/vnd.oasis.opendocument.text"
+        response = await api.client.post(f"/files/uploadList/{made['id']}", headers=auth(world.user),
+                                         data={"id": str(first["id"]), "mediaType": ""},
+                                         files=[("files", ("notas.odt", b"odt", odt))])
+        assert response.status_code == 200, response.text
+        third = (await show(api, world.user, made["id"]))["options"][0]
+        assert (third["path"], third["mediaType"]) == ("notas.odt", odt)
+        assert len(stored(server)) == 1
 
 
 async def test_an_upload_without_files_changes_nothing(api: Api, server: Server, world: World) -> None:
