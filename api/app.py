@@ -138,6 +138,7 @@ def create_app(deps: Deps) -> QuartTrio:
         chats,
         companies,
         contacts,
+        files,
         health,
         helps,
         media,
@@ -153,7 +154,7 @@ def create_app(deps: Deps) -> QuartTrio:
     )
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
-                   tickets, messages, announcements, helps, chats, tags):
+                   tickets, messages, announcements, helps, chats, tags, files):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

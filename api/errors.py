@@ -86,6 +86,7 @@ _CONFLICTS = {
     "whatsapps_company_name_key": ("ERR_WAPP_NAME_ALREADY_EXISTS", "a connection with this name already exists"),
     "tags_company_name_key": ("ERR_TAG_NAME_ALREADY_EXISTS", "a tag with this name already exists"),
     "contacts_company_number_key": ("ERR_DUPLICATED_CONTACT", "a contact with this number already exists"),
+    "files_company_name_key": ("ERR_FILE_NAME_ALREADY_EXISTS", "a file list with this name already exists"),
 }
 
 

@@ -142,3 +142,24 @@ def tag(row: dict[str, Any]) -> dict[str, Any]:
     shown["createdAt"] = _iso(row.get("created_at"))
     shown["updatedAt"] = _iso(row.get("updated_at"))
     return shown
+
+
+def file_list(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A file list as the SaaS lineage's Files screen reads it; `options` when the row has them (one list
+    shown, not a page), each with `mediaUrl`, the stored file's full URL (null until its upload)."""
+    shown: dict[str, Any] = {
+        "id": row["id"], "name": row["name"], "message": row["message"], "companyId": row["company_id"],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+    if "options" in row:
+        shown["options"] = [file_option(option, base_url) for option in row["options"]]
+    return shown
+
+
+def file_option(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    media_url = row.get("media_url")
+    return {
+        "id": row["id"], "fileId": row["file_id"], "name": row["name"], "path": row["path"],
+        "mediaType": row["media_type"], "mediaUrl": f"{base_url}{media_url}" if media_url else None,
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }

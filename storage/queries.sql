@@ -1230,3 +1230,77 @@ LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: chat_message_count
 SELECT count(*) AS n FROM chat_messages WHERE chat_id = %(chat_id)s AND company_id = %(company_id)s
+
+-- ─── file lists (the SaaS lineage's /files: named lists of uploaded files) ───────────────
+
+-- name: file_page
+-- A page of the company's file lists by name; `search` an ILIKE pattern on the name.
+SELECT f.*, count(*) OVER () AS total
+FROM files f
+WHERE f.company_id = %(company_id)s AND (%(search)s::text IS NULL OR f.name ILIKE %(search)s)
+ORDER BY lower(f.name), f.id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: file_count
+SELECT count(*) AS n FROM files
+WHERE company_id = %(company_id)s AND (%(search)s::text IS NULL OR name ILIKE %(search)s)
+
+-- name: file_all
+SELECT f.* FROM files f
+WHERE f.company_id = %(company_id)s AND (%(search)s::text IS NULL OR f.name ILIKE %(search)s)
+ORDER BY lower(f.name), f.id
+LIMIT %(limit)s
+
+-- name: file_show
+-- One file list with its options (rows as JSON, in the order the form sent them).
+SELECT f.*,
+       coalesce((SELECT json_agg(o ORDER BY o.position, o.id) FROM files_options o WHERE o.file_id = f.id),
+                '[]'::json) AS options
+FROM files f
+WHERE f.id = %(id)s AND f.company_id = %(company_id)s
+
+-- name: file_lock
+SELECT id FROM files WHERE id = %(id)s AND company_id = %(company_id)s FOR UPDATE
+
+-- name: file_insert
+INSERT INTO files (company_id, name, message) VALUES (%(company_id)s, %(name)s, %(message)s)
+RETURNING id
+
+-- name: file_update
+UPDATE files SET name = coalesce(%(name)s, name), message = coalesce(%(message)s, message), updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: file_delete
+DELETE FROM files WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: file_delete_all
+DELETE FROM files WHERE company_id = %(company_id)s
+
+-- name: file_lock_company
+SELECT id FROM files WHERE company_id = %(company_id)s FOR UPDATE
+
+-- name: file_media_of_company
+-- The stored files of every option of the company's lists (to remove once the lists are gone).
+SELECT o.media_url FROM files_options o JOIN files f ON f.id = o.file_id
+WHERE f.company_id = %(company_id)s AND o.media_url IS NOT NULL
+
+-- name: file_option_ids
+SELECT id, media_url FROM files_options WHERE file_id = %(file_id)s FOR UPDATE
+
+-- name: file_option_insert
+INSERT INTO files_options (file_id, position, name) VALUES (%(file_id)s, %(position)s, %(name)s)
+
+-- name: file_option_rename
+UPDATE files_options SET name = %(name)s, position = %(position)s, updated_at = now()
+WHERE id = %(id)s AND file_id = %(file_id)s
+
+-- name: file_option_delete
+DELETE FROM files_options WHERE id = %(id)s AND file_id = %(file_id)s
+
+-- name: file_option_set_media
+-- The option's new file; the row carries `replaced_media_url`, the file it no longer uses.
+WITH old AS (SELECT id, media_url FROM files_options WHERE id = %(id)s AND file_id = %(file_id)s FOR UPDATE)
+UPDATE files_options o SET path = %(path)s, media_type = %(media_type)s, media_url = %(media_url)s,
+                           name = coalesce(%(name)s, o.name), updated_at = now()
+FROM old WHERE o.id = old.id
+RETURNING o.id, old.media_url AS replaced_media_url

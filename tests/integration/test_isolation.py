@@ -74,6 +74,10 @@ ROUTES = [
     Route("GET", "/helps/list", "user"),
     Route("POST", "/helps", "super", {"title": "Getting started", "description": "Tour", "video": "dQw4w9WgXcQ"}),
     Route("GET", "/chats", "user"),  # the rest of /chats: tests/integration/test_chats.py
+    Route("GET", "/files", "user"),  # the rest of /files: tests/integration/test_files.py
+    Route("GET", "/files/list", "user"),
+    Route("POST", "/files", "user", {"name": "Price lists", "message": "Our prices", "options": [{"name": "2026"}]}),
+    Route("DELETE", "/files", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -154,7 +158,7 @@ async def world(server: Server, api: Api) -> World:
 # ─── helpers: the JSON error shape and the database snapshot ────────────────────────────
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
-                   "announcements", "helps", "chats", "chat_users", "chat_messages")
+                   "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
