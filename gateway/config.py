@@ -38,7 +38,7 @@ class Config:
     jwt_secret: str = ""
     jwt_refresh_secret: str = ""
     access_token_ttl: int = 15 * 60
-    expired_token_status: int = 401
+    expired_token_status: int = 403
     refresh_reuse_grace: float = 10.0
     refresh_token_ttl: int = 7 * 24 * 3600
     frontend_urls: tuple[str, ...] = ()
@@ -197,8 +197,8 @@ def _secret(env: Mapping[str, str], name: str, data_dir: Path, *, generate: bool
 
 
 def _expired_status(env: Mapping[str, str]) -> int:
-    # 401 by default; 403 is what the original Whaticket answered (its frontends refresh on 403).
-    status = _int(env, "AUTH_EXPIRED_STATUS", 401, minimum=401, maximum=403)
+    # 403 by default, as the family's backends answer (their frontends refresh on 403, log out on 401).
+    status = _int(env, "AUTH_EXPIRED_STATUS", 403, minimum=401, maximum=403)
     if status not in (401, 403):
         raise ConfigError("AUTH_EXPIRED_STATUS", f"expected 401 or 403, got {status}")
     return status

@@ -213,8 +213,10 @@ async def test_me_needs_a_valid_access_token(api: Api, server: Server) -> None:
         }
         for name, headers in attempts.items():
             response = await api.client.get("/auth/me", headers=headers)
-            assert response.status_code == 401, (name, response.text)
+            # the family's statuses: no token 401 (the frontend logs out), an unusable one 403 (it refreshes)
+            assert response.status_code == (401 if name == "no header" else 403), (name, response.text)
             assert response.json()["error"].startswith("ERR_"), name
+        assert (await api.client.get("/auth/me", headers={"Authorization": ""})).status_code == 401
 
 
 # ─── 3. refresh ─────────────────────────────────────────────────────────────────────────
@@ -356,7 +358,7 @@ async def test_expired_tokens_are_refused(api: Api, server: Server) -> None:
         expired_access = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
                                     server.config.jwt_secret, algorithm="HS256")
         response = await api.client.get("/auth/me", headers=auth(expired_access))
-        assert_error(response, 401, "ERR_SESSION_EXPIRED")
+        assert_error(response, 403, "ERR_SESSION_EXPIRED")
 
         # A refresh token past its exp, of a live login, with the login's current id.
         expired_refresh = jwt.encode({**refresh_claims(server, refresh), "iat": past - 60, "exp": past},
@@ -373,16 +375,40 @@ async def test_expired_tokens_are_refused(api: Api, server: Server) -> None:
 
 async def test_short_lived_tokens_expire_on_a_real_clock(tmp_path: Path, database_url: str) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        # expired_token_status=403: what the Whaticket frontend expects before it refreshes (401 logs it out).
-        async with running_server(tmp_path, database_url, access_token_ttl=1, refresh_token_ttl=1,
-                                  expired_token_status=403) as (_, api):
+        async with running_server(tmp_path, database_url, access_token_ttl=1, refresh_token_ttl=1) as (_, api):
             token, refresh = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
             api.client.cookies.clear()
             assert (await api.client.get("/auth/me", headers=auth(token))).status_code == 200
             await trio.sleep(2.2)
             assert_error(await api.client.get("/auth/me", headers=auth(token)), 403, "ERR_SESSION_EXPIRED")
-            assert_error(await api.client.get("/auth/me", headers=auth("garbage")), 401, "ERR_INVALID_TOKEN")
+            assert_error(await api.client.get("/auth/me", headers=auth("garbage")), 403, "ERR_INVALID_TOKEN")
             assert_error(await refresh_with_body(api, refresh), 401, "ERR_SESSION_EXPIRED")
+
+
+async def test_an_expired_access_token_answers_403_then_the_refresh_works(tmp_path: Path, database_url: str) -> None:
+    """What every family frontend does: a 403 makes it refresh (cookie `jrt`) and retry; a 401 logs it out."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with running_server(tmp_path, database_url, access_token_ttl=10) as (server, api):
+            token, _ = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)  # the cookie jar keeps jrt
+            assert (await api.client.get("/users", headers=auth(token))).status_code == 200
+            past = int(time.time()) - 60
+            expired = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
+                                 server.config.jwt_secret, algorithm="HS256")
+            assert_error(await api.client.get("/users", headers=auth(expired)), 403, "ERR_SESSION_EXPIRED")
+            refreshed = await api.client.post("/auth/refresh_token")  # the frontend's interceptor, cookie only
+            assert refreshed.status_code == 200, refreshed.text
+            fresh = refreshed.json()["token"]
+            retried = await api.client.get("/users", headers=auth(fresh))
+            assert retried.status_code == 200 and retried.json()["count"] >= 1
+            assert_error(await api.client.get("/users"), 401, "ERR_SESSION_EXPIRED")  # no token: log out
+
+        # AUTH_EXPIRED_STATUS=401 for clients that want it: expired and invalid tokens both answer 401
+        async with running_server(tmp_path, database_url, expired_token_status=401) as (server, api):
+            token, _ = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
+            expired = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
+                                 server.config.jwt_secret, algorithm="HS256")
+            assert_error(await api.client.get("/users", headers=auth(expired)), 401, "ERR_SESSION_EXPIRED")
+            assert_error(await api.client.get("/users", headers=auth("garbage")), 401, "ERR_INVALID_TOKEN")
 
 
 # ─── 7. password change ─────────────────────────────────────────────────────────────────
