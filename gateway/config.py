@@ -76,7 +76,7 @@ class Config:
     realtime_max_pending: int = 2_000  # anonymous such sessions at once, all addresses
     realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
     realtime_join_burst: int = 20
-    user_offline_after: float = 60.0
+    presence_grace: float = 30.0  # a user stays online this long after their last socket closed
 
     @property
     def embedded_db(self) -> bool:
@@ -296,7 +296,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_max_pending=_int(env, "REALTIME_MAX_PENDING", 2_000, minimum=1),
         realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
         realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
-        user_offline_after=_float(env, "USER_OFFLINE_AFTER", 60.0),
+        presence_grace=_float(env, "PRESENCE_GRACE", 30.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
 

@@ -139,8 +139,39 @@ async def test_login_answers_token_user_and_httponly_refresh_cookie(api: Api, se
         assert claims["companyId"] == user["companyId"]
         assert claims["exp"] - claims["iat"] == server.config.access_token_ttl
 
-        # The user is now online.
-        assert server.sql("SELECT online FROM users WHERE id = %s", (user["id"],)) == [(True,)]
+        # Online comes with a connected socket, not with a login (tests/integration/test_presence.py).
+        assert server.sql("SELECT online FROM users WHERE id = %s", (user["id"],)) == [(False,)]
+
+
+async def test_login_refresh_and_me_carry_the_companys_settings(api: Api, server: Server) -> None:
+    """`user.company.settings`, `[{key, value}]`: the SaaS lineage reads it at login (campaignsEnabled)."""
+    with trio.fail_after(TEST_TIMEOUT):
+        admin = await api.admin_token()
+        for key, value in (("userRating", "enabled"), ("apiToken", "secret-api-token")):
+            changed = await api.client.put(f"/settings/{key}", json={"value": value}, headers=auth(admin))
+            assert changed.status_code == 200, changed.text
+        other = await api.create_company(admin, "Acme", "boss@acme.test", "acme-pass-1")
+        other_admin = await api.login("boss@acme.test", "acme-pass-1")
+        assert (await api.client.put("/settings/userRating", json={"value": "disabled"},
+                                     headers=auth(other_admin))).status_code == 200
+
+        logged_in = await login(api, ADMIN_EMAIL, ADMIN_PASSWORD)
+        refreshed = await api.client.post("/auth/refresh_token")  # the cookie jar's jrt
+        me = await api.client.get("/auth/me", headers=auth(logged_in.json()["token"]))
+        for name, user in (("login", logged_in.json()["user"]), ("refresh", refreshed.json()["user"]),
+                           ("me", me.json())):
+            entries = user["company"]["settings"]
+            assert isinstance(entries, list) and all({"key", "value"} <= set(entry) for entry in entries), name
+            values = {entry["key"]: entry["value"] for entry in entries}
+            assert values["userRating"] == "enabled", name  # the company's value
+            assert values["scheduleType"] == "disabled", name  # a default (a key without a row)
+            assert "apiToken" not in values and "openAiKey" not in values, name  # credentials stay out
+            assert "secret-api-token" not in str(user), name
+            assert {entry["companyId"] for entry in entries} == {user["companyId"]}, name
+
+        theirs = (await login(api, "boss@acme.test", "acme-pass-1")).json()["user"]
+        assert theirs["companyId"] == other["id"]
+        assert {e["key"]: e["value"] for e in theirs["company"]["settings"]}["userRating"] == "disabled"
 
 
 async def test_login_with_wrong_password_or_unknown_email_answers_the_same_401(api: Api) -> None:
@@ -332,7 +363,7 @@ async def test_logout_revokes_the_login_clears_the_cookie_and_marks_offline(api:
         token, refresh = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
         assert api.client.cookies.get("jrt") == refresh
         user_id = access_claims(server, token)["id"]
-        assert server.sql("SELECT online FROM users WHERE id = %s", (user_id,)) == [(True,)]
+        server.sql("UPDATE users SET online = true WHERE id = %s", (user_id,))  # as a socket would have it
 
         unauthenticated = await api.client.delete("/auth/logout")
         assert unauthenticated.status_code == 401
@@ -430,11 +461,13 @@ async def test_password_change_revokes_the_users_logins(api: Api, server: Server
         assert (await refresh_with_body(api, untouched)).status_code == 200  # other users keep their logins
         assert_error(await login(api, "agent@zapgate.test", "old-pass-1"), 401, "ERR_INVALID_CREDENTIALS")
         token, third = await login_ok(api, "agent@zapgate.test", "new-pass-2")
+        _, elsewhere = await login_ok(api, "agent@zapgate.test", "new-pass-2")
 
-        # The agent changes their own password.
+        # The agent changes their own password: their other logins end, the one they changed it from stays.
         own = await api.client.put(f"/users/{agent['id']}", json={"password": "own-pass-3"}, headers=auth(token))
         assert own.status_code == 200, own.text
-        assert_error(await refresh_with_body(api, third), 401, "ERR_SESSION_EXPIRED")
+        assert_error(await refresh_with_body(api, elsewhere), 401, "ERR_SESSION_EXPIRED")
+        assert (await refresh_with_body(api, third)).status_code == 200
         assert_error(await login(api, "agent@zapgate.test", "new-pass-2"), 401, "ERR_INVALID_CREDENTIALS")
         await login_ok(api, "agent@zapgate.test", "own-pass-3")
 

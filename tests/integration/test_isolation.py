@@ -53,6 +53,7 @@ ROUTES = [
     Route("GET", "/users/{colleague}", "admin"),
     Route("PUT", "/users/{colleague}", "admin", {"name": "Renamed Colleague", "profile": "admin"}),
     Route("DELETE", "/users/{colleague}", "admin"),
+    Route("POST", "/users/{colleague}/logout", "admin"),
     Route("GET", "/companies", "super"),
     Route("POST", "/companies", "super", {"name": "Gamma", "email": "admin@gamma.test", "password": "gamma-pass-1"}),
     Route("GET", "/companies/{company}", "super"),
@@ -261,6 +262,7 @@ FOREIGN_USER_ROUTES = [
     Route("GET", "/users/{foreign}", "user"),
     Route("PUT", "/users/{foreign}", "user", {"name": "Hijacked", "password": "hijacked-1", "profile": "user"}),
     Route("DELETE", "/users/{foreign}", "user"),
+    Route("POST", "/users/{foreign}/logout", "user"),
 ]
 
 
