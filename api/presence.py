@@ -122,6 +122,9 @@ class Presence:
     async def run(self, *, task_status: trio.TaskStatus[Presence] = trio.TASK_STATUS_IGNORED) -> None:
         if self.reset_at_start:
             await self._reset()
+            # a restart of this actor (not of the process) keeps who is online here: tell the database again
+            self._announced.clear()
+            self._dirty.update(self.online)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sweep)
             task_status.started(self)
