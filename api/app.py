@@ -21,6 +21,7 @@ from actors.ticket import TicketRouter
 from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
+from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
 from gateway.broker import Broker
@@ -58,6 +59,7 @@ class Deps:
     messages: MessagePresenter
     sandbox: SandboxNetwork | None = None
     realtime: RealtimeServer | None = None
+    presence: Presence | None = None  # who is online, by their sockets (None: no realtime server)
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
     # the super admin's public files (logos, announcements' images), served at /public
     public_files: MediaStore = attrs.field(

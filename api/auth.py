@@ -78,7 +78,9 @@ class TokenService:
     refresh_secret: str
     access_ttl: int
     refresh_ttl: int
-    expired_status: int = 401
+    # The family's backends answer 403 for an expired or unusable token (their frontends refresh on 403 and
+    # log out on 401) and 401 only when there is none; `AUTH_EXPIRED_STATUS=401` for clients that want 401.
+    expired_status: int = 403
     # token → (principal, exp): a token seen before skips the HMAC and JSON decoding (a few percent of every
     # request); only tokens that passed verification get in, and each is still refused once expired
     _verified: dict[str, tuple[Principal, int]] = attrs.field(factory=dict, init=False, repr=False)
@@ -109,9 +111,9 @@ class TokenService:
             raise Unauthorized("the access token has expired; refresh it", code="ERR_SESSION_EXPIRED",
                                status=self.expired_status) from None
         except jwt.PyJWTError:
-            raise Unauthorized("invalid access token", code="ERR_INVALID_TOKEN") from None
+            raise self._invalid() from None
         if claims.get("type") != "access" or not isinstance(claims.get("companyId"), int):
-            raise Unauthorized("invalid access token", code="ERR_INVALID_TOKEN")
+            raise self._invalid()
         principal = Principal(user_id=claims["id"], company_id=claims["companyId"],
                               profile=claims.get("profile", "user"), super=bool(claims.get("super")),
                               session_id=claims.get("sid"))
@@ -119,6 +121,9 @@ class TokenService:
             self._verified.pop(next(iter(self._verified)))  # the oldest entry
         self._verified[token] = (principal, int(claims["exp"]))
         return principal
+
+    def _invalid(self) -> Unauthorized:
+        return Unauthorized("invalid access token", code="ERR_INVALID_TOKEN", status=self.expired_status)
 
     def verify_refresh(self, token: str) -> tuple[int, uuid.UUID, uuid.UUID]:
         """(user id, login id, token id) of a refresh token; Unauthorized when unusable."""
@@ -143,10 +148,18 @@ def bearer_token() -> str | None:
 
 
 def authenticate_request(tokens: TokenService) -> None:
-    """Verify the bearer token of the current request (a before_request hook of the app)."""
+    """Verify the bearer token of the current request (a before_request hook of the app).
+
+    No `Authorization` header (or an empty one): 401 (the family's frontends log out). A header that carries no usable
+    token (another scheme, `Bearer` alone, `Bearer null` after a frontend dropped its token): the
+    token's status, as the family answers a token that fails verification, so the frontend refreshes.
+    """
+    if not request.headers.get("Authorization", "").strip():
+        raise Unauthorized("missing Authorization: Bearer token", code="ERR_SESSION_EXPIRED")
     token = bearer_token()
     if token is None:
-        raise Unauthorized("missing Authorization: Bearer token", code="ERR_SESSION_EXPIRED")
+        raise Unauthorized("the Authorization header carries no Bearer token", code="ERR_INVALID_TOKEN",
+                           status=tokens.expired_status)
     g.principal = tokens.verify_access(token)
 
 

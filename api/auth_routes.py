@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from typing import Any
 
 from quart import Blueprint, Response, current_app, jsonify, make_response, request
 
@@ -10,8 +12,10 @@ from api import present
 from api.app import deps_of
 from api.auth import check_password, current, public
 from api.errors import Forbidden, Unauthorized
+from api.live import logins_revoked
 from api.validation import Field, body, json_body
-from storage import users
+from storage import settings, users
+from storage.db import Database
 from storage.errors import NotFound
 
 log = logging.getLogger("zapgate.auth")
@@ -40,6 +44,24 @@ def _clear_refresh_cookie(response: Response) -> Response:
     return response
 
 
+def _is_credential(key: str) -> bool:
+    spec = settings.SPECS.get(key)
+    return spec is not None and spec.secret
+
+
+async def _session_user(db: Database, company_id: int, user_id: int) -> dict[str, Any]:
+    """The user as login, refresh and /auth/me answer it: `company.settings` is the company's settings as
+    `[{key, value}]` (with defaults; credentials left out), which the SaaS lineage reads at login
+    (`campaignsEnabled`: whether its campaign screens exist). NotFound when the user is gone."""
+    shown = present.user(await users.show_user(db, company_id, user_id))
+    rows = await settings.list_settings(db, company_id)
+    company = dict(shown.get("company") or {})
+    company["settings"] = [{"key": row["key"], "value": row["value"], "companyId": company_id}
+                           for row in rows if not _is_credential(row["key"])]
+    shown["company"] = company
+    return shown
+
+
 @blueprint.post("/login")
 @public
 async def login() -> Response:
@@ -59,9 +81,8 @@ async def login() -> Response:
     session_id, jti = await users.open_login(deps.db, user_id=user["id"], company_id=user["company_id"],
                                              ttl=deps.config.refresh_token_ttl,
                                              user_agent=request.headers.get("User-Agent"), ip=ip)
-    await users.set_online(deps.db, user["id"], True)
-    shown = await users.show_user(deps.db, user["company_id"], user["id"])
-    response = jsonify({"token": deps.tokens.access_token(user, session_id), "user": present.user(shown)})
+    shown = await _session_user(deps.db, user["company_id"], user["id"])
+    response = jsonify({"token": deps.tokens.access_token(user, session_id), "user": shown})
     log.info("login", extra={"fields": {"user_id": user["id"], "company_id": user["company_id"], "remote": ip}})
     return _with_refresh_cookie(response, deps.tokens.refresh_token(user["id"], session_id, jti))
 
@@ -83,6 +104,10 @@ async def refresh_token() -> Response:
         if rejected.reuse:
             log.warning("refresh token reused: login revoked",
                         extra={"fields": {"user_id": user_id, "session_id": str(session_id), "remote": _client_ip()}})
+            owner = await users.user_by_id(deps.db, user_id)
+            if owner is not None:  # whoever holds that login's sockets (the thief's or the owner's) is out
+                logins_revoked(deps.broker, owner["company_id"], owner, "refresh token reused",
+                               sessions=[str(session_id)])
         response = await make_response(jsonify({"error": "ERR_SESSION_EXPIRED",
                                                 "message": f"the session is no longer valid ({rejected})"}), 401)
         return _clear_refresh_cookie(response)
@@ -90,8 +115,8 @@ async def refresh_token() -> Response:
     if user is None or user["company_id"] != login_row["company_id"] or not user["company_status"]:
         await users.revoke_login(deps.db, session_id, "user removed or company disabled")
         raise Unauthorized("the user no longer exists", code="ERR_SESSION_EXPIRED")
-    shown = await users.show_user(deps.db, user["company_id"], user["id"])
-    response = jsonify({"token": deps.tokens.access_token(user, session_id), "user": present.user(shown)})
+    shown = await _session_user(deps.db, user["company_id"], user["id"])
+    response = jsonify({"token": deps.tokens.access_token(user, session_id), "user": shown})
     return _with_refresh_cookie(response, deps.tokens.refresh_token(user["id"], session_id, new_jti))
 
 
@@ -100,10 +125,14 @@ async def logout() -> Response:
     deps = deps_of(current_app)
     principal = current()
     if principal.session_id:
-        import uuid
-
         await users.revoke_login(deps.db, uuid.UUID(principal.session_id), "logout")
-    await users.set_online(deps.db, principal.user_id, False)
+    # No `company-{id}-auth` here: the frontend that logs out would get it too, and the family's frontends
+    # answer it with "your account was accessed on another computer". Offline now, unless another login of
+    # the user still has a socket here.
+    if deps.presence is not None:
+        await deps.presence.logged_out(principal.company_id, principal.user_id, principal.session_id)
+    else:
+        await users.set_online(deps.db, principal.user_id, False)
     return _clear_refresh_cookie(Response("", status=204))
 
 
@@ -112,7 +141,7 @@ async def me() -> Response:
     deps = deps_of(current_app)
     principal = current()
     try:
-        shown = await users.show_user(deps.db, principal.company_id, principal.user_id)
+        shown = await _session_user(deps.db, principal.company_id, principal.user_id)
     except NotFound:  # deleted since the token was issued: the session is over, not a missing resource
         raise Unauthorized("the user no longer exists", code="ERR_SESSION_EXPIRED") from None
-    return jsonify(present.user(shown))
+    return jsonify(shown)

@@ -6,13 +6,16 @@
   (`connect_error`); a socket is closed when its token expires. Every accepted socket is sent `ready`
   (those frontends wait for it before their first join). Events carry the same names on both.
 - Client events: `joinChatBox(ticketId)`/`leaveChatBox`, `joinNotification`/`leaveNotification`,
-  `joinTickets(status)`/`leaveTickets`, `userStatus` (heartbeat: the user is online).
+  `joinTickets(status)`/`leaveTickets`, `userStatus` (a heartbeat; presence follows the sockets:
+  api/presence.py). A socket of a login that was ended (its access token still valid) is refused.
 - Delivery (`LiveBridge`, an actor fed by the broker): a ticket's events reach the sockets that joined
   that ticket, its status room or the notifications, and only those whose user may see the ticket
   (the tickets API's rule) — also the events that name the ticket by id only (`updateUnread`,
   `delete`), whose publishers add the ticket's `ticket_audience`; company-wide events (contacts,
-  connections, queues, settings) reach every socket of the company; a user's changes reach the admins
-  and that user, presence (`{id, online}`) everyone. Events published for `EVERY_COMPANY` (the super
+  connections, queues, settings) reach every socket of the company; a user's changes (presence too)
+  reach the admins and that user, ticketz's `userOnlineChange` the admins; `company-{id}-auth` (ended
+  logins: `logins_revoked`) reaches only that user's sockets of the ended logins, which are then closed.
+  Events published for `EVERY_COMPANY` (the super
   admin's announcements) reach the sockets of every company; one marked `SUPERS` reaches only the
   super admins' sockets (True) or only the others' (False);
   the internal chat's events (`company-{id}-chat`, `company-{id}-chat-{chatId}`,
@@ -46,6 +49,7 @@ import trio
 from api import present
 from api.auth import Principal, TokenService
 from api.errors import ApiError
+from api.presence import Presence
 from api.realtime import ConnectRefused, Handshake, RealtimeConfig, RealtimeServer, Socket, TooManyRooms
 from api.realtime.limits import LimitLog, TokenBucket
 from gateway.broker import Broker, Lagged
@@ -59,13 +63,15 @@ log = logging.getLogger("zapgate.live")
 
 STATUSES = ("pending", "open", "closed")
 EXPIRY_CHECK = 1.0  # seconds between checks for expired tokens
-OFFLINE_SWEEP = 10.0
 REFRESH_RETRY = 1.0  # seconds before a viewer re-read that failed (database away) is tried again
 MAX_TICKET_ID = 2**63 - 1  # a bigint: a larger id names no ticket (and must not reach the query)
 AUDIENCE = "_audience"  # see ticket_audience; never sent to a client
 EVERY_COMPANY = 0  # the company id of events for every company's sockets (no company has id 0)
 SUPERS = "_supers"  # True: for super admins' sockets only; False: for all others; never sent to a client
 PARTICIPANTS = "_participants"  # the user ids an internal chat's event is for; never sent to a client
+KEEP_SESSION = "_keep_session"  # `company-{id}-auth`: the login whose sockets it spares; never sent to a client
+SESSIONS = "_sessions"  # `company-{id}-auth`: the only logins whose sockets it is for; never sent to a client
+PRIVATE_KEYS = (AUDIENCE, SUPERS, PARTICIPANTS, KEEP_SESSION, SESSIONS)
 CHAT_EVENT = re.compile(r"company-\d+-chat(?:-.+)?")  # ticketz's chat events; not `company-1-chatbot`
 TOO_MANY_JOINS = {"error": "ERR_TOO_MANY_JOINS", "message": "too many joins on this socket: slow down"}
 TOO_MANY_ROOMS = {"error": "ERR_TOO_MANY_ROOMS", "message": "this socket has joined too many tickets: leave some"}
@@ -96,6 +102,22 @@ def chat_audience(user_ids: Iterable[int]) -> dict[str, Any]:
     """What an internal chat's event must carry, spread into its payload: the users whose sockets get it
     (the chat's participants). The bridge takes it off before the event reaches any client."""
     return {PARTICIPANTS: sorted(set(user_ids))}
+
+
+def logins_revoked(broker: Broker, company_id: int, user: Mapping[str, Any], reason: str, *,
+                   keep_session: str | None = None, sessions: Iterable[str] | None = None) -> None:
+    """Announce `company-{id}-auth` for a user whose logins were ended (password changed, user deleted,
+    an admin's forced logout, a stolen refresh token): the family's frontends log out at once on it
+    (whatever its `action`; the family's backends send `update`, and so does zapgate). It reaches only
+    that user's sockets — all of them, all but those of `keep_session`, or only those of `sessions` —
+    which are then closed. `user` is the row or its presented form (`id`, `email`)."""
+    payload: dict[str, Any] = {"action": "update", "reason": reason,
+                               "user": {"id": user["id"], "email": user["email"], "companyId": company_id}}
+    if keep_session is not None:
+        payload[KEEP_SESSION] = keep_session
+    if sessions is not None:
+        payload[SESSIONS] = sorted(str(session) for session in sessions)
+    broker.publish(company_id, f"company-{company_id}-auth", payload)
 
 
 def viewer_of(company_id: int, user: Mapping[str, Any]) -> ticket_storage.Viewer:
@@ -130,15 +152,14 @@ def _token(auth: Mapping[str, Any], query: Mapping[str, str]) -> str | None:
 class CompanyNamespaces:
     """The namespace handler: who may connect where, and the client events."""
 
-    def __init__(self, db: Database, tokens: TokenService, broker: Broker, *, offline_after: float = 60.0,
+    def __init__(self, db: Database, tokens: TokenService, broker: Broker, presence: Presence, *,
                  join_rate: float = 5.0, join_burst: int = 20) -> None:
         self.db = db
         self.tokens = tokens
         self.broker = broker
-        self.offline_after = offline_after
+        self.presence = presence
         self.join_rate = join_rate
         self.join_burst = join_burst
-        self.last_seen: dict[tuple[int, int], float] = {}  # (company, user) → monotonic time of the last heartbeat
         self.joins_refused = LimitLog(log, "realtime joins refused: too many on one socket")
         self.rooms_refused = LimitLog(log, "realtime joinChatBox refused: the socket is in too many rooms")
 
@@ -171,6 +192,10 @@ class CompanyNamespaces:
             user = await users.show_user(self.db, principal.company_id, principal.user_id)
         except NotFound:
             raise ConnectRefused("ERR_SESSION_EXPIRED: this user no longer exists") from None
+        # a login ended since the token was issued (logout, password change, forced logout): its access
+        # tokens still pass until they expire, but its sockets, closed when it ended, stay closed
+        if principal.session_id is not None and not await users.login_is_live(self.db, principal.session_id):
+            raise ConnectRefused("ERR_SESSION_EXPIRED: this login was ended")
         viewer = viewer_of(principal.company_id, present.user(user))
         context = LiveContext(principal, viewer, expires_at=float(expires),
                               joins=TokenBucket(self.join_rate, self.join_burst, trio.current_time()))
@@ -184,10 +209,13 @@ class CompanyNamespaces:
                                ("userStatus", self._user_status)):
             socket.on(event, handler)
         socket.emit("ready")  # sent right after the connect is acknowledged
+        self.presence.connected(principal.company_id, principal.user_id)
         return context
 
     def disconnected(self, socket: Socket, reason: str) -> None:
-        return None  # offline is decided by the heartbeat sweep, not by one socket closing
+        context = socket.context
+        if isinstance(context, LiveContext):  # offline once the grace passes without another socket
+            self.presence.disconnected(context.principal.company_id, context.principal.user_id)
 
     # ── client events ──
 
@@ -257,28 +285,13 @@ class CompanyNamespaces:
         socket.context.statuses.discard(status)
 
     async def _user_status(self, socket: Socket, *_: Any) -> None:
+        """The heartbeat: presence follows the sockets (api/presence.py), so it only restores a user that a
+        logout of another of their logins marked offline while this socket stayed."""
         principal: Principal = socket.context.principal
-        key = (principal.company_id, principal.user_id)
-        was_online = key in self.last_seen
-        self.last_seen[key] = time.monotonic()
-        if not was_online:
-            await self._set_online(principal.company_id, principal.user_id, True)
-
-    async def _set_online(self, company_id: int, user_id: int, online: bool) -> None:
-        await users.set_online(self.db, user_id, online)
-        self.broker.publish(company_id, f"company-{company_id}-user",
-                            {"action": "update", "user": {"id": user_id, "online": online}})
+        self.presence.heartbeat(principal.company_id, principal.user_id)
 
     def stats(self) -> dict[str, Any]:
         return {"joins_refused": self.joins_refused.stats(), "rooms_refused": self.rooms_refused.stats()}
-
-    async def sweep_offline(self) -> None:
-        """Users silent for `offline_after` seconds go offline (run periodically)."""
-        horizon = time.monotonic() - self.offline_after
-        for key, seen in list(self.last_seen.items()):
-            if seen < horizon:
-                del self.last_seen[key]
-                await self._set_online(key[0], key[1], False)
 
 
 class LiveBridge:
@@ -297,7 +310,6 @@ class LiveBridge:
     async def run(self, *, task_status: trio.TaskStatus[LiveBridge] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_tokens)
-            nursery.start_soon(self._sweep)
             nursery.start_soon(self._refresh_viewers)
             while True:
                 with self.broker.subscribe(None, maxsize=50_000) as events:
@@ -320,9 +332,11 @@ class LiveBridge:
         if kind == "user" and company_id != EVERY_COMPANY:
             self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
         audience = payload.get(PARTICIPANTS if kind == "chat" else AUDIENCE)
+        if kind == "auth":
+            audience = {"keep": payload.get(KEEP_SESSION), "only": payload.get(SESSIONS)}
         supers = payload.get(SUPERS)
-        if audience is not None or supers is not None:
-            payload = {key: value for key, value in payload.items() if key not in (AUDIENCE, SUPERS, PARTICIPANTS)}
+        if any(key in payload for key in PRIVATE_KEYS):
+            payload = {key: value for key, value in payload.items() if key not in PRIVATE_KEYS}
         if company_id == EVERY_COMPANY:
             targets = [(namespace, self.server.sockets(namespace)) for namespace in self.server.namespaces()]
         else:
@@ -334,6 +348,9 @@ class LiveBridge:
                            and socket.context.principal.super == supers]
             chosen = self._choose(sockets, kind, payload, audience)
             count += self.server.emit_to_sockets(chosen, namespace, name, payload)  # encoded once per namespace
+            if kind == "auth":  # their logins are over: after the event (queued before the DISCONNECT), close
+                for socket in chosen:
+                    self.server.close_socket(socket, "login revoked")
         self.delivered += count
         return count
 
@@ -361,18 +378,23 @@ class LiveBridge:
                 ticket_id = ticket.get("id")
             return [socket for socket in sockets if isinstance(socket.context, LiveContext)
                     and _wants_ticket(socket.context, ticket, ticket_id)]
-        if kind == "user" and not _is_presence(payload):
+        if kind == "user":
             user_id = _user_id(payload)
             return [socket for socket in sockets if isinstance(socket.context, LiveContext)
                     and (socket.context.viewer.is_admin or socket.context.principal.user_id == user_id)]
+        if kind == "auth":  # one user's revoked logins: only their sockets (all, or those of the named logins)
+            user_id = _user_id(payload)
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and socket.context.principal.user_id == user_id and _revoked(socket.context.principal, audience)]
+        if kind == "userOnlineChange":  # ticketz's presence, for its dashboard: admins only, as ticketz sends it
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and socket.context.viewer.is_admin]
         return [socket for socket in sockets if isinstance(socket.context, LiveContext)]
 
     # ── viewers ──
 
     def _user_changed(self, company_id: int, payload: Mapping[str, Any]) -> None:
         """A `company-{id}-user` event: a changed user's sockets get the new rules before the next event."""
-        if _is_presence(payload):
-            return
         user_id = _user_id(payload)
         if not isinstance(user_id, int):
             return
@@ -442,20 +464,19 @@ class LiveBridge:
                     if isinstance(context, LiveContext) and context.expires_at <= now:
                         self.server.close_socket(socket, "token expired")
 
-    async def _sweep(self) -> None:
-        while True:
-            await trio.sleep(min(OFFLINE_SWEEP, max(0.2, self.namespaces.offline_after / 2)))
-            await self.namespaces.sweep_offline()
-
     def stats(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "lagged": self.lagged, "viewers_refreshed": self.viewers_refreshed,
-                **self.namespaces.stats(), **self.server.stats()}
+                "presence": self.namespaces.presence.stats(), **self.namespaces.stats(), **self.server.stats()}
 
 
-def _is_presence(payload: Mapping[str, Any]) -> bool:
-    """A user event that only says who is online (`{id, online}`): for everyone, changes nothing."""
-    user = payload.get("user")
-    return payload.get("action") == "update" and isinstance(user, dict) and set(user) <= {"id", "online"}
+def _revoked(principal: Principal, audience: Mapping[str, Any]) -> bool:
+    """Whether a `company-{id}-auth` event is for a socket of this login: all the user's logins but the one
+    it spares (`KEEP_SESSION`: a user who changed their own password stays in), or only those it names."""
+    only = audience.get("only")
+    if only is not None:
+        return principal.session_id in only
+    keep = audience.get("keep")
+    return keep is None or principal.session_id != keep
 
 
 def _user_id(payload: Mapping[str, Any]) -> Any:

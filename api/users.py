@@ -8,6 +8,7 @@ from api import present
 from api.app import deps_of
 from api.auth import Principal, current, hash_password, require_admin
 from api.errors import BadRequest, Forbidden
+from api.live import logins_revoked
 from api.validation import Field, body, json_body, page, path_id, search_pattern, validate
 from storage import users
 
@@ -133,9 +134,14 @@ async def update_user(user_id: str) -> Response:
         fields["whatsapp_id"] = data["whatsappId"]
     if "queueIds" in data:
         fields["queue_ids"] = data["queueIds"]
-    updated = await users.update_user(deps.db, principal.company_id, target, fields, password_hash=password_hash)
+    # a user who changes their own password stays in on this login; every other login of theirs ends
+    keep = principal.session_id if target == principal.user_id else None
+    updated = await users.update_user(deps.db, principal.company_id, target, fields, password_hash=password_hash,
+                                      keep_login=keep)
     shown = present.user(updated)
     _publish(principal.company_id, {"action": "update", "user": shown})  # sockets refresh its viewer (api/live.py)
+    if password_hash is not None:
+        logins_revoked(deps.broker, principal.company_id, shown, "password changed", keep_session=keep)
     return jsonify(shown)
 
 
@@ -149,6 +155,27 @@ async def delete_user(user_id: str) -> Response:
     if target == principal.user_id:
         raise BadRequest("you cannot delete yourself", code="ERR_CANNOT_DELETE_SELF")
     _check_may_manage(principal, existing)
-    await users.delete_user(db, principal.company_id, target)
+    await users.delete_user(db, principal.company_id, target)  # its logins go with it (ON DELETE CASCADE)
+    logins_revoked(deps_of(current_app).broker, principal.company_id, existing, "user deleted")
     _publish(principal.company_id, {"action": "delete", "userId": target})  # its sockets are closed
     return jsonify({"message": "user deleted"})
+
+
+@blueprint.post("/<user_id>/logout")
+async def force_logout(user_id: str) -> Response:
+    """An admin ends every login of a user of their company (a lost device, a dismissed agent): the
+    refresh tokens stop working, the user's frontends log out at once (`company-{id}-auth`) and they
+    show offline. Their access tokens stay valid until they expire (ACCESS_TOKEN_TTL), as any JWT."""
+    principal = current()
+    deps = deps_of(current_app)
+    target = path_id(user_id, "user")
+    existing = await users.show_user(deps.db, principal.company_id, target)  # another tenant's id: 404
+    require_admin()
+    _check_may_manage(principal, existing)
+    revoked = await users.revoke_logins(deps.db, principal.company_id, target, "forced logout")
+    logins_revoked(deps.broker, principal.company_id, existing, "forced logout")
+    if deps.presence is not None:
+        await deps.presence.logged_out(principal.company_id, target, None)
+    else:
+        await users.set_online(deps.db, target, False)
+    return jsonify({"userId": target, "revoked": revoked})

@@ -42,6 +42,7 @@ from api import present, present_tickets
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
+from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
 from api.realtime.direct import DirectWebsockets
@@ -251,7 +252,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     sessions.inbound = tickets.inbound
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
-    namespaces = CompanyNamespaces(db, tokens, broker, offline_after=config.user_offline_after,
+    # one process: no socket survived its restart, so every user starts offline; several: the others' users
+    # are still connected (presence is per process: api/presence.py)
+    presence = Presence(db, broker, realtime, grace=config.presence_grace, reset_at_start=not config.redis_url)
+    namespaces = CompanyNamespaces(db, tokens, broker, presence,
                                    join_rate=config.realtime_join_rate, join_burst=config.realtime_join_burst)
     realtime.register_namespace_handler(namespaces)
     live = LiveBridge(realtime, namespaces, broker)
@@ -264,6 +268,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
+        ChildSpec("presence", presence.run, RestartPolicy.PERMANENT),
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
@@ -271,7 +276,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
-                    messages=messages, realtime=realtime, public_files=public_files,
+                    messages=messages, realtime=realtime, presence=presence, public_files=public_files,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})

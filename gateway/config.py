@@ -38,7 +38,7 @@ class Config:
     jwt_secret: str = ""
     jwt_refresh_secret: str = ""
     access_token_ttl: int = 15 * 60
-    expired_token_status: int = 401
+    expired_token_status: int = 403
     refresh_reuse_grace: float = 10.0
     refresh_token_ttl: int = 7 * 24 * 3600
     frontend_urls: tuple[str, ...] = ()
@@ -76,7 +76,7 @@ class Config:
     realtime_max_pending: int = 2_000  # anonymous such sessions at once, all addresses
     realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
     realtime_join_burst: int = 20
-    user_offline_after: float = 60.0
+    presence_grace: float = 30.0  # a user stays online this long after their last socket closed
 
     @property
     def embedded_db(self) -> bool:
@@ -197,8 +197,8 @@ def _secret(env: Mapping[str, str], name: str, data_dir: Path, *, generate: bool
 
 
 def _expired_status(env: Mapping[str, str]) -> int:
-    # 401 by default; 403 is what the original Whaticket answered (its frontends refresh on 403).
-    status = _int(env, "AUTH_EXPIRED_STATUS", 401, minimum=401, maximum=403)
+    # 403 by default, as the family's backends answer (their frontends refresh on 403, log out on 401).
+    status = _int(env, "AUTH_EXPIRED_STATUS", 403, minimum=401, maximum=403)
     if status not in (401, 403):
         raise ConfigError("AUTH_EXPIRED_STATUS", f"expected 401 or 403, got {status}")
     return status
@@ -296,7 +296,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_max_pending=_int(env, "REALTIME_MAX_PENDING", 2_000, minimum=1),
         realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
         realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
-        user_offline_after=_float(env, "USER_OFFLINE_AFTER", 60.0),
+        presence_grace=_float(env, "PRESENCE_GRACE", 30.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
 

@@ -111,6 +111,10 @@ DELETE FROM users WHERE id = %(id)s AND company_id = %(company_id)s
 -- name: user_set_online
 UPDATE users SET online = %(online)s, last_seen_at = now() WHERE id = %(id)s
 
+-- name: users_set_offline
+-- At the start of a single process (api/presence.py): no socket survived the restart. Every company.
+UPDATE users SET online = false WHERE online
+
 -- name: user_queues_clear
 DELETE FROM user_queues WHERE user_id = %(user_id)s AND company_id = %(company_id)s
 
@@ -145,8 +149,17 @@ UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(reason)s
 WHERE id = %(id)s AND revoked_at IS NULL
 
 -- name: auth_sessions_revoke_user
+-- Every live login of the user but %(keep)s (the login that changed its own password; NULL: none spared).
 UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(reason)s
-WHERE user_id = %(user_id)s AND revoked_at IS NULL
+WHERE user_id = %(user_id)s AND company_id = %(company_id)s AND revoked_at IS NULL
+  AND id IS DISTINCT FROM %(keep)s::uuid
+RETURNING id
+
+-- name: auth_session_live
+SELECT EXISTS (SELECT 1 FROM auth_sessions WHERE id = %(id)s AND revoked_at IS NULL AND expires_at > now()) AS live
+
+-- name: auth_sessions_live
+SELECT id FROM auth_sessions WHERE id = ANY(%(ids)s::uuid[]) AND revoked_at IS NULL AND expires_at > now()
 
 -- name: auth_sessions_purge
 DELETE FROM auth_sessions

@@ -66,8 +66,9 @@ async def create_user(db: Database, company_id: int, *, name: str, email: str, p
 
 
 async def update_user(db: Database, company_id: int, user_id: int, fields: dict[str, Any], *,
-                      password_hash: str | None = None) -> Row:
-    """Update the given fields; a new password hash also revokes every login of the user."""
+                      password_hash: str | None = None, keep_login: str | None = None) -> Row:
+    """Update the given fields; a new password hash also revokes every login of the user but `keep_login`
+    (a login id: the one of a user who changed their own password), in the same transaction."""
     q = db.q
     params = {key: fields.get(key) for key in ("name", "email", "profile", "all_ticket", "whatsapp_id", "super")}
     params.update(id=user_id, company_id=company_id, set_whatsapp_id="whatsapp_id" in fields)
@@ -80,12 +81,20 @@ async def update_user(db: Database, company_id: int, user_id: int, fields: dict[
         if password_hash is not None:
             conn.execute(q.user_set_password, {"id": user_id, "company_id": company_id,
                                                "password_hash": password_hash})
-            conn.execute(q.auth_sessions_revoke_user, {"user_id": user_id, "reason": "password changed"})
+            conn.execute(q.auth_sessions_revoke_user, {"user_id": user_id, "company_id": company_id,
+                                                       "reason": "password changed", "keep": keep_login})
         shown = conn.execute(q.user_show, {"id": user_id, "company_id": company_id}).fetchone()
         assert shown is not None
         return shown
 
     return await db.run(work)
+
+
+async def revoke_logins(db: Database, company_id: int, user_id: int, reason: str) -> int:
+    """End every live login of the user (an admin's forced logout); how many there were."""
+    rows = await db.fetch_all(db.q.auth_sessions_revoke_user, {"user_id": user_id, "company_id": company_id,
+                                                               "reason": reason, "keep": None})
+    return len(rows)
 
 
 async def delete_user(db: Database, company_id: int, user_id: int) -> None:
@@ -95,6 +104,10 @@ async def delete_user(db: Database, company_id: int, user_id: int) -> None:
 
 async def set_online(db: Database, user_id: int, online: bool) -> None:
     await db.execute(db.q.user_set_online, {"id": user_id, "online": online})
+
+
+async def set_everyone_offline(db: Database) -> int:
+    return await db.execute(db.q.users_set_offline)
 
 
 # ─── logins ─────────────────────────────────────────────────────────────────────────────
@@ -155,6 +168,28 @@ async def rotate_login(db: Database, *, session_id: uuid.UUID, jti: uuid.UUID, t
 
 async def revoke_login(db: Database, session_id: uuid.UUID, reason: str) -> None:
     await db.execute(db.q.auth_session_revoke, {"id": session_id, "reason": reason})
+
+
+async def login_is_live(db: Database, session_id: str) -> bool:
+    """Whether a login (the `sid` of its access tokens) was neither revoked nor left to expire."""
+    try:
+        parsed = uuid.UUID(session_id)
+    except ValueError:
+        return False
+    return bool(await db.fetch_value(db.q.auth_session_live, {"id": parsed}))
+
+
+async def live_logins(db: Database, session_ids: Sequence[str]) -> set[str]:
+    """Those of the logins named that were neither revoked nor left to expire."""
+    parsed = []
+    for session_id in session_ids:
+        try:
+            parsed.append(uuid.UUID(session_id))
+        except ValueError:
+            continue
+    if not parsed:
+        return set()
+    return {str(row["id"]) for row in await db.fetch_all(db.q.auth_sessions_live, {"ids": parsed})}
 
 
 async def purge_logins(db: Database) -> int:

@@ -170,29 +170,50 @@ async def test_users_only_get_the_tickets_they_may_see(nursery: trio.Nursery, no
                 await client.close()
 
 
-async def test_heartbeats_mark_users_online_and_expired_tokens_end_the_socket(nursery: trio.Nursery,
-                                                                               node: str,  # noqa: F811
-                                                                               database_url: str,
-                                                                               tmp_path: Path) -> None:
-    server = await start_server(nursery, make_config(tmp_path, database_url, user_offline_after=1.0))
+async def test_sockets_keep_users_online_ended_logins_log_out_and_expired_tokens_end_the_socket(
+        nursery: trio.Nursery, node: str, database_url: str, tmp_path: Path) -> None:  # noqa: F811
+    server = await start_server(nursery, make_config(tmp_path, database_url, presence_grace=1.0))
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient(base_url=server.url) as http:
             api = Api(http, server)
             token = await api.admin_token()
             agent_user = await api.create_user(token, "agente@acme.test")
             agent = await api.login("agente@acme.test", "user-pass-1")
-            server.sql("UPDATE users SET online = false")
             watcher = await start_client(nursery, node, server.url, "/1", token)
             await watcher.wait_for(lambda line: line["step"] == "ready")
-            beating = await start_client(nursery, node, server.url, "/1", agent, heartbeat=True)
-            online = await watcher.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-user")
-            assert online["payload"]["user"] == {"id": agent_user["id"], "online": True}
+
+            def presence(online: bool) -> Any:
+                return lambda line: (line["step"] == "event" and line["name"] == "userOnlineChange"
+                                     and line["payload"] == {"userId": agent_user["id"], "online": online})
+
+            # no heartbeat at all (the SaaS frontend sends one every 5 minutes): the socket is what counts
+            silent = await start_client(nursery, node, server.url, "/1", agent)
+            await watcher.wait_for(presence(True))
+            user_event = await watcher.wait_for(lambda line: line["step"] == "event"
+                                                and line["name"] == "company-1-user"
+                                                and line["payload"]["user"]["id"] == agent_user["id"])
+            assert user_event["payload"]["user"]["online"] is True
+            assert user_event["payload"]["user"]["email"] == "agente@acme.test"  # the whole user
+            await trio.sleep(3)  # three graces without a heartbeat
             assert server.sql("SELECT online FROM users WHERE id = %s", (agent_user["id"],)) == [(True,)]
-            await beating.close()  # silence: offline after USER_OFFLINE_AFTER
-            offline = await watcher.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-user"
-                                             and line["payload"]["user"]["online"] is False)
-            assert offline["payload"]["user"]["id"] == agent_user["id"]
+            assert not [line for line in watcher.events("userOnlineChange") if not line["payload"]["online"]]
+            await silent.close()
+            await watcher.wait_for(presence(False))  # after the grace
             assert server.sql("SELECT online FROM users WHERE id = %s", (agent_user["id"],)) == [(False,)]
+
+            # an admin ends the agent's logins: their frontend hears `company-1-auth`, then the socket ends
+            agent = await api.login("agente@acme.test", "user-pass-1")
+            victim = await start_client(nursery, node, server.url, "", agent, transports="websocket")
+            await victim.wait_for(lambda line: line["step"] == "ready")
+            forced = await http.post(f"/users/{agent_user['id']}/logout", headers=auth(token))
+            assert forced.status_code == 200, forced.text
+            told = await victim.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-auth")
+            assert told["payload"] == {"action": "update", "reason": "forced logout",
+                                       "user": {"id": agent_user["id"], "email": "agente@acme.test", "companyId": 1}}
+            ended = await victim.wait_for(lambda line: line["step"] == "disconnect")
+            assert ended["reason"] == "io server disconnect"
+            assert not watcher.events("company-1-auth")
+            await victim.close()
             await watcher.close()
 
             # A token that expires ends its socket.
@@ -231,7 +252,11 @@ async def test_the_root_namespace_serves_each_token_its_own_company(nursery: tri
             assert created["payload"]["message"]["body"] == "pela raiz"
             await mine.wait_for(lambda line: line["step"] == "event" and line["name"] == "company-1-ticket")
             await trio.sleep(1)  # anything wrongly routed would have arrived by now
-            assert [e["name"] for e in theirs.events()] == ["ready"], theirs.lines
+            # theirs hears only of its own company: `ready`, and its own user's presence
+            own = ("ready", f"company-{other['id']}-user", "userOnlineChange")
+            assert [e["name"] for e in theirs.events() if e["name"] not in own] == [], theirs.lines
+            admin_id = jwt.decode(token, options={"verify_signature": False})["id"]
+            assert all(e["payload"]["userId"] != admin_id for e in theirs.events("userOnlineChange"))
             assert other["id"] != 1
             for client in (mine, theirs, anonymous):
                 await client.close()

@@ -36,6 +36,7 @@ class PollingSocket:
     def __init__(self, client: httpx.AsyncClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
+        self._prefix = "" if namespace == "/" else f"{namespace},"  # the root namespace goes unnamed
         self.sid = ""
         self.socket_sid = ""
         self.events: list[tuple[str, Any]] = []
@@ -54,17 +55,18 @@ class PollingSocket:
         self.sid = json.loads(response.text[1:])["sid"]
         nursery.start_soon(self._pump)
         auth = json.dumps({"token": token}) if token and token_in == "auth" else ""
-        await self._post(f"40{self.namespace},{auth}")
+        await self._post(f"40{self._prefix}{auth}")
         while self._connect_answer is None:
             await self._wait()
+        body = json.loads(self._connect_answer[1 + len(self._prefix):])
         if not self._connect_answer.startswith("0"):
-            raise SocketRefused(200, json.loads(self._connect_answer.split(",", 1)[1]))
-        self.socket_sid = json.loads(self._connect_answer.split(",", 1)[1])["sid"]
+            raise SocketRefused(200, body)
+        self.socket_sid = body["sid"]
 
     async def emit(self, event: str, *args: Any) -> list[Any]:
         """Emit with an ack request; the ack's arguments."""
         ack_id = next(self._ids)
-        await self._post(f"42{self.namespace},{ack_id}{json.dumps([event, *args])}")
+        await self._post(f"42{self._prefix}{ack_id}{json.dumps([event, *args])}")
         while ack_id not in self._acks:
             await self._wait()
         return self._acks.pop(ack_id)
@@ -105,7 +107,7 @@ class PollingSocket:
         assert response.status_code == 200, response.text
 
     async def _pump(self) -> None:
-        prefix = f"{self.namespace},"
+        prefix = self._prefix
         while not self.disconnected:
             response = await self.client.get("/socket.io/", params={**EIO, "sid": self.sid})
             if response.status_code != 200:

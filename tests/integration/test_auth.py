@@ -139,8 +139,39 @@ async def test_login_answers_token_user_and_httponly_refresh_cookie(api: Api, se
         assert claims["companyId"] == user["companyId"]
         assert claims["exp"] - claims["iat"] == server.config.access_token_ttl
 
-        # The user is now online.
-        assert server.sql("SELECT online FROM users WHERE id = %s", (user["id"],)) == [(True,)]
+        # Online comes with a connected socket, not with a login (tests/integration/test_presence.py).
+        assert server.sql("SELECT online FROM users WHERE id = %s", (user["id"],)) == [(False,)]
+
+
+async def test_login_refresh_and_me_carry_the_companys_settings(api: Api, server: Server) -> None:
+    """`user.company.settings`, `[{key, value}]`: the SaaS lineage reads it at login (campaignsEnabled)."""
+    with trio.fail_after(TEST_TIMEOUT):
+        admin = await api.admin_token()
+        for key, value in (("userRating", "enabled"), ("apiToken", "secret-api-token")):
+            changed = await api.client.put(f"/settings/{key}", json={"value": value}, headers=auth(admin))
+            assert changed.status_code == 200, changed.text
+        other = await api.create_company(admin, "Acme", "boss@acme.test", "acme-pass-1")
+        other_admin = await api.login("boss@acme.test", "acme-pass-1")
+        assert (await api.client.put("/settings/userRating", json={"value": "disabled"},
+                                     headers=auth(other_admin))).status_code == 200
+
+        logged_in = await login(api, ADMIN_EMAIL, ADMIN_PASSWORD)
+        refreshed = await api.client.post("/auth/refresh_token")  # the cookie jar's jrt
+        me = await api.client.get("/auth/me", headers=auth(logged_in.json()["token"]))
+        for name, user in (("login", logged_in.json()["user"]), ("refresh", refreshed.json()["user"]),
+                           ("me", me.json())):
+            entries = user["company"]["settings"]
+            assert isinstance(entries, list) and all({"key", "value"} <= set(entry) for entry in entries), name
+            values = {entry["key"]: entry["value"] for entry in entries}
+            assert values["userRating"] == "enabled", name  # the company's value
+            assert values["scheduleType"] == "disabled", name  # a default (a key without a row)
+            assert "apiToken" not in values and "openAiKey" not in values, name  # credentials stay out
+            assert "secret-api-token" not in str(user), name
+            assert {entry["companyId"] for entry in entries} == {user["companyId"]}, name
+
+        theirs = (await login(api, "boss@acme.test", "acme-pass-1")).json()["user"]
+        assert theirs["companyId"] == other["id"]
+        assert {e["key"]: e["value"] for e in theirs["company"]["settings"]}["userRating"] == "disabled"
 
 
 async def test_login_with_wrong_password_or_unknown_email_answers_the_same_401(api: Api) -> None:
@@ -213,8 +244,10 @@ async def test_me_needs_a_valid_access_token(api: Api, server: Server) -> None:
         }
         for name, headers in attempts.items():
             response = await api.client.get("/auth/me", headers=headers)
-            assert response.status_code == 401, (name, response.text)
+            # the family's statuses: no token 401 (the frontend logs out), an unusable one 403 (it refreshes)
+            assert response.status_code == (401 if name == "no header" else 403), (name, response.text)
             assert response.json()["error"].startswith("ERR_"), name
+        assert (await api.client.get("/auth/me", headers={"Authorization": ""})).status_code == 401
 
 
 # ─── 3. refresh ─────────────────────────────────────────────────────────────────────────
@@ -330,7 +363,7 @@ async def test_logout_revokes_the_login_clears_the_cookie_and_marks_offline(api:
         token, refresh = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
         assert api.client.cookies.get("jrt") == refresh
         user_id = access_claims(server, token)["id"]
-        assert server.sql("SELECT online FROM users WHERE id = %s", (user_id,)) == [(True,)]
+        server.sql("UPDATE users SET online = true WHERE id = %s", (user_id,))  # as a socket would have it
 
         unauthenticated = await api.client.delete("/auth/logout")
         assert unauthenticated.status_code == 401
@@ -356,7 +389,7 @@ async def test_expired_tokens_are_refused(api: Api, server: Server) -> None:
         expired_access = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
                                     server.config.jwt_secret, algorithm="HS256")
         response = await api.client.get("/auth/me", headers=auth(expired_access))
-        assert_error(response, 401, "ERR_SESSION_EXPIRED")
+        assert_error(response, 403, "ERR_SESSION_EXPIRED")
 
         # A refresh token past its exp, of a live login, with the login's current id.
         expired_refresh = jwt.encode({**refresh_claims(server, refresh), "iat": past - 60, "exp": past},
@@ -373,16 +406,40 @@ async def test_expired_tokens_are_refused(api: Api, server: Server) -> None:
 
 async def test_short_lived_tokens_expire_on_a_real_clock(tmp_path: Path, database_url: str) -> None:
     with trio.fail_after(TEST_TIMEOUT):
-        # expired_token_status=403: what the Whaticket frontend expects before it refreshes (401 logs it out).
-        async with running_server(tmp_path, database_url, access_token_ttl=1, refresh_token_ttl=1,
-                                  expired_token_status=403) as (_, api):
+        async with running_server(tmp_path, database_url, access_token_ttl=1, refresh_token_ttl=1) as (_, api):
             token, refresh = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
             api.client.cookies.clear()
             assert (await api.client.get("/auth/me", headers=auth(token))).status_code == 200
             await trio.sleep(2.2)
             assert_error(await api.client.get("/auth/me", headers=auth(token)), 403, "ERR_SESSION_EXPIRED")
-            assert_error(await api.client.get("/auth/me", headers=auth("garbage")), 401, "ERR_INVALID_TOKEN")
+            assert_error(await api.client.get("/auth/me", headers=auth("garbage")), 403, "ERR_INVALID_TOKEN")
             assert_error(await refresh_with_body(api, refresh), 401, "ERR_SESSION_EXPIRED")
+
+
+async def test_an_expired_access_token_answers_403_then_the_refresh_works(tmp_path: Path, database_url: str) -> None:
+    """What every family frontend does: a 403 makes it refresh (cookie `jrt`) and retry; a 401 logs it out."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with running_server(tmp_path, database_url, access_token_ttl=10) as (server, api):
+            token, _ = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)  # the cookie jar keeps jrt
+            assert (await api.client.get("/users", headers=auth(token))).status_code == 200
+            past = int(time.time()) - 60
+            expired = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
+                                 server.config.jwt_secret, algorithm="HS256")
+            assert_error(await api.client.get("/users", headers=auth(expired)), 403, "ERR_SESSION_EXPIRED")
+            refreshed = await api.client.post("/auth/refresh_token")  # the frontend's interceptor, cookie only
+            assert refreshed.status_code == 200, refreshed.text
+            fresh = refreshed.json()["token"]
+            retried = await api.client.get("/users", headers=auth(fresh))
+            assert retried.status_code == 200 and retried.json()["count"] >= 1
+            assert_error(await api.client.get("/users"), 401, "ERR_SESSION_EXPIRED")  # no token: log out
+
+        # AUTH_EXPIRED_STATUS=401 for clients that want it: expired and invalid tokens both answer 401
+        async with running_server(tmp_path, database_url, expired_token_status=401) as (server, api):
+            token, _ = await login_ok(api, ADMIN_EMAIL, ADMIN_PASSWORD)
+            expired = jwt.encode({**access_claims(server, token), "iat": past - 60, "exp": past},
+                                 server.config.jwt_secret, algorithm="HS256")
+            assert_error(await api.client.get("/users", headers=auth(expired)), 401, "ERR_SESSION_EXPIRED")
+            assert_error(await api.client.get("/users", headers=auth("garbage")), 401, "ERR_INVALID_TOKEN")
 
 
 # ─── 7. password change ─────────────────────────────────────────────────────────────────
@@ -404,11 +461,13 @@ async def test_password_change_revokes_the_users_logins(api: Api, server: Server
         assert (await refresh_with_body(api, untouched)).status_code == 200  # other users keep their logins
         assert_error(await login(api, "agent@zapgate.test", "old-pass-1"), 401, "ERR_INVALID_CREDENTIALS")
         token, third = await login_ok(api, "agent@zapgate.test", "new-pass-2")
+        _, elsewhere = await login_ok(api, "agent@zapgate.test", "new-pass-2")
 
-        # The agent changes their own password.
+        # The agent changes their own password: their other logins end, the one they changed it from stays.
         own = await api.client.put(f"/users/{agent['id']}", json={"password": "own-pass-3"}, headers=auth(token))
         assert own.status_code == 200, own.text
-        assert_error(await refresh_with_body(api, third), 401, "ERR_SESSION_EXPIRED")
+        assert_error(await refresh_with_body(api, elsewhere), 401, "ERR_SESSION_EXPIRED")
+        assert (await refresh_with_body(api, third)).status_code == 200
         assert_error(await login(api, "agent@zapgate.test", "new-pass-2"), 401, "ERR_INVALID_CREDENTIALS")
         await login_ok(api, "agent@zapgate.test", "own-pass-3")
 

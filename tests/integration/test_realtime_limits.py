@@ -16,6 +16,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from api.live import CompanyNamespaces
+from api.presence import Presence
 from api.realtime import Handshake, RealtimeConfig, RealtimeServer
 from api.realtime.session import POLLING, EngineSession
 from tests.integration.conftest import Api, Server, auth
@@ -252,11 +253,13 @@ async def test_a_queue_or_role_change_refreshes_the_open_socket_and_a_deleted_us
             # The seller joins support: from the next event on, the open socket gets its tickets.
             changed = await http.put(f"/users/{seller_id}", json={"queueIds": [sales, support]}, headers=auth(token))
             assert changed.status_code == 200, changed.text
-            update = await seller.wait_event("company-1-user", lambda p: p["action"] == "update")
+            update = await seller.wait_event(  # (not its presence update: the whole user too, queues as they were)
+                "company-1-user", lambda p: p["action"] == "update" and len(p["user"]["queues"]) == 2)
             assert sorted(queue["id"] for queue in update["user"]["queues"]) == sorted([sales, support])
             await touch("depois")
             assert bodies(seller) == ["depois"]
-            assert helper.received("company-1-user") == []  # another user's change: admins and that user only
+            # another user's change: admins and that user only (the helper hears of themself: their presence)
+            assert [p for p in helper.received("company-1-user") if p["user"]["id"] == seller_id] == []
 
             # …and leaves it again: nothing more from support.
             changed = await http.put(f"/users/{seller_id}", json={"queueIds": [sales]}, headers=auth(token))
@@ -301,7 +304,9 @@ async def test_joins_are_rate_limited_per_socket_and_rooms_are_capped_without_tr
     with trio.fail_after(TIMEOUT):
         token = await api.admin_token()
         realtime = RealtimeServer(RealtimeConfig(max_rooms_per_socket=3, ping_interval=1000, ping_timeout=1000))
-        namespaces = CompanyNamespaces(server.db, server.deps.tokens, server.broker, join_rate=0.001, join_burst=6)
+        presence = Presence(server.db, server.broker, realtime)
+        namespaces = CompanyNamespaces(server.db, server.deps.tokens, server.broker, presence, join_rate=0.001,
+                                       join_burst=6)
         realtime.register_namespace_handler(namespaces)
         await nursery.start(realtime.run)
         wid = (await create_sandbox(api, token))["id"]

@@ -243,7 +243,7 @@ def count_rows(server: Server, company_id: int) -> int:
     return server.sql("SELECT count(*) FROM whatsapps WHERE company_id = %s", (company_id,))[0][0]
 
 
-# ─── 1. no token: 401 everywhere ────────────────────────────────────────────────────────
+# ─── 1. no token: 401 everywhere; an unusable one: 403 ──────────────────────────────────
 
 
 async def test_every_route_needs_a_valid_token(server: Server, api: Api, world: World) -> None:
@@ -261,7 +261,8 @@ async def test_every_route_needs_a_valid_token(server: Server, api: Api, world: 
         for route in ROUTES:
             for name, headers in credentials.items():
                 label = f"{route.id} with {name}"
-                payload = await refused(server, api, world, route.method, route.at(world.a_conn), status=401,
+                status = 401 if name == "none" else 403  # no token: log out; an unusable one: refresh
+                payload = await refused(server, api, world, route.method, route.at(world.a_conn), status=status,
                                         label=label, json=route.body, headers=headers)
                 assert payload["error"] in ("ERR_SESSION_EXPIRED", "ERR_INVALID_TOKEN"), (label, payload)
 
