@@ -10,6 +10,7 @@ from api import present
 from api.app import deps_of
 from api.auth import check_password, current, public
 from api.errors import Forbidden, Unauthorized
+from api.subscriptions import unpaid_ok
 from api.validation import Field, body, json_body
 from storage import users
 from storage.errors import NotFound
@@ -96,6 +97,7 @@ async def refresh_token() -> Response:
 
 
 @blueprint.delete("/logout")
+@unpaid_ok
 async def logout() -> Response:
     deps = deps_of(current_app)
     principal = current()
@@ -108,6 +110,7 @@ async def logout() -> Response:
 
 
 @blueprint.get("/me")
+@unpaid_ok
 async def me() -> Response:
     deps = deps_of(current_app)
     principal = current()

@@ -53,7 +53,7 @@ from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
-from storage import companies, migrate, users
+from storage import companies, invoices, migrate, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
@@ -259,7 +259,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         if config.redis_url else []  # several nodes: every node's events reach every node's sockets, once
     root = Supervisor("root", children=[
         *bridge,
-        ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
+        ChildSpec("housekeeper", Housekeeper(db, invoice_sweep=partial(
+            invoices.create_due_invoices, days_ahead=config.invoice_days_ahead)).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
