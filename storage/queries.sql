@@ -81,7 +81,7 @@ SELECT u.id, u.name, u.email, u.profile, u.company_id, u.super, u.all_ticket, u.
        json_build_object('id', c.id, 'name', c.name, 'status', c.status, 'planId', c.plan_id,
                          'recurrence', c.recurrence, 'email', c.email,
                          'dueDate', coalesce(c.due_date + coalesce(
-                             (SELECT CASE WHEN value ~ '^\d{1,5}$' THEN value::int END
+                             (SELECT CASE WHEN value ~ '^[0-9]+$' AND length(value) <= 5 THEN value::int END
                               FROM platform_settings WHERE key = 'gracePeriod'), 0), DATE '9999-12-31')) AS company,
        coalesce((SELECT json_agg(json_build_object('id', q.id, 'name', q.name, 'color', q.color)
                                  ORDER BY q.order_queue NULLS LAST, q.name)
@@ -1303,7 +1303,7 @@ DELETE FROM plans WHERE id = %(id)s AND NOT is_default
 -- keys of the company's other writes (messages, tickets) still go through meanwhile. `connectionLimit`,
 -- when set (not 0), is the super admin's override of the plan's connections for this one company.
 SELECT p.users, p.queues,
-       coalesce(nullif((SELECT CASE WHEN s.value ~ '^\d{1,9}$' THEN s.value::int END
+       coalesce(nullif((SELECT CASE WHEN s.value ~ '^[0-9]+$' AND length(s.value) <= 9 THEN s.value::int END
                         FROM settings s WHERE s.company_id = c.id AND s.key = 'connectionLimit'), 0),
                 p.connections) AS connections
 FROM companies c JOIN plans p ON p.id = c.plan_id
@@ -1321,7 +1321,7 @@ SELECT count(*) AS n FROM queues WHERE company_id = %(company_id)s
 -- days) and its plan's features.
 SELECT c.id, c.status, c.due_date, p.use_campaigns, p.use_schedules, p.use_internal_chat, p.use_external_api,
        p.use_kanban, p.use_open_ai, p.use_integrations,
-       coalesce((SELECT CASE WHEN value ~ '^\d{1,5}$' THEN value::int END
+       coalesce((SELECT CASE WHEN value ~ '^[0-9]+$' AND length(value) <= 5 THEN value::int END
                  FROM platform_settings WHERE key = 'gracePeriod'), 0) AS grace_days
 FROM companies c JOIN plans p ON p.id = c.plan_id
 WHERE c.id = %(id)s
