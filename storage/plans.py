@@ -87,6 +87,11 @@ async def create_plan(db: Database, fields: dict[str, Any]) -> Row:
     return row
 
 
+async def ensure_default_plan(db: Database) -> None:
+    """Make sure a default plan exists (companies created without a plan get it)."""
+    await db.execute(db.q.plan_ensure_default)
+
+
 async def get_plan(db: Database, plan_id: int) -> Row:
     row = await db.fetch_one(db.q.plan_get, {"id": plan_id})
     if row is None:

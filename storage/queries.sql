@@ -1259,6 +1259,11 @@ VALUES (%(name)s, %(users)s, %(connections)s, %(queues)s, %(value)s, %(recurrenc
         %(use_open_ai)s, %(use_integrations)s)
 RETURNING *
 
+-- name: plan_ensure_default
+-- The default plan, should an installation have none (the schema creates it; it cannot be deleted).
+INSERT INTO plans (name, is_default) SELECT 'Unlimited', true WHERE NOT EXISTS (SELECT 1 FROM plans WHERE is_default)
+ON CONFLICT DO NOTHING
+
 -- name: plan_get
 SELECT * FROM plans WHERE id = %(id)s
 
