@@ -22,6 +22,7 @@ from quart import g
 from api.errors import ApiError, Forbidden
 from storage import plans
 from storage.db import Database
+from storage.errors import StorageError
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ACCESS_TTL = 5.0  # seconds another process's change of a company's plan or due date may take to apply here
@@ -51,7 +52,12 @@ class AccessCache:
         now = self.clock()
         if entry is not None and now - entry[1] < self.ttl:
             return entry[0]
-        access = await plans.company_access(self.db, company_id)
+        try:
+            access = await plans.company_access(self.db, company_id)
+        except StorageError:
+            # the database is away: the last answer, or none (the check must not add failures to an outage;
+            # the route fails by itself if it needs the database)
+            return entry[0] if entry is not None else None
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[company_id] = (access, now)
