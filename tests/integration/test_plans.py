@@ -100,7 +100,17 @@ async def test_plans_crud_and_bad_input(api: Api, server: Server) -> None:
             response = await api.client.post("/plans", json=bad, headers=auth(token))
             assert response.status_code in (400, 409), (bad, response.text)
         assert await count(server, "SELECT count(*) FROM plans") == before
-        company, _ = await company_on(api, token, gold["id"], "Ouro", "dono@ouro.test")
+        company, owner = await company_on(api, token, gold["id"], "Ouro", "dono@ouro.test")
+        # a company's admin reads its plan, never changes one
+        assert (await api.client.get(f"/plans/{gold['id']}", headers=auth(owner))).status_code == 200
+        for method in ("PUT", "DELETE"):
+            refused = await api.client.request(method, f"/plans/{gold['id']}", json={"users": 0}, headers=auth(owner))
+            assert_error(refused, 403, "ERR_NO_PERMISSION")
+        assert_error(await api.client.post("/plans", json={"name": "Mine"}, headers=auth(owner)), 403,
+                     "ERR_NO_PERMISSION")
+        assert (await api.client.get(f"/plans/{gold['id']}", headers=auth(token))).json()["users"] == 5
+        hidden = await create_plan(api, token, name="Secreto")
+        assert_error(await api.client.get(f"/plans/{hidden['id']}", headers=auth(owner)), 404, "ERR_NOT_FOUND")
         assert_error(await api.client.delete(f"/plans/{gold['id']}", headers=auth(token)), 409, "ERR_PLAN_IN_USE")
         await api.client.put(f"/companies/{company['id']}", json={"planId": 1}, headers=auth(token))
         assert (await api.client.delete(f"/plans/{gold['id']}", headers=auth(token))).status_code == 200
