@@ -7,7 +7,7 @@
 -- Without a plan, the default one (an unlimited plan unless the super admin changed it).
 INSERT INTO companies (name, email, phone, document, status, due_date, plan_id, recurrence)
 VALUES (%(name)s, %(email)s, %(phone)s, %(document)s, %(status)s, %(due_date)s,
-        coalesce(%(plan_id)s, (SELECT id FROM plans WHERE is_default)), coalesce(%(recurrence)s, 'MENSAL'))
+        coalesce(%(plan_id)s, default_plan_id()), coalesce(%(recurrence)s, 'MENSAL'))
 RETURNING *
 
 -- name: company_get

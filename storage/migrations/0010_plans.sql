@@ -32,14 +32,19 @@ CREATE UNIQUE INDEX plans_default_key ON plans (is_default) WHERE is_default;
 
 INSERT INTO plans (name, is_default) VALUES ('Unlimited', true);
 
+-- The default plan's id: the default of companies.plan_id, so that every way of creating a company (the API,
+-- the command line, a script's INSERT) gives it a plan.
+CREATE FUNCTION default_plan_id() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT id FROM plans WHERE is_default
+$$;
+
 -- A company's plan, and how often it pays (the lineage's values: MENSAL, BIMESTRAL, ...). A plan in use
 -- cannot be deleted (RESTRICT): its companies would lose their limits.
 ALTER TABLE companies
-    ADD COLUMN plan_id bigint REFERENCES plans (id) ON DELETE RESTRICT,
+    ADD COLUMN plan_id bigint NOT NULL DEFAULT default_plan_id() REFERENCES plans (id) ON DELETE RESTRICT,
     ADD COLUMN recurrence text NOT NULL DEFAULT 'MENSAL'
         CHECK (recurrence IN ('MENSAL', 'BIMESTRAL', 'TRIMESTRAL', 'SEMESTRAL', 'ANUAL'));
-UPDATE companies SET plan_id = (SELECT id FROM plans WHERE is_default);
-ALTER TABLE companies ALTER COLUMN plan_id SET NOT NULL;
 CREATE INDEX companies_plan_idx ON companies (plan_id);
 
 -- Invoices: one per company and due date (the daily sweep creates them ahead of the due date, and may run
