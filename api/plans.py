@@ -86,9 +86,10 @@ async def list_plans() -> Response:
 
 
 @blueprint.get("/list")
+@blueprint.get("/listpublic")
 @public
 async def public_plans() -> Response:
-    """The plans the signup offers (`isPublic`), for anyone."""
+    """The plans the signup offers (`isPublic`), for anyone (`/plans/listpublic`: ticketz's signup page)."""
     rows = await plans.all_plans(deps_of(current_app).db, public_only=True)
     return jsonify([present.plan(row) for row in rows])
 

@@ -127,6 +127,7 @@ async def test_public_plan_lists(api: Api) -> None:
         api.client.cookies.clear()
         anonymous = (await api.client.get("/plans/list")).json()
         assert [p["name"] for p in anonymous] == ["Aberto"]
+        assert (await api.client.get("/plans/listpublic")).json() == anonymous  # ticketz's signup page
         assert [p["name"] for p in (await api.client.get("/plans/all")).json()] == ["Aberto"]
         everything = (await api.client.get("/plans/all", headers=auth(token))).json()
         assert {p["name"] for p in everything} == {"Aberto", "Interno", "Unlimited"}
