@@ -24,6 +24,7 @@ from api.errors import register_error_handlers
 from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
+from api.subscriptions import AccessCache, check_request
 from gateway.broker import Broker
 from gateway.config import Config
 from gateway.whatsapp.sandbox import SandboxNetwork
@@ -65,6 +66,12 @@ class Deps:
     public_files: MediaStore = attrs.field(
         default=attrs.Factory(lambda self: MediaStore(self.config.data_dir / "public", prefix="/public"),
                               takes_self=True))
+    # each company's due date and plan features, checked on every request (api/subscriptions.py)
+    access: AccessCache = attrs.field(default=attrs.Factory(lambda self: AccessCache(self.db), takes_self=True))
+    # the public signup's rate limit: attempts per address per hour
+    signup_throttle: LoginThrottle = attrs.field(default=attrs.Factory(
+        lambda self: LoginThrottle(max_failures=self.config.signup_max_per_ip,
+                                   max_per_ip=self.config.signup_max_per_ip, window=3600), takes_self=True))
 
 
 def build_tokens(config: Config) -> TokenService:
@@ -104,6 +111,7 @@ def create_app(deps: Deps) -> QuartTrio:
         view = app.view_functions.get(request.endpoint or "")
         if view is not None and not getattr(view, "_zapgate_public", False):
             auth_module.authenticate_request(deps.tokens)
+            await check_request(deps.access, view)
         return None
 
     @app.after_request
@@ -143,8 +151,10 @@ def create_app(deps: Deps) -> QuartTrio:
         files,
         health,
         helps,
+        invoices,
         media,
         messages,
+        plans,
         queues,
         sandbox,
         settings,
@@ -156,7 +166,7 @@ def create_app(deps: Deps) -> QuartTrio:
     )
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
-                   tickets, messages, announcements, helps, chats, tags, files):
+                   tickets, messages, announcements, helps, chats, tags, files, plans, invoices):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

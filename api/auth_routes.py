@@ -13,6 +13,7 @@ from api.app import deps_of
 from api.auth import check_password, current, public
 from api.errors import Forbidden, Unauthorized
 from api.live import logins_revoked
+from api.subscriptions import unpaid_ok
 from api.validation import Field, body, json_body
 from storage import settings, users
 from storage.db import Database
@@ -121,6 +122,7 @@ async def refresh_token() -> Response:
 
 
 @blueprint.delete("/logout")
+@unpaid_ok
 async def logout() -> Response:
     deps = deps_of(current_app)
     principal = current()
@@ -137,6 +139,7 @@ async def logout() -> Response:
 
 
 @blueprint.get("/me")
+@unpaid_ok
 async def me() -> Response:
     deps = deps_of(current_app)
     principal = current()

@@ -30,7 +30,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
-from api import present
+from api import present, subscriptions
 from api.app import Deps, deps_of
 from api.auth import Principal, current
 from api.errors import BadRequest, Forbidden, NotFound
@@ -108,6 +108,19 @@ def _announce_chat(deps: Deps, company_id: int, payload: dict[str, Any]) -> None
     chat = payload["chat"]
     for name in (f"chat-{chat['id']}", "chat"):
         _publish(deps, company_id, name, payload, _participants(chat))
+
+
+@blueprint.before_request
+async def internal_chat_in_plan() -> Response | None:
+    """The plan's `useInternalChat`: without it every route answers 403 `ERR_PLAN_FEATURE_DISABLED`, but the
+    list, which the SaaS menu calls on every page load whatever the plan, answers an empty page."""
+    deps = deps_of(current_app)
+    principal = current()
+    if await subscriptions.has_feature(deps.access, principal.company_id, "use_internal_chat"):
+        return None
+    if request.method == "GET" and request.endpoint == "chats.list_chats":
+        return jsonify(present.page("records", [], 0, PAGE_SIZE, 0))
+    raise subscriptions.plan_lacks("use_internal_chat")
 
 
 @blueprint.get("")

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from actors.ticket import ActorUnavailable
 from storage import errors as storage_errors
+from storage.plans import LimitReached
 from storage.tickets import TicketConflict
 
 log = logging.getLogger("zapgate.api")
@@ -82,12 +83,18 @@ _HTTP_CODES = {
 _CONFLICTS = {
     "users_email_key": ("ERR_DUPLICATED_EMAIL", "a user with this email already exists"),
     "companies_name_key": ("ERR_COMPANY_NAME_ALREADY_EXISTS", "a company with this name already exists"),
+    "plans_name_key": ("ERR_PLAN_NAME_ALREADY_EXISTS", "a plan with this name already exists"),
     "queues_company_name_key": ("ERR_QUEUE_NAME_ALREADY_EXISTS", "a queue with this name already exists"),
     "whatsapps_company_name_key": ("ERR_WAPP_NAME_ALREADY_EXISTS", "a connection with this name already exists"),
     "tags_company_name_key": ("ERR_TAG_NAME_ALREADY_EXISTS", "a tag with this name already exists"),
     "contacts_company_number_key": ("ERR_DUPLICATED_CONTACT", "a contact with this number already exists"),
     "files_company_name_key": ("ERR_FILE_NAME_ALREADY_EXISTS", "a file list with this name already exists"),
 }
+
+
+# The plan's limits: a creation beyond them (the family's code names, one per resource).
+_LIMIT_CODES = {"users": "ERR_USER_CREATION_COUNT", "connections": "ERR_NO_PERMISSION_CONNECTIONS_LIMIT",
+                "queues": "ERR_QUEUE_CREATION_COUNT"}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -132,6 +139,11 @@ def register_error_handlers(app: Quart) -> None:
         """A request made on a ticket that changed meanwhile (a lost accept): 409 naming who has it now."""
         return error_response(409, error.code, str(error), ticketId=error.ticket_id, ticketStatus=error.status,
                               userId=error.user_id, userName=error.user_name)
+
+    @app.errorhandler(LimitReached)
+    async def limit_reached(error: LimitReached) -> Response:
+        """A creation beyond the plan: 400 (the family's status for it) with its codes, nothing written."""
+        return error_response(400, _LIMIT_CODES[error.resource], str(error), limit=error.limit)
 
     @app.errorhandler(storage_errors.InvalidReference)
     async def invalid_reference(error: storage_errors.InvalidReference) -> Response:

@@ -21,6 +21,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from actors.session import SessionEnded
 from actors.ticket import SendOut, TicketActor, chat_of_ticket
+from api import subscriptions
 from api.app import Deps, deps_of
 from api.auth import Principal, current, public
 from api.errors import ApiError, BadRequest, NotFound, Unauthorized
@@ -350,6 +351,8 @@ async def external_send() -> tuple[Response, int]:
     if connection is None:
         raise Unauthorized("invalid connection token", code="ERR_INVALID_TOKEN")
     company_id = connection["company_id"]
+    # the connection's company: its subscription, and the plan's `useExternalApi`
+    await subscriptions.check_company(deps.access, company_id, feature="use_external_api")
     if (request.mimetype or "").startswith("multipart/"):
         number_raw = (await request.form).get("number")
     else:

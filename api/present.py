@@ -15,9 +15,41 @@ def _iso(value: Any) -> Any:
 
 
 def company(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """A company; `dueDate` null: it never expires. With its `plan` (and `settings`) when the row has them."""
+    shown: dict[str, Any] = {
         "id": row["id"], "name": row["name"], "email": row.get("email"), "phone": row.get("phone"),
         "document": row.get("document"), "status": row.get("status"), "dueDate": _iso(row.get("due_date")),
+        "planId": row.get("plan_id"), "recurrence": row.get("recurrence"),
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+    if row.get("plan") is not None:
+        shown["plan"] = plan(row["plan"])
+    if "settings" in row:
+        shown["settings"] = row["settings"]
+    return shown
+
+
+def _money(value: Any) -> float:
+    return float(value) if value is not None else 0.0
+
+
+def plan(row: dict[str, Any]) -> dict[str, Any]:
+    """A plan as the SaaS Plans screen and menu read it; limits of 0 mean no limit."""
+    return {
+        "id": row["id"], "name": row["name"], "users": row["users"], "connections": row["connections"],
+        "queues": row["queues"], "value": _money(row["value"]), "recurrence": row.get("recurrence"),
+        "isPublic": row.get("is_public", False), "isDefault": row.get("is_default", False),
+        "useCampaigns": row["use_campaigns"], "useSchedules": row["use_schedules"],
+        "useInternalChat": row["use_internal_chat"], "useExternalApi": row["use_external_api"],
+        "useKanban": row["use_kanban"], "useOpenAi": row["use_open_ai"], "useIntegrations": row["use_integrations"],
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+
+
+def invoice(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "detail": row["detail"], "status": row["status"], "value": _money(row["value"]),
+        "dueDate": _iso(row["due_date"]), "paidAt": _iso(row.get("paid_at")), "companyId": row["company_id"],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }
 

@@ -156,6 +156,8 @@ async def _set_platform(deps: Deps, key: str, value: str) -> dict[str, Any]:
     """Set an installation setting; a public file it named and no setting names any more is deleted."""
     previous = await settings.get_platform_setting(deps.db, key)
     row = await settings.set_platform_setting(deps.db, key, value)
+    if key == "gracePeriod":
+        deps.access.forget()  # every company's expiry moved
     if previous and previous != value and settings.PLATFORM_SPECS[key].kind == "file":
         in_use = {other["value"] for other in await settings.list_platform_settings(deps.db)}
         if previous not in in_use:

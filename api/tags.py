@@ -37,7 +37,7 @@ import attrs
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from actors.ticket import TicketActor
-from api import present
+from api import present, subscriptions
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import BadRequest
@@ -161,8 +161,9 @@ async def list_all_tags() -> Response:
 @blueprint.get("/tag/kanban")
 @blueprint.get("/tags/kanban")
 async def kanban_lanes() -> Response:
-    """The board's lanes: the kanban tags, as `{lista}` (the SaaS frontends' Kanban page)."""
+    """The board's lanes: the kanban tags, as `{lista}` (the SaaS frontends' Kanban page; the plan's `useKanban`)."""
     principal = current()
+    await subscriptions.require_feature(deps_of(current_app).access, principal.company_id, "use_kanban")
     rows = await tags.all_tags(deps_of(current_app).db, principal.company_id, kanban_only=True)
     return jsonify({"lista": [present.tag(row) for row in rows]})
 
@@ -295,7 +296,9 @@ async def clear_ticket_tags(ticket_id: str) -> Response:
 
 @blueprint.get("/ticket/kanban")
 async def kanban_tickets() -> Response:
-    """The board's cards: GET /tickets with its filters, the pending and open tickets unless `status` says."""
+    """The board's cards: GET /tickets with its filters, the pending and open tickets unless `status` says
+    (the plan's `useKanban`)."""
+    await subscriptions.require_feature(deps_of(current_app).access, current().company_id, "use_kanban")
     filters = list_filters()
     if filters.status is None:
         filters = attrs.evolve(filters, active_only=True)

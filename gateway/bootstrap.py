@@ -54,7 +54,7 @@ from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
-from storage import companies, migrate, users
+from storage import companies, invoices, migrate, plans, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
@@ -98,6 +98,7 @@ class AdminLogin:
 async def ensure_first_company(db: Database, config: Config) -> AdminLogin:
     """On an empty database: company "Default" and its super admin. Always: what to tell the operator."""
     password_file = config.data_dir / INITIAL_PASSWORD_FILE
+    await plans.ensure_default_plan(db)
     if await companies.count_companies(db) == 0:
         password = config.admin_password or secrets.token_urlsafe(12)
         admin = {"name": "Admin", "email": config.admin_email, "super": True,
@@ -263,7 +264,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         if config.redis_url else []  # several nodes: every node's events reach every node's sockets, once
     root = Supervisor("root", children=[
         *bridge,
-        ChildSpec("housekeeper", Housekeeper(db).run, RestartPolicy.PERMANENT),
+        ChildSpec("housekeeper", Housekeeper(db, invoice_sweep=partial(
+            invoices.create_due_invoices, days_ahead=config.invoice_days_ahead)).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),

@@ -104,7 +104,7 @@ async def _create_user(config: Config, args: argparse.Namespace) -> None:
                 db, args.company_id, name=args.name, email=args.email.lower(),
                 password_hash=await hash_password(_password(args.password), config.bcrypt_rounds),
                 profile="admin" if args.super else args.profile, super_=args.super,
-                all_ticket="enable" if args.profile == "admin" else "disable",
+                all_ticket="enable" if args.profile == "admin" else "disable", limited=False,
             )
     print(f"user {created['id']} ({created['email']}) created in company {args.company_id}")
 

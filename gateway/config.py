@@ -59,6 +59,10 @@ class Config:
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 30
     login_window: int = 15 * 60
+    # subscriptions (README "Plans, subscriptions and signup")
+    signup_trial_days: int = 3  # a company created by the public signup is let in for this many days
+    signup_max_per_ip: int = 5  # signups from one address per hour
+    invoice_days_ahead: int = 20  # an invoice is created this many days before the company's due date
     secure_cookies: bool = False
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
@@ -281,6 +285,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1),
         login_max_failures_per_ip=_int(env, "LOGIN_MAX_FAILURES_PER_IP", 30, minimum=1),
         login_window=_int(env, "LOGIN_WINDOW", 15 * 60, minimum=1),
+        signup_trial_days=_int(env, "SIGNUP_TRIAL_DAYS", 3, maximum=3650),
+        signup_max_per_ip=_int(env, "SIGNUP_MAX_PER_IP", 5, minimum=1),
+        invoice_days_ahead=_int(env, "INVOICE_DAYS_AHEAD", 20, maximum=365),
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         sandbox_qr_interval=_float(env, "SANDBOX_QR_INTERVAL", 20.0),
         sandbox_journal=_bool(env, "SANDBOX_JOURNAL", True),

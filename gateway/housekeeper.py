@@ -5,6 +5,8 @@ and the work is tried again after a short backoff (doubling, capped, jittered) â
 root supervisor's restart budget stays for bugs.
 
 - Every `period` (an hour): purge expired and revoked logins.
+- Every `sweep_period` (a day), when given an `invoice_sweep`: create the invoices of the companies whose
+  due date is near (storage/invoices.py; idempotent, so a restart that runs it again adds nothing).
 - Every `watch_period` (`watch_period_down` while the database is marked down): probe the database
   (`Database.probe`, `SELECT 1`), so that `Database.health` (and `/health`, `/ready`) notices an outage
   and its end even when no other traffic does, and the pool finds the connections the server closed.
@@ -26,6 +28,7 @@ from storage.errors import StorageError
 log = logging.getLogger("zapgate.housekeeper")
 
 HOUSEKEEPING_PERIOD = 3600.0
+SWEEP_PERIOD = 86400.0  # the invoice sweep: daily
 WATCH_PERIOD = 15.0  # seconds between probes while the database is up
 WATCH_PERIOD_DOWN = 2.0  # ... and while it is down
 RETRY_INITIAL = 1.0  # a failed purge is tried again after this long, doubling...
@@ -38,39 +41,48 @@ class Housekeeper:
     def __init__(self, db: Database, period: float = HOUSEKEEPING_PERIOD, *,
                  purge: Callable[[Database], Awaitable[int]] = users.purge_logins,
                  watch_period: float = WATCH_PERIOD, watch_period_down: float = WATCH_PERIOD_DOWN,
-                 rng: random.Random | None = None) -> None:
+                 invoice_sweep: Callable[[Database], Awaitable[int]] | None = None,
+                 sweep_period: float = SWEEP_PERIOD, rng: random.Random | None = None) -> None:
         self.db = db
         self.period = period
         self.purge = purge
         self.watch_period = watch_period
         self.watch_period_down = watch_period_down
+        self.invoice_sweep = invoice_sweep
+        self.sweep_period = sweep_period
         self.rng = rng or random.Random()
         self.purge_failures = 0  # failed purges (each retried)
+        self.sweep_failures = 0  # failed invoice sweeps (each retried)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._purge_loop)
+            nursery.start_soon(self._periodic, self.purge, self.period, "purge", "purged old logins",
+                               "purging old logins failed; retrying")
+            if self.invoice_sweep is not None:
+                nursery.start_soon(self._periodic, self.invoice_sweep, self.sweep_period, "sweep",
+                                   "created invoices", "creating invoices failed; retrying")
             nursery.start_soon(self._watch_database)
             task_status.started(None)
 
-    async def _purge_loop(self) -> None:
+    async def _periodic(self, work: Callable[[Database], Awaitable[int]], period: float, name: str, done: str,
+                        failed: str) -> None:
+        """Run `work` every `period`; a storage error is logged in one line and retried after a backoff."""
         failures = 0
         while True:
             try:
-                purged = await self.purge(self.db)
+                count = await work(self.db)
             except StorageError as error:
                 reason = _describe(error)
             else:
                 failures = 0
-                if purged:
-                    log.info("purged old logins", extra={"fields": {"count": purged}})
-                await trio.sleep(self.period)
+                if count:
+                    log.info(done, extra={"fields": {"count": count}})
+                await trio.sleep(period)
                 continue
-            self.purge_failures += 1
+            setattr(self, f"{name}_failures", getattr(self, f"{name}_failures") + 1)
             delay = self._retry_delay(failures)
             failures += 1
-            log.warning("purging old logins failed; retrying", extra={"fields": {
-                "reason": reason, "retry_in": round(delay, 1), "attempt": failures}})
+            log.warning(failed, extra={"fields": {"reason": reason, "retry_in": round(delay, 1), "attempt": failures}})
             await trio.sleep(delay)
 
     async def _watch_database(self) -> None:

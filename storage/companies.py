@@ -14,17 +14,21 @@ from storage.errors import NotFound
 
 async def create_company(db: Database, *, name: str, email: str | None = None, phone: str | None = None,
                          document: str | None = None, status: bool = True, due_date: dt.date | None = None,
+                         plan_id: int | None = None, recurrence: str | None = None,
                          admin: dict[str, Any] | None = None) -> tuple[Row, int | None]:
     """Create a company (and, when `admin` is given — name, email, password_hash — its first admin).
 
-    One transaction: a duplicate admin email leaves no company behind. Returns (company, admin id).
+    Without `plan_id` it gets the default plan. One transaction: a duplicate admin email leaves no company
+    behind. Returns (company with its `plan`, admin id).
     """
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> tuple[Row, int | None]:
-        company = conn.execute(q.company_insert, {"name": name, "email": email, "phone": phone,
-                                                  "document": document, "status": status,
-                                                  "due_date": due_date}).fetchone()
+        inserted = conn.execute(q.company_insert, {"name": name, "email": email, "phone": phone,
+                                                   "document": document, "status": status, "due_date": due_date,
+                                                   "plan_id": plan_id, "recurrence": recurrence}).fetchone()
+        assert inserted is not None
+        company = conn.execute(q.company_get, {"id": inserted["id"]}).fetchone()
         assert company is not None
         settings.seed(conn, company["id"], q)
         admin_id = None
@@ -57,12 +61,17 @@ async def list_companies(db: Database, *, search: str | None, limit: int, offset
 
 
 async def update_company(db: Database, company_id: int, fields: dict[str, Any]) -> Row:
-    params = {key: fields.get(key) for key in ("name", "email", "phone", "document", "status", "due_date")}
+    params = {key: fields.get(key) for key in ("name", "email", "phone", "document", "status", "due_date",
+                                               "plan_id", "recurrence")}
     params.update(id=company_id, set_due_date="due_date" in fields)
-    row = await db.fetch_one(db.q.company_update, params)
-    if row is None:
+    if await db.fetch_one(db.q.company_update, params) is None:
         raise NotFound(f"company {company_id}")
-    return row
+    return await get_company(db, company_id)
+
+
+async def list_all_companies(db: Database) -> list[Row]:
+    """Every company with its plan and stored settings (the SaaS Companies screen's one list)."""
+    return await db.fetch_all(db.q.company_list_all)
 
 
 async def delete_company(db: Database, company_id: int) -> None:

@@ -4,19 +4,31 @@
 -- ─── companies ──────────────────────────────────────────────────────────────────────────
 
 -- name: company_insert
-INSERT INTO companies (name, email, phone, document, status, due_date)
-VALUES (%(name)s, %(email)s, %(phone)s, %(document)s, %(status)s, %(due_date)s)
+-- Without a plan, the default one (an unlimited plan unless the super admin changed it).
+INSERT INTO companies (name, email, phone, document, status, due_date, plan_id, recurrence)
+VALUES (%(name)s, %(email)s, %(phone)s, %(document)s, %(status)s, %(due_date)s,
+        coalesce(%(plan_id)s, default_plan_id()), coalesce(%(recurrence)s, 'MENSAL'))
 RETURNING *
 
 -- name: company_get
-SELECT * FROM companies WHERE id = %(id)s
+-- `plan` is the plan's row as JSON (api/present.py `plan` shows it).
+SELECT c.*, row_to_json(p) AS plan FROM companies c JOIN plans p ON p.id = c.plan_id WHERE c.id = %(id)s
 
 -- name: company_list
-SELECT *, count(*) OVER () AS total
-FROM companies
-WHERE %(search)s::text IS NULL OR name ILIKE %(search)s OR email ILIKE %(search)s
-ORDER BY name, id
+SELECT c.*, row_to_json(p) AS plan, count(*) OVER () AS total
+FROM companies c JOIN plans p ON p.id = c.plan_id
+WHERE %(search)s::text IS NULL OR c.name ILIKE %(search)s OR c.email ILIKE %(search)s
+ORDER BY c.name, c.id
 LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: company_list_all
+-- Every company with its plan and stored settings (the SaaS Companies screen reads `settings`).
+SELECT c.*, row_to_json(p) AS plan,
+       coalesce((SELECT json_agg(json_build_object('key', s.key, 'value', s.value) ORDER BY s.key)
+                 FROM settings s WHERE s.company_id = c.id), '[]'::json) AS settings
+FROM companies c JOIN plans p ON p.id = c.plan_id
+ORDER BY c.name, c.id
+LIMIT 10000
 
 -- name: company_update
 UPDATE companies SET
@@ -26,6 +38,8 @@ UPDATE companies SET
     document = coalesce(%(document)s, document),
     status = coalesce(%(status)s, status),
     due_date = CASE WHEN %(set_due_date)s THEN %(due_date)s ELSE due_date END,
+    plan_id = coalesce(%(plan_id)s, plan_id),
+    recurrence = coalesce(%(recurrence)s, recurrence),
     updated_at = now()
 WHERE id = %(id)s
 RETURNING *
@@ -62,7 +76,13 @@ WHERE u.id = %(id)s
 -- One user with its company and queues, as the API shows it; scoped by company.
 SELECT u.id, u.name, u.email, u.profile, u.company_id, u.super, u.all_ticket, u.online, u.whatsapp_id,
        u.created_at, u.updated_at,
-       json_build_object('id', c.id, 'name', c.name, 'status', c.status, 'dueDate', c.due_date) AS company,
+       -- dueDate: the last day the company is let in (its due date plus the grace), 9999-12-31 when it has
+       -- none: the SaaS frontends let a user in only when this is a date in the future (README, "Plans")
+       json_build_object('id', c.id, 'name', c.name, 'status', c.status, 'planId', c.plan_id,
+                         'recurrence', c.recurrence, 'email', c.email,
+                         'dueDate', coalesce(c.due_date + coalesce(
+                             (SELECT CASE WHEN value ~ '^[0-9]+$' AND length(value) <= 5 THEN value::int END
+                              FROM platform_settings WHERE key = 'gracePeriod'), 0), DATE '9999-12-31')) AS company,
        coalesce((SELECT json_agg(json_build_object('id', q.id, 'name', q.name, 'color', q.color)
                                  ORDER BY q.order_queue NULLS LAST, q.name)
                  FROM user_queues uq JOIN queues q ON q.id = uq.queue_id
@@ -1317,3 +1337,130 @@ UPDATE files_options o SET path = %(path)s, media_type = %(media_type)s, media_u
                            name = coalesce(%(name)s, o.name), updated_at = now()
 FROM old WHERE o.id = old.id
 RETURNING o.id, old.media_url AS replaced_media_url
+-- ─── plans, subscriptions, invoices ─────────────────────────────────────────────────────
+
+-- name: plan_insert
+INSERT INTO plans (name, users, connections, queues, value, recurrence, is_public, use_campaigns, use_schedules,
+                   use_internal_chat, use_external_api, use_kanban, use_open_ai, use_integrations)
+VALUES (%(name)s, %(users)s, %(connections)s, %(queues)s, %(value)s, %(recurrence)s, %(is_public)s,
+        %(use_campaigns)s, %(use_schedules)s, %(use_internal_chat)s, %(use_external_api)s, %(use_kanban)s,
+        %(use_open_ai)s, %(use_integrations)s)
+RETURNING *
+
+-- name: plan_ensure_default
+-- The default plan, should an installation have none (the schema creates it; it cannot be deleted).
+INSERT INTO plans (name, is_default) SELECT 'Unlimited', true WHERE NOT EXISTS (SELECT 1 FROM plans WHERE is_default)
+ON CONFLICT DO NOTHING
+
+-- name: plan_get
+SELECT * FROM plans WHERE id = %(id)s
+
+-- name: plan_list
+SELECT *, count(*) OVER () AS total FROM plans
+WHERE %(search)s::text IS NULL OR name ILIKE %(search)s
+ORDER BY name, id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: plan_count_search
+SELECT count(*) AS n FROM plans WHERE %(search)s::text IS NULL OR name ILIKE %(search)s
+
+-- name: plan_all
+SELECT * FROM plans WHERE is_public OR NOT %(public_only)s ORDER BY name, id LIMIT 1000
+
+-- name: plan_update
+UPDATE plans SET
+    name = coalesce(%(name)s, name),
+    users = coalesce(%(users)s, users),
+    connections = coalesce(%(connections)s, connections),
+    queues = coalesce(%(queues)s, queues),
+    value = coalesce(%(value)s, value),
+    recurrence = coalesce(%(recurrence)s, recurrence),
+    is_public = coalesce(%(is_public)s, is_public),
+    use_campaigns = coalesce(%(use_campaigns)s, use_campaigns),
+    use_schedules = coalesce(%(use_schedules)s, use_schedules),
+    use_internal_chat = coalesce(%(use_internal_chat)s, use_internal_chat),
+    use_external_api = coalesce(%(use_external_api)s, use_external_api),
+    use_kanban = coalesce(%(use_kanban)s, use_kanban),
+    use_open_ai = coalesce(%(use_open_ai)s, use_open_ai),
+    use_integrations = coalesce(%(use_integrations)s, use_integrations),
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: plan_delete
+DELETE FROM plans WHERE id = %(id)s AND NOT is_default
+
+-- name: company_limits_lock
+-- A company's caps (0: none), its row locked until the transaction ends: creations of one company's users,
+-- connections or queues take turns, so two at once cannot both pass the count. NO KEY UPDATE: the foreign
+-- keys of the company's other writes (messages, tickets) still go through meanwhile. `connectionLimit`,
+-- when set (not 0), is the super admin's override of the plan's connections for this one company.
+SELECT p.users, p.queues,
+       coalesce(nullif((SELECT CASE WHEN s.value ~ '^[0-9]+$' AND length(s.value) <= 9 THEN s.value::int END
+                        FROM settings s WHERE s.company_id = c.id AND s.key = 'connectionLimit'), 0),
+                p.connections) AS connections
+FROM companies c JOIN plans p ON p.id = c.plan_id
+WHERE c.id = %(company_id)s
+FOR NO KEY UPDATE OF c
+
+-- name: company_users_count
+SELECT count(*) AS n FROM users WHERE company_id = %(company_id)s
+
+-- name: company_queues_count
+SELECT count(*) AS n FROM queues WHERE company_id = %(company_id)s
+
+-- name: company_access
+-- What every request of a company is checked against: its due date (with the installation's grace, in
+-- days) and its plan's features.
+SELECT c.id, c.status, c.due_date, p.use_campaigns, p.use_schedules, p.use_internal_chat, p.use_external_api,
+       p.use_kanban, p.use_open_ai, p.use_integrations,
+       coalesce((SELECT CASE WHEN value ~ '^[0-9]+$' AND length(value) <= 5 THEN value::int END
+                 FROM platform_settings WHERE key = 'gracePeriod'), 0) AS grace_days
+FROM companies c JOIN plans p ON p.id = c.plan_id
+WHERE c.id = %(id)s
+
+-- name: invoice_list
+SELECT *, count(*) OVER () AS total FROM invoices
+WHERE (%(company_id)s::bigint IS NULL OR company_id = %(company_id)s)
+  AND (%(search)s::text IS NULL OR detail ILIKE %(search)s)
+ORDER BY id
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: invoice_count_search
+SELECT count(*) AS n FROM invoices
+WHERE (%(company_id)s::bigint IS NULL OR company_id = %(company_id)s)
+  AND (%(search)s::text IS NULL OR detail ILIKE %(search)s)
+
+-- name: invoice_get
+SELECT * FROM invoices WHERE id = %(id)s AND (%(company_id)s::bigint IS NULL OR company_id = %(company_id)s)
+
+-- name: invoice_lock
+SELECT * FROM invoices WHERE id = %(id)s FOR UPDATE
+
+-- name: invoice_set_status
+UPDATE invoices SET status = %(status)s,
+    paid_at = CASE WHEN %(status)s = 'paid' THEN now() ELSE NULL END,
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING *
+
+-- name: company_extend_due_date
+-- An invoice paid: the company's due date moves to the invoice's plus the recurrence (never back).
+UPDATE companies SET
+    due_date = greatest(due_date, (%(from)s::date + make_interval(months => CASE recurrence
+        WHEN 'BIMESTRAL' THEN 2 WHEN 'TRIMESTRAL' THEN 3 WHEN 'SEMESTRAL' THEN 6 WHEN 'ANUAL' THEN 12
+        ELSE 1 END))::date),
+    updated_at = now()
+WHERE id = %(company_id)s
+RETURNING due_date
+
+-- name: invoices_create_due
+-- The daily sweep: an invoice for every active company whose due date is within `days_ahead` days (or
+-- past), from its plan's name and value; one per due date, so running it again adds nothing. Free plans
+-- (value 0) get none.
+INSERT INTO invoices (company_id, detail, value, due_date)
+SELECT c.id, p.name, p.value, c.due_date
+FROM companies c JOIN plans p ON p.id = c.plan_id
+WHERE c.due_date IS NOT NULL AND c.status AND p.value > 0 AND c.due_date <= current_date + %(days_ahead)s::int
+ON CONFLICT (company_id, due_date) DO NOTHING
+RETURNING id, company_id

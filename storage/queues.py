@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
+from storage import plans
 from storage.db import Database, Row
 from storage.errors import NotFound
 
@@ -28,14 +30,21 @@ async def create_queue(db: Database, company_id: int, *, name: str, color: str, 
                        out_of_hours_message: str = "", order_queue: int | None = None,
                        schedules: list[dict[str, Any]] | None = None) -> Row:
     """A new queue; a name already used in the company (case-insensitive) is a Conflict on
-    `queues_company_name_key`."""
-    row = await db.fetch_one(db.q.queue_insert, {
+    `queues_company_name_key`, one beyond the plan's number a `plans.LimitReached`."""
+    q = db.q
+    params = {
         "company_id": company_id, "name": name, "color": color, "greeting_message": greeting_message,
         "out_of_hours_message": out_of_hours_message, "order_queue": order_queue,
         "schedules": Jsonb(schedules or []),
-    })
-    assert row is not None
-    return row
+    }
+
+    def work(conn: psycopg.Connection[Row]) -> Row:
+        plans.check_limit(conn, q, company_id, "queues")
+        row = conn.execute(q.queue_insert, params).fetchone()
+        assert row is not None
+        return row
+
+    return await db.run(work)
 
 
 async def update_queue(db: Database, company_id: int, queue_id: int, fields: dict[str, Any]) -> Row:

@@ -59,7 +59,7 @@ COMPANY_SPECS: dict[str, Spec] = {
     "acceptCallWhatsapp": _choice("disabled"),
     "closeTicketApi": _choice("disabled"),
     "ticketInactivityMinutes": _count("0"),
-    "connectionLimit": _count("0"),  # WhatsApp connections the company may have; 0: no limit (super admin)
+    "connectionLimit": _count("0"),  # the super admin's override of the plan's connections; 0: the plan's
     # ticketz's settings page
     "outOfHoursAction": _choice("pending", "pending", "closed"),
     "soundGroupNotifications": _choice("disabled", safe=True),

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from storage import plans
 from storage.db import Database, Row
 from storage.errors import NotFound
 
@@ -48,10 +49,14 @@ def _set_queues(conn: psycopg.Connection[Row], q: Any, company_id: int, user_id:
 
 async def create_user(db: Database, company_id: int, *, name: str, email: str, password_hash: str,
                       profile: str = "user", super_: bool = False, all_ticket: str = "disable",
-                      whatsapp_id: int | None = None, queue_ids: Sequence[int] = ()) -> Row:
+                      whatsapp_id: int | None = None, queue_ids: Sequence[int] = (), limited: bool = True) -> Row:
+    """A new user; `limited`: refused (`plans.LimitReached`) when the company has its plan's number of users
+    (the operator's command line is not limited)."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> Row:
+        if limited:
+            plans.check_limit(conn, q, company_id, "users")
         row = conn.execute(q.user_insert, {
             "company_id": company_id, "name": name, "email": email, "password_hash": password_hash,
             "profile": profile, "super": super_, "all_ticket": all_ticket, "whatsapp_id": whatsapp_id,

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from storage import plans
 from storage.db import Database, Row
 from storage.errors import NotFound
 
@@ -32,17 +33,13 @@ def _show(conn: psycopg.Connection[Row], q: Any, company_id: int, whatsapp_id: i
     return row
 
 
-async def create_whatsapp(db: Database, company_id: int, fields: dict[str, Any], *, limit: int = 0) -> Row:
-    """Create a connection; `limit` > 0 caps how many a company may have (checked in the same transaction)."""
+async def create_whatsapp(db: Database, company_id: int, fields: dict[str, Any]) -> Row:
+    """Create a connection; refused (`plans.LimitReached`) when the company has as many as its plan allows
+    (or its `connectionLimit`, when the super admin set one), counted in the same transaction."""
     q = db.q
 
     def work(conn: psycopg.Connection[Row]) -> Row:
-        if limit > 0:
-            # serialise creations of one company so two parallel requests cannot both pass the check
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x7770, company_id))
-            count = conn.execute(q.whatsapp_count, {"company_id": company_id}).fetchone()
-            if count is not None and count["n"] >= limit:
-                raise LimitReached(limit)
+        plans.check_limit(conn, q, company_id, "connections")
         params = {key: fields.get(key) for key in EDITABLE}
         params.update(company_id=company_id, channel=fields.get("channel", "whatsapp"),
                       is_default=bool(fields.get("is_default")))
@@ -57,12 +54,6 @@ async def create_whatsapp(db: Database, company_id: int, fields: dict[str, Any],
         return _show(conn, q, company_id, row["id"])
 
     return await db.run(work)
-
-
-class LimitReached(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the company may have at most {limit} connections")
-        self.limit = limit
 
 
 async def show_whatsapp(db: Database, company_id: int, whatsapp_id: int) -> Row:

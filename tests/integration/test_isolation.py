@@ -79,6 +79,19 @@ ROUTES = [
     Route("GET", "/files/list", "user"),
     Route("POST", "/files", "user", {"name": "Price lists", "message": "Our prices", "options": [{"name": "2026"}]}),
     Route("DELETE", "/files", "admin"),
+    # plans, subscriptions, invoices (the rest: tests/integration/test_plans.py)
+    Route("GET", "/plans", "super"),
+    Route("POST", "/plans", "super", {"name": "Gold", "users": 5}),
+    Route("GET", "/plans/list", "public"),
+    Route("GET", "/plans/all", "public"),
+    Route("GET", "/plans/1", "user"),  # the default plan, the caller's company's
+    Route("PUT", "/plans/1", "super", {"name": "Everything"}),
+    Route("GET", "/companies/list", "super"),
+    Route("GET", "/companies/listPlan/{company}", "super"),
+    Route("POST", "/companies/cadastro", "public", {"name": "Signup", "email": "s@signup.test",
+                                                    "password": "signup-pass-1", "planId": 1}),
+    Route("GET", "/invoices", "user"),
+    Route("GET", "/invoices/all", "user"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -159,7 +172,8 @@ async def world(server: Server, api: Api) -> World:
 # ─── helpers: the JSON error shape and the database snapshot ────────────────────────────
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
-                   "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options")
+                   "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
+                   "plans", "invoices")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
@@ -237,7 +251,8 @@ async def test_protected_route_needs_a_valid_token(server: Server, api: Api, wor
 
 
 PUBLIC_STATUS = {"POST /auth/login": 200, "POST /auth/refresh_token": 401, "GET /health": 200, "GET /ready": 200,
-                 "GET /": 200, "GET /version": 200, "GET /public-settings/appName": 200}
+                 "GET /": 200, "GET /version": 200, "GET /public-settings/appName": 200, "GET /plans/list": 200,
+                 "GET /plans/all": 200, "POST /companies/cadastro": 403}  # signup: off unless allowSignup
 
 
 @pytest.mark.parametrize("route", routes(exactly="public"))

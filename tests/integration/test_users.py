@@ -58,7 +58,8 @@ async def test_super_admin_sets_another_companys_connection_limit(api: Api) -> N
         first = await api.client.post("/whatsapp", json={"name": "a", "channel": "sandbox"}, headers=auth(owner))
         assert first.status_code == 201
         second = await api.client.post("/whatsapp", json={"name": "b", "channel": "sandbox"}, headers=auth(owner))
-        assert second.status_code == 403 and second.json()["error"] == "ERR_CONNECTION_LIMIT"
+        # the plan's code (the default plan has no limit: connectionLimit overrides it for this company)
+        assert second.status_code == 400 and second.json()["error"] == "ERR_NO_PERMISSION_CONNECTIONS_LIMIT"
         bad = await api.client.put(f"/companies/{created['id']}", json={"connectionLimit": -1}, headers=auth(token))
         assert bad.status_code == 400 and bad.json()["field"] == "connectionLimit"
 

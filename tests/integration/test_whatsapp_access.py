@@ -548,7 +548,9 @@ async def test_connection_limit_is_set_by_a_super_admin_and_enforced(server: Ser
         with server.broker.subscribe(default_company) as events:
             for who in ("super_admin", "default_admin"):
                 for path in ("/whatsapp", "/whatsapp/"):
-                    await refused(server, api, world, "POST", path, status=403, code="ERR_CONNECTION_LIMIT",
+                    # the plan's limit answer (README "Plans"): connectionLimit overrides the plan's number
+                    await refused(server, api, world, "POST", path, status=400,
+                                  code="ERR_NO_PERMISSION_CONNECTIONS_LIMIT",
                                   label=f"second connection by {who}",
                                   json={"name": "One Too Many", "channel": "sandbox"},
                                   headers=auth(getattr(world, who).token))
@@ -575,7 +577,7 @@ async def test_connection_limit_holds_under_parallel_creations(server: Server, a
         async with trio.open_nursery() as nursery:
             for n in range(6):
                 nursery.start_soon(attempt, n)
-        assert sorted(answers) == [201, 201, 403, 403, 403, 403], answers
+        assert sorted(answers) == [201, 201, 400, 400, 400, 400], answers
         assert await trio.to_thread.run_sync(count_rows, server, default_company) == 2
 
 

@@ -95,3 +95,28 @@ async def test_the_watch_notices_an_outage_and_its_end_without_traffic(autojump_
             await trio.sleep(3)
             assert not db.health.down and db.health.recovered_at is not None
             nursery.cancel_scope.cancel()
+
+
+async def test_the_invoice_sweep_runs_at_start_then_daily_and_rides_out_failures(autojump_clock) -> None:
+    db = FakeDb()
+    sweeps: list[float] = []
+
+    async def purge(_: FakeDb) -> int:
+        return 0
+
+    async def sweep(_: FakeDb) -> int:
+        await trio.lowlevel.checkpoint()
+        sweeps.append(trio.current_time())
+        if len(sweeps) == 2:
+            raise Unavailable("connection refused")
+        return 1
+
+    housekeeper = Housekeeper(db, purge=purge, invoice_sweep=sweep, rng=random.Random(1))  # type: ignore[arg-type]
+    with trio.fail_after(10 * 86400):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(housekeeper.run)
+            await trio.sleep(2 * 86400 + 100)
+            nursery.cancel_scope.cancel()
+    assert sweeps[0] == 0 and sweeps[1] == 86400  # at start, then a day later
+    assert 86400 < sweeps[2] < 86400 + 5  # the failed one is retried after a short backoff, not a day
+    assert housekeeper.sweep_failures == 1 and len(sweeps) == 4
