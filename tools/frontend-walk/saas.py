@@ -6,6 +6,7 @@ Labels are its Portuguese/English mix as rendered with the browser's en-US local
 
 from __future__ import annotations
 
+import time
 from urllib.parse import SplitResult
 
 from walk import Walk
@@ -15,13 +16,27 @@ def config_json(api: SplitResult) -> dict[str, str]:
     return {}  # built in: REACT_APP_BACKEND_URL
 
 
+CUSTOMER = "5511987650101"
+CUSTOMER_NAME = "Walk SaaS Customer"
+
+
 def walk(w: Walk, only: set[str] | None) -> None:
-    page = w.page
+    state: dict = {"stamp": time.strftime("%H%M%S")}
     with w.screen("login", settle=False):
         w.submit_login()
     with w.screen("dashboard (where login lands)", core=False):
-        page.wait_for_url(lambda url: "/login" not in url, timeout=10_000)
+        w.page.wait_for_url(lambda url: "/login" not in url, timeout=10_000)
         w.settle()
+    with w.screen("reload stays logged in"):
+        w.goto("/tickets")
+        w.page.reload()
+        w.settle()
+        if "/login" in w.page.url:
+            raise AssertionError("a reload went back to the login page")
+    for name, screen in SCREENS:
+        if only is None or name in only:
+            with w.screen(name):
+                screen(w, state)
     for name, path in VISITS:
         if only is None or name in only:
             with w.screen(name):
@@ -30,11 +45,75 @@ def walk(w: Walk, only: set[str] | None) -> None:
         if only is None or name in only:
             with w.screen(name, core=False):
                 w.goto(path)
+    if only is None or "idle past the token's life" in only:
+        with w.screen("idle past the token's life"):
+            idle_past_token_life(w, state)
 
 
-VISITS = [
-    ("tickets", "/tickets"),
-    ("connections", "/connections"),
+def connections(w: Walk, state: dict) -> None:
+    """Add a connection, see its QR code, pair it from the sandbox API, see it connected live."""
+    page = w.page
+    name = f"Walk SaaS {state['stamp']}"
+    w.goto("/connections")
+    page.get_by_role("button", name="Add WhatsApp").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[name=name]").fill(name)
+    dialog.get_by_role("button", name="Add", exact=True).click()
+    page.get_by_text(name).first.wait_for()
+    connection = w.wait_for(lambda: next((c for c in w.backend("GET", "/whatsapp").json() if c["name"] == name),
+                                         None), what="the new connection")
+    state["whatsappId"] = connection["id"]
+    w.wait_for(lambda: w.backend("GET", f"/whatsapp/{connection['id']}").json()["status"] == "qrcode",
+               what="its QR code")
+    w.backend("POST", f"/sandbox/{connection['id']}/pair", json={})
+    page.get_by_role("button", name="Disconnect").first.wait_for(timeout=20_000)  # CONNECTED, live
+
+
+def tickets_and_chat(w: Walk, state: dict) -> None:
+    """A customer writes: the ticket appears live in the queue tab; accept, send, receive one live."""
+    page = w.page
+    w.goto("/tickets")
+    w.backend("POST", f"/sandbox/{state['whatsappId']}/inbound",
+              json={"from": CUSTOMER, "name": CUSTOMER_NAME, "body": f"Hello SaaS {state['stamp']}"})
+    page.get_by_role("tab", name="Queue").click()
+    page.get_by_text(CUSTOMER_NAME).first.wait_for(timeout=20_000)
+    page.get_by_role("button", name="Accept").first.click()
+    w.settle()
+    page.get_by_text(f"Hello SaaS {state['stamp']}").first.wait_for()
+    box = page.get_by_placeholder("Type a message").first
+    text = f"Reply SaaS {state['stamp']}"
+    box.fill(text)
+    box.press("Enter")
+    page.get_by_text(text).first.wait_for()
+    w.wait_for(lambda: text in w.backend("GET", f"/sandbox/{state['whatsappId']}/outbox").text,
+               what="the reply in the sandbox outbox")
+    live = f"Live SaaS {state['stamp']}"
+    w.backend("POST", f"/sandbox/{state['whatsappId']}/inbound", json={"from": CUSTOMER, "body": live})
+    page.get_by_text(live).first.wait_for(timeout=20_000)
+
+
+def idle_past_token_life(w: Walk, state: dict) -> None:
+    """Wait longer than the access token lives (start zapgate with ACCESS_TOKEN_TTL=60 for this): the frontend
+    refreshes it on the family's 403 and the user stays logged in, the socket too."""
+    page = w.page
+    w.goto("/tickets")
+    w.expect("GET", "/whatsapp", 403)  # the expired token's answer: the frontend refreshes on it (the family's rule)
+    page.wait_for_timeout(75_000)
+    with page.expect_response(lambda r: "/contacts" in r.url and r.request.method == "GET") as listed:
+        w.goto("/contacts")
+    if "/login" in page.url:
+        raise AssertionError("logged out after the access token expired")
+    if listed.value.status != 200:
+        raise AssertionError(f"GET /contacts answered {listed.value.status} after the idle wait")
+
+
+SCREENS = [
+    ("connections", connections),
+    ("tickets and chat", tickets_and_chat),
+]
+
+
+VISITS = [  # served screens visited (their lists load, no failure); the actions above cover the core flows
     ("contacts", "/contacts"),
     ("queues", "/queues"),
     ("users", "/users"),
