@@ -243,6 +243,13 @@ async def test_the_root_namespace_serves_each_token_its_own_company(nursery: tri
             anonymous = await start_client(nursery, node, live_server.url, "", "not-a-jwt", transports="websocket")
             refused = await anonymous.wait_for(lambda line: line["step"] in ("connect_error", "connect"))
             assert refused["step"] == "connect_error"
+            claims = jwt.decode(token, options={"verify_signature": False})
+            expired = jwt.encode({**claims, "exp": int(time.time()) - 10}, live_server.config.jwt_secret,
+                                 algorithm="HS256")
+            late = await start_client(nursery, node, live_server.url, "", expired, transports="websocket")
+            refused = await late.wait_for(lambda line: line["step"] in ("connect_error", "connect"))
+            assert refused["step"] == "connect_error" and "expired" in refused["message"].lower(), refused
+            await late.close()
             for client in (mine, theirs):
                 await client.wait_for(lambda line: line["step"] == "event" and line["name"] == "ready")
                 await client.wait_for(lambda line: line["step"] == "ready")
