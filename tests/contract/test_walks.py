@@ -1,12 +1,14 @@
-"""Every request the ticketz frontend made on its walk (tests/contract/walk_ticketz.json), replayed.
+"""Every request a family frontend made on its walk (tests/contract/walk_<frontend>.json), replayed.
 
 Same method, path, query and body, with the walk's ids replaced by this world's; the answer must succeed
 and carry every field the frontend was shown, wherever that field's parent is present. CI has no frontend
-build: this is what keeps the contract between walks. Re-record with tools/frontend-walk/walk.py --record.
+build: this is what keeps the contract between walks. Re-record with
+`tools/frontend-walk/walk.py [--frontend saas] --record tests/contract/walk_<frontend>.json`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,9 @@ from record import UUID
 
 from tests.contract.conftest import ADMIN_PASSWORD, FRONTEND, World, load_walk
 
-REQUESTS = load_walk("ticketz")
+FRONTENDS = sorted(path.stem.removeprefix("walk_") for path in Path(__file__).parent.glob("walk_*.json"))
+REQUESTS = [(frontend, entry) for frontend in FRONTENDS for entry in load_walk(frontend)]
+assert "ticketz" in FRONTENDS, "tests/contract/walk_ticketz.json is missing"
 UNIQUE_FIELDS = ("email", "number")
 # a query or body key holding an id → which of the world's ids it means
 ID_OF_KEY = {"ticketId": "tickets", "contactId": "contacts", "userId": "me", "queueId": "queue",
@@ -97,8 +101,8 @@ def _resolve(body: Any, path: str) -> list[Any]:
     return values
 
 
-@pytest.mark.parametrize("entry", REQUESTS, ids=[_ident(e) for e in REQUESTS])
-def test_the_frontend_request_answers_what_it_reads(world: World, entry: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("frontend", "entry"), REQUESTS, ids=[f"{f}: {_ident(e)}" for f, e in REQUESTS])
+def test_the_frontend_request_answers_what_it_reads(world: World, frontend: str, entry: dict[str, Any]) -> None:
     method = entry["method"]
     path = fill_path(world, entry["path"], method)
     params = {k: fill_value(world, k, v) for k, v in entry["query"].items()}
