@@ -44,7 +44,7 @@ def fill_path(world: World, template: str, method: str) -> str:
                 parts[index] = str(world.fresh(resource))
             else:
                 key = {"messages": "tickets", "whatsappsession": "whatsapp", "sandbox": "whatsapp",
-                       "companies": "company"}.get(resource, resource)
+                       "companies": "company", "listPlan": "company"}.get(resource, resource)
                 assert key in world.ids, f"no id in the world for /{resource}/:id ({template}): add it"
                 parts[index] = str(world.ids[key])
     return "/".join(parts)

@@ -197,7 +197,7 @@ class Recorder:
 
     def is_expected(self, request: dict[str, Any]) -> bool:
         key = (request["screen"], request["method"], path_template(urlsplit(request["url"]).path), request["status"])
-        return key in self.expected
+        return key in self.expected or (key[0], "*", "*", key[3]) in self.expected
 
     def errors(self, screen: str | None = None) -> list[dict[str, Any]]:
         """Console errors the backend may have caused: not offline noise, not a later feature's 404."""
@@ -307,7 +307,8 @@ class Walk:
             raise AssertionError(f"POST /auth/login answered {answer.value.status}")
 
     def expect(self, method: str, path: str, status: int) -> None:
-        """On the current screen, `method path` failing with `status` is right (e.g. /auth/me after logout)."""
+        """On the current screen, `method path` failing with `status` is right (e.g. /auth/me after logout);
+        `"*", "*"`: any request with that status (an expired token's 403s, which the frontend refreshes on)."""
         self.recorder.expected.add((self.recorder.screen, method, path, status))
 
     def settle(self, timeout: float = 10_000) -> None:
