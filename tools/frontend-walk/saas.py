@@ -113,9 +113,21 @@ def idle_past_token_life(w: Walk, state: dict) -> None:
         raise AssertionError(f"GET /contacts answered {listed.value.status} after the idle wait")
 
 
+def companies_and_plans(w: Walk, state: dict) -> None:
+    """The super admin's tabs of the settings page: companies (with their plans) and plans."""
+    page = w.page
+    w.goto("/settings")
+    for tab, shown in (("Empresas", "Default"), ("Planos", "Unlimited")):
+        page.get_by_role("tab", name=tab).click()
+        w.settle()
+        page.get_by_text(shown, exact=True).locator("visible=true").first.wait_for()
+        page.screenshot(path=str(w.out / f"settings-{tab.lower()}.png"))
+
+
 SCREENS = [
     ("connections", connections),
     ("tickets and chat", tickets_and_chat),
+    ("companies and plans", companies_and_plans),
 ]
 
 
@@ -123,7 +135,6 @@ VISITS = [  # served screens visited (their lists load, no failure); the actions
     ("contacts", "/contacts"),
     ("queues", "/queues"),
     ("users", "/users"),
-    ("settings", "/settings"),
     ("tags", "/tags"),
     ("kanban", "/kanban"),
     ("internal chat", "/chats"),
