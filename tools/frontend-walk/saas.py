@@ -33,18 +33,7 @@ def walk(w: Walk, only: set[str] | None) -> None:
         w.settle()
         if "/login" in w.page.url:
             raise AssertionError("a reload went back to the login page")
-    for name, screen in SCREENS:
-        if only is None or name in only:
-            with w.screen(name):
-                screen(w, state)
-    for name, path in VISITS:
-        if only is None or name in only:
-            with w.screen(name):
-                w.goto(path)
-    for name, path in LATER:
-        if only is None or name in only:
-            with w.screen(name, core=False):
-                w.goto(path)
+    w.run_screens(SCREENS, VISITS, LATER, state, only)
     if only is None or "idle past the token's life" in only:
         with w.screen("idle past the token's life"):
             idle_past_token_life(w, state)

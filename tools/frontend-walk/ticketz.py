@@ -27,18 +27,7 @@ def walk(w: Walk, only: set[str] | None) -> None:
     stamp = time.strftime("%H%M%S")
     state: dict[str, object] = {"stamp": stamp}
     login(w)
-    for name, screen in SCREENS:
-        if only is None or name in only:
-            with w.screen(name):
-                screen(w, state)
-    for name, path in VISITS:
-        if only is None or name in only:
-            with w.screen(name):
-                w.goto(path)
-    for name, path in LATER:
-        if only is None or name in only:
-            with w.screen(name, core=False):
-                w.goto(path)
+    w.run_screens(SCREENS, VISITS, LATER, state, only)
     with w.screen("profile and logout"):  # last: the walk ends logged out
         profile_and_logout(w, state)
 

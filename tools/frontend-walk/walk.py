@@ -306,6 +306,23 @@ class Walk:
         if answer.value.status != 200:
             raise AssertionError(f"POST /auth/login answered {answer.value.status}")
 
+    def run_screens(self, screens: list[tuple[str, Callable[..., None]]], visits: list[tuple[str, str]],
+                    later: list[tuple[str, str]], state: dict[str, Any], only: set[str] | None) -> None:
+        """A frontend script's screens in order: scripted ones, served ones only visited, then the screens of
+        features zapgate lacks (not core). `only`: just these names (besides what the script always does)."""
+        for name, screen in screens:
+            if only is None or name in only:
+                with self.screen(name):
+                    screen(self, state)
+        for name, path in visits:
+            if only is None or name in only:
+                with self.screen(name):
+                    self.goto(path)
+        for name, path in later:
+            if only is None or name in only:
+                with self.screen(name, core=False):
+                    self.goto(path)
+
     def expect(self, method: str, path: str, status: int) -> None:
         """On the current screen, `method path` failing with `status` is right (e.g. /auth/me after logout);
         `"*", "*"`: any request with that status (an expired token's 403s, which the frontend refreshes on)."""
