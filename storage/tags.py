@@ -99,28 +99,24 @@ def _check_found(found: int, tag_ids: Sequence[int]) -> None:
 
 async def set_ticket_tags(db: Database, company_id: int, ticket_id: int, tag_ids: Sequence[int]) -> None:
     """The ticket's tags become exactly `tag_ids`, all of the company or nothing changes (NotFound)."""
-    q = db.q
-
-    def work(conn: psycopg.Connection[Row]) -> None:
-        if conn.execute(q.ticket_lock, {"ticket_id": ticket_id, "company_id": company_id}).fetchone() is None:
-            raise NotFound(f"ticket {ticket_id}")
-        row = conn.execute(q.ticket_tags_set, {"company_id": company_id, "ticket_id": ticket_id,
-                                               "tag_ids": list(tag_ids)}).fetchone()
-        assert row is not None
-        _check_found(row["found"], tag_ids)
-
-    await db.run(work)
+    await _set_tags(db, company_id, "ticket", ticket_id, tag_ids)
 
 
 async def set_contact_tags(db: Database, company_id: int, contact_id: int, tag_ids: Sequence[int]) -> None:
     """The contact's tags become exactly `tag_ids`, all of the company or nothing changes (NotFound)."""
+    await _set_tags(db, company_id, "contact", contact_id, tag_ids)
+
+
+async def _set_tags(db: Database, company_id: int, owner: str, owner_id: int, tag_ids: Sequence[int]) -> None:
+    """One transaction: lock the ticket or contact (`owner`), replace its set, roll back unless every tag is the
+    company's (queries `{owner}_lock` and `{owner}_tags_set`)."""
     q = db.q
+    params = {"company_id": company_id, f"{owner}_id": owner_id}
 
     def work(conn: psycopg.Connection[Row]) -> None:
-        if conn.execute(q.contact_lock, {"contact_id": contact_id, "company_id": company_id}).fetchone() is None:
-            raise NotFound(f"contact {contact_id}")
-        row = conn.execute(q.contact_tags_set, {"company_id": company_id, "contact_id": contact_id,
-                                                "tag_ids": list(tag_ids)}).fetchone()
+        if conn.execute(getattr(q, f"{owner}_lock"), params).fetchone() is None:
+            raise NotFound(f"{owner} {owner_id}")
+        row = conn.execute(getattr(q, f"{owner}_tags_set"), {**params, "tag_ids": list(tag_ids)}).fetchone()
         assert row is not None
         _check_found(row["found"], tag_ids)
 
