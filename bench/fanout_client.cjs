@@ -24,7 +24,9 @@ for (let i = 0; i < sockets; i++) {
   socket.on("connect", () => { if (++connected === sockets) print({ step: "connected" }); });
   socket.on("connect_error", (error) => { failed++; print({ step: "error", message: error.message }); });
   socket.on("company-1-contact", (payload) => {
-    const now = Date.now();
+    // Date.now() truncates to whole milliseconds while the server stamps a fractional one, so a
+    // sub-millisecond delivery could read negative: take the microsecond wall clock instead.
+    const now = performance.timeOrigin + performance.now();
     if (!firstAt) firstAt = now;
     lastAt = now;
     latencies.push(now - payload.t);
