@@ -81,3 +81,8 @@ CREATE TABLE user_ratings (
 );
 CREATE INDEX user_ratings_company_idx ON user_ratings (company_id, created_at DESC);
 CREATE INDEX user_ratings_ticket_idx ON user_ratings (ticket_id);
+
+-- Who sent an automated message (DESIGN §7b: sends by automation carry their sender): NULL for the
+-- contact's and the agents' messages; 'system' for routing (greetings, menus, out of hours, ratings);
+-- later 'flow', 'bot', 'campaign', 'schedule'.
+ALTER TABLE messages ADD COLUMN sent_by text CHECK (sent_by IN ('system', 'flow', 'bot', 'campaign', 'schedule'));
