@@ -39,15 +39,18 @@ import attrs
 import trio
 import trio.lowlevel
 
+from actors import routing
+from actors.automation import rules
 from actors.session import SessionEnded, SessionManager
 from gateway.broker import Broker
 from gateway.registry import Registry
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
 from gateway.whatsapp import transport as wa
-from storage import conversations, settings
-from storage.conversations import ContactIdentity, IncomingRow
+from storage import conversations, settings, timers
+from storage import routing as routing_rows
+from storage.conversations import ContactIdentity, IncomingRow, Reuse
 from storage.db import Database, Row
-from storage.errors import DB_AWAY, Unavailable
+from storage.errors import DB_AWAY, NotFound, Unavailable
 from storage.media import MediaStore
 from storage.writer import GroupCommitWriter
 
@@ -135,6 +138,38 @@ class SendOut:
 @attrs.frozen
 class FlushOutbox:
     ticket_id: int
+
+
+@attrs.frozen
+class TimerFired:
+    """One of the conversation's ticket timers is due (storage.timers; kinds in actors.automation.rules)."""
+
+    timer: timers.Timer
+
+
+@attrs.frozen
+class RoutingProfile:
+    """What a conversation's intake needs to know of its company and connection to decide whether a message
+    needs a routing step at all (cached briefly by the router): most messages, to a ticket an agent serves
+    with no hours or timeouts configured, need none."""
+
+    settings: dict[str, str]
+    has_queues: bool
+    expires_ticket: int
+
+    @property
+    def reopen_minutes(self) -> int:
+        value = self.settings.get("autoReopenTimeout", "0").strip()
+        return int(value) if value.isdigit() else 0
+
+    def routes(self, ticket: Row, created: bool) -> bool:
+        s = self.settings
+        return (created or ticket["status"] == "closed" or bool(ticket.get("chatbot"))
+                or (ticket["status"] == "pending" and ticket.get("queue_id") is None
+                    and ticket.get("user_id") is None and self.has_queues)
+                or s.get("scheduleType", "disabled") != "disabled" or self.expires_ticket > 0
+                or any(s.get(key, "0").strip() not in ("", "0") for key in
+                       ("chatbotTicketTimeout", "noQueueTimeout", "openTicketTimeout")))
 
 
 @attrs.frozen
@@ -321,6 +356,10 @@ class TicketActor:
             await self._on_send(message)
         elif isinstance(message, FlushOutbox):
             self._request_flush(message.ticket_id)
+        elif isinstance(message, TimerFired):
+            outcome = await self._while_unavailable(
+                lambda: self.router.db.run(routing.timer_work(message.timer, self.router.clock)))
+            await self._after_routing(outcome)
         elif isinstance(message, Call):
             try:
                 result: Any = await message.fn(self)
@@ -370,21 +409,27 @@ class TicketActor:
         who = self._identity(event)
         q = router.db.q
         contact, ticket = self.contact, self.ticket
+        automated = not event.from_me and not event.is_group
+        profile = await router.routing_profile(self.company_id, self.whatsapp_id) if automated else None
+        reuse = Reuse(rating_answer=rules.rating_answer(row.body) is not None,
+                      reopen_minutes=profile.reopen_minutes) if profile is not None else None
         # Known contact and active ticket (nearly every message): one statement, batched with other chats'.
         # The first try is made straight (this runs for every message); a database that is away is then
         # waited out, each later try on the slow path (the cached contact and ticket may be stale).
         try:
             result = await router.writer.submit(conversations.intake_write(
                 q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact,
-                ticket=ticket, message=row))
+                ticket=ticket, message=row, reuse=reuse))
         except DB_AWAY as error:
             router.note_unavailable(error)
             result = await self._while_unavailable(lambda: router.writer.submit(conversations.intake_write(
                 q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=None, ticket=None,
-                message=row)))
+                message=row, reuse=reuse)))
         self.contact = result.contact
-        if result.message is None:
-            return  # the same WhatsApp message again: stored once, announced once
+        if result.message is None:  # the same WhatsApp message again: stored once, announced once —
+            if profile is not None:  # and routed once: a crash may have come between its commit and its routing
+                await self._route_stored(event.id, row.body)
+            return
         full = (result.ticket_created or self.ticket is None or self.ticket["id"] != result.ticket["id"]
                 or result.contact_changed)
         try:
@@ -399,6 +444,49 @@ class TicketActor:
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
                                                         "contact": router.presenters.contact(result.contact)})
+        if profile is not None and profile.routes(result.ticket, result.ticket_created):
+            await self._route(result.ticket["id"], result.message["id"], row.body)
+
+    # ── routing (actors/routing.py: one transaction a step; sends through the outbox, after the message) ──
+
+    async def _route(self, ticket_id: int, message_id: int, body: str) -> None:
+        router = self.router
+        outcome = await self._while_unavailable(lambda: router.db.run(routing.route_work(
+            self.company_id, ticket_id, message_id, body, router.clock)))
+        await self._after_routing(outcome)
+
+    async def _route_stored(self, wid: str, body: str) -> None:
+        """A redelivered message: routed now if its routing step did not commit before (it is a no-op if it did)."""
+        db = self.router.db
+        stored = await self._while_unavailable(lambda: db.fetch_one(db.q.message_by_wid, {
+            "whatsapp_id": self.whatsapp_id, "wid": wid, "company_id": self.company_id}))
+        if stored is not None and not stored["from_me"]:
+            await self._route(stored["ticket_id"], stored["id"], body)
+
+    async def _after_routing(self, outcome: routing.Outcome) -> None:
+        """Announce and send what a routing step wrote: the ticket, then its messages in order."""
+        router = self.router
+        for due in outcome.due:
+            if router.scheduler is not None:
+                router.scheduler.nudge(due)
+        if outcome.empty:
+            return
+        ticket_id = outcome.ticket_id or outcome.messages[0]["ticket_id"]
+        await self._while_unavailable(lambda: self.reload(ticket_id))
+        for row in outcome.messages:
+            shown = await self._while_unavailable(
+                lambda row=row: conversations.show_message(router.db, self.company_id, row["id"]))
+            router.publish_message("create", self.company_id, shown, self.ticket)
+        if outcome.messages:
+            self._request_flush(ticket_id)
+
+    async def after_close(self, ticket_id: int) -> Row:
+        """An agent closed the ticket: the rating question if the company asks for ratings, every wait of
+        the ticket stopped; the ticket as it is then (announced)."""
+        outcome = await self.router.db.run(routing.close_work(self.company_id, ticket_id, self.router.clock))
+        await self._after_routing(outcome)
+        return self.ticket if self.ticket is not None and self.ticket["id"] == ticket_id else \
+            await self.reload(ticket_id)
 
     async def _with_quote(self, row: Row) -> Row:
         """A message as announced: one that quotes another is read again with what is shown of the quoted one
@@ -661,6 +749,9 @@ class TicketRouter:
     _left_behind_total: int = 0
     _unavailable_total: int = 0
     _last_unavailable_log: float = -1e9
+    scheduler: Any = None  # actors.scheduler.Scheduler: ticket timers (set by bootstrap)
+    clock: Callable[[], Any] = routing.utc_now  # routing's wall clock (tests move it)
+    _profiles: dict[tuple[int, int], tuple[float, RoutingProfile]] = attrs.field(factory=dict)
 
     async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
         # Ticket actors have restart budgets of their own (RESTART_BUDGET): this one counts only for bugs
@@ -670,6 +761,9 @@ class TicketRouter:
             self._nursery = nursery
             self._supervisor = await nursery.start(supervisor.run)
             nursery.start_soon(self._reap_idle)
+            if self.scheduler is not None:
+                for kind in rules.KINDS:
+                    self.scheduler.register(kind, self.timers_due)
             try:
                 task_status.started(self)
                 await trio.sleep_forever()
@@ -717,6 +811,50 @@ class TicketRouter:
             handle.cancel()
 
     # ── plumbing ──
+
+    async def timers_due(self, due: list[timers.Timer]) -> None:
+        """The scheduler's handler for ticket timers: each to its conversation's actor, which completes it in
+        the transaction of its effect. A ticket that is gone completes nothing: the claim lapses and the
+        scheduler's retries end it."""
+        for timer in due:
+            ticket_id = int(timer.payload.get("ticket_id") or 0)
+            try:
+                ticket = await conversations.show_ticket(self.db, timer.company_id, ticket_id)
+            except NotFound:
+                await self.db.run(lambda conn, timer=timer: timers.complete(conn, timer))
+                continue
+            await self._deliver(timer.company_id, ticket["whatsapp_id"], chat_of_ticket(ticket), TimerFired(timer),
+                                wait=False)
+
+    async def routing_profile(self, company_id: int, whatsapp_id: int) -> RoutingProfile:
+        """The company's routing settings and the connection's queues, cached for SETTINGS_TTL (a database
+        that is away: the last one, or none configured)."""
+        now = trio.current_time()
+        cached = self._profiles.get((company_id, whatsapp_id))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+
+        def read(conn: Any) -> RoutingProfile:
+            keys = (*rules.SETTING_KEYS, "autoReopenTimeout")
+            found = conn.execute("SELECT (SELECT count(*) FROM whatsapp_queues WHERE whatsapp_id = %(w)s "
+                                 "AND company_id = %(c)s) AS queues, (SELECT expires_ticket FROM whatsapps "
+                                 "WHERE id = %(w)s AND company_id = %(c)s) AS expires",
+                                 {"w": whatsapp_id, "c": company_id}).fetchone()
+            return RoutingProfile(routing_rows.read_settings(conn, company_id, keys), bool(found["queues"]),
+                                  int(found["expires"] or 0))
+
+        try:
+            profile = await self.db.run(read)
+        except DB_AWAY as error:
+            self.note_unavailable(error)
+            return cached[1] if cached is not None else RoutingProfile({}, False, 0)
+        self._profiles[(company_id, whatsapp_id)] = (now + SETTINGS_TTL, profile)
+        return profile
+
+    def forget_profiles(self, company_id: int) -> None:
+        """The company changed a setting, a queue or a connection: the next message reads them again."""
+        for key in [key for key in self._profiles if key[0] == company_id]:
+            del self._profiles[key]
 
     async def _ignores_groups(self, company_id: int) -> bool:
         """The company setting CheckMsgIsGroup ("enabled": group messages are ignored), cached briefly."""

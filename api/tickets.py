@@ -306,6 +306,8 @@ async def update_ticket(ticket_id: str) -> Response:
                                               principal.user_id)
         if not changed.wrote:  # already as asked (an accept clicked twice): nothing to announce
             return await conversations.show_ticket(deps.db, principal.company_id, ticket["id"])
+        if "closed" in changed.events:  # the rating question, and the ticket's waits stopped (actors/routing.py)
+            return await actor.after_close(ticket["id"])
         return await actor.reload(ticket["id"])
 
     try:

@@ -86,6 +86,60 @@ def upsert_contact(conn: psycopg.Connection[Row], q: Any, company_id: int, who: 
     return row, bool(row["inserted"] or row["touched"])
 
 
+@attrs.frozen
+class Reuse:
+    """When a contact with no active ticket writes, a closed ticket that takes the message instead of a new
+    one (the ticket actor decides from the company's settings): one waiting for its rating answer (the
+    message may be one: short, a number, `!`), or one closed less than `reopen_minutes` ago (the setting
+    autoReopenTimeout: reopened, pending, for its queue)."""
+    rating_answer: bool = False
+    reopen_minutes: int = 0
+
+
+RATING_WAIT = """
+SELECT * FROM tickets
+WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s AND whatsapp_id = %(whatsapp_id)s
+  AND status = 'closed' AND rating_at IS NOT NULL
+ORDER BY rating_at DESC LIMIT 1
+"""
+NO_ACTIVE = """
+SELECT NOT EXISTS (SELECT 1 FROM tickets WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s
+                   AND whatsapp_id = %(whatsapp_id)s AND status IN ('pending', 'open')) AS none
+"""
+REOPEN_RECENT = """
+UPDATE tickets SET status = 'pending', user_id = NULL, chatbot = false, queue_option_id = NULL, updated_at = now()
+WHERE id = (SELECT id FROM tickets
+            WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s AND whatsapp_id = %(whatsapp_id)s
+              AND status = 'closed' AND updated_at >= now() - make_interval(mins => %(minutes)s)
+            ORDER BY updated_at DESC LIMIT 1)
+RETURNING *
+"""
+
+
+def reuse_closed(conn: psycopg.Connection[Row], q: Any, company_id: int, whatsapp_id: int, contact: Row,
+                 reuse: Reuse) -> tuple[Row, str] | None:
+    """The closed ticket a message goes to instead of a new one (see Reuse), and why: "rating" (left
+    closed: the routing step reads the answer) or "reopened"; None: none applies, or an active ticket exists."""
+    if contact["is_group"] or not (reuse.rating_answer or reuse.reopen_minutes > 0):
+        return None
+    key = {"company_id": company_id, "contact_id": contact["id"], "whatsapp_id": whatsapp_id}
+    none_active = conn.execute(NO_ACTIVE, key).fetchone()
+    if none_active is None or not none_active["none"]:
+        return None
+    if reuse.rating_answer:
+        waiting = conn.execute(RATING_WAIT, key).fetchone()
+        if waiting is not None:
+            return waiting, "rating"
+    if reuse.reopen_minutes > 0:
+        reopened = conn.execute(REOPEN_RECENT, {**key, "minutes": reuse.reopen_minutes}).fetchone()
+        if reopened is not None:
+            conn.execute(q.ticket_event_insert, {"company_id": company_id, "ticket_id": reopened["id"],
+                                                 "kind": "reopened", "user_id": None,
+                                                 "queue_id": reopened["queue_id"], "whatsapp_id": whatsapp_id})
+            return reopened, "reopened"
+    return None
+
+
 def find_or_create_ticket(conn: psycopg.Connection[Row], q: Any, company_id: int, whatsapp_id: int,
                           contact: Row, at: dt.datetime) -> tuple[Row, bool]:
     row = conn.execute(q.ticket_find_or_create, {"company_id": company_id, "contact_id": contact["id"],
@@ -133,15 +187,27 @@ def _counters_params(ticket_id: int, message: IncomingRow) -> dict[str, Any]:
 
 
 def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_id: int,
-           who: ContactIdentity, contact: Row | None, ticket: Row | None, message: IncomingRow) -> Intake:
-    """Store one incoming message: contact, ticket (find or create), the message (once), the ticket's counters."""
+           who: ContactIdentity, contact: Row | None, ticket: Row | None, message: IncomingRow,
+           reuse: Reuse | None = None) -> Intake:
+    """Store one incoming message: contact, ticket (find or create — or a closed one, see Reuse), the message
+    (once), the ticket's counters."""
     contact_changed = False
     if needs_contact_upsert(contact, who):
         contact, contact_changed = upsert_contact(conn, q, company_id, who)
     assert contact is not None
     created = False
     if ticket is None or not is_active(ticket):
-        ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
+        reused = reuse_closed(conn, q, company_id, whatsapp_id, contact, reuse) \
+            if reuse is not None and not message.from_me else None
+        if reused is not None and reused[1] == "rating":
+            ticket = reused[0]
+            stored = conn.execute(q.message_insert, _message_params(company_id, whatsapp_id, ticket["id"],
+                                                                    contact["id"], message)).fetchone()
+            return Intake(contact, contact_changed, ticket, False, stored)  # stays closed: routing reads it
+        if reused is not None:
+            ticket = reused[0]
+        else:
+            ticket, created = find_or_create_ticket(conn, q, company_id, whatsapp_id, contact, message.at)
     stored = conn.execute(q.message_insert, _message_params(company_id, whatsapp_id, ticket["id"], contact["id"],
                                                             message)).fetchone()
     if stored is None:
@@ -156,7 +222,7 @@ def intake(conn: psycopg.Connection[Row], q: Any, *, company_id: int, whatsapp_i
 
 
 def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdentity, contact: Row | None,
-                 ticket: Row | None, message: IncomingRow) -> Batched[Intake] | Write:
+                 ticket: Row | None, message: IncomingRow, reuse: Reuse | None = None) -> Batched[Intake] | Write:
     """The group-commit write that does `intake`, as one batched statement when it can.
 
     When the actor holds the contact (no change to make) and an active ticket — nearly every message of
@@ -167,7 +233,7 @@ def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdent
     """
     def slow(conn: psycopg.Connection[Row]) -> Intake:
         return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=contact,
-                      ticket=ticket, message=message)
+                      ticket=ticket, message=message, reuse=reuse)
 
     if ticket is None or contact is None or not is_active(ticket) or needs_contact_upsert(contact, who):
         return slow
@@ -183,7 +249,7 @@ def intake_write(q: Any, *, company_id: int, whatsapp_id: int, who: ContactIdent
             return Intake(known_contact, False, known_ticket, False, None)  # stored already
         # the ticket was closed (or deleted) behind the actor's back: the message opens a new one
         return intake(conn, q, company_id=company_id, whatsapp_id=whatsapp_id, who=who, contact=known_contact,
-                      ticket=None, message=message)
+                      ticket=None, message=message, reuse=reuse)
 
     return Batched(q.message_intake_active, params, finish, many=partial(intake_many, q))
 
