@@ -139,7 +139,8 @@ def test_one_queue_goes_straight_in_and_no_queue_greets_once() -> None:
 
 def test_out_of_hours_once_per_closed_period() -> None:
     reopens = NOW + dt.timedelta(hours=18)
-    closed = attrs.evolve(ctx(fresh=True), settings=menu.Settings(schedule_type="company", out_of_hours_action="closed"),
+    closed = attrs.evolve(ctx(fresh=True),
+                          settings=menu.Settings(schedule_type="company", out_of_hours_action="closed"),
                           hours=menu.Hours(False, reopens), connection=attrs.evolve(CONNECTION, out_of_hours=""))
     actions = menu.decide(closed, "oi")
     assert sends(actions) == [menu.DEFAULT_OUT_OF_HOURS]
@@ -162,11 +163,10 @@ def test_out_of_hours_leaves_a_served_ticket_alone_while_its_agent_is_online() -
 
 
 def test_queue_hours_are_checked_when_the_queue_is_chosen() -> None:
+    sales = attrs.evolve(SALES, out_of_hours="Vendas fechado")
     context = attrs.evolve(ctx(chatbot=True), settings=menu.Settings(schedule_type="queue"),
                            queue_hours={1: menu.Hours(False, NOW + dt.timedelta(hours=1)), 2: menu.ALWAYS_OPEN},
-                           queues={1: attrs.evolve(SALES, out_of_hours="Vendas fechado"), 2: SUPPORT},
-                           connection=attrs.evolve(CONNECTION, queues=(attrs.evolve(SALES, out_of_hours="Vendas fechado"),
-                                                                       SUPPORT)))
+                           queues={1: sales, 2: SUPPORT}, connection=attrs.evolve(CONNECTION, queues=(sales, SUPPORT)))
     actions = menu.decide(context, "1")
     assert sends(actions) == ["Vendas fechado"]
     assert fields(actions)["queue_id"] == 1 and fields(actions)["status"] == "pending"
