@@ -323,6 +323,8 @@ def timer_work(timer: timers.Timer, clock: Callable[[], dt.datetime] = utc_now
 def _fire(step: Step, setup: routing.Setup, timer: timers.Timer) -> None:
     ticket, kind = step.ticket, timer.kind
     active = ticket["status"] in ("pending", "open")
+    if not rules.still_on(kind, rules.Rules.of(setup.settings, setup.connection)):
+        return  # its rule was turned off after it was armed
     if kind == "ticket.rating":
         if ticket["status"] == "closed" and ticket["rating_at"] is not None:
             step.update({"rating_at": None})

@@ -108,20 +108,28 @@ def waits(ticket: Mapping[str, Any], rules: Rules, now: dt.datetime, *, contact_
     status, active = ticket["status"], ticket["status"] in ("pending", "open")
 
     def minutes(kind: str, count: int, applies: bool) -> None:
-        if applies and count > 0:
-            ops.append(Arm(kind, now + dt.timedelta(minutes=count)))
-        else:
-            ops.append(Disarm(kind))
+        # a rule that is off arms nothing, and disarms nothing either (no statement per message for rules
+        # nobody uses): a timer left from before it was turned off finds it off when it fires, and does nothing
+        if count <= 0:
+            return
+        ops.append(Arm(kind, now + dt.timedelta(minutes=count)) if applies else Disarm(kind))
 
     minutes("ticket.chatbot", rules.chatbot_minutes, active and bool(ticket["chatbot"]))
     minutes("ticket.noqueue", rules.no_queue_minutes,
             status == "pending" and ticket["queue_id"] is None and not ticket["chatbot"] and ticket["user_id"] is None)
     minutes("ticket.open", rules.open_minutes, status == "open")
-    if not active:
-        ops.append(Disarm("ticket.expire"))
-    elif contact_wrote and rules.expire_minutes > 0:
-        ops.append(Arm("ticket.expire", now + dt.timedelta(minutes=rules.expire_minutes)))
+    if rules.expire_minutes > 0:
+        if not active:
+            ops.append(Disarm("ticket.expire"))
+        elif contact_wrote:
+            ops.append(Arm("ticket.expire", now + dt.timedelta(minutes=rules.expire_minutes)))
     return ops
+
+
+def still_on(kind: str, rules: Rules) -> bool:
+    """Whether the rule behind a fired timer is still on (a timer outlives its rule being turned off)."""
+    return {"ticket.chatbot": rules.chatbot_minutes, "ticket.noqueue": rules.no_queue_minutes,
+            "ticket.open": rules.open_minutes, "ticket.expire": rules.expire_minutes}.get(kind, 1) > 0
 
 
 def _minutes(value: str | None, default: int = 0) -> int:

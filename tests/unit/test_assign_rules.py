@@ -45,5 +45,7 @@ def test_waits_follow_the_ticket_state() -> None:
     assert rules.Arm("ticket.open", now + dt.timedelta(minutes=30)) in ops
     assert not any(isinstance(op, rules.Arm) and op.kind == "ticket.expire" for op in ops)
     closed = {**served, "status": "closed"}
-    assert all(isinstance(op, rules.Disarm) for op in rules.waits(closed, configured, now, contact_wrote=True))
-    assert all(isinstance(op, rules.Disarm) for op in rules.waits(in_menu, rules.Rules(), now, contact_wrote=True))
+    ops = rules.waits(closed, configured, now, contact_wrote=True)
+    assert ops and all(isinstance(op, rules.Disarm) for op in ops)
+    assert rules.waits(in_menu, rules.Rules(), now, contact_wrote=True) == []  # rules off: no statements
+    assert not rules.still_on("ticket.expire", rules.Rules()) and rules.still_on("ticket.rating", rules.Rules())
