@@ -1,0 +1,102 @@
+-- Durable timers (storage/timers.py; the table: migrations/0013_timers.sql).
+-- Kept apart from queries.sql: these run on a caller's connection inside its own transaction.
+
+-- name: timer_schedule
+-- Create the key's live timer, or move it: new due_at and payload, pending again, the next generation (a
+-- claim of the previous one can no longer complete), its attempts counted afresh.
+INSERT INTO timers (company_id, kind, key, due_at, payload)
+VALUES (%(company_id)s, %(kind)s, %(key)s, %(due_at)s, %(payload)s)
+ON CONFLICT (company_id, kind, key) WHERE state IN ('pending', 'claimed') DO UPDATE
+SET due_at = excluded.due_at, payload = excluded.payload, state = 'pending', generation = timers.generation + 1,
+    attempts = 0, claimed_at = NULL, last_error = NULL, updated_at = now()
+RETURNING id, company_id, kind, key, due_at, payload, generation, attempts;
+
+-- name: timer_live
+SELECT id, company_id, kind, key, due_at, payload, generation, attempts, state
+FROM timers
+WHERE company_id = %(company_id)s AND kind = %(kind)s AND key = %(key)s AND state IN ('pending', 'claimed');
+
+-- name: timer_cancel
+DELETE FROM timers
+WHERE company_id = %(company_id)s AND kind = %(kind)s AND key = %(key)s AND state IN ('pending', 'claimed')
+RETURNING id;
+
+-- name: timer_complete
+UPDATE timers SET state = 'done', done_at = now(), updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s AND state = 'claimed' AND generation = %(generation)s
+RETURNING id;
+
+-- name: timer_complete_many
+UPDATE timers t SET state = 'done', done_at = now(), updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(company_ids)s::bigint[], %(generations)s::integer[]) AS c (id, company_id, generation)
+WHERE t.id = c.id AND t.company_id = c.company_id AND t.generation = c.generation AND t.state = 'claimed'
+RETURNING t.id;
+
+-- name: timer_fail
+UPDATE timers SET state = 'failed', done_at = now(), last_error = left(%(error)s, 2000), claimed_at = NULL,
+    updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s AND state = 'claimed' AND generation = %(generation)s
+RETURNING id;
+
+-- name: timer_claim_due
+-- The scheduler's claim: the earliest due pending timers of the given kinds (NULL: all), skipping rows
+-- another claim (or a reschedule) holds; each claim counts as an attempt.
+WITH due AS (
+    SELECT id FROM timers
+    WHERE state = 'pending' AND due_at <= %(now)s AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
+    ORDER BY due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE timers t SET state = 'claimed', claimed_at = %(now)s, attempts = t.attempts + 1, updated_at = now()
+FROM due
+WHERE t.id = due.id
+RETURNING t.id, t.company_id, t.kind, t.key, t.due_at, t.payload, t.generation, t.attempts;
+
+-- name: timer_next_due
+-- What the scheduler sleeps for: the next due timer of its kinds, and the oldest claim (its lease's end).
+SELECT (SELECT due_at FROM timers
+        WHERE state = 'pending' AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
+        ORDER BY due_at LIMIT 1) AS next_due_at,
+       (SELECT min(claimed_at) FROM timers WHERE state = 'claimed') AS oldest_claim_at;
+
+-- name: timer_release
+-- Claims handed back (their generation unchanged, so a reschedule meanwhile wins): pending again, due after a
+-- backoff when the claim counts as a failed attempt, failed once `max_attempts` are spent; a claim that does
+-- not count (the database was away, the scheduler stopped) is not an attempt and fires again at once.
+UPDATE timers t
+SET state = CASE WHEN %(counted)s AND t.attempts >= %(max_attempts)s THEN 'failed' ELSE 'pending' END,
+    due_at = CASE WHEN %(counted)s
+                  THEN %(now)s::timestamptz + make_interval(secs => least(%(backoff_max)s::float8,
+                           %(backoff_initial)s::float8 * power(2, greatest(t.attempts - 1, 0))))
+                  ELSE t.due_at END,
+    attempts = CASE WHEN %(counted)s THEN t.attempts ELSE greatest(t.attempts - 1, 0) END,
+    done_at = CASE WHEN %(counted)s AND t.attempts >= %(max_attempts)s THEN now() END,
+    last_error = coalesce(left(%(error)s::text, 2000), t.last_error),
+    claimed_at = NULL,
+    updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(company_ids)s::bigint[], %(generations)s::integer[]) AS c (id, company_id, generation)
+WHERE t.id = c.id AND t.company_id = c.company_id AND t.generation = c.generation AND t.state = 'claimed'
+RETURNING t.id, t.state;
+
+-- name: timer_release_stale
+-- Claims made at or before `before` that nobody completed: pending again (due at once), or failed when
+-- `max_attempts` (NULL: never) are spent.
+UPDATE timers
+SET state = CASE WHEN %(max_attempts)s::integer IS NOT NULL AND attempts >= %(max_attempts)s::integer
+                 THEN 'failed' ELSE 'pending' END,
+    done_at = CASE WHEN %(max_attempts)s::integer IS NOT NULL AND attempts >= %(max_attempts)s::integer
+                   THEN now() END,
+    last_error = coalesce(%(error)s::text, last_error),
+    claimed_at = NULL,
+    updated_at = now()
+WHERE state = 'claimed' AND claimed_at <= %(before)s
+RETURNING id, state;
+
+-- name: timer_count_pending
+SELECT count(*) AS pending FROM timers WHERE state = 'pending';
+
+-- name: timer_prune
+-- Finished timers older than `before`, a slice at a time (the caller repeats while a full slice went).
+DELETE FROM timers
+WHERE id IN (SELECT id FROM timers WHERE state IN ('done', 'failed') AND done_at < %(before)s LIMIT %(limit)s);
