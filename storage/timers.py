@@ -74,9 +74,9 @@ def _aware(when: dt.datetime) -> dt.datetime:
     return when
 
 
-def _ids(timers: Sequence[Timer]) -> dict[str, list[int]]:
-    return {"ids": [t.id for t in timers], "company_ids": [t.company_id for t in timers],
-            "generations": [t.generation for t in timers]}
+def _claims(timers: Sequence[Timer]) -> dict[str, Any]:
+    """A batch's claims as the batch statements take them (storage/timers.sql, timer_complete_many)."""
+    return {"ids": [t.id for t in timers], "claims": Jsonb({str(t.id): [t.company_id, t.generation] for t in timers})}
 
 
 # ─── the owners' side ───────────────────────────────────────────────────────────────────
@@ -115,7 +115,7 @@ def complete_many(conn: psycopg.Connection[Row], timers: Sequence[Timer]) -> set
     """`complete` for a batch in one statement; the ids of those that completed."""
     if not timers:
         return set()
-    return {row["id"] for row in conn.execute(Q.timer_complete_many, _ids(timers)).fetchall()}
+    return {row["id"] for row in conn.execute(Q.timer_complete_many, _claims(timers)).fetchall()}
 
 
 def fail(conn: psycopg.Connection[Row], timer: Timer, error: str) -> None:
@@ -158,7 +158,7 @@ def release(conn: psycopg.Connection[Row], timers: Sequence[Timer], *, now: dt.d
     """
     if not timers:
         return {"pending": 0, "failed": 0}
-    params = {**_ids(timers), "now": _aware(now), "counted": counted, "error": error, "max_attempts": max_attempts,
+    params = {**_claims(timers), "now": _aware(now), "counted": counted, "error": error, "max_attempts": max_attempts,
               "backoff_initial": backoff_initial, "backoff_max": backoff_max}
     states = [row["state"] for row in conn.execute(Q.timer_release, params).fetchall()]
     return {"pending": states.count("pending"), "failed": states.count("failed")}

@@ -22,14 +22,18 @@ WHERE company_id = %(company_id)s AND kind = %(kind)s AND key = %(key)s AND stat
 RETURNING id;
 
 -- name: timer_complete
-UPDATE timers SET state = 'done', done_at = now(), updated_at = now()
+UPDATE timers SET state = 'done', done_at = now(), claimed_at = NULL, updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s AND state = 'claimed' AND generation = %(generation)s
 RETURNING id;
 
 -- name: timer_complete_many
-UPDATE timers t SET state = 'done', done_at = now(), updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(company_ids)s::bigint[], %(generations)s::integer[]) AS c (id, company_id, generation)
-WHERE t.id = c.id AND t.company_id = c.company_id AND t.generation = c.generation AND t.state = 'claimed'
+-- A batch's claims: `ids`, and `claims` = {"<id>": [company_id, generation]}. Found by primary key, checked
+-- against the object: no join for the planner to get wrong (a freshly claimed batch is not in the table's
+-- statistics yet, and a join of it was planned as a nested loop: quadratic in the batch).
+UPDATE timers t SET state = 'done', done_at = now(), claimed_at = NULL, updated_at = now()
+WHERE t.id = ANY(%(ids)s::bigint[]) AND t.state = 'claimed'
+  AND t.company_id = (%(claims)s::jsonb -> t.id::text ->> 0)::bigint
+  AND t.generation = (%(claims)s::jsonb -> t.id::text ->> 1)::integer
 RETURNING t.id;
 
 -- name: timer_fail
@@ -40,25 +44,24 @@ RETURNING id;
 
 -- name: timer_claim_due
 -- The scheduler's claim: the earliest due pending timers of the given kinds (NULL: all), skipping rows
--- another claim (or a reschedule) holds; each claim counts as an attempt.
-WITH due AS (
+-- another claim (or a reschedule) holds; each claim counts as an attempt. The ids as an array, not a join:
+-- a join of a large batch was planned as a hash over the whole table (a sequential scan per claim).
+UPDATE timers SET state = 'claimed', claimed_at = %(now)s, attempts = attempts + 1, updated_at = now()
+WHERE id = ANY (ARRAY (
     SELECT id FROM timers
     WHERE state = 'pending' AND due_at <= %(now)s AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
     ORDER BY due_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE timers t SET state = 'claimed', claimed_at = %(now)s, attempts = t.attempts + 1, updated_at = now()
-FROM due
-WHERE t.id = due.id
-RETURNING t.id, t.company_id, t.kind, t.key, t.due_at, t.payload, t.generation, t.attempts;
+))
+RETURNING id, company_id, kind, key, due_at, payload, generation, attempts;
 
 -- name: timer_next_due
 -- What the scheduler sleeps for: the next due timer of its kinds, and the oldest claim (its lease's end).
 SELECT (SELECT due_at FROM timers
         WHERE state = 'pending' AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
         ORDER BY due_at LIMIT 1) AS next_due_at,
-       (SELECT min(claimed_at) FROM timers WHERE state = 'claimed') AS oldest_claim_at;
+       (SELECT min(claimed_at) FROM timers WHERE claimed_at IS NOT NULL AND state = 'claimed') AS oldest_claim_at;
 
 -- name: timer_release
 -- Claims handed back (their generation unchanged, so a reschedule meanwhile wins): pending again, due after a
@@ -75,8 +78,9 @@ SET state = CASE WHEN %(counted)s AND t.attempts >= %(max_attempts)s THEN 'faile
     last_error = coalesce(left(%(error)s::text, 2000), t.last_error),
     claimed_at = NULL,
     updated_at = now()
-FROM unnest(%(ids)s::bigint[], %(company_ids)s::bigint[], %(generations)s::integer[]) AS c (id, company_id, generation)
-WHERE t.id = c.id AND t.company_id = c.company_id AND t.generation = c.generation AND t.state = 'claimed'
+WHERE t.id = ANY(%(ids)s::bigint[]) AND t.state = 'claimed'
+  AND t.company_id = (%(claims)s::jsonb -> t.id::text ->> 0)::bigint
+  AND t.generation = (%(claims)s::jsonb -> t.id::text ->> 1)::integer
 RETURNING t.id, t.state;
 
 -- name: timer_release_stale
@@ -90,7 +94,7 @@ SET state = CASE WHEN %(max_attempts)s::integer IS NOT NULL AND attempts >= %(ma
     last_error = coalesce(%(error)s::text, last_error),
     claimed_at = NULL,
     updated_at = now()
-WHERE state = 'claimed' AND claimed_at <= %(before)s
+WHERE claimed_at <= %(before)s AND state = 'claimed'
 RETURNING id, state;
 
 -- name: timer_count_pending

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 import trio
@@ -337,6 +338,20 @@ async def test_cancelling_the_scheduler_mid_claim_leaves_no_stuck_claims(
             nursery.cancel_scope.cancel()
     assert len({timer.id for timer in handler.effects}) == count  # each effect committed once
     assert states(database_url) == {"done": count}
+
+
+async def test_a_completion_counts_once_and_only_for_its_company_and_generation(db: Database, company: int) -> None:
+    other = await db.fetch_value("INSERT INTO companies (name) VALUES ('Other') RETURNING id")
+    for key in ("a", "b", "c"):
+        await schedule(db, company, key, later(0))
+    claims = await db.run(lambda conn: timers.claim_due(conn, now=now(), limit=10))
+    assert [t.key for t in claims] == ["a", "b", "c"] and {t.attempts for t in claims} == {1}
+    forged = [attrs.evolve(claims[0], company_id=other), attrs.evolve(claims[1], generation=claims[1].generation + 1)]
+    assert await db.run(lambda conn: timers.complete_many(conn, forged)) == set()
+    assert await db.run(lambda conn: timers.complete(conn, forged[0])) is False
+    assert await db.run(lambda conn: timers.complete_many(conn, claims)) == {t.id for t in claims}
+    assert await db.run(lambda conn: timers.complete_many(conn, claims)) == set()  # once
+    assert await db.run(lambda conn: timers.complete(conn, claims[2])) is False
 
 
 async def test_finished_timers_are_pruned_after_a_week(db: Database, company: int, database_url: str) -> None:
