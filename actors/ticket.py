@@ -736,6 +736,7 @@ class TicketRouter:
     idle_timeout: float = IDLE_TIMEOUT
     max_alive: int = MAX_ALIVE
     ask_timeout: float = ASK_TIMEOUT
+    scheduler: Any = None  # actors.scheduler.Scheduler, set by the composition root (durable timers)
     registry: Registry[Key, TicketHandle] = attrs.field(factory=Registry)
     _supervisor: SupervisorHandle | None = None
     _nursery: trio.Nursery | None = None

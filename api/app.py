@@ -16,6 +16,7 @@ import attrs
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from actors.scheduler import Scheduler
 from actors.session import SessionManager
 from actors.ticket import TicketRouter
 from api import auth as auth_module
@@ -61,6 +62,7 @@ class Deps:
     sandbox: SandboxNetwork | None = None
     realtime: RealtimeServer | None = None
     presence: Presence | None = None  # who is online, by their sockets (None: no realtime server)
+    scheduler: Scheduler | None = None  # durable timers (actors/scheduler.py)
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
     # the super admin's public files (logos, announcements' images), served at /public
     public_files: MediaStore = attrs.field(

@@ -3,7 +3,7 @@
     serve(config)
     └─ root nursery
        ├─ signal watcher        SIGTERM/SIGINT → graceful shutdown (a second signal: immediate)
-       ├─ root Supervisor       writer, tickets, sessions, realtime, housekeeping (its budget is for bugs)
+       ├─ root Supervisor       writer, scheduler, tickets, sessions, realtime, housekeeping (its budget is for bugs)
        └─ hypercorn            api.create_app(deps); drains in-flight requests on shutdown
 
 Shutdown runs in dependency order, each step bounded, all within GRACEFUL_TIMEOUT + 1 s (`stop_in_order`):
@@ -36,6 +36,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
 
+from actors.scheduler import Scheduler
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
 from api import present, present_tickets
@@ -54,7 +55,7 @@ from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
-from storage import companies, invoices, migrate, plans, users
+from storage import companies, invoices, migrate, plans, timers, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
@@ -251,6 +252,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                            presenters=Presenters(ticket=present_tickets.ticket, message=messages,
                                                  contact=present_contact))
     sessions.inbound = tickets.inbound
+    scheduler = Scheduler(db)  # durable timers; their owners register a handler per kind
+    tickets.scheduler = scheduler
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -265,8 +268,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     root = Supervisor("root", children=[
         *bridge,
         ChildSpec("housekeeper", Housekeeper(db, invoice_sweep=partial(
-            invoices.create_due_invoices, days_ahead=config.invoice_days_ahead)).run, RestartPolicy.PERMANENT),
+            invoices.create_due_invoices, days_ahead=config.invoice_days_ahead),
+            prune_timers=timers.prune_finished).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
+        ChildSpec("scheduler", scheduler.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
@@ -279,8 +284,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime, presence=presence, public_files=public_files,
+                    scheduler=scheduler,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
+                                    "scheduler": scheduler.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)
@@ -303,6 +310,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         await shutdown.wait()
         realtime.stop()  # every realtime client is told now (a waiting poll is a request in flight) and reconnects
         nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout + 1  # the last resort
+        with contextlib.suppress(KeyError):  # timers are intake too: none delivered while conversations drain
+            supervisor.terminate_child("scheduler")  # (it hands its claims back; the next start fires them)
         await stop_in_order(config.graceful_timeout, sessions=sessions, tickets=tickets, writer=writer,
                             front_stopped=front_stopped)
         supervisor.cancel()

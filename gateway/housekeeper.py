@@ -4,7 +4,8 @@ Two loops, both riding out a database that is away (STYLE 7a): a storage error i
 and the work is tried again after a short backoff (doubling, capped, jittered) — never a crash, so the
 root supervisor's restart budget stays for bugs.
 
-- Every `period` (an hour): purge expired and revoked logins.
+- Every `period` (an hour): purge expired and revoked logins; and, when given `prune_timers`, delete the
+  durable timers done or failed more than a week ago (storage/timers.py).
 - Every `sweep_period` (a day), when given an `invoice_sweep`: create the invoices of the companies whose
   due date is near (storage/invoices.py; idempotent, so a restart that runs it again adds nothing).
 - Every `watch_period` (`watch_period_down` while the database is marked down): probe the database
@@ -42,7 +43,9 @@ class Housekeeper:
                  purge: Callable[[Database], Awaitable[int]] = users.purge_logins,
                  watch_period: float = WATCH_PERIOD, watch_period_down: float = WATCH_PERIOD_DOWN,
                  invoice_sweep: Callable[[Database], Awaitable[int]] | None = None,
-                 sweep_period: float = SWEEP_PERIOD, rng: random.Random | None = None) -> None:
+                 sweep_period: float = SWEEP_PERIOD,
+                 prune_timers: Callable[[Database], Awaitable[int]] | None = None,
+                 rng: random.Random | None = None) -> None:
         self.db = db
         self.period = period
         self.purge = purge
@@ -50,9 +53,11 @@ class Housekeeper:
         self.watch_period_down = watch_period_down
         self.invoice_sweep = invoice_sweep
         self.sweep_period = sweep_period
+        self.prune_timers = prune_timers
         self.rng = rng or random.Random()
         self.purge_failures = 0  # failed purges (each retried)
         self.sweep_failures = 0  # failed invoice sweeps (each retried)
+        self.timers_failures = 0  # failed prunes of finished timers (each retried)
 
     async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -61,6 +66,9 @@ class Housekeeper:
             if self.invoice_sweep is not None:
                 nursery.start_soon(self._periodic, self.invoice_sweep, self.sweep_period, "sweep",
                                    "created invoices", "creating invoices failed; retrying")
+            if self.prune_timers is not None:
+                nursery.start_soon(self._periodic, self.prune_timers, self.period, "timers", "pruned finished timers",
+                                   "pruning finished timers failed; retrying")
             nursery.start_soon(self._watch_database)
             task_status.started(None)
 

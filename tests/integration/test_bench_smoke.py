@@ -28,6 +28,7 @@ FIGURES = {
     "memory": ["kib_per_ticket_actor", "kib_per_session"],
     "fanout": ["deliveries_per_s", "p50_ms", "p99_ms"],
     "tags": [f"{case}.p50_ms" for case in ("unfiltered", "rare", "common", "both", "contact", "open_common")],
+    "timers": ["timers_per_s", "lateness_p50_ms", "lateness_p99_ms", "raw_update_per_s", "sql_ceiling_per_s"],
 }
 
 
@@ -65,4 +66,6 @@ async def test_the_benchmark_runs_and_reports_its_figures(name: str, pg_server_u
         assert isinstance(document["kib_per_socket"], int | float)
     if name == "fanout":
         assert document["received"] == document["expected"] > 0
+    if name == "timers":  # every timer fired, none twice
+        assert document["not_done"] == 0 and document["fired_twice"] == 0
     assert "[bench." in stderr  # progress is shown while it runs
