@@ -41,7 +41,7 @@ async def ticket_of(server: Server, number: str = CUSTOMER) -> dict[str, Any]:
     rows = await trio.to_thread.run_sync(server.sql, (
         "SELECT row_to_json(t) FROM tickets t JOIN contacts c ON c.id = t.contact_id WHERE c.number = %s "
         "ORDER BY t.id DESC LIMIT 1"), (number,))
-    return rows[0][0]
+    return rows[0][0] if rows else {}
 
 
 async def make_queue(api: Api, token: str, name: str, **fields: Any) -> int:
