@@ -39,8 +39,8 @@ Control calls raise :class:`SandboxError` (with an ``ERR_SANDBOX_…`` code) whe
 Transport commands raise the transport's errors: ``NotConnected``, ``SendFailed``, ``TransportError``.
 
 This module is the network and its control calls. Next to it: ``sandbox_state.py`` (what the network
-keeps per connection and per run, :class:`SandboxError`, and ``NetworkParts``, what the transport and
-the messages see of the network), ``sandbox_transport.py`` (:class:`SandboxTransport`, one
+keeps per connection and per run, and :class:`SandboxError`), ``sandbox_parts.py`` (what the transport
+and the messages see of the network), ``sandbox_transport.py`` (:class:`SandboxTransport`, one
 connection), ``sandbox_messages.py`` (WhatsApp's numbers, JIDs, ids and media, and building a
 contact's message from ``inbound``'s arguments), ``sandbox_outbox.py`` (what was sent) and
 ``sandbox_journal.py`` (the file that outlives the process). None of them imports this one.

@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gateway.whatsapp.sandbox_state import NetworkParts, SandboxError, _Line
+from gateway.whatsapp.sandbox_parts import NetworkParts
+from gateway.whatsapp.sandbox_state import SandboxError, _Line
 from gateway.whatsapp.transport import InboundMessage, MediaRef, MessageKind
 
 MEDIA_MAX_BYTES_EACH = 100 * 1024 * 1024

@@ -9,24 +9,19 @@ not here: the network's outbox store holds it (``sandbox_outbox.py``). A `_Run` 
 why it ends (`_Ending`). Every structure is bounded by the constants below. Plain trio state, changed
 only from trio tasks (no threads, no locks). `SandboxError` is what the network's control calls raise.
 What must survive a restart is also written to the journal (``sandbox_journal.py``) by the network;
-this module only holds memory. `NetworkParts` is what the transport and the messages module use of the
-network (so that neither imports it).
+this module only holds memory.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-import random
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal
 
 import attrs
 import trio
 
 from gateway.whatsapp.transport import Ack, Event, InboundMessage, Receipt
-
-if TYPE_CHECKING:
-    from gateway.whatsapp.sandbox_outbox import OutboxStore
 
 QUEUE_MAX = 100_000  # events queued + delivered and not settled (inbound beyond it: ERR_SANDBOX_QUEUE_FULL)
 DELIVERED_HISTORY = 1_000  # delivered inbound messages kept for `redeliver` (settled or not)
@@ -189,24 +184,3 @@ class _Line:
             _, dropped = self.media.popitem(last=False)
             self.media_bytes -= len(dropped)
 
-
-class NetworkParts(Protocol):
-    """What `SandboxTransport` and `build_inbound` use of `SandboxNetwork` (its internals, by name)."""
-
-    _rng: random.Random
-    _qr_interval: float
-    _lines: dict[int, _Line]
-    _phones: dict[str, str]
-    _outbox: OutboxStore
-
-    def _line(self, connection_id: int) -> _Line: ...
-    def _set_unlink(self, line: _Line, ending: _Ending | None) -> None: ...
-    def _latency_of(self, line: _Line) -> float: ...
-    def _new_id(self, *, ours: bool) -> str: ...
-    def _new_pairing_code(self) -> str: ...
-    def _lid_of(self, phone: str) -> str: ...
-    def _link_lid(self, phone: str, lid: str) -> None: ...
-    def _schedule_receipts(self, line: _Line, message_id: str) -> None: ...
-    async def _release_due(self, line: _Line) -> None: ...
-    def _settles_waiting(self) -> bool: ...
-    def _flush_settled(self) -> None: ...

@@ -24,7 +24,8 @@ import trio
 from gateway.whatsapp.sandbox_journal import SETTLE_FLUSH_INTERVAL
 from gateway.whatsapp.sandbox_messages import _DEFAULT_MIMETYPES, MESSAGE_ID, _now, phone_digits
 from gateway.whatsapp.sandbox_outbox import TargetChange
-from gateway.whatsapp.sandbox_state import NetworkParts, SandboxError, _Ending, _Line, _Run
+from gateway.whatsapp.sandbox_parts import NetworkParts
+from gateway.whatsapp.sandbox_state import SandboxError, _Ending, _Line, _Run
 from gateway.whatsapp.transport import (
     Command,
     Connected,
