@@ -310,7 +310,7 @@ RETURNING *
 
 -- name: sandbox_outbox_put
 -- A new message, or a retry of one that failed (it replaces it, last in order). Nothing returned: the id
--- was accepted meanwhile (sandbox_outbox_repeat then counts this send).
+-- was accepted before (sandbox_outbox_repeat then counts this send).
 INSERT INTO sandbox_outbox (connection_id, message_id, recipient, kind, body, caption, filename, mimetype, size,
                             quoted_id, target_id, emoji, ack, error, sent_at)
 VALUES (%(connection_id)s, %(message_id)s, %(recipient)s, %(kind)s, %(body)s, %(caption)s, %(filename)s,

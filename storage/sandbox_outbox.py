@@ -19,36 +19,29 @@ COLUMNS = ("recipient", "kind", "body", "caption", "filename", "mimetype", "size
            "emoji", "ack", "error", "sent_at")  # what a send writes (sandbox_outbox_put)
 
 
-async def accept(db: Database, connection_id: int, row: Mapping[str, Any], *, idempotent: bool,
+async def accept(db: Database, connection_id: int, row: Mapping[str, Any], *,
                  target: Mapping[str, Any] | None = None, keep: int | None = None) -> Row | None:
     """Record a send (`row`: `message_id` and COLUMNS), committed when this returns; None, or the row
-    already accepted under its id (`idempotent` sends only), which counts the send as a duplicate and
-    changes nothing else.
+    accepted under its id before (not failed), which counts the send as a duplicate and changes nothing else.
 
     `target`: the change an edit, revoke or reaction makes to its message (sandbox_outbox_change_target's
     parameters but the connection's), applied with the send. `keep`: then drop all but the connection's
-    newest `keep` messages."""
+    newest `keep` messages. A new message alone is one statement (no transaction around it)."""
     q = db.q
     params = {"connection_id": connection_id, "message_id": row["message_id"], **{c: row[c] for c in COLUMNS}}
 
     def work(conn: psycopg.Connection[Row]) -> Row | None:
-        repeat = idempotent
-        while True:
-            if repeat:
-                first = conn.execute(q.sandbox_outbox_repeat, params).fetchone()
-                if first is not None:
-                    return first
-            if conn.execute(q.sandbox_outbox_put, params).fetchone() is not None:
-                break
-            # the id was accepted between the two statements (or is, not failed, without `idempotent`)
-            repeat = True
+        while conn.execute(q.sandbox_outbox_put, params).fetchone() is None:  # held, not failed:
+            first = conn.execute(q.sandbox_outbox_repeat, params).fetchone()
+            if first is not None:  # (unless it went meanwhile: a connection's oldest are trimmed)
+                return first
         if target is not None:
             conn.execute(q.sandbox_outbox_change_target, {**target, "connection_id": connection_id})
         if keep is not None:
             conn.execute(q.sandbox_outbox_prune, {"connection_id": connection_id, "offset": max(keep - 1, 0)})
         return None
 
-    return await db.run(work)
+    return await (db.run(work) if target is not None or keep is not None else db.read(work))
 
 
 async def sent(db: Database, connection_id: int, *, message_id: str | None = None, limit: int = 10_000) -> list[Row]:

@@ -70,11 +70,9 @@ class OutboxStore(Protocol):
 
     durable: bool  # outlives the process
 
-    async def accept(self, connection_id: int, entry: Entry, *, idempotent: bool,
-                     target: TargetChange | None = None) -> Entry | None:
+    async def accept(self, connection_id: int, entry: Entry, *, target: TargetChange | None = None) -> Entry | None:
         """Record a send (with the change it makes to its target); None, or the entry accepted under its id
-        before, which counts the send as a duplicate and changes nothing else. `idempotent`: the caller
-        chose the id (only then can it have been accepted before)."""
+        before (and not failed), which counts the send as a duplicate and changes nothing else."""
         ...
 
     async def entries(self, connection_id: int, *, message_id: str | None = None) -> list[Entry]:
@@ -113,8 +111,7 @@ class MemoryOutbox:
     def __init__(self) -> None:
         self._boxes: dict[int, collections.OrderedDict[str, Entry]] = {}
 
-    async def accept(self, connection_id: int, entry: Entry, *, idempotent: bool,
-                     target: TargetChange | None = None) -> Entry | None:
+    async def accept(self, connection_id: int, entry: Entry, *, target: TargetChange | None = None) -> Entry | None:
         await trio.lowlevel.checkpoint()  # like a database call: cancellable before, atomic after
         box = self._boxes.setdefault(connection_id, collections.OrderedDict())
         first = box.get(entry["id"])
@@ -189,15 +186,14 @@ class DatabaseOutbox:
         self._db = db
         self._since_trim: dict[int, int] = {}  # connection id → sends since its outbox was last trimmed
 
-    async def accept(self, connection_id: int, entry: Entry, *, idempotent: bool,
-                     target: TargetChange | None = None) -> Entry | None:
+    async def accept(self, connection_id: int, entry: Entry, *, target: TargetChange | None = None) -> Entry | None:
         since = self._since_trim.get(connection_id, PRUNE_EVERY - 1) + 1  # the first send of a run trims
         change = None if target is None else {"target_id": target.target_id, "edit": target.edit,
                                               "body": target.body, "revoke": target.revoke,
                                               "react": target.react, "reaction": target.reaction}
         with _outbox_errors():
-            first = await rows.accept(self._db, connection_id, _row_of(entry), idempotent=idempotent,
-                                      target=change, keep=OUTBOX_MAX if since >= PRUNE_EVERY else None)
+            first = await rows.accept(self._db, connection_id, _row_of(entry), target=change,
+                                      keep=OUTBOX_MAX if since >= PRUNE_EVERY else None)
         self._since_trim[connection_id] = 0 if since >= PRUNE_EVERY else since
         return None if first is None else _entry_of(first)
 

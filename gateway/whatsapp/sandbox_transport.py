@@ -212,8 +212,7 @@ class SandboxTransport:
         conn = self._connected()  # still connected after the latency?
         network = self._network
         message_id, now = network._new_id(ours=True), _now()
-        chosen = isinstance(command, SendText | SendMedia) and command.id is not None
-        if chosen:
+        if isinstance(command, SendText | SendMedia) and command.id is not None:  # chosen by the sender
             if not isinstance(command.id, str) or not MESSAGE_ID.fullmatch(command.id):
                 raise SendFailed(f"sandbox: invalid message id {command.id!r}")
             message_id = command.id
@@ -256,8 +255,7 @@ class SandboxTransport:
         if error is not None:
             entry.update(ack="failed", error=error)
         try:  # in the outbox (committed) before anyone hears of it
-            first = await network._outbox.accept(line.connection_id, entry, idempotent=chosen,
-                                                 target=target if error is None else None)
+            first = await network._outbox.accept(line.connection_id, entry, target=target if error is None else None)
         except BaseException as exc:
             if injected:
                 line.send_failures += 1  # not used up: this send never got to WhatsApp

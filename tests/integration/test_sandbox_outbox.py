@@ -38,24 +38,24 @@ async def test_one_row_per_message_id_with_its_repeats_counted(api: Api, server:
         wid = (await create_sandbox(api, token))["id"]
         store = DatabaseOutbox(server.db)
 
-        assert await store.accept(wid, entry("3EB0A"), idempotent=True) is None
-        first = await store.accept(wid, entry("3EB0A", "olá de novo", second=9), idempotent=True)
+        assert await store.accept(wid, entry("3EB0A")) is None
+        first = await store.accept(wid, entry("3EB0A", "olá de novo", second=9))
         assert first is not None and (first["body"], first["timestamp"]) == ("olá", "2026-03-01T12:00:05+00:00")
         assert (first["attempts"], first["duplicates"]) == (2, 1)
         # a send WhatsApp refused is kept as failed; its retry under the id replaces it (last), not a duplicate
-        await store.accept(wid, entry("3EB0F", ack="failed", error="rate-overlimit"), idempotent=True)
-        await store.accept(wid, entry("3EB0B", "outra"), idempotent=False)
-        assert await store.accept(wid, entry("3EB0F", "de novo"), idempotent=True) is None
+        await store.accept(wid, entry("3EB0F", ack="failed", error="rate-overlimit"))
+        await store.accept(wid, entry("3EB0B", "outra"))
+        assert await store.accept(wid, entry("3EB0F", "de novo")) is None
         assert counts(server) == [("3EB0A", "sent", 2, 1), ("3EB0B", "sent", 1, 0), ("3EB0F", "sent", 2, 0)]
 
         # what an edit, a reaction and a revoke do to their message (and nothing to one never sent)
-        await store.accept(wid, entry("3EB0E", "olá!", kind="edit", target_id="3EB0A"), idempotent=False,
+        await store.accept(wid, entry("3EB0E", "olá!", kind="edit", target_id="3EB0A"),
                            target=TargetChange("3EB0A", edit=True, body="olá!"))
         await store.accept(wid, entry("3EB0R", None, kind="reaction", target_id="3EB0B", emoji="👍"),
-                           idempotent=False, target=TargetChange("3EB0B", react=True, reaction="👍"))
-        await store.accept(wid, entry("3EB0D", None, kind="revoke", target_id="3EB0B"), idempotent=False,
+                           target=TargetChange("3EB0B", react=True, reaction="👍"))
+        await store.accept(wid, entry("3EB0D", None, kind="revoke", target_id="3EB0B"),
                            target=TargetChange("3EB0B", revoke=True))
-        await store.accept(wid, entry("3EB0X", None, kind="revoke", target_id="3EB0NONE"), idempotent=False,
+        await store.accept(wid, entry("3EB0X", None, kind="revoke", target_id="3EB0NONE"),
                            target=TargetChange("3EB0NONE", revoke=True))
         listed = {e["id"]: e for e in await store.entries(wid)}
         assert (listed["3EB0A"]["body"], listed["3EB0A"]["edited"]) == ("olá!", True)
@@ -63,7 +63,7 @@ async def test_one_row_per_message_id_with_its_repeats_counted(api: Api, server:
         assert listed["3EB0R"]["emoji"] == "👍" and listed["3EB0E"]["target_id"] == "3EB0A"
 
         # acks only go up, never on a failed send; receipts are still due for what is not read
-        await store.accept(wid, entry("3EB0FAILED", ack="failed", error="no"), idempotent=True)
+        await store.accept(wid, entry("3EB0FAILED", ack="failed", error="no"))
         await store.raise_acks(wid, {"3EB0A": "read", "3EB0B": "delivered", "3EB0FAILED": "read"})
         await store.raise_acks(wid, {"3EB0A": "delivered"})
         known = await store.acks(wid, ["3EB0A", "3EB0B", "3EB0FAILED", "3EB0NONE"])
@@ -95,7 +95,7 @@ async def test_another_companys_connection_shows_no_outbox(api: Api, server: Ser
     with trio.fail_after(TIMEOUT):
         token = await api.admin_token()
         wid = (await create_sandbox(api, token))["id"]
-        await DatabaseOutbox(server.db).accept(wid, entry("3EB0MINE"), idempotent=True)
+        await DatabaseOutbox(server.db).accept(wid, entry("3EB0MINE"))
         other = await api.create_company(token, "Outra", "outra@zapgate.test", "outra-pass-1")
         other_token = await api.login("outra@zapgate.test", "outra-pass-1")
         assert other["id"] != server.sql("SELECT company_id FROM whatsapps WHERE id = %s", (wid,))[0][0]
@@ -112,9 +112,9 @@ async def test_each_connection_keeps_its_newest_messages(api: Api, server: Serve
         wid = (await create_sandbox(api, token))["id"]
         other = (await create_sandbox(api, token, name="Sandbox 2"))["id"]
         store = DatabaseOutbox(server.db)
-        await store.accept(other, entry("3EB0OTHER"), idempotent=True)
+        await store.accept(other, entry("3EB0OTHER"))
         for n in range(7):
-            await store.accept(wid, entry(f"3EB0{n}"), idempotent=True)
+            await store.accept(wid, entry(f"3EB0{n}"))
         assert [e["id"] for e in await store.entries(wid)] == ["3EB04", "3EB05", "3EB06"]
         kept = server.sql("SELECT count(*) FROM sandbox_outbox WHERE connection_id = %s", (wid,))[0][0]
         assert 3 <= kept <= 3 + 2  # trimmed every PRUNE_EVERY sends
