@@ -1,7 +1,9 @@
 """`/sandbox/:whatsappId/…`: drive the simulated WhatsApp network of a sandbox connection.
 
 For company admins, on connections whose channel is `sandbox` (others: 400). Registered only when
-the sandbox is enabled (ZAPGATE_SANDBOX, on by default).
+the sandbox is enabled (ZAPGATE_SANDBOX, on by default). `GET /sandbox/:id/outbox` is what WhatsApp
+accepted, once per message id, with `attempts` and `duplicates`: how tests count sends
+(`?messageId=` for one message).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import binascii
 import datetime as dt
 from typing import Any
 
-from quart import Blueprint, Response, current_app, jsonify
+from quart import Blueprint, Response, current_app, jsonify, request
 
 from api.app import Deps, deps_of
 from api.auth import current, require_admin
 from api.errors import ApiError, BadRequest
 from api.validation import Field, check_field, json_body, path_id, validate
 from gateway.whatsapp.sandbox import SandboxError, SandboxNetwork, phone_digits
+from gateway.whatsapp.sandbox_messages import MESSAGE_ID
 from storage import whatsapps
 
 blueprint = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -37,7 +40,7 @@ MEDIA = {
     "filename": Field("str", nullable=True, max_len=255),
     "base64": Field("str", required=True, max_len=2**31, strip=False),
 }
-FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency")
+FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer")
 
 
 async def _sandbox_connection(raw_id: str) -> tuple[Deps, SandboxNetwork, dict[str, Any]]:
@@ -53,7 +56,7 @@ async def _sandbox_connection(raw_id: str) -> tuple[Deps, SandboxNetwork, dict[s
 
 # Refusals of the network that are bad input: 400, naming the field to blame (None: no single one).
 # The network holding as many events as it may (queued or not yet settled): 429, retry later; its
-# journal failing: 503. The others are about the connection's state (not showing a QR, not paired): 409.
+# journal or its outbox failing: 503. The others are about the connection's state (not showing a QR, not paired): 409.
 _BAD_INPUT: dict[str, str | None] = {
     "ERR_SANDBOX_BAD_SENDER": "from", "ERR_SANDBOX_BAD_ID": "id", "ERR_SANDBOX_BAD_GROUP": "group.id",
     "ERR_SANDBOX_BAD_TIMESTAMP": "timestamp", "ERR_SANDBOX_BAD_MEDIA": "media", "ERR_SANDBOX_BAD_MESSAGE": None,
@@ -70,7 +73,7 @@ def _sandbox_error(error: SandboxError, *, field: str | None = None) -> ApiError
         return BadRequest(str(error), code=code, field=field or _BAD_INPUT[code])
     if code == "ERR_SANDBOX_QUEUE_FULL":
         return ApiError(str(error), code=code, status=429, headers={"Retry-After": "1"})
-    if code == "ERR_SANDBOX_JOURNAL":
+    if code in ("ERR_SANDBOX_JOURNAL", "ERR_SANDBOX_OUTBOX"):
         return ApiError(str(error), code=code, status=503, headers={"Retry-After": "5"})
     return ApiError(str(error), code=code, status=409)
 
@@ -112,7 +115,11 @@ def _timestamp(value: Any) -> dt.datetime | None:
 @blueprint.get("/<whatsapp_id>")
 async def state(whatsapp_id: str) -> Response:
     _, sandbox, row = await _sandbox_connection(whatsapp_id)
-    return jsonify(sandbox.state(row["id"]))
+    try:
+        sent = await sandbox.sent_count(row["id"])
+    except SandboxError as error:
+        raise _sandbox_error(error) from None
+    return jsonify({**sandbox.state(row["id"]), "sent": sent})
 
 
 @blueprint.post("/<whatsapp_id>/pair")
@@ -173,8 +180,16 @@ async def inbound(whatsapp_id: str) -> Response:
 
 @blueprint.get("/<whatsapp_id>/outbox")
 async def outbox(whatsapp_id: str) -> Response:
+    """What WhatsApp accepted through the connection, oldest first, each message id once (`attempts`: the sends
+    that carried it; `duplicates`: those repeating it after it was accepted). `?messageId=`: that one ([] or 1)."""
     _, sandbox, row = await _sandbox_connection(whatsapp_id)
-    return jsonify(sandbox.outbox(row["id"]))
+    message_id = request.args.get("messageId")
+    if message_id is not None and not MESSAGE_ID.fullmatch(message_id):
+        raise BadRequest("messageId: must be 1-128 letters, digits or ._:-", code="ERR_VALIDATION", field="messageId")
+    try:
+        return jsonify(await sandbox.outbox(row["id"], message_id=message_id))
+    except SandboxError as error:
+        raise _sandbox_error(error) from None
 
 
 @blueprint.post("/<whatsapp_id>/ack")
@@ -183,7 +198,7 @@ async def ack(whatsapp_id: str) -> Response:
     data = validate(await json_body(), {"id": Field("str", required=True, max_len=128),
                                         "ack": Field("str", required=True, choices=("delivered", "read"))})
     try:
-        sandbox.ack(row["id"], data["id"], data["ack"])
+        await sandbox.ack(row["id"], data["id"], data["ack"])
     except SandboxError as error:
         raise _sandbox_error(error) from None
     return jsonify({"id": data["id"], "ack": data["ack"]})
@@ -202,7 +217,7 @@ async def fault(whatsapp_id: str) -> Response:
             params["count"] = check_field("count", raw["count"], Field("int", minimum=1, maximum=100_000))
         if "reason" in raw:
             params["reason"] = check_field("reason", raw["reason"], Field("str", max_len=500))
-    if kind == "latency":
+    if kind in ("latency", "slow_answer"):
         seconds = raw.get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
             raise BadRequest("seconds: must be a number between 0 and 60", code="ERR_VALIDATION", field="seconds")

@@ -119,7 +119,7 @@ async def delete_connection(whatsapp_id: str) -> Response:
     await deps.sessions.stop(existing["id"])  # the actor first: nothing may write to a deleted row
     await whatsapps.delete_whatsapp(deps.db, principal.company_id, existing["id"])
     if deps.sandbox is not None and existing["channel"] == "sandbox":
-        deps.sandbox.forget(existing["id"])
+        await deps.sandbox.forget(existing["id"])
     _publish(deps, principal.company_id, {"action": "delete", "whatsappId": existing["id"]})
     return jsonify({"message": "connection deleted"})
 
@@ -186,7 +186,7 @@ async def logout_session(whatsapp_id: str) -> Response:
         await deps.sessions.stop(row["id"])
     await deps.sessions.store.save_device(row["id"], None)
     if row["channel"] == "sandbox" and deps.sandbox is not None:
-        deps.sandbox.forget(row["id"])
+        await deps.sandbox.forget(row["id"])
     updated = await deps.sessions.store.set_status(row["id"], "DISCONNECTED", qrcode="", retries=0,
                                                    disconnect_reason="logged out from zapgate")
     deps.broker.publish(principal.company_id, f"company-{principal.company_id}-whatsappSession",

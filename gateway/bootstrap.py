@@ -55,6 +55,7 @@ from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
+from gateway.whatsapp.sandbox_outbox import DatabaseOutbox
 from storage import companies, invoices, migrate, plans, timers, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
@@ -235,9 +236,12 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     """
     shutdown = shutdown if shutdown is not None else trio.Event()
     broker = broker if broker is not None else Broker()
-    # the sandbox's journal keeps what WhatsApp's servers would keep (pending messages, outbox) across restarts
+    # the sandbox keeps what WhatsApp's servers would across restarts: what was sent in PostgreSQL (its
+    # outbox), the messages not yet acknowledged, LIDs and logouts in its journal in the data dir
     journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
-    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal) if config.sandbox else None
+    outbox = DatabaseOutbox(db) if config.sandbox_journal else None
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal, outbox=outbox) \
+        if config.sandbox else None
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,
                            reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
@@ -280,6 +284,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
     async with _closing(sandbox), trio.open_nursery() as nursery:
+        if sandbox is not None:
+            await sandbox.take_over_old_outbox()  # a journal of before version 15 held it
         supervisor = await nursery.start(root.run)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,

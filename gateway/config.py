@@ -66,7 +66,8 @@ class Config:
     secure_cookies: bool = False
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
-    sandbox_journal: bool = True  # the sandbox keeps pending messages and its outbox in DATA_DIR across restarts
+    # the sandbox keeps across restarts what zapgate sent (PostgreSQL) and what it has not delivered (DATA_DIR)
+    sandbox_journal: bool = True
     # the channel of a connection created without one (the family's frontends never send it)
     default_channel: str = "whatsapp"
     session_max_qr_codes: int = 6

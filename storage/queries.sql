@@ -298,6 +298,92 @@ UPDATE whatsapps SET session_data = %(device)s, updated_at = now() WHERE id = %(
 -- Connections that were connected (or reconnecting) when the process stopped.
 SELECT id, company_id FROM whatsapps WHERE status IN ('CONNECTED', 'OPENING') ORDER BY id
 
+-- ─── the sandbox's outbox (schema version 15; gateway/whatsapp/sandbox_outbox.py) ─────────
+-- The simulated WhatsApp's record of what it accepted, per installation: keyed by connection id (unique),
+-- reached through /sandbox/:id only once the connection was found in the caller's company.
+
+-- name: sandbox_outbox_repeat
+-- A send under an id already accepted: counted, not a second message; the first one is the answer.
+UPDATE sandbox_outbox SET attempts = attempts + 1, duplicates = duplicates + 1
+WHERE connection_id = %(connection_id)s AND message_id = %(message_id)s AND ack <> 'failed'
+RETURNING *
+
+-- name: sandbox_outbox_put
+-- A new message, or a retry of one that failed (it replaces it, last in order). Nothing returned: the id
+-- was accepted before (sandbox_outbox_repeat then counts this send).
+INSERT INTO sandbox_outbox (connection_id, message_id, recipient, kind, body, caption, filename, mimetype, size,
+                            quoted_id, target_id, emoji, ack, error, sent_at)
+VALUES (%(connection_id)s, %(message_id)s, %(recipient)s, %(kind)s, %(body)s, %(caption)s, %(filename)s,
+        %(mimetype)s, %(size)s, %(quoted_id)s, %(target_id)s, %(emoji)s, %(ack)s, %(error)s, %(sent_at)s)
+ON CONFLICT (connection_id, message_id) DO UPDATE SET
+    seq = excluded.seq, recipient = excluded.recipient, kind = excluded.kind, body = excluded.body,
+    caption = excluded.caption, filename = excluded.filename, mimetype = excluded.mimetype, size = excluded.size,
+    quoted_id = excluded.quoted_id, target_id = excluded.target_id, emoji = excluded.emoji, reaction = NULL,
+    deleted = false, edited = false, ack = excluded.ack, error = excluded.error, sent_at = excluded.sent_at,
+    attempts = sandbox_outbox.attempts + 1
+WHERE sandbox_outbox.ack = 'failed'
+RETURNING seq
+
+-- name: sandbox_outbox_change_target
+-- What an edit, a revoke or a reaction does to the message it targets (when the outbox has it).
+UPDATE sandbox_outbox SET
+    body = CASE WHEN %(edit)s THEN %(body)s::text ELSE body END,
+    edited = edited OR %(edit)s,
+    deleted = deleted OR %(revoke)s,
+    reaction = CASE WHEN %(react)s THEN %(reaction)s::text ELSE reaction END
+WHERE connection_id = %(connection_id)s AND message_id = %(target_id)s
+
+-- name: sandbox_outbox_prune
+-- Keep a connection's newest `offset` + 1 messages.
+DELETE FROM sandbox_outbox
+WHERE connection_id = %(connection_id)s AND seq < (
+    SELECT seq FROM sandbox_outbox WHERE connection_id = %(connection_id)s ORDER BY seq DESC
+    OFFSET %(offset)s LIMIT 1)
+
+-- name: sandbox_outbox_list
+-- A connection's newest `limit` messages (or the one with `message_id`), oldest first.
+SELECT * FROM (
+    SELECT * FROM sandbox_outbox
+    WHERE connection_id = %(connection_id)s AND (%(message_id)s::text IS NULL OR message_id = %(message_id)s)
+    ORDER BY seq DESC LIMIT %(limit)s) newest
+ORDER BY seq
+
+-- name: sandbox_outbox_count
+SELECT count(*) AS n FROM sandbox_outbox WHERE connection_id = %(connection_id)s
+
+-- name: sandbox_outbox_acks
+SELECT message_id, recipient, kind, ack FROM sandbox_outbox
+WHERE connection_id = %(connection_id)s AND message_id = ANY(%(message_ids)s::text[])
+
+-- name: sandbox_outbox_raise_acks
+-- Receipts given: each message's ack goes up to its new one (never down; a failed send has none).
+UPDATE sandbox_outbox o SET ack = v.ack
+FROM unnest(%(message_ids)s::text[], %(acks)s::text[]) AS v (message_id, ack)
+WHERE o.connection_id = %(connection_id)s AND o.message_id = v.message_id AND o.ack <> 'failed'
+  AND array_position(ARRAY['sent', 'delivered', 'read', 'played'], v.ack)
+      > array_position(ARRAY['sent', 'delivered', 'read', 'played'], o.ack)
+
+-- name: sandbox_outbox_awaiting_receipts
+-- Messages whose recipient's phone has not read them yet (their receipts are due again after a restart).
+SELECT message_id FROM sandbox_outbox
+WHERE connection_id = %(connection_id)s AND ack IN ('sent', 'delivered') AND kind NOT IN ('reaction', 'edit', 'revoke')
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: sandbox_outbox_forget
+DELETE FROM sandbox_outbox WHERE connection_id = %(connection_id)s
+
+-- name: sandbox_outbox_restore
+-- An entry of a journal written before version 15 (its outbox was in the data dir): kept unless its
+-- connection is gone or the id is here already.
+INSERT INTO sandbox_outbox (connection_id, message_id, recipient, kind, body, caption, filename, mimetype, size,
+                            quoted_id, target_id, emoji, reaction, deleted, edited, ack, error, sent_at)
+SELECT %(connection_id)s::bigint, %(message_id)s::text, %(recipient)s::text, %(kind)s::text, %(body)s::text,
+       %(caption)s::text, %(filename)s::text, %(mimetype)s::text, %(size)s::bigint, %(quoted_id)s::text,
+       %(target_id)s::text, %(emoji)s::text, %(reaction)s::text, %(deleted)s::boolean, %(edited)s::boolean,
+       %(ack)s::text, %(error)s::text, %(sent_at)s::timestamptz
+WHERE EXISTS (SELECT 1 FROM whatsapps WHERE id = %(connection_id)s::bigint)
+ON CONFLICT (connection_id, message_id) DO NOTHING
+
 -- ─── conversations: intake (TicketActors, through the group-commit writer) ─────────────
 
 -- name: contact_by_lid

@@ -18,14 +18,17 @@ It behaves like WhatsApp wherever our code could tell the difference:
   disconnect anywhere before the commit loses nothing. ``fault("disconnect", redeliver=N)`` also
   repeats the last N delivered messages, settled or not, as WhatsApp does after reconnects. Queued
   plus unsettled events are bounded (``QUEUE_MAX``; beyond it ``inbound`` is refused);
-- sends get receipts (delivered, then read) after ``ack_delays``, never blocking ``send``, once per
-  message id; a send carrying an ``id`` that was sent already is not sent again: it answers the
-  first ``Sent`` (idempotent retries);
-- with a ``journal`` (a file in the data dir, ``sandbox_journal.py``) what WhatsApp's servers keep
-  survives a restart or a kill -9 of zapgate: the events not yet settled, the outbox (and so the
-  idempotency of sends), the phone ↔ LID pairs and a logout the device has not heard of. ``inbound``
-  returns only once its message is in the journal. A paired device reconnects through the device
-  saved on its connection row, as before. Without a journal everything lives in memory.
+- what zapgate sends is in the network's outbox (``sandbox_outbox.py``) before ``send`` answers, once
+  per message id: a send carrying an ``id`` that was accepted already is not sent again (it answers
+  the first ``Sent`` and is counted as a duplicate). Sends get receipts (delivered, then read) after
+  ``ack_delays``, never blocking ``send``, once per message id;
+- what WhatsApp's servers keep survives a restart or a kill -9 of zapgate: with an ``outbox`` store in
+  PostgreSQL (``DatabaseOutbox``, what ``zapgate serve`` uses) the messages sent, and so the idempotency
+  of sends and the receipts still due; with a ``journal`` (a SQLite file in the data dir,
+  ``sandbox_journal.py``) the events not yet settled, the phone ↔ LID pairs and a logout the device
+  has not heard of. ``inbound`` returns only once its message is in the journal. A paired device
+  reconnects through the device saved on its connection row, as before. Without them everything lives
+  in memory.
 
 Time: timers (QR refresh, receipts, latency) use the trio clock, so tests run them on
 ``autojump_clock``; message timestamps use the wall clock. Everything is plain trio state, changed
@@ -36,11 +39,12 @@ Control calls raise :class:`SandboxError` (with an ``ERR_SANDBOX_…`` code) whe
 Transport commands raise the transport's errors: ``NotConnected``, ``SendFailed``, ``TransportError``.
 
 This module is the network and its control calls. Next to it: ``sandbox_state.py`` (what the network
-keeps per connection and per run, and :class:`SandboxError`), ``sandbox_transport.py``
-(:class:`SandboxTransport`, one connection), ``sandbox_messages.py`` (WhatsApp's numbers, JIDs,
-ids and media, and building a contact's message from ``inbound``'s arguments) and
-``sandbox_journal.py`` (the file that outlives the process). ``SandboxError``,
-``SandboxTransport`` and ``phone_digits`` are re-exported from here.
+keeps per connection and per run, and :class:`SandboxError`), ``sandbox_parts.py`` (what the transport
+and the messages see of the network), ``sandbox_transport.py`` (:class:`SandboxTransport`, one
+connection), ``sandbox_messages.py`` (WhatsApp's numbers, JIDs, ids and media, and building a
+contact's message from ``inbound``'s arguments), ``sandbox_outbox.py`` (what was sent) and
+``sandbox_journal.py`` (the file that outlives the process). None of them imports this one.
+``SandboxError``, ``SandboxTransport`` and ``phone_digits`` are re-exported from here.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ import trio
 
 from gateway.whatsapp.sandbox_journal import JournalBusy, SandboxJournal
 from gateway.whatsapp.sandbox_messages import _USER_JID, _now, build_inbound, phone_digits
+from gateway.whatsapp.sandbox_outbox import Entry, MemoryOutbox, OutboxStore, Recorded
 from gateway.whatsapp.sandbox_state import (
     ACK_BY_NAME,
     ACK_NAMES,
@@ -71,7 +76,7 @@ from gateway.whatsapp.sandbox_state import (
     _Line,
 )
 from gateway.whatsapp.sandbox_transport import DeviceCallback, SandboxTransport
-from gateway.whatsapp.transport import Ack, MessageKind, Receipt
+from gateway.whatsapp.transport import Ack, Receipt
 
 __all__ = ["SandboxError", "SandboxNetwork", "SandboxTransport", "phone_digits"]
 
@@ -79,17 +84,17 @@ logger = logging.getLogger("zapgate.sandbox")
 
 SCHEDULED_MAX = 20_000  # receipts waiting for their delay (beyond it a send gets no automatic receipts)
 LID_MAX = 100_000  # phone ↔ LID pairs the network remembers
+STORE_RETRY = 1.0  # seconds before receipts the outbox could not be asked about are tried again
 
 LOGOUT_REASON = "logged out from the phone"
 BAN_REASON = "banned by WhatsApp"
 DEFAULT_NUMBER_PREFIX = "5511"
-FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency")
+FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer")
 
 # WhatsApp's pairing-code alphabet (no 0, I, O, U).
 _PAIRING_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
 
 _CONTROL_ACKS = ("delivered", "read", "played")
-_NO_RECEIPTS = (MessageKind.REACTION.value, MessageKind.EDIT.value, MessageKind.REVOKE.value)
 
 
 class SandboxNetwork:
@@ -98,10 +103,11 @@ class SandboxNetwork:
     def __init__(self, *, qr_interval: float = 20.0,
                  ack_delays: tuple[float | None, float | None] = (0.5, 1.5),
                  latency: float = 0.0, rng: random.Random | None = None,
-                 journal: Path | str | None = None) -> None:
-        """`journal`: the file that keeps the network's state across restarts (None: memory only).
+                 journal: Path | str | None = None, outbox: OutboxStore | None = None) -> None:
+        """`journal`: the file that keeps the events not settled, the LIDs and logouts across restarts;
+        `outbox`: where what was sent is kept (None for either: memory only).
 
-        Another process holding the file makes this one run in memory (logged)."""
+        Another process holding the journal makes this one run in memory, its outbox too (logged)."""
         if qr_interval <= 0:
             raise ValueError("qr_interval must be positive")
         if latency < 0 or any(d is not None and d < 0 for d in ack_delays):
@@ -114,13 +120,16 @@ class SandboxNetwork:
         self._seq = itertools.count()
         self._lids: collections.OrderedDict[str, str] = collections.OrderedDict()  # phone digits → LID JID
         self._phones: dict[str, str] = {}  # LID JID → phone digits
-        self._event_seq = itertools.count(1)  # events, outbox entries and LIDs, in the order they happened
+        self._event_seq = itertools.count(1)  # events and LIDs, in the order they happened
         self._journal: SandboxJournal | None = None
+        self._outbox: OutboxStore = outbox if outbox is not None else MemoryOutbox()
+        self._old_outbox: dict[int, list[Entry]] = {}  # an old journal's, for take_over_old_outbox
         if journal is not None:
             try:
                 self._journal = SandboxJournal.open(Path(journal))
             except JournalBusy as exc:
                 logger.warning("sandbox: %s; this process keeps the sandbox in memory only", exc)
+                self._outbox = MemoryOutbox()  # the process holding the journal writes the outbox
             else:
                 self._load(self._journal)
 
@@ -128,6 +137,30 @@ class SandboxNetwork:
     def journal_path(self) -> Path | None:
         """The journal this network writes to (None: memory only)."""
         return self._journal.path if self._journal is not None else None
+
+    @property
+    def outbox_durable(self) -> bool:
+        """What was sent outlives the process (the outbox is in PostgreSQL)."""
+        return self._outbox.durable
+
+    async def take_over_old_outbox(self) -> int:
+        """A journal written before schema version 15 kept the outbox: its entries move to the outbox store
+        (the one record of what was sent), then leave the journal; how many moved. Failures are logged
+        (the journal keeps them for the next start)."""
+        old, self._old_outbox = self._old_outbox, {}
+        if not old:
+            return 0
+        try:
+            for connection_id, entries in old.items():
+                await self._outbox.restore(connection_id, entries)
+        except SandboxError:
+            logger.exception("sandbox: the journal's old outbox could not be moved; tried again at the next start")
+            return 0
+        if self._journal is not None:
+            self._write(None, lambda journal: journal.drop_old_outbox())
+        moved = sum(len(entries) for entries in old.values())
+        logger.info("sandbox: %d sent messages moved from the journal to the outbox", moved)
+        return moved
 
     def close(self) -> None:
         """Flush and close the journal (the network goes on in memory). Idempotent."""
@@ -199,34 +232,40 @@ class SandboxNetwork:
         await trio.lowlevel.checkpoint()
         return message.id
 
-    def outbox(self, connection_id: int) -> list[dict[str, Any]]:
-        """What was sent through the connection, oldest first (copies)."""
-        line = self._lines.get(connection_id)
-        return [dict(entry) for entry in line.outbox.values()] if line is not None else []
+    async def outbox(self, connection_id: int, *, message_id: str | None = None) -> list[Entry]:
+        """What WhatsApp accepted from the connection, oldest first, once per message id (or the entry of
+        `message_id`: [] or one), each with `attempts` and `duplicates` (see ``sandbox_outbox.py``)."""
+        return await self._outbox.entries(connection_id, message_id=message_id)
 
-    def ack(self, connection_id: int, message_id: str, ack: str) -> None:
+    async def sent_count(self, connection_id: int) -> int:
+        """How many messages the connection's outbox holds."""
+        return await self._outbox.count(connection_id)
+
+    async def ack(self, connection_id: int, message_id: str, ack: str) -> None:
         """The recipient's phone acknowledges a sent message: a Receipt for the connection, now."""
         if ack not in _CONTROL_ACKS:
             raise SandboxError("ERR_SANDBOX_BAD_ACK", f"ack must be one of {', '.join(_CONTROL_ACKS)}")
-        line = self._lines.get(connection_id)
-        entry = line.outbox.get(message_id) if line is not None else None
-        if line is None or entry is None:
+        known = await self._outbox.acks(connection_id, [message_id])
+        recorded = known.get(message_id)
+        if recorded is None:
             raise SandboxError("ERR_SANDBOX_UNKNOWN_MESSAGE",
                                f"connection {connection_id} sent no message {message_id!r}")
-        if entry["ack"] == "failed":
+        if recorded.ack == "failed":
             raise SandboxError("ERR_SANDBOX_MESSAGE_FAILED", f"message {message_id!r} was never sent")
+        line = self._line(connection_id)
         if line.held() >= QUEUE_MAX:
             raise SandboxError("ERR_SANDBOX_QUEUE_FULL", f"connection {connection_id} holds {QUEUE_MAX} events "
                                "not yet settled")
-        self._acknowledge(line, entry, ACK_BY_NAME[ack], force=True)
+        await self._give_receipts(line, [(message_id, ACK_BY_NAME[ack])], known, force=True)
 
     def fault(self, connection_id: int, kind: str, **params: Any) -> None:
         """Break something: "disconnect" (redeliver=0), "logout" / "ban" (reason), "send_failure"
-        (count=1, reason), "latency" (seconds)."""
+        (count=1, reason), "latency" (seconds), "slow_answer" (seconds: each send is accepted, in the
+        outbox, at once, and answered that much later; a connection lost meanwhile leaves it unanswered)."""
         if kind not in FAULTS:
             raise SandboxError("ERR_SANDBOX_UNKNOWN_FAULT", f"fault must be one of {', '.join(FAULTS)}")
         allowed = {"disconnect": {"redeliver"}, "logout": {"reason"}, "ban": {"reason"},
-                   "send_failure": {"count", "reason"}, "latency": {"seconds"}}[kind]
+                   "send_failure": {"count", "reason"}, "latency": {"seconds"}, "slow_answer": {"seconds"}}[kind]
         if unknown := set(params) - allowed:
             raise SandboxError("ERR_SANDBOX_BAD_FAULT", f"{kind} takes no {', '.join(sorted(unknown))}")
         if kind == "disconnect":
@@ -258,7 +297,10 @@ class SandboxNetwork:
             seconds = params.get("seconds", 0.0)
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
                 raise SandboxError("ERR_SANDBOX_BAD_FAULT", "seconds must be a number >= 0")
-            self._line(connection_id).extra_latency = float(seconds)
+            if kind == "latency":
+                self._line(connection_id).extra_latency = float(seconds)
+            else:  # WhatsApp takes each message at once, but its answer comes `seconds` later (or never)
+                self._line(connection_id).answer_delay = float(seconds)
 
     def state(self, connection_id: int) -> dict[str, Any]:
         """What the network knows about the connection (a snapshot; unknown ids look unpaired)."""
@@ -284,16 +326,18 @@ class SandboxNetwork:
             "unsettled": len(line.unsettled),  # delivered, not settled yet (delivered again at the next connect)
             "delivered": line.delivered_total,  # deliveries, redeliveries included
             "journaled": self._journal is not None,
-            "sent": len(line.outbox),
+            "outboxKept": self._outbox.durable,  # what was sent outlives the process
             "latency": self._latency + line.extra_latency,
+            "slowAnswer": line.answer_delay,
             "sendFailures": line.send_failures,
             "pendingLogout": line.pending_unlink is not None,
             "readByUs": [dict(entry) for entry in line.read_by_us],
             "presence": dict(line.presence),
         }
 
-    def forget(self, connection_id: int) -> None:
-        """The connection was deleted: drop everything about it (a running transport fails)."""
+    async def forget(self, connection_id: int) -> None:
+        """The connection was deleted (or logged out): drop everything about it, its outbox too (a running
+        transport fails). In PostgreSQL a deleted connection's outbox goes with its row anyway."""
         line = self._lines.pop(connection_id, None)
         if line is not None:
             line.forgotten = True
@@ -301,13 +345,18 @@ class SandboxNetwork:
                 line.run.stop(_Ending("lost", "sandbox: connection deleted"))
         if self._journal is not None:
             self._write(None, lambda journal: journal.forget(connection_id))
+        try:
+            await self._outbox.forget(connection_id)
+        except SandboxError:
+            logger.exception("sandbox: the outbox of connection %s could not be dropped", connection_id)
 
     # ─── internals ──────────────────────────────────────────────────────────────────────
 
     def _line(self, connection_id: int) -> _Line:
         line = self._lines.get(connection_id)
         if line is None:
-            line = self._lines[connection_id] = _Line(connection_id)
+            # an outbox that outlived an earlier process may hold messages whose receipts are still due
+            line = self._lines[connection_id] = _Line(connection_id, receipts_to_reschedule=self._outbox.durable)
         return line
 
     def _load(self, journal: SandboxJournal) -> None:
@@ -316,20 +365,15 @@ class SandboxNetwork:
         self._event_seq = itertools.count(loaded.last_seq + 1)
         for cid, events in loaded.pending.items():
             self._line(cid).queue.extend(events)
-        for cid, entries in loaded.outbox.items():
-            line = self._line(cid)
-            for entry in entries:
-                line.outbox[entry["id"]] = entry
-            line.receipts_to_reschedule = True
+        self._old_outbox = loaded.old_outbox
         for cid, ending in loaded.unlinks.items():
             self._line(cid).pending_unlink = ending
         for phone, lid in loaded.lids:
             self._lids[phone] = lid
             self._phones[lid] = phone
         pending = sum(len(events) for events in loaded.pending.values())
-        if pending or loaded.outbox:
-            logger.info("sandbox: journal %s loaded: %d events pending, %d messages sent", journal.path, pending,
-                        sum(len(entries) for entries in loaded.outbox.values()))
+        if pending:
+            logger.info("sandbox: journal %s loaded: %d events pending", journal.path, pending)
 
     def _settle(self, line: _Line, seq: int) -> None:
         """An event's `settle`: the consumer committed it; the network forgets it (idempotent, cheap)."""
@@ -363,31 +407,21 @@ class SandboxNetwork:
         line.pending_unlink = ending
         self._write(line, lambda journal: journal.set_unlink(line.connection_id, ending))
 
-    def _record_sent(self, line: _Line, entry: dict[str, Any]) -> None:
-        """`entry` joins the outbox (durably, with a journal); SandboxError if the journal cannot take it."""
-        dropped = line.record(entry)
-        if self._journal is not None and not line.forgotten:
-            try:
-                self._journal.put_sent(line.connection_id, next(self._event_seq), entry)
-                for message_id in dropped:
-                    self._journal.drop_sent(line.connection_id, message_id)
-                self._journal.commit()
-            except SandboxError:
-                line.outbox.pop(entry["id"], None)
-                raise
-
-    def _update_sent(self, line: _Line, entry: dict[str, Any]) -> None:
-        """An outbox entry changed (ack, edit, reaction, deletion)."""
-        self._write(line, lambda journal: journal.update_sent(line.connection_id, entry))
-
-    def _reschedule_receipts(self, line: _Line) -> None:
-        """After a restart, the receipts still missing for the outbox are due again (each once)."""
-        if not line.receipts_to_reschedule:
+    async def _reschedule_receipts(self, line: _Line) -> None:
+        """The first time a line delivers in this process, the receipts its outbox still misses (a restart:
+        their timers were lost with the old process) are due again, each once. Tried again later if the
+        outbox cannot answer."""
+        try:
+            waiting = await self._outbox.awaiting_receipts(line.connection_id, SCHEDULED_MAX // 2)
+        except SandboxError as exc:
+            logger.warning("sandbox: %s; its receipts are rescheduled later", exc.message,
+                           extra={"fields": {"connection_id": line.connection_id}})
+            line.retry_at = trio.current_time() + STORE_RETRY
             return
         line.receipts_to_reschedule = False
-        for entry in line.outbox.values():
-            if entry["ack"] in ("sent", "delivered") and entry["kind"] not in _NO_RECEIPTS:
-                self._schedule_receipts(line, entry["id"])
+        line.retry_at = math.inf
+        for message_id in waiting:
+            self._schedule_receipts(line, message_id)
 
     def _latency_of(self, line: _Line) -> float:
         return self._latency + line.extra_latency
@@ -444,35 +478,68 @@ class SandboxNetwork:
             heapq.heappush(line.scheduled, (due, next(self._seq), message_id, Ack.READ))
         line.changed.notify()
 
-    def _release_due(self, line: _Line) -> None:
+    async def _release_due(self, line: _Line) -> None:
+        """The receipts whose delay has passed join the queue (and the rescheduling after a restart runs)."""
         now = trio.current_time()
+        if line.receipts_to_reschedule and now >= line.retry_at:
+            await self._reschedule_receipts(line)
+        due = []
         while line.scheduled and line.scheduled[0][0] <= now:
-            _, _, message_id, ack = heapq.heappop(line.scheduled)
-            entry = line.outbox.get(message_id)
-            if entry is not None:
-                self._acknowledge(line, entry, ack, force=False)
-
-    def _acknowledge(self, line: _Line, entry: dict[str, Any], ack: Ack, *, force: bool) -> None:
-        """The recipient acknowledged `entry`: update the outbox, queue the Receipt for the connection."""
-        current = ACK_BY_NAME[entry["ack"]]
-        if current is Ack.FAILED or (current >= ack and not force):
+            due.append(heapq.heappop(line.scheduled))
+        if not due:
             return
-        if ack > current:
-            entry["ack"] = ACK_NAMES[ack]
-        if line.held() >= QUEUE_MAX:
-            logger.warning("sandbox: event queue full; receipt for %s dropped", entry["id"],
+        try:
+            known = await self._outbox.acks(line.connection_id, {message_id for _, _, message_id, _ in due})
+        except BaseException as exc:  # they stay due: now (cancelled), or a little later
+            unanswered = isinstance(exc, SandboxError)
+            for due_at, seq, message_id, ack in due:
+                heapq.heappush(line.scheduled, (now + STORE_RETRY if unanswered else due_at, seq, message_id, ack))
+            if not unanswered:
+                raise
+            logger.warning("sandbox: %s; %d receipts wait", exc, len(due),
                            extra={"fields": {"connection_id": line.connection_id}})
-            self._update_sent(line, entry)
             return
-        seq = next(self._event_seq)
-        receipt = Receipt(entry["to"], (entry["id"],), ack, _now(), settle=functools.partial(self._settle, line, seq))
+        await self._give_receipts(line, [(message_id, ack) for _, _, message_id, ack in due], known, force=False)
 
-        def write(journal: SandboxJournal) -> None:
-            journal.update_sent(line.connection_id, entry)
-            journal.put_event(line.connection_id, seq, receipt)
-
-        self._write(line, write)  # the entry's new ack and its receipt, together
-        line.enqueue(seq, receipt)
+    async def _give_receipts(self, line: _Line, wanted: list[tuple[str, Ack]], known: dict[str, Recorded], *,
+                             force: bool) -> None:
+        """The recipients acknowledged messages (`known`: what the outbox holds of them): a Receipt each for
+        the connection, unless the message has that ack already (`force`: even then), and the outbox's
+        acks raised. The receipts are journaled first: the outbox never says more than the connection was
+        given (a crash between the two repeats a receipt after the restart, never loses one)."""
+        raised: dict[str, Ack] = {}
+        given: list[tuple[int, Receipt]] = []
+        for message_id, ack in wanted:
+            recorded = known.get(message_id)
+            if recorded is None or recorded.ack == "failed":
+                continue
+            current = raised.get(message_id, ACK_BY_NAME[recorded.ack])
+            if current >= ack and not force:
+                continue
+            if ack > current:
+                raised[message_id] = ack
+            if line.held() + len(given) >= QUEUE_MAX:
+                logger.warning("sandbox: event queue full; receipt for %s dropped", message_id,
+                               extra={"fields": {"connection_id": line.connection_id}})
+                continue
+            seq = next(self._event_seq)
+            given.append((seq, Receipt(recorded.to, (message_id,), ack, _now(),
+                                       settle=functools.partial(self._settle, line, seq))))
+        if line.forgotten:
+            return
+        if given:
+            self._write(line, lambda journal: [journal.put_event(line.connection_id, seq, receipt)
+                                               for seq, receipt in given])
+            for seq, receipt in given:
+                line.enqueue(seq, receipt)
+        if raised:
+            with trio.CancelScope(shield=True):  # one statement: the receipts are out, the outbox must say so
+                try:
+                    await self._outbox.raise_acks(line.connection_id, {message_id: ACK_NAMES[ack]
+                                                                       for message_id, ack in raised.items()})
+                except SandboxError as exc:
+                    logger.warning("sandbox: %s; acks not raised (their receipts may come again after a restart)",
+                                   exc.message, extra={"fields": {"connection_id": line.connection_id}})
 
 
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:

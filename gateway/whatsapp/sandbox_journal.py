@@ -1,11 +1,18 @@
 """The sandbox's journal: what WhatsApp's servers would keep across a restart of zapgate, in SQLite.
 
 WhatsApp keeps a device's inbound messages (and receipts) until the device acknowledges them, the
-messages the device sent, and who is who (phone ↔ LID). So the sandbox keeps, per connection id:
-the events not yet settled (queued or delivered; `pending`), the outbox (`outbox`, what
-``GET /sandbox/:id/outbox`` lists, and the ids that make a send idempotent), a logout or ban the
-device has not heard of yet (`lines`), and, network-wide, the phone ↔ LID pairs (`lids`). A paired
-device needs nothing here: it reconnects through the device saved on its connection row.
+messages the device sent, and who is who (phone ↔ LID). Here the sandbox keeps, per connection id:
+the events not yet settled (queued or delivered; `pending`), a logout or ban the device has not heard
+of yet (`lines`), and, network-wide, the phone ↔ LID pairs (`lids`). A paired device needs nothing
+here: it reconnects through the device saved on its connection row. What the device sent is not
+here but in the network's outbox store (``sandbox_outbox.py``: zapgate's PostgreSQL), the one record
+tests count sends by; journals written before schema version 15 held it in `outbox`, which the network
+moves there once (`old_outbox`, `drop_old_outbox`).
+
+Why these stay in a file of the data dir: they are the traffic of the simulated phones (every inbound
+message is an INSERT here and a DELETE when settled, ~15 µs each on the trio thread, against a round
+trip to PostgreSQL on a worker thread), nobody outside the process reads them, and they belong to the
+process that runs the connections (the file is held by one process, `JournalBusy` for another).
 
 Durability: WAL with ``synchronous=NORMAL`` — a commit is in the WAL file when it returns (no
 fsync), so it survives a kill -9 of the process; a power loss may lose the last commits, which is
@@ -50,13 +57,6 @@ CREATE TABLE IF NOT EXISTS pending (
     connection_id INTEGER NOT NULL,
     event TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS outbox (
-    connection_id INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    entry TEXT NOT NULL,
-    PRIMARY KEY (connection_id, id)
-);
 CREATE TABLE IF NOT EXISTS lids (
     phone TEXT PRIMARY KEY,
     lid TEXT NOT NULL,
@@ -84,7 +84,7 @@ class Loaded:
     """What a journal held when it was opened (each list in its original order)."""
 
     pending: dict[int, list[tuple[int, InboundMessage | Receipt]]] = attrs.Factory(dict)  # cid → [(seq, event)]
-    outbox: dict[int, list[dict[str, Any]]] = attrs.Factory(dict)  # cid → entries
+    old_outbox: dict[int, list[dict[str, Any]]] = attrs.Factory(dict)  # cid → entries (before version 15)
     lids: list[tuple[str, str]] = attrs.Factory(list)  # (phone digits, LID JID), oldest first
     unlinks: dict[int, _Ending] = attrs.Factory(dict)
     last_seq: int = 0
@@ -127,9 +127,10 @@ class SandboxJournal:
             if event is not None:
                 loaded.pending.setdefault(cid, []).append((seq, event))
             seqs.append(seq)
-        for cid, seq, text in self._db.execute("SELECT connection_id, seq, entry FROM outbox ORDER BY seq"):
-            loaded.outbox.setdefault(cid, []).append(json.loads(text))
-            seqs.append(seq)
+        if self._has_old_outbox():
+            for cid, seq, text in self._db.execute("SELECT connection_id, seq, entry FROM outbox ORDER BY seq"):
+                loaded.old_outbox.setdefault(cid, []).append(json.loads(text))
+                seqs.append(seq)
         for phone, lid, seq in self._db.execute("SELECT phone, lid, seq FROM lids ORDER BY seq"):
             loaded.lids.append((phone, lid))
             seqs.append(seq)
@@ -161,16 +162,14 @@ class SandboxJournal:
                       (seq, connection_id, encode_event(event)), alone=True)
         self.commit()
 
-    def put_sent(self, connection_id: int, seq: int, entry: dict[str, Any]) -> None:
-        self._execute("INSERT OR REPLACE INTO outbox (connection_id, id, seq, entry) VALUES (?, ?, ?, ?)",
-                      (connection_id, entry["id"], seq, json.dumps(entry)))
+    def _has_old_outbox(self) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() \
+            is not None
 
-    def update_sent(self, connection_id: int, entry: dict[str, Any]) -> None:
-        self._execute("UPDATE outbox SET entry = ? WHERE connection_id = ? AND id = ?",
-                      (json.dumps(entry), connection_id, entry["id"]))
-
-    def drop_sent(self, connection_id: int, message_id: str) -> None:
-        self._execute("DELETE FROM outbox WHERE connection_id = ? AND id = ?", (connection_id, message_id))
+    def drop_old_outbox(self) -> None:
+        """The outbox of a journal written before version 15 has moved to the outbox store."""
+        if self._has_old_outbox():
+            self._execute("DROP TABLE outbox", ())
 
     def put_lid(self, phone: str, lid: str, seq: int) -> None:
         self._execute("INSERT OR REPLACE INTO lids (phone, lid, seq) VALUES (?, ?, ?)", (phone, lid, seq))
@@ -186,8 +185,10 @@ class SandboxJournal:
                           (connection_id, json.dumps(attrs.asdict(ending))))
 
     def forget(self, connection_id: int) -> None:
-        for table in ("pending", "outbox", "lines"):
+        for table in ("pending", "lines"):
             self._execute(f"DELETE FROM {table} WHERE connection_id = ?", (connection_id,))
+        if self._has_old_outbox():
+            self._execute("DELETE FROM outbox WHERE connection_id = ?", (connection_id,))
 
     def commit(self, *, flush: bool = False) -> None:
         """Make everything staged durable (with the settled events' deletion when due, or `flush`);

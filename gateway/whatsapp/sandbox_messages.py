@@ -12,13 +12,11 @@ import binascii
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from gateway.whatsapp.sandbox_parts import NetworkParts
 from gateway.whatsapp.sandbox_state import SandboxError, _Line
 from gateway.whatsapp.transport import InboundMessage, MediaRef, MessageKind
-
-if TYPE_CHECKING:
-    from gateway.whatsapp.sandbox import SandboxNetwork
 
 MEDIA_MAX_BYTES_EACH = 100 * 1024 * 1024
 
@@ -74,7 +72,7 @@ def _lid_jid(value: str) -> str | None:
     return f"{text}@lid" if text.isdigit() and 1 <= len(text) <= 20 else None
 
 
-def build_inbound(network: SandboxNetwork, line: _Line, *, sender: str, name: str | None, lid: str | None,
+def build_inbound(network: NetworkParts, line: _Line, *, sender: str, name: str | None, lid: str | None,
                   id: str | None, body: str, media: dict[str, Any] | None, quoted_id: str | None,
                   timestamp: dt.datetime | None, group: dict[str, Any] | None,
                   reaction: dict[str, Any] | None, edit: dict[str, Any] | None,
@@ -169,7 +167,7 @@ def build_inbound(network: SandboxNetwork, line: _Line, *, sender: str, name: st
         is_group=group is not None, group_name=group_name, participant=participant, settle=settle, **fields)
 
 
-def _inbound_media(network: SandboxNetwork, line: _Line, media: dict[str, Any], body: str) -> dict[str, Any]:
+def _inbound_media(network: NetworkParts, line: _Line, media: dict[str, Any], body: str) -> dict[str, Any]:
     kind_name = media.get("kind") if isinstance(media, dict) else None
     kind = _MEDIA_KINDS.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:

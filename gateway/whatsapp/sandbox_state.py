@@ -3,17 +3,19 @@
 A `_Line` outlives its runs: the events waiting for the connection (inbound messages and receipts, in
 order, each with its sequence number), the events delivered but not yet settled by the consumer
 (delivered again first at every connect), the messages it delivered lately (kept for `redeliver`),
-what it sent (the outbox), the receipts scheduled for later, its inbound media, and the faults
-injected into it. A `_Run` is one `SandboxTransport.run` as WhatsApp's server sees it (connected, or
-showing a QR or pairing code) and why it ends (`_Ending`). Every structure is bounded by the constants
-below. Plain trio state, changed only from trio tasks (no threads, no locks). `SandboxError` is what
-the network's control calls raise. What must survive a restart is also written to the journal
-(``sandbox_journal.py``) by the network; this module only holds memory.
+the receipts scheduled for later, its inbound media, and the faults injected into it. What it sent is
+not here: the network's outbox store holds it (``sandbox_outbox.py``). A `_Run` is one
+`SandboxTransport.run` as WhatsApp's server sees it (connected, or showing a QR or pairing code) and
+why it ends (`_Ending`). Every structure is bounded by the constants below. Plain trio state, changed
+only from trio tasks (no threads, no locks). `SandboxError` is what the network's control calls raise.
+What must survive a restart is also written to the journal (``sandbox_journal.py``) by the network;
+this module only holds memory.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from typing import Any, Literal
 
 import attrs
@@ -21,7 +23,6 @@ import trio
 
 from gateway.whatsapp.transport import Ack, Event, InboundMessage, Receipt
 
-OUTBOX_MAX = 10_000  # sent messages kept per connection (oldest dropped)
 QUEUE_MAX = 100_000  # events queued + delivered and not settled (inbound beyond it: ERR_SANDBOX_QUEUE_FULL)
 DELIVERED_HISTORY = 1_000  # delivered inbound messages kept for `redeliver` (settled or not)
 MEDIA_MAX_ITEMS = 1_000  # inbound media kept per connection for `download` (oldest expire)
@@ -113,15 +114,17 @@ class _Line:
     changed: _Signal = attrs.field(factory=_Signal)  # the queue, the scheduled receipts or the settles changed
     history: collections.OrderedDict[int, InboundMessage] = attrs.field(factory=collections.OrderedDict)
     delivered_total: int = 0
-    outbox: collections.OrderedDict[str, dict[str, Any]] = attrs.field(factory=collections.OrderedDict)
     scheduled: list[tuple[float, int, str, Ack]] = attrs.field(factory=list)  # heap: (due, seq, id, ack)
-    receipts_to_reschedule: bool = False  # loaded from a journal: the outbox's missing receipts are due again
+    # new in this process, with a durable outbox: the receipts it still misses (sent before a restart) are due again
+    receipts_to_reschedule: bool = False
+    retry_at: float = -math.inf  # ... not before (the outbox could not answer)
     media: collections.OrderedDict[str, bytes] = attrs.field(factory=collections.OrderedDict)
     media_bytes: int = 0
     read_by_us: collections.deque[dict[str, Any]] = attrs.field(
         factory=lambda: collections.deque(maxlen=READ_BY_US_MAX))
     presence: collections.OrderedDict[str, str] = attrs.field(factory=collections.OrderedDict)
     extra_latency: float = 0.0
+    answer_delay: float = 0.0  # fault "slow_answer": seconds between accepting a send and answering it
     send_failures: int = 0
     send_failure_reason: str = SEND_FAILURE_REASON
     pending_unlink: _Ending | None = None
@@ -181,11 +184,3 @@ class _Line:
             _, dropped = self.media.popitem(last=False)
             self.media_bytes -= len(dropped)
 
-    def record(self, entry: dict[str, Any]) -> list[str]:
-        """Add `entry` to the outbox (last, replacing an entry of the same id); the ids dropped to stay bounded."""
-        self.outbox.pop(entry["id"], None)
-        self.outbox[entry["id"]] = entry
-        dropped = []
-        while len(self.outbox) > OUTBOX_MAX:
-            dropped.append(self.outbox.popitem(last=False)[0])
-        return dropped

@@ -5,7 +5,8 @@ pairing code until the network's `pair`), then hands the session the events deli
 not settled since (in their order), then the queued messages and receipts in order; each stays
 unsettled until the consumer calls its `settle`. The commands (`send`, `download`, `mark_read`,
 `set_presence`, `request_pairing_code`, `logout`) act on the network's state for the connection;
-`send` with an id already sent answers the first `Sent` again. They raise the transport's errors:
+`send` answers once the message is in the network's outbox, and a send with an id accepted already
+answers the first `Sent` again (counted there as a duplicate). They raise the transport's errors:
 ``NotConnected``, ``SendFailed``, ``TransportError``.
 """
 
@@ -16,12 +17,14 @@ import datetime as dt
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from gateway.whatsapp.sandbox_journal import SETTLE_FLUSH_INTERVAL
 from gateway.whatsapp.sandbox_messages import _DEFAULT_MIMETYPES, MESSAGE_ID, _now, phone_digits
+from gateway.whatsapp.sandbox_outbox import TargetChange
+from gateway.whatsapp.sandbox_parts import NetworkParts
 from gateway.whatsapp.sandbox_state import SandboxError, _Ending, _Line, _Run
 from gateway.whatsapp.transport import (
     Command,
@@ -44,9 +47,6 @@ from gateway.whatsapp.transport import (
     TransportError,
 )
 
-if TYPE_CHECKING:
-    from gateway.whatsapp.sandbox import SandboxNetwork
-
 PRESENCE_MAX = 1_000  # chats whose presence we remember per connection
 
 _SEND_JID = re.compile(r"[0-9]+(?:-[0-9]+)?@(?:s\.whatsapp\.net|g\.us|lid)|[A-Za-z0-9._\-]+@(?:broadcast|newsletter)")
@@ -61,7 +61,7 @@ def _b64(data: bytes) -> str:
 class SandboxTransport:
     """One connection to the sandbox network (the Transport protocol)."""
 
-    def __init__(self, network: SandboxNetwork, connection_id: int, device: dict[str, Any] | None,
+    def __init__(self, network: NetworkParts, connection_id: int, device: dict[str, Any] | None,
                  on_device_change: DeviceCallback) -> None:
         self._network = network
         self._connection_id = connection_id
@@ -150,7 +150,6 @@ class SandboxTransport:
         SETTLE_FLUSH_INTERVAL when nothing else writes it."""
         line = conn.line
         network = self._network
-        network._reschedule_receipts(line)
         for seq in sorted(line.unsettled):
             event = line.unsettled.get(seq)
             if event is not None:  # not settled in the meantime
@@ -158,7 +157,7 @@ class SandboxTransport:
                 line.delivered(seq, event)
         flush_at = math.inf
         while True:
-            network._release_due(line)
+            await network._release_due(line)
             if line.queue:
                 seq, event = line.take()
                 await self._emit(conn, event)
@@ -172,7 +171,8 @@ class SandboxTransport:
                     flush_at = trio.current_time() + SETTLE_FLUSH_INTERVAL
             else:
                 flush_at = math.inf
-            wake_at = min(line.scheduled[0][0] if line.scheduled else math.inf, flush_at)
+            wake_at = min(line.scheduled[0][0] if line.scheduled else math.inf, flush_at,
+                          line.retry_at if line.receipts_to_reschedule else math.inf)
             if wake_at == math.inf:  # nothing timed: no cancel scope (this wait comes once per message or so)
                 await line.changed.wait()
             else:
@@ -209,23 +209,21 @@ class SandboxTransport:
     async def send(self, command: Command) -> Sent:
         line = self._connected().line
         await self._sleep_latency(line)
-        self._connected()  # still connected after the latency?
+        conn = self._connected()  # still connected after the latency?
         network = self._network
         message_id, now = network._new_id(ours=True), _now()
-        if isinstance(command, SendText | SendMedia) and command.id is not None:
+        if isinstance(command, SendText | SendMedia) and command.id is not None:  # chosen by the sender
             if not isinstance(command.id, str) or not MESSAGE_ID.fullmatch(command.id):
                 raise SendFailed(f"sandbox: invalid message id {command.id!r}")
-            first = line.outbox.get(command.id)
-            if first is not None and first["ack"] != "failed":  # sent already: WhatsApp keeps one
-                return Sent(first["id"], dt.datetime.fromisoformat(first["timestamp"]))
             message_id = command.id
         entry: dict[str, Any] = {
             "id": message_id, "to": command.to, "kind": None, "body": None, "caption": None, "filename": None,
             "mimetype": None, "size": None, "quotedId": None, "ack": "sent", "timestamp": now.isoformat(),
-            "target_id": None, "emoji": None, "reaction": None, "deleted": False, "edited": False, "error": None,
+            "target_id": None, "emoji": None, "error": None,
         }
         content = isinstance(command, SendText | SendMedia)
         error = None
+        target: TargetChange | None = None
         match command:
             case SendText():
                 entry.update(kind=MessageKind.TEXT.value, body=command.body, quotedId=command.quoted_id)
@@ -239,36 +237,43 @@ class SandboxTransport:
                     error = "media is empty"
             case SendReaction():
                 entry.update(kind=MessageKind.REACTION.value, target_id=command.target_id, emoji=command.emoji)
+                target = TargetChange(command.target_id, react=True, reaction=command.emoji or None)
             case EditMessage():
                 entry.update(kind=MessageKind.EDIT.value, target_id=command.target_id, body=command.body)
+                target = TargetChange(command.target_id, edit=True, body=command.body)
             case DeleteForEveryone():
                 entry.update(kind=MessageKind.REVOKE.value, target_id=command.target_id)
+                target = TargetChange(command.target_id, revoke=True)
             case _:
                 raise TypeError(f"not a transport command: {command!r}")
         if error is None and not _SEND_JID.fullmatch(command.to):
             error = f"invalid recipient {command.to!r}"
-        if error is None and line.send_failures > 0:
+        injected = error is None and line.send_failures > 0
+        if injected:
             line.send_failures -= 1
             error = line.send_failure_reason
-        try:
-            if error is not None:
-                entry.update(ack="failed", error=error)
-                network._record_sent(line, entry)
-                raise SendFailed(error)
-            network._record_sent(line, entry)
-        except SandboxError as exc:
-            raise TransportError(f"sandbox: {exc.message}") from None
-        target = line.outbox.get(entry["target_id"]) if entry["target_id"] else None
-        if target is not None:
-            if isinstance(command, EditMessage):
-                target.update(body=command.body, edited=True)
-            elif isinstance(command, DeleteForEveryone):
-                target.update(deleted=True)
-            elif isinstance(command, SendReaction):
-                target.update(reaction=command.emoji or None)
-            network._update_sent(line, target)
+        if error is not None:
+            entry.update(ack="failed", error=error)
+        try:  # in the outbox (committed) before anyone hears of it
+            first = await network._outbox.accept(line.connection_id, entry, target=target if error is None else None)
+        except BaseException as exc:
+            if injected:
+                line.send_failures += 1  # not used up: this send never got to WhatsApp
+            if isinstance(exc, SandboxError):
+                raise TransportError(f"sandbox: {exc.message}") from None
+            raise
+        if first is not None:  # accepted before under this id: WhatsApp keeps one (the outbox counted this one)
+            if injected:
+                line.send_failures += 1  # this send did not fail after all
+            return Sent(first["id"], dt.datetime.fromisoformat(first["timestamp"]))
+        if error is not None:
+            raise SendFailed(error)
         if content:
             network._schedule_receipts(line, message_id)
+        if line.answer_delay > 0:  # WhatsApp has it; its answer is on its way
+            await trio.sleep(line.answer_delay)
+            if self._run is not conn or not conn.connected:
+                raise NotConnected("sandbox: the connection dropped before WhatsApp answered")
         return Sent(message_id, now)
 
     async def download(self, media: MediaRef) -> bytes:

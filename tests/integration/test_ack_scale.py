@@ -59,9 +59,9 @@ async def test_a_sent_message_walks_1_2_3_4_as_the_phone_acknowledges_and_5_when
 
         # a voice note's "played" goes one further; a late "delivered" moves nothing back
         message_wid = server.sql("SELECT wid FROM messages WHERE id = %s", (sent["id"],))[0][0]
-        server.deps.sandbox.ack(wid, message_wid, "played")
+        await server.deps.sandbox.ack(wid, message_wid, "played")
         assert await acks_until(events, sent["id"], 5) == [5]
-        server.deps.sandbox.ack(wid, message_wid, "delivered")
+        await server.deps.sandbox.ack(wid, message_wid, "delivered")
         await inbound(api, token, wid, **{"from": CUSTOMER, "body": "sync"})  # the chat's events, in order
         await wait_sql(server, "SELECT count(*) FROM messages WHERE body = 'sync'", None, [(1,)])
 

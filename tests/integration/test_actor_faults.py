@@ -199,4 +199,4 @@ async def test_an_outbox_write_whose_commit_went_unheard_is_stored_and_sent_once
         assert response.status_code == 201, response.text
         assert lost, "the injected fault did not fire"
         await wait_sql(server, "SELECT count(*), min(status) FROM messages WHERE body = 'once'", None, [(1, "sent")])
-        assert [entry["body"] for entry in sandbox.outbox(wid)] == ["once"]
+        assert [entry["body"] for entry in await sandbox.outbox(wid)] == ["once"]

@@ -114,7 +114,7 @@ async def test_another_contact_cannot_edit_revoke_react_or_ack_a_message(
         await inbound(api, token, wid, **{"from": A, "reaction": {"targetId": to_a, "emoji": "👍"}})
         await inbound(api, token, wid, **{"from": A, "edit": {"targetId": to_a, "body": "PIX: outra"}})  # not A's
         await inbound(api, token, wid, **{"from": A, "revoke": {"targetId": from_a}})
-        server.deps.sandbox.ack(wid, to_a, "played")
+        await server.deps.sandbox.ack(wid, to_a, "played")
         await wait_sql(server, "SELECT body, is_edited, is_deleted FROM messages WHERE wid = %s", (from_a,),
                        [("A: meu pedido (2)", True, True)])
         await wait_sql(server, "SELECT body, reaction, ack, is_edited FROM messages WHERE wid = %s", (to_a,),

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from gateway.whatsapp import sandbox, sandbox_state
+from gateway.whatsapp import sandbox, sandbox_outbox, sandbox_state
 from gateway.whatsapp.sandbox import SandboxError, SandboxNetwork, SandboxTransport
 from gateway.whatsapp.transport import (
     Ack,
@@ -541,7 +541,7 @@ async def test_settle_is_idempotent_and_harmless_after_a_reconnect_or_a_forget(n
     assert net.state(CID)["unsettled"] == 0 and net.state(CID)["pendingInbound"] == 0
     await net.inbound(CID, sender=CUSTOMER, body="dois")
     second = await session.next()
-    net.forget(CID)
+    await net.forget(CID)
     await session.ended()
     settle(second)  # the connection is gone: nothing to do, nothing breaks
     assert net.state(CID)["pendingInbound"] == 0
@@ -588,11 +588,11 @@ async def test_a_send_repeated_with_its_id_is_sent_once_and_answered_the_same(nu
     first = await session.transport.send(SendText(to, "olá", id="3EB0AAAABBBBCCCCDDDD"))
     second = await session.transport.send(SendText(to, "olá, de novo", id="3EB0AAAABBBBCCCCDDDD"))
     assert first == second and first.id == "3EB0AAAABBBBCCCCDDDD"
-    assert [entry["body"] for entry in net.outbox(CID)] == ["olá"]  # the retry is not recorded
+    assert [entry["body"] for entry in await net.outbox(CID)] == ["olá"]  # the retry is not recorded
     media = await session.transport.send(SendMedia(to, MessageKind.IMAGE, b"\xff\xd8", "image/jpeg", id="3EB0MEDIA"))
     assert await session.transport.send(SendMedia(to, MessageKind.IMAGE, b"\xff\xd8", "image/jpeg",
                                                   id="3EB0MEDIA")) == media
-    assert [entry["id"] for entry in net.outbox(CID)] == ["3EB0AAAABBBBCCCCDDDD", "3EB0MEDIA"]
+    assert [entry["id"] for entry in await net.outbox(CID)] == ["3EB0AAAABBBBCCCCDDDD", "3EB0MEDIA"]
     await trio.sleep(10)
     receipts = [(event.ids, event.ack) for event in session.drain()]
     assert receipts.count((("3EB0AAAABBBBCCCCDDDD",), Ack.DELIVERED)) == 1  # receipts once per message id
@@ -608,10 +608,11 @@ async def test_a_send_that_failed_is_sent_when_retried_with_its_id(nursery, auto
     net.fault(CID, "send_failure", count=1)
     with pytest.raises(SendFailed):
         await session.transport.send(SendText(to, "olá", id="3EB0RETRY"))
-    assert [entry["ack"] for entry in net.outbox(CID)] == ["failed"]
+    assert [entry["ack"] for entry in await net.outbox(CID)] == ["failed"]
     sent = await session.transport.send(SendText(to, "olá", id="3EB0RETRY"))
     assert sent.id == "3EB0RETRY"
-    assert [(entry["id"], entry["ack"], entry["error"]) for entry in net.outbox(CID)] == [("3EB0RETRY", "sent", None)]
+    assert [(entry["id"], entry["ack"], entry["error"], entry["attempts"], entry["duplicates"])
+            for entry in await net.outbox(CID)] == [("3EB0RETRY", "sent", None, 2, 0)]  # a retry, not a duplicate
 
 
 async def test_a_send_with_a_malformed_id_fails(nursery, autojump_clock):
@@ -619,7 +620,7 @@ async def test_a_send_with_a_malformed_id_fails(nursery, autojump_clock):
     session = await paired_session(nursery, net)
     with pytest.raises(SendFailed):
         await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá", id="no spaces allowed"))
-    assert net.outbox(CID) == []
+    assert await net.outbox(CID) == []
 
 
 # ─── sending, receipts ──────────────────────────────────────────────────────────────────
@@ -631,7 +632,7 @@ async def test_send_records_the_message_and_receipts_follow_after_the_delays(nur
     start = trio.current_time()
     sent = await session.transport.send(SendText(to, "olá", quoted_id="ABC"))
     assert OUR_ID.fullmatch(sent.id) and sent.timestamp.tzinfo is not None and sent.timestamp.microsecond == 0
-    [entry] = net.outbox(CID)
+    [entry] = await net.outbox(CID)
     assert entry["id"] == sent.id and entry["to"] == to and entry["kind"] == "chat" and entry["body"] == "olá"
     assert entry["quotedId"] == "ABC" and entry["ack"] == "sent"
     assert dt.datetime.fromisoformat(entry["timestamp"]) == sent.timestamp
@@ -640,7 +641,7 @@ async def test_send_records_the_message_and_receipts_follow_after_the_delays(nur
     assert trio.current_time() - start == pytest.approx(0.5)
     read = await session.next()
     assert read.ack is Ack.READ and trio.current_time() - start == pytest.approx(2.0)
-    assert net.outbox(CID)[0]["ack"] == "read"
+    assert (await net.outbox(CID))[0]["ack"] == "read"
 
 
 async def test_receipts_due_while_disconnected_arrive_after_reconnect(nursery, autojump_clock):
@@ -666,7 +667,7 @@ async def test_send_media_reaction_edit_and_delete_are_recorded(nursery, autojum
     edit = await session.transport.send(EditMessage(to, text.id, "segunda versão"))
     delete = await session.transport.send(DeleteForEveryone(to, media.id))
     assert len({media.id, text.id, reaction.id, edit.id, delete.id}) == 5
-    entries = {entry["id"]: entry for entry in net.outbox(CID)}
+    entries = {entry["id"]: entry for entry in await net.outbox(CID)}
     assert entries[media.id].items() >= {"kind": "document", "caption": "sua nota", "filename": "nota.pdf",
                                          "mimetype": "application/pdf", "size": 8, "deleted": True,
                                          "reaction": "❤️"}.items()
@@ -684,17 +685,17 @@ async def test_manual_ack_emits_the_receipt_at_once(nursery, autojump_clock):
     session = await paired_session(nursery, net)
     sent = await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá"))
     start = trio.current_time()
-    net.ack(CID, sent.id, "delivered")
-    net.ack(CID, sent.id, "read")
+    await net.ack(CID, sent.id, "delivered")
+    await net.ack(CID, sent.id, "read")
     first, second = await session.next(), await session.next()
     assert (first.ack, second.ack) == (Ack.DELIVERED, Ack.READ) and trio.current_time() == start
     assert isinstance(first, Receipt) and first.ids == (sent.id,)
-    assert net.outbox(CID)[0]["ack"] == "read"
+    assert (await net.outbox(CID))[0]["ack"] == "read"
     with pytest.raises(SandboxError) as err:
-        net.ack(CID, "3EB0DOESNOTEXIST", "read")
+        await net.ack(CID, "3EB0DOESNOTEXIST", "read")
     assert err.value.code == "ERR_SANDBOX_UNKNOWN_MESSAGE"
     with pytest.raises(SandboxError) as err:
-        net.ack(CID, sent.id, "seen")
+        await net.ack(CID, sent.id, "seen")
     assert err.value.code == "ERR_SANDBOX_BAD_ACK"
 
 
@@ -702,7 +703,7 @@ async def test_an_ack_already_given_by_hand_is_not_repeated_by_the_timer(nursery
     net = network(ack_delays=(1.0, 1.0))
     session = await paired_session(nursery, net)
     sent = await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá"))
-    net.ack(CID, sent.id, "read")
+    await net.ack(CID, sent.id, "read")
     assert (await session.next()).ack is Ack.READ
     await trio.sleep(10)
     assert session.drain() == []
@@ -718,10 +719,10 @@ async def test_send_failure_fails_the_next_sends_and_records_them(nursery, autoj
             await session.transport.send(SendText(to, "olá"))
         assert err.value.reason == "rate-overlimit"
     sent = await session.transport.send(SendText(to, "olá"))
-    acks = [entry["ack"] for entry in net.outbox(CID)]
-    assert acks == ["failed", "failed", "sent"] and net.outbox(CID)[2]["id"] == sent.id
+    acks = [entry["ack"] for entry in await net.outbox(CID)]
+    assert acks == ["failed", "failed", "sent"] and (await net.outbox(CID))[2]["id"] == sent.id
     with pytest.raises(SandboxError) as err:
-        net.ack(CID, net.outbox(CID)[0]["id"], "delivered")
+        await net.ack(CID, (await net.outbox(CID))[0]["id"], "delivered")
     assert err.value.code == "ERR_SANDBOX_MESSAGE_FAILED"
     assert net.state(CID)["connected"]  # a refused send does not drop the connection
 
@@ -732,7 +733,7 @@ async def test_send_to_an_invalid_recipient_fails(nursery, autojump_clock):
     for to in (CUSTOMER, f"{CUSTOMER}@c.us", "maria@s.whatsapp.net"):
         with pytest.raises(SendFailed):
             await session.transport.send(SendText(to, "olá"))
-    assert [entry["ack"] for entry in net.outbox(CID)] == ["failed"] * 3
+    assert [entry["ack"] for entry in await net.outbox(CID)] == ["failed"] * 3
 
 
 async def test_commands_need_a_connection(nursery, autojump_clock):
@@ -757,11 +758,11 @@ async def test_commands_need_a_connection(nursery, autojump_clock):
 
 
 async def test_the_outbox_is_bounded(nursery, autojump_clock, monkeypatch):
-    monkeypatch.setattr(sandbox_state, "OUTBOX_MAX", 3)
+    monkeypatch.setattr(sandbox_outbox, "OUTBOX_MAX", 3)
     net = network(ack_delays=(None, None))
     session = await paired_session(nursery, net)
     ids = [(await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", str(n)))).id for n in range(5)]
-    assert [entry["id"] for entry in net.outbox(CID)] == ids[2:]
+    assert [entry["id"] for entry in await net.outbox(CID)] == ids[2:]
 
 
 async def test_mark_read_and_presence_are_recorded(nursery, autojump_clock):
@@ -862,9 +863,9 @@ async def test_forget_ends_the_running_transport_and_drops_the_state(nursery, au
     net = network()
     session = await paired_session(nursery, net)
     await session.transport.send(SendText(f"{CUSTOMER}@s.whatsapp.net", "olá"))
-    net.forget(CID)
+    await net.forget(CID)
     assert isinstance(await session.ended(), TransportError)
-    assert net.outbox(CID) == [] and not net.state(CID)["paired"] and not net.state(CID)["running"]
+    assert await net.outbox(CID) == [] and not net.state(CID)["paired"] and not net.state(CID)["running"]
 
 
 async def test_a_logout_interrupted_before_the_session_heard_it_is_repeated(nursery, autojump_clock):
