@@ -109,6 +109,7 @@ def whatsapp(row: dict[str, Any], *, show_token: bool = False) -> dict[str, Any]
         "expiresTicket": row.get("expires_ticket", 0),
         "expiresInactiveMessage": row.get("expires_inactive_message", ""),
         "maxUseBotQueues": row.get("max_use_bot_queues", 3), "timeUseBotQueues": row.get("time_use_bot_queues", 0),
+        "schedules": row.get("schedules") or [],
         "token": row.get("token") if show_token else None,
         "lastDisconnectAt": _iso(row.get("last_disconnect_at")),
         "lastDisconnectReason": row.get("last_disconnect_reason"),

@@ -12,6 +12,7 @@ from api import present
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import ApiError, BadRequest, NotFound
+from api.schedules import check_schedules
 from api.validation import Field, body, json_body, path_id, validate
 from storage import whatsapps
 
@@ -45,7 +46,8 @@ _COLUMNS = {"name": "name", "isDefault": "is_default", "greetingMessage": "greet
             "outOfHoursMessage": "out_of_hours_message", "token": "token", "queueIds": "queue_ids",
             "channel": "channel", "ratingMessage": "rating_message", "transferMessage": "transfer_message",
             "expiresTicket": "expires_ticket", "expiresInactiveMessage": "expires_inactive_message",
-            "maxUseBotQueues": "max_use_bot_queues", "timeUseBotQueues": "time_use_bot_queues"}
+            "maxUseBotQueues": "max_use_bot_queues", "timeUseBotQueues": "time_use_bot_queues",
+            "schedules": "schedules"}
 # A blank or null number from a form: its default (the SaaS lineage keeps some of these as strings, "0").
 NUMBER_DEFAULTS = {"expiresTicket": 0, "maxUseBotQueues": 3, "timeUseBotQueues": 0}
 
@@ -60,7 +62,10 @@ async def _connection_body(*, partial: bool) -> dict:
     for key, default in NUMBER_DEFAULTS.items():
         if key in raw and (raw[key] is None or (isinstance(raw[key], str) and not raw[key].strip())):
             raw[key] = default
-    return validate(raw, CONNECTION_FIELDS, partial=partial)
+    data = validate(raw, CONNECTION_FIELDS, partial=partial)
+    if "schedules" in raw and (raw["schedules"] is not None or not partial):
+        data["schedules"] = check_schedules(raw["schedules"])  # its hours, when scheduleType is "connection"
+    return data
 
 
 def _fields(data: dict) -> dict:

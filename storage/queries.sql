@@ -223,10 +223,11 @@ RETURNING key, value, created_at, updated_at
 -- name: whatsapp_insert
 INSERT INTO whatsapps (company_id, name, channel, is_default, greeting_message, farewell_message,
                        complation_message, out_of_hours_message, token, rating_message, transfer_message,
-                       expires_ticket, expires_inactive_message, max_use_bot_queues, time_use_bot_queues)
+                       expires_ticket, expires_inactive_message, max_use_bot_queues, time_use_bot_queues, schedules)
 VALUES (%(company_id)s, %(name)s, %(channel)s, %(is_default)s, %(greeting_message)s, %(farewell_message)s,
         %(complation_message)s, %(out_of_hours_message)s, %(token)s, %(rating_message)s, %(transfer_message)s,
-        %(expires_ticket)s, %(expires_inactive_message)s, %(max_use_bot_queues)s, %(time_use_bot_queues)s)
+        %(expires_ticket)s, %(expires_inactive_message)s, %(max_use_bot_queues)s, %(time_use_bot_queues)s,
+        %(schedules)s)
 RETURNING id
 
 -- name: whatsapp_show
@@ -267,6 +268,7 @@ UPDATE whatsapps SET
     expires_inactive_message = coalesce(%(expires_inactive_message)s, expires_inactive_message),
     max_use_bot_queues = coalesce(%(max_use_bot_queues)s, max_use_bot_queues),
     time_use_bot_queues = coalesce(%(time_use_bot_queues)s, time_use_bot_queues),
+    schedules = coalesce(%(schedules)s, schedules),
     updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
 RETURNING id

@@ -1,4 +1,9 @@
--- Version 16: a ticket carries its rating (issue 12, CSAT). `rating` is the ticket's latest
+-- Version 16 (issue 12, the API of routing). A connection's business hours (setting scheduleType
+-- "connection", as the SaaS lineage has them on its connections): any of the three shapes api/schedules.py
+-- takes, like a queue's and a company's.
+ALTER TABLE whatsapps ADD COLUMN schedules jsonb NOT NULL DEFAULT '[]';
+
+-- A ticket carries its rating (CSAT). `rating` is the ticket's latest
 -- `user_ratings` row as `{id, rate, userId, createdAt}`, null while it has none (the contact may rate a
 -- ticket again after it was reopened and closed: the last answer is the one shown).
 --

@@ -210,16 +210,17 @@ async def test_connection_routing_fields(api: Api, server: Server, world: World)
         created = await api.client.post("/whatsapp", json={
             "name": "Main", "channel": "sandbox", "ratingMessage": "Rate us", "transferMessage": "Moving you",
             "expiresTicket": "30", "expiresInactiveMessage": "Closed for silence", "maxUseBotQueues": 2,
-            "timeUseBotQueues": ""}, headers=auth(world.admin))
+            "timeUseBotQueues": "", "schedules": OPEN_HOURS}, headers=auth(world.admin))
         assert created.status_code == 201, created.text
         body = created.json()
         assert (body["ratingMessage"], body["transferMessage"], body["expiresTicket"], body["expiresInactiveMessage"],
                 body["maxUseBotQueues"], body["timeUseBotQueues"]) == ("Rate us", "Moving you", 30,
                                                                        "Closed for silence", 2, 0)
+        assert body["schedules"] == STORED_HOURS  # its hours, for scheduleType "connection"
         defaults = await api.client.post("/whatsapp", json={"name": "Second", "channel": "sandbox"},
                                          headers=auth(world.admin))
         assert (defaults.json()["expiresTicket"], defaults.json()["maxUseBotQueues"],
-                defaults.json()["ratingMessage"]) == (0, 3, "")
+                defaults.json()["ratingMessage"], defaults.json()["schedules"]) == (0, 3, "", [])
         # the family's form sends the whole connection back
         echoed = {**body, "maxUseBotQueues": "5", "expiresTicket": 0, "ratingMessage": "Rate 1 to 5"}
         updated = await api.client.put(f"/whatsapp/{body['id']}", json=echoed, headers=auth(world.admin))
@@ -227,14 +228,22 @@ async def test_connection_routing_fields(api: Api, server: Server, world: World)
         assert (updated.json()["maxUseBotQueues"], updated.json()["expiresTicket"],
                 updated.json()["ratingMessage"], updated.json()["transferMessage"]) == (5, 0, "Rate 1 to 5",
                                                                                       "Moving you")
-        stored = server.sql("SELECT rating_message, max_use_bot_queues, expires_ticket FROM whatsapps WHERE id = %s",
-                            (body["id"],))
-        assert stored == [("Rate 1 to 5", 5, 0)]
+        stored = server.sql("SELECT rating_message, max_use_bot_queues, expires_ticket, schedules FROM whatsapps "
+                            "WHERE id = %s", (body["id"],))
+        assert stored == [("Rate 1 to 5", 5, 0, STORED_HOURS)]
+        two_shifts = [{"weekday": 1, "startTimeA": "08:00", "endTimeA": "12:00", "startTimeB": "", "endTimeB": ""}]
+        shifts = await api.client.put(f"/whatsapp/{body['id']}", json={"schedules": two_shifts},
+                                      headers=auth(world.admin))
+        assert shifts.status_code == 200 and shifts.json()["schedules"] == two_shifts
+        kept = await api.client.put(f"/whatsapp/{body['id']}", json={"name": "Main 2"}, headers=auth(world.admin))
+        assert kept.json()["schedules"] == two_shifts
 
         before = await table(server, "whatsapps")
         for field, value in (("maxUseBotQueues", 101), ("maxUseBotQueues", -1), ("expiresTicket", "soon"),
-                             ("timeUseBotQueues", 525_601), ("ratingMessage", 5), ("expiresInactiveMessage", ["x"])):
-            bad = await api.client.put(f"/whatsapp/{body['id']}", json={field: value}, headers=auth(world.admin))
+                             ("timeUseBotQueues", 525_601), ("ratingMessage", 5), ("expiresInactiveMessage", ["x"]),
+                             ("schedules", "always"), ("schedules.timezone", {"timezone": "Nowhere/Never"})):
+            key = field.split(".")[0]
+            bad = await api.client.put(f"/whatsapp/{body['id']}", json={key: value}, headers=auth(world.admin))
             assert bad.status_code == 400 and bad.json()["field"] == field, (field, value, bad.text)
         refused = await api.client.put(f"/whatsapp/{body['id']}", json={"ratingMessage": "x"}, headers=auth(world.user))
         assert refused.status_code == 403
