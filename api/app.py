@@ -157,7 +157,9 @@ def create_app(deps: Deps) -> QuartTrio:
         media,
         messages,
         plans,
+        queue_options,
         queues,
+        ratings,
         sandbox,
         settings,
         tags,
@@ -168,7 +170,8 @@ def create_app(deps: Deps) -> QuartTrio:
     )
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
-                   tickets, messages, announcements, helps, chats, tags, files, plans, invoices):
+                   tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
+                   ratings):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -15,8 +15,9 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from api import present
 from api.app import deps_of
-from api.auth import current, hash_password, public, require_super
+from api.auth import current, hash_password, public, require_admin, require_super
 from api.errors import BadRequest, Forbidden
+from api.schedules import check_schedules
 from api.subscriptions import today, unpaid_ok
 from api.validation import Field, json_body, page, path_id, search_pattern, validate
 from storage import companies, plans, settings
@@ -170,6 +171,21 @@ async def update_company(company_id: str) -> Response:
         await settings.set_setting(db, target, "connectionLimit", str(data["connectionLimit"]))
     return jsonify({**present.company(updated),
                     "connectionLimit": await settings.get_int_setting(db, target, "connectionLimit")})
+
+
+@blueprint.put("/<company_id>/schedules")
+async def update_schedules(company_id: str) -> Response:
+    """The company's business hours (setting scheduleType "company"): `{schedules}` in any of the three
+    shapes api/schedules.py takes; an admin of that company or a super admin. Answers the company."""
+    target = path_id(company_id, "company")
+    _own_or_super(target)
+    require_admin()
+    raw = await json_body()
+    if "schedules" not in raw:
+        raise BadRequest("schedules: is required", code="ERR_VALIDATION", field="schedules")
+    deps = deps_of(current_app)
+    row = await companies.set_schedules(deps.db, target, check_schedules(raw["schedules"]))
+    return jsonify(present.company(row))
 
 
 @blueprint.delete("/<company_id>")

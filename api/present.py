@@ -26,6 +26,8 @@ def company(row: dict[str, Any]) -> dict[str, Any]:
         shown["plan"] = plan(row["plan"])
     if "settings" in row:
         shown["settings"] = row["settings"]
+    if "schedules" in row:
+        shown["schedules"] = row["schedules"]  # business hours (scheduleType "company"), api/schedules.py
     return shown
 
 
@@ -59,6 +61,7 @@ def user(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"], "name": row["name"], "email": row["email"], "profile": row["profile"],
         "companyId": row["company_id"], "super": row["super"], "allTicket": row["all_ticket"],
         "online": row.get("online", False), "whatsappId": row.get("whatsapp_id"),
+        "maxTickets": row.get("max_tickets"),  # open tickets auto-assignment may give them; null: no limit
         "queues": row.get("queues") or [],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
     }
@@ -102,6 +105,11 @@ def whatsapp(row: dict[str, Any], *, show_token: bool = False) -> dict[str, Any]
         "greetingMessage": row.get("greeting_message", ""), "farewellMessage": row.get("farewell_message", ""),
         "complationMessage": row.get("complation_message", ""),
         "outOfHoursMessage": row.get("out_of_hours_message", ""),
+        "ratingMessage": row.get("rating_message", ""), "transferMessage": row.get("transfer_message", ""),
+        "expiresTicket": row.get("expires_ticket", 0),
+        "expiresInactiveMessage": row.get("expires_inactive_message", ""),
+        "maxUseBotQueues": row.get("max_use_bot_queues", 3), "timeUseBotQueues": row.get("time_use_bot_queues", 0),
+        "schedules": row.get("schedules") or [],
         "token": row.get("token") if show_token else None,
         "lastDisconnectAt": _iso(row.get("last_disconnect_at")),
         "lastDisconnectReason": row.get("last_disconnect_reason"),
@@ -117,12 +125,38 @@ def session(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def queue(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """A queue; `options` (its whole menu tree, flat, by id) when the row has them (storage.queues.with_options).
+    `mediaPath` is where its greeting file is served (`/media/<token>/<name>`), `mediaName` the file's name."""
+    shown = {
         "id": row["id"], "name": row["name"], "color": row["color"],
         "greetingMessage": row.get("greeting_message", ""), "outOfHoursMessage": row.get("out_of_hours_message", ""),
         "orderQueue": row.get("order_queue"), "schedules": row.get("schedules") or [],
+        "autoAssign": row.get("auto_assign", "off"),
+        "mediaPath": row.get("media_path"), "mediaName": row.get("media_name"),
         "companyId": row["company_id"],
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+    if "options" in row:
+        shown["options"] = [queue_option(option) for option in row["options"]]
+    return shown
+
+
+def queue_option(row: dict[str, Any]) -> dict[str, Any]:
+    """A node of a queue's menu, in ticketz's names (its QueueOptions form reads these)."""
+    return {
+        "id": row["id"], "title": row["title"], "option": row["option"], "message": row["message"],
+        "queueId": row["queue_id"], "parentId": row.get("parent_id"), "forwardQueueId": row.get("forward_queue_id"),
+        "exitChatbot": row["exit_chatbot"], "mediaPath": row.get("media_path"), "mediaName": row.get("media_name"),
+        "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+    }
+
+
+def rating(row: dict[str, Any]) -> dict[str, Any]:
+    """A rating (the family's UserRating) with its ticket, agent and queue as `GET /ratings` lists it."""
+    return {
+        "id": row["id"], "ticketId": row["ticket_id"], "userId": row.get("user_id"), "companyId": row["company_id"],
+        "rate": row["rate"], "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
+        "user": row.get("user"), "ticket": row.get("ticket"), "queue": row.get("queue"),
     }
 
 

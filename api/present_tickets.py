@@ -26,6 +26,8 @@ def ticket(row: dict[str, Any]) -> dict[str, Any]:
         "createdAt": _iso(row.get("created_at")), "updatedAt": _iso(row.get("updated_at")),
         "contact": row.get("contact"), "queue": row.get("queue"), "user": row.get("user"),
         "whatsapp": row.get("whatsapp"), "tags": row.get("tags") or [],
+        # the latest rating the contact gave it, {id, rate, userId, createdAt} (schema version 16), or null
+        "rating": row.get("rating"),
     }
 
 

@@ -1,4 +1,10 @@
-"""`/queue`: the queues (departments) of the caller's company. Any user reads them; admins manage them."""
+"""`/queue`: the queues (departments) of the caller's company. Any user reads them; admins manage them.
+
+One queue's JSON (`GET /queue/:id`, the answers of POST and PUT, the `company-{id}-queue` events) carries
+its `options`, the whole menu tree flat (by id, `parentId` saying where each sits); the list does not
+(every screen loads it). A greeting file is uploaded as multipart `file` to `POST /queue/:id/media-upload`
+and removed by `DELETE /queue/:id/media-upload`, as ticketz's queue form does.
+"""
 
 from __future__ import annotations
 
@@ -11,77 +17,28 @@ from api import present
 from api.app import Deps, deps_of
 from api.auth import current, require_admin
 from api.errors import BadRequest
+from api.files import remove_media
+from api.schedules import check_schedules
+from api.uploads import invalid_upload, read_upload
 from api.validation import Field, json_body, path_id, validate
 from storage import queues
+from storage.errors import NotFound
 
 blueprint = Blueprint("queues", __name__, url_prefix="/queue")
 
 TEXT = 10_000
+AUTO_ASSIGN = ("off", "round_robin", "least_busy")
 QUEUE_FIELDS = {
     "name": Field("str", required=True, max_len=255),
     "color": Field("str", required=True, max_len=32),
     "greetingMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
     "outOfHoursMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
     "orderQueue": Field("int", nullable=True, minimum=0, maximum=2**31 - 1),
+    "autoAssign": Field("str", choices=AUTO_ASSIGN),
 }
 COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
-TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-WEEKDAYS_EN = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-MAX_SCHEDULES = 50
-# Time ranges of a schedule entry: our `startTime`/`endTime`, and the two shifts (A, B) some
-# Whaticket-family frontends send. An empty or null pair means "closed".
-TIME_PAIRS = (("startTime", "endTime"), ("startTimeA", "endTimeA"), ("startTimeB", "endTimeB"))
-
-
-def _invalid(field: str, message: str) -> BadRequest:
-    return BadRequest(f"{field}: {message}", code="ERR_VALIDATION", field=field)
-
-
-def _check_schedules(value: Any) -> list[dict[str, Any]]:
-    """`schedules`: a list of `{weekday, startTime "HH:MM", endTime "HH:MM"}` (plus the optional `weekdayEn`
-    and shift pairs of the Whaticket frontends); only these keys are kept. `{}` is none: ticketz's queue form
-    sends it when the company's schedules are off."""
-    if value == {}:
-        return []
-    if not isinstance(value, list):
-        raise _invalid("schedules", "must be a list of {weekday, startTime, endTime}")
-    if len(value) > MAX_SCHEDULES:
-        raise _invalid("schedules", f"has too many items (at most {MAX_SCHEDULES})")
-    checked = []
-    for index, item in enumerate(value):
-        where = f"schedules[{index}]"
-        if not isinstance(item, dict):
-            raise _invalid(where, "must be an object {weekday, startTime, endTime}")
-        weekday = item.get("weekday")
-        if isinstance(weekday, bool) or not (
-            (isinstance(weekday, int) and 0 <= weekday <= 6)
-            or (isinstance(weekday, str) and 0 < len(weekday.strip()) <= 32)
-        ):
-            raise _invalid(f"{where}.weekday", "must be a day name or a number from 0 (Sunday) to 6")
-        entry: dict[str, Any] = {"weekday": weekday.strip() if isinstance(weekday, str) else weekday}
-        if "weekdayEn" in item:
-            english = item["weekdayEn"]
-            if not isinstance(english, str) or english.lower() not in WEEKDAYS_EN:
-                raise _invalid(f"{where}.weekdayEn", f"must be one of {', '.join(WEEKDAYS_EN)}")
-            entry["weekdayEn"] = english.lower()
-        for start_key, end_key in TIME_PAIRS:
-            if start_key not in item and end_key not in item:
-                continue
-            start, end = item.get(start_key), item.get(end_key)
-            start, end = "" if start is None else start, "" if end is None else end
-            for key, time in ((start_key, start), (end_key, end)):
-                if not isinstance(time, str) or (time and not TIME.fullmatch(time)):
-                    raise _invalid(f"{where}.{key}", "must be a time HH:MM (00:00 to 23:59) or empty")
-            if bool(start) != bool(end):
-                raise _invalid(f"{where}.{end_key if start else start_key}",
-                               f"{start_key} and {end_key} are both set or both empty")
-            if start and start >= end:
-                raise _invalid(f"{where}.{end_key}", f"must be later than {start_key}")
-            entry[start_key], entry[end_key] = start, end
-        if not any(key in entry for pair in TIME_PAIRS for key in pair):
-            raise _invalid(f"{where}.startTime", "is required")
-        checked.append(entry)
-    return checked
+SAVED = {"mensagem": "Arquivo Salvo"}  # the family's answers to a media upload and removal
+REMOVED = {"mensagem": "Arquivo excluído"}
 
 
 async def _queue_body(*, partial: bool) -> dict[str, Any]:
@@ -100,8 +57,10 @@ async def _queue_body(*, partial: bool) -> dict[str, Any]:
             fields[column] = data[key] if data[key] is not None else ""
     if "orderQueue" in data:
         fields["order_queue"] = data["orderQueue"]
+    if "autoAssign" in data:
+        fields["auto_assign"] = data["autoAssign"]
     if "schedules" in raw and (raw["schedules"] is not None or not partial):
-        fields["schedules"] = _check_schedules(raw["schedules"] if raw["schedules"] is not None else [])
+        fields["schedules"] = check_schedules(raw["schedules"])
     return fields
 
 
@@ -109,11 +68,28 @@ def _publish(deps: Deps, company_id: int, payload: dict[str, Any]) -> None:
     deps.broker.publish(company_id, f"company-{company_id}-queue", payload)
 
 
+async def shown_queue(deps: Deps, company_id: int, row: dict[str, Any]) -> dict[str, Any]:
+    """The queue as the API shows it, with its options."""
+    return present.queue((await queues.with_options(deps.db, company_id, [row]))[0])
+
+
+async def announce_queue(deps: Deps, company_id: int, queue_id: int) -> dict[str, Any] | None:
+    """`company-{id}-queue` `{action: "update", queue}` with the queue as it is now (its options changed);
+    None when it is gone meanwhile."""
+    try:
+        row = await queues.show_queue(deps.db, company_id, queue_id)
+    except NotFound:
+        return None
+    shown = await shown_queue(deps, company_id, row)
+    _publish(deps, company_id, {"action": "update", "queue": shown})
+    return shown
+
+
 @blueprint.get("")
 async def list_queues() -> Response:
     principal = current()
     rows = await queues.list_queues(deps_of(current_app).db, principal.company_id)
-    return jsonify([present.queue(row) for row in rows])
+    return jsonify([present.queue(row) for row in rows])  # without their options: every screen loads this list
 
 
 @blueprint.post("")
@@ -122,7 +98,7 @@ async def create_queue() -> tuple[Response, int]:
     deps = deps_of(current_app)
     fields = await _queue_body(partial=False)
     row = await queues.create_queue(deps.db, principal.company_id, **fields)
-    shown = present.queue(row)
+    shown = present.queue({**row, "options": []})
     _publish(deps, principal.company_id, {"action": "update", "queue": shown})
     return jsonify(shown), 201
 
@@ -130,8 +106,9 @@ async def create_queue() -> tuple[Response, int]:
 @blueprint.get("/<queue_id>")
 async def show_queue(queue_id: str) -> Response:
     principal = current()
-    row = await queues.show_queue(deps_of(current_app).db, principal.company_id, path_id(queue_id, "queue"))
-    return jsonify(present.queue(row))
+    deps = deps_of(current_app)
+    row = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))
+    return jsonify(await shown_queue(deps, principal.company_id, row))
 
 
 @blueprint.put("/<queue_id>")
@@ -142,7 +119,7 @@ async def update_queue(queue_id: str) -> Response:
     require_admin()
     fields = await _queue_body(partial=True)
     row = await queues.update_queue(deps.db, principal.company_id, existing["id"], fields)
-    shown = present.queue(row)
+    shown = await shown_queue(deps, principal.company_id, row)
     _publish(deps, principal.company_id, {"action": "update", "queue": shown})
     return jsonify(shown)
 
@@ -153,6 +130,43 @@ async def delete_queue(queue_id: str) -> Response:
     deps = deps_of(current_app)
     existing = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))  # else 404
     require_admin()
-    await queues.delete_queue(deps.db, principal.company_id, existing["id"])
+    await remove_media(deps, await queues.delete_queue(deps.db, principal.company_id, existing["id"]))
     _publish(deps, principal.company_id, {"action": "delete", "queueId": existing["id"]})
     return jsonify({"message": "queue deleted"})
+
+
+@blueprint.post("/<queue_id>/media-upload")
+async def upload_media(queue_id: str) -> Response:
+    """The queue's greeting file (multipart `file`: any type WhatsApp takes), replacing the one it had."""
+    principal = current()
+    deps = deps_of(current_app)
+    existing = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))  # else 404
+    require_admin()
+    upload, _ = await read_upload()
+    if upload is None:
+        raise invalid_upload("file: is required (multipart/form-data)")
+    stored = await deps.media.save(upload.data, upload.filename, upload.mimetype)
+    changed = None
+    try:
+        changed = await queues.set_media(deps.db, principal.company_id, existing["id"], stored.url,
+                                         (upload.filename or stored.url.rsplit("/", 1)[-1])[:255])
+    finally:
+        if changed is None:  # not written (deleted meanwhile, database away): the file is nobody's
+            await remove_media(deps, [stored.url])
+    await remove_media(deps, [changed.replaced] if changed.replaced else [])
+    shown = await shown_queue(deps, principal.company_id, changed.row)
+    _publish(deps, principal.company_id, {"action": "update", "queue": shown})
+    return jsonify({**SAVED, "mediaPath": shown["mediaPath"], "mediaName": shown["mediaName"]})
+
+
+@blueprint.delete("/<queue_id>/media-upload")
+async def delete_media(queue_id: str) -> Response:
+    principal = current()
+    deps = deps_of(current_app)
+    existing = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))  # else 404
+    require_admin()
+    changed = await queues.set_media(deps.db, principal.company_id, existing["id"], None, None)
+    await remove_media(deps, [changed.replaced] if changed.replaced else [])
+    _publish(deps, principal.company_id, {"action": "update",
+                                          "queue": await shown_queue(deps, principal.company_id, changed.row)})
+    return jsonify(REMOVED)

@@ -27,6 +27,7 @@ from api import present
 from api.app import Deps, deps_of
 from api.auth import current, public, require_admin, require_super
 from api.errors import BadRequest, Forbidden, NotFound
+from api.schedules import known_zone
 from api.uploads import invalid_upload, public_exists, read_upload, remove_public, store_public
 from api.validation import Field, check_field, json_body
 from storage import errors as storage_errors
@@ -194,6 +195,10 @@ async def _checked(deps: Deps, company_id: int, spec: Spec, raw: Any) -> str:
         return value.strip()
     if spec.kind == "links":
         return _checked_links(value)
+    if spec.kind == "timezone":
+        if not known_zone(value.strip()):
+            raise _invalid("must be a known IANA time zone such as America/Sao_Paulo")
+        return value.strip()
     if spec.kind == "language":
         if not LANGUAGE.fullmatch(value.strip()):
             raise _invalid("must be a language code such as en, pt or pt-BR")

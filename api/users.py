@@ -9,7 +9,7 @@ from api.app import deps_of
 from api.auth import Principal, current, hash_password, require_admin
 from api.errors import BadRequest, Forbidden
 from api.live import logins_revoked
-from api.validation import Field, body, json_body, page, path_id, search_pattern, validate
+from api.validation import Field, json_body, page, path_id, search_pattern, validate
 from storage import users
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
@@ -24,6 +24,8 @@ USER_FIELDS = {
     "whatsappId": Field("int", nullable=True, minimum=1),
     "queueIds": Field("list_of_int", max_items=500),
     "super": Field("bool"),
+    # open tickets auto-assignment may give the user (null: no limit); admins set it
+    "maxTickets": Field("int", nullable=True, minimum=0, maximum=100_000),
 }
 SELF_EDITABLE = ("name", "email", "password")
 
@@ -34,6 +36,11 @@ def _unchanged(row: dict, key: str, value: object) -> bool:
     if key == "queueIds" and isinstance(value, list):
         return sorted(value) == sorted(queue["id"] for queue in shown["queues"])
     return shown.get(key) == value
+
+
+def _blank_is_null(raw: dict) -> dict:
+    """A form's empty `maxTickets` field ("") is no limit (null)."""
+    return {**raw, "maxTickets": None} if raw.get("maxTickets") == "" else raw
 
 
 def _publish(company_id: int, payload: dict) -> None:
@@ -68,14 +75,14 @@ async def list_colleagues() -> Response:
 async def create_user() -> tuple[Response, int]:
     principal = require_admin()
     deps = deps_of(current_app)
-    data = await body(USER_FIELDS)
+    data = validate(_blank_is_null(await json_body()), USER_FIELDS)
     _check_super_flag(principal, data)
     created = await users.create_user(
         deps.db, principal.company_id, name=data["name"], email=data["email"],
         password_hash=await hash_password(data["password"], deps.config.bcrypt_rounds),
         profile=data.get("profile", "user"), super_=data.get("super", False),
         all_ticket=data.get("allTicket", "disable"), whatsapp_id=data.get("whatsappId"),
-        queue_ids=data.get("queueIds", []),
+        queue_ids=data.get("queueIds", []), max_tickets=data.get("maxTickets"),
     )
     shown = present.user(created)
     _publish(principal.company_id, {"action": "create", "user": shown})
@@ -105,7 +112,7 @@ async def update_user(user_id: str) -> Response:
     deps = deps_of(current_app)
     target = path_id(user_id, "user")
     existing = await users.show_user(deps.db, principal.company_id, target)
-    raw = await json_body()
+    raw = _blank_is_null(await json_body())
     if raw.get("password") in ("", None):  # the family's user form sends "" when the password is not changed
         raw = {key: value for key, value in raw.items() if key != "password"}
     data = validate(raw, USER_FIELDS, partial=True)
@@ -134,6 +141,8 @@ async def update_user(user_id: str) -> Response:
         fields["whatsapp_id"] = data["whatsappId"]
     if "queueIds" in data:
         fields["queue_ids"] = data["queueIds"]
+    if "maxTickets" in data:
+        fields["max_tickets"] = data["maxTickets"]
     # a user who changes their own password stays in on this login; every other login of theirs ends
     keep = principal.session_id if target == principal.user_id else None
     updated = await users.update_user(deps.db, principal.company_id, target, fields, password_hash=password_hash,

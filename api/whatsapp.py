@@ -12,6 +12,7 @@ from api import present
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
 from api.errors import ApiError, BadRequest, NotFound
+from api.schedules import check_schedules
 from api.validation import Field, body, json_body, path_id, validate
 from storage import whatsapps
 
@@ -19,6 +20,7 @@ log = logging.getLogger("zapgate.api.whatsapp")
 blueprint = Blueprint("whatsapp", __name__)
 
 TEXT = 10_000
+MINUTES_A_YEAR = 525_600
 CONNECTION_FIELDS = {
     "name": Field("str", required=True, max_len=255),
     "channel": Field("str", choices=("whatsapp", "sandbox")),
@@ -29,11 +31,25 @@ CONNECTION_FIELDS = {
     "outOfHoursMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
     "token": Field("str", nullable=True, min_len=16, max_len=255),
     "queueIds": Field("list_of_int", max_items=500),
+    # what routing reads (issue 12): the rating question, the transfer notice, closing a silent ticket after
+    # expiresTicket minutes (0: never) with expiresInactiveMessage, the menu re-sent at most maxUseBotQueues
+    # times to unknown answers, at least timeUseBotQueues minutes apart
+    "ratingMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
+    "transferMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
+    "expiresTicket": Field("int", nullable=True, minimum=0, maximum=MINUTES_A_YEAR),
+    "expiresInactiveMessage": Field("str", nullable=True, max_len=TEXT, strip=False),
+    "maxUseBotQueues": Field("int", nullable=True, minimum=0, maximum=100),
+    "timeUseBotQueues": Field("int", nullable=True, minimum=0, maximum=MINUTES_A_YEAR),
 }
 _COLUMNS = {"name": "name", "isDefault": "is_default", "greetingMessage": "greeting_message",
             "farewellMessage": "farewell_message", "complationMessage": "complation_message",
             "outOfHoursMessage": "out_of_hours_message", "token": "token", "queueIds": "queue_ids",
-            "channel": "channel"}
+            "channel": "channel", "ratingMessage": "rating_message", "transferMessage": "transfer_message",
+            "expiresTicket": "expires_ticket", "expiresInactiveMessage": "expires_inactive_message",
+            "maxUseBotQueues": "max_use_bot_queues", "timeUseBotQueues": "time_use_bot_queues",
+            "schedules": "schedules"}
+# A blank or null number from a form: its default (the SaaS lineage keeps some of these as strings, "0").
+NUMBER_DEFAULTS = {"expiresTicket": 0, "maxUseBotQueues": 3, "timeUseBotQueues": 0}
 
 
 async def _connection_body(*, partial: bool) -> dict:
@@ -43,7 +59,13 @@ async def _connection_body(*, partial: bool) -> dict:
     raw = await json_body()
     if raw.get("token") in ("", None):
         raw = {key: value for key, value in raw.items() if key != "token"}
-    return validate(raw, CONNECTION_FIELDS, partial=partial)
+    for key, default in NUMBER_DEFAULTS.items():
+        if key in raw and (raw[key] is None or (isinstance(raw[key], str) and not raw[key].strip())):
+            raw[key] = default
+    data = validate(raw, CONNECTION_FIELDS, partial=partial)
+    if "schedules" in raw and (raw["schedules"] is not None or not partial):
+        data["schedules"] = check_schedules(raw["schedules"])  # its hours, when scheduleType is "connection"
+    return data
 
 
 def _fields(data: dict) -> dict:

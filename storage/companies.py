@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from storage import settings
 from storage.db import Database, Row
@@ -65,6 +66,13 @@ async def update_company(db: Database, company_id: int, fields: dict[str, Any]) 
                                                "plan_id", "recurrence")}
     params.update(id=company_id, set_due_date="due_date" in fields)
     if await db.fetch_one(db.q.company_update, params) is None:
+        raise NotFound(f"company {company_id}")
+    return await get_company(db, company_id)
+
+
+async def set_schedules(db: Database, company_id: int, schedules: list[dict[str, Any]] | dict[str, Any]) -> Row:
+    """The company's business hours (api/schedules.py checked them); the company as get_company reads it."""
+    if await db.fetch_one(db.q.company_set_schedules, {"id": company_id, "schedules": Jsonb(schedules)}) is None:
         raise NotFound(f"company {company_id}")
     return await get_company(db, company_id)
 

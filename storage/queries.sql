@@ -44,6 +44,9 @@ UPDATE companies SET
 WHERE id = %(id)s
 RETURNING *
 
+-- name: company_set_schedules
+UPDATE companies SET schedules = %(schedules)s, updated_at = now() WHERE id = %(id)s RETURNING id
+
 -- name: company_delete
 DELETE FROM companies WHERE id = %(id)s
 
@@ -75,7 +78,7 @@ WHERE u.id = %(id)s
 -- name: user_show
 -- One user with its company and queues, as the API shows it; scoped by company.
 SELECT u.id, u.name, u.email, u.profile, u.company_id, u.super, u.all_ticket, u.online, u.whatsapp_id,
-       u.created_at, u.updated_at,
+       u.max_tickets, u.created_at, u.updated_at,
        -- dueDate: the last day the company is let in (its due date plus the grace), 9999-12-31 when it has
        -- none: the SaaS frontends let a user in only when this is a date in the future (README, "Plans")
        json_build_object('id', c.id, 'name', c.name, 'status', c.status, 'planId', c.plan_id,
@@ -92,7 +95,7 @@ WHERE u.id = %(id)s AND u.company_id = %(company_id)s
 
 -- name: user_list
 SELECT u.id, u.name, u.email, u.profile, u.company_id, u.super, u.all_ticket, u.online, u.whatsapp_id,
-       u.created_at, u.updated_at,
+       u.max_tickets, u.created_at, u.updated_at,
        coalesce((SELECT json_agg(json_build_object('id', q.id, 'name', q.name, 'color', q.color)
                                  ORDER BY q.order_queue NULLS LAST, q.name)
                  FROM user_queues uq JOIN queues q ON q.id = uq.queue_id
@@ -117,6 +120,7 @@ UPDATE users SET
     all_ticket = coalesce(%(all_ticket)s, all_ticket),
     super = coalesce(%(super)s, super),
     whatsapp_id = CASE WHEN %(set_whatsapp_id)s THEN %(whatsapp_id)s ELSE whatsapp_id END,
+    max_tickets = CASE WHEN %(set_max_tickets)s THEN %(max_tickets)s ELSE max_tickets END,
     updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
 RETURNING id
@@ -218,9 +222,12 @@ RETURNING key, value, created_at, updated_at
 
 -- name: whatsapp_insert
 INSERT INTO whatsapps (company_id, name, channel, is_default, greeting_message, farewell_message,
-                       complation_message, out_of_hours_message, token)
+                       complation_message, out_of_hours_message, token, rating_message, transfer_message,
+                       expires_ticket, expires_inactive_message, max_use_bot_queues, time_use_bot_queues, schedules)
 VALUES (%(company_id)s, %(name)s, %(channel)s, %(is_default)s, %(greeting_message)s, %(farewell_message)s,
-        %(complation_message)s, %(out_of_hours_message)s, %(token)s)
+        %(complation_message)s, %(out_of_hours_message)s, %(token)s, %(rating_message)s, %(transfer_message)s,
+        %(expires_ticket)s, %(expires_inactive_message)s, %(max_use_bot_queues)s, %(time_use_bot_queues)s,
+        %(schedules)s)
 RETURNING id
 
 -- name: whatsapp_show
@@ -255,6 +262,13 @@ UPDATE whatsapps SET
     complation_message = coalesce(%(complation_message)s, complation_message),
     out_of_hours_message = coalesce(%(out_of_hours_message)s, out_of_hours_message),
     token = coalesce(%(token)s, token),
+    rating_message = coalesce(%(rating_message)s, rating_message),
+    transfer_message = coalesce(%(transfer_message)s, transfer_message),
+    expires_ticket = coalesce(%(expires_ticket)s, expires_ticket),
+    expires_inactive_message = coalesce(%(expires_inactive_message)s, expires_inactive_message),
+    max_use_bot_queues = coalesce(%(max_use_bot_queues)s, max_use_bot_queues),
+    time_use_bot_queues = coalesce(%(time_use_bot_queues)s, time_use_bot_queues),
+    schedules = coalesce(%(schedules)s, schedules),
     updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
 RETURNING id
@@ -676,9 +690,10 @@ SELECT EXISTS (SELECT FROM ticket) AS changed,
 -- ─── queues ─────────────────────────────────────────────────────────────────────────────
 
 -- name: queue_insert
-INSERT INTO queues (company_id, name, color, greeting_message, out_of_hours_message, order_queue, schedules)
+INSERT INTO queues (company_id, name, color, greeting_message, out_of_hours_message, order_queue, schedules,
+                    auto_assign)
 VALUES (%(company_id)s, %(name)s, %(color)s, %(greeting_message)s, %(out_of_hours_message)s, %(order_queue)s,
-        %(schedules)s)
+        %(schedules)s, %(auto_assign)s)
 RETURNING *
 
 -- name: queue_show
@@ -696,13 +711,109 @@ UPDATE queues SET
     out_of_hours_message = coalesce(%(out_of_hours_message)s, out_of_hours_message),
     schedules = coalesce(%(schedules)s, schedules),
     order_queue = CASE WHEN %(set_order_queue)s THEN %(order_queue)s ELSE order_queue END,
+    auto_assign = coalesce(%(auto_assign)s, auto_assign),
     updated_at = now()
 WHERE id = %(id)s AND company_id = %(company_id)s
 RETURNING *
 
 -- name: queue_delete
--- Tickets of the queue keep existing with queue_id null; user and connection links go (foreign keys).
-DELETE FROM queues WHERE id = %(id)s AND company_id = %(company_id)s
+-- Tickets of the queue keep existing with queue_id null; user and connection links go (foreign keys), its
+-- options too: the stored files of the queue and its options come back, to be removed once committed.
+WITH options AS (SELECT media_path FROM queue_options
+                 WHERE company_id = %(company_id)s AND queue_id = %(id)s AND media_path IS NOT NULL),
+     deleted AS (DELETE FROM queues WHERE id = %(id)s AND company_id = %(company_id)s RETURNING media_path)
+SELECT (SELECT media_path FROM deleted) AS media_path, EXISTS (SELECT FROM deleted) AS deleted,
+       array(SELECT media_path FROM options) AS option_media
+
+-- name: queue_set_media
+-- A queue's greeting file (or none), and the one it replaces (to be removed once this is committed).
+WITH old AS (SELECT id, media_path FROM queues WHERE id = %(id)s AND company_id = %(company_id)s FOR NO KEY UPDATE)
+UPDATE queues q SET media_path = %(media_path)s, media_name = %(media_name)s, updated_at = now()
+FROM old WHERE q.id = old.id
+RETURNING q.*, old.media_path AS replaced_media_path
+
+-- name: queue_lock
+-- Taken before a queue's option tree changes (storage/queue_options.py): one change of a tree at a time.
+-- NO KEY UPDATE: tickets referencing the queue (FOR KEY SHARE) are not held up.
+SELECT id FROM queues WHERE id = %(id)s AND company_id = %(company_id)s FOR NO KEY UPDATE
+
+-- ─── queue options (the menu tree of a queue) ───────────────────────────────────────────
+
+-- name: queue_option_list
+SELECT * FROM queue_options
+WHERE company_id = %(company_id)s
+  AND (%(queue_id)s::bigint IS NULL OR queue_id = %(queue_id)s)
+  AND (%(parent_id)s::bigint IS NULL OR parent_id = %(parent_id)s)
+  AND (NOT %(roots)s OR parent_id IS NULL)
+  AND (%(id)s::bigint IS NULL OR id = %(id)s)
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: queue_options_of_queues
+SELECT * FROM queue_options WHERE company_id = %(company_id)s AND queue_id = ANY(%(queue_ids)s)
+ORDER BY queue_id, id
+
+-- name: queue_option_show
+SELECT * FROM queue_options WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: queue_option_depth
+-- The level of an option in its tree (a root is 1), walking up its parents.
+WITH RECURSIVE up AS (
+    SELECT id, parent_id, 1 AS depth FROM queue_options WHERE id = %(id)s AND company_id = %(company_id)s
+    UNION ALL
+    SELECT p.id, p.parent_id, up.depth + 1
+    FROM queue_options p JOIN up ON p.id = up.parent_id
+    WHERE p.company_id = %(company_id)s AND up.depth < 100
+)
+SELECT coalesce(max(depth), 0) AS depth FROM up
+
+-- name: queue_option_subtree
+-- An option and everything under it, with its level below the option (0: the option itself).
+WITH RECURSIVE down AS (
+    SELECT id, media_path, 0 AS level FROM queue_options WHERE id = %(id)s AND company_id = %(company_id)s
+    UNION ALL
+    SELECT c.id, c.media_path, down.level + 1
+    FROM queue_options c JOIN down ON c.parent_id = down.id
+    WHERE c.company_id = %(company_id)s AND down.level < 100
+)
+SELECT id, media_path, level FROM down
+
+-- name: queue_option_counts
+-- The options under a parent (NULL: the queue's first level), and in the whole queue.
+SELECT count(*) FILTER (WHERE parent_id IS NOT DISTINCT FROM %(parent_id)s::bigint) AS siblings,
+       count(*) AS in_queue
+FROM queue_options WHERE company_id = %(company_id)s AND queue_id = %(queue_id)s
+
+-- name: queue_option_insert
+INSERT INTO queue_options (company_id, queue_id, parent_id, title, option, message, forward_queue_id, exit_chatbot)
+VALUES (%(company_id)s, %(queue_id)s, %(parent_id)s, %(title)s, %(option)s, %(message)s, %(forward_queue_id)s,
+        %(exit_chatbot)s)
+RETURNING *
+
+-- name: queue_option_update
+UPDATE queue_options SET
+    queue_id = %(queue_id)s, parent_id = %(parent_id)s, title = %(title)s, option = %(option)s,
+    message = %(message)s, forward_queue_id = %(forward_queue_id)s, exit_chatbot = %(exit_chatbot)s,
+    updated_at = now()
+WHERE id = %(id)s AND company_id = %(company_id)s
+RETURNING *
+
+-- name: queue_options_set_queue
+-- A subtree moved to another queue.
+UPDATE queue_options SET queue_id = %(queue_id)s, updated_at = now()
+WHERE company_id = %(company_id)s AND id = ANY(%(ids)s)
+
+-- name: queue_option_delete
+-- Its sub-options go with it (the parent_id foreign key cascades).
+DELETE FROM queue_options WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: queue_option_set_media
+-- An option's file (or none), and the one it replaces (to be removed once this is committed).
+WITH old AS (SELECT id, media_path FROM queue_options
+             WHERE id = %(id)s AND company_id = %(company_id)s FOR NO KEY UPDATE)
+UPDATE queue_options o SET media_path = %(media_path)s, media_name = %(media_name)s, updated_at = now()
+FROM old WHERE o.id = old.id
+RETURNING o.*, old.media_path AS replaced_media_path
 
 -- ─── contacts ───────────────────────────────────────────────────────────────────────────
 
@@ -1550,3 +1661,41 @@ FROM companies c JOIN plans p ON p.id = c.plan_id
 WHERE c.due_date IS NOT NULL AND c.status AND p.value > 0 AND c.due_date <= current_date + %(days_ahead)s::int
 ON CONFLICT (company_id, due_date) DO NOTHING
 RETURNING id, company_id
+
+-- ─── ratings (the contacts' CSAT answers, the family's UserRatings) ─────────────────────
+
+-- name: rating_page
+-- A page of a company's ratings, newest first, with the ticket (its queue now), the contact and the agent;
+-- `total` and `average` are over every rating matching the filters.
+SELECT r.*,
+       CASE WHEN u.id IS NULL THEN NULL ELSE json_build_object('id', u.id, 'name', u.name) END AS "user",
+       json_build_object('id', t.id, 'uuid', t.uuid, 'status', t.status, 'queueId', t.queue_id,
+                         'whatsappId', t.whatsapp_id,
+                         'contact', json_build_object('id', c.id, 'name', c.name, 'number', c.number)) AS ticket,
+       CASE WHEN q.id IS NULL THEN NULL ELSE json_build_object('id', q.id, 'name', q.name, 'color', q.color) END
+           AS queue,
+       count(*) OVER () AS total, avg(r.rate) OVER () AS average
+FROM user_ratings r
+JOIN tickets t ON t.id = r.ticket_id AND t.company_id = r.company_id
+JOIN contacts c ON c.id = t.contact_id AND c.company_id = t.company_id
+LEFT JOIN users u ON u.id = r.user_id AND u.company_id = r.company_id
+LEFT JOIN queues q ON q.id = t.queue_id AND q.company_id = t.company_id
+WHERE r.company_id = %(company_id)s
+  AND (%(user_id)s::bigint IS NULL OR r.user_id = %(user_id)s)
+  AND (%(queue_id)s::bigint IS NULL OR t.queue_id = %(queue_id)s)
+  AND (%(rate)s::int IS NULL OR r.rate = %(rate)s)
+  AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR r.created_at < %(until)s)
+ORDER BY r.created_at DESC, r.id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: rating_count
+-- rating_page's totals, for a page past the end.
+SELECT count(*) AS total, avg(r.rate) AS average
+FROM user_ratings r JOIN tickets t ON t.id = r.ticket_id AND t.company_id = r.company_id
+WHERE r.company_id = %(company_id)s
+  AND (%(user_id)s::bigint IS NULL OR r.user_id = %(user_id)s)
+  AND (%(queue_id)s::bigint IS NULL OR t.queue_id = %(queue_id)s)
+  AND (%(rate)s::int IS NULL OR r.rate = %(rate)s)
+  AND (%(since)s::timestamptz IS NULL OR r.created_at >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR r.created_at < %(until)s)

@@ -26,7 +26,8 @@ ENABLED = ("enabled", "disabled")
 @attrs.frozen
 class Spec:
     """What one key accepts. `kind`: choice, count (a whole number), queue ("0" or a queue id of the
-    company), text, color, file (a public file `<token>/<name>`), links (JSON `[{title, url}]`), language."""
+    company), text, color, file (a public file `<token>/<name>`), links (JSON `[{title, url}]`), language,
+    timezone (an IANA zone zoneinfo knows)."""
 
     default: str
     kind: str = "text"
@@ -48,7 +49,9 @@ def _count(default: str) -> Spec:
 COMPANY_SPECS: dict[str, Spec] = {
     # the first capabilities (whaticket-saas)
     "userRating": _choice("disabled"),
-    "scheduleType": _choice("disabled", "disabled", "queue", "company"),
+    # business hours: whose schedules apply (issue 12 adds the connection's); timezone: the zone they are in
+    "scheduleType": _choice("disabled", "disabled", "queue", "company", "connection"),
+    "timezone": Spec("America/Sao_Paulo", "timezone", max_len=64),
     "CheckMsgIsGroup": _choice("enabled", safe=True),  # "enabled": messages from groups are ignored
     "call": _choice("disabled"),
     "chatBotType": Spec("text", max_len=32),
@@ -71,6 +74,7 @@ COMPANY_SPECS: dict[str, Spec] = {
     "ticketAcceptedMessage": Spec(""),
     "transferMessage": Spec(""),
     "ratingsTimeout": _count("5"),  # minutes
+    "tempoRoteador": _count("0"),  # minutes before an auto-assigned ticket nobody accepted is offered again; 0: never
     "autoReopenTimeout": _count("0"),
     "noQueueTimeout": _count("0"),
     "noQueueTimeoutAction": Spec("0", "queue"),  # "0": close; else the queue to move the ticket to

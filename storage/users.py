@@ -49,7 +49,8 @@ def _set_queues(conn: psycopg.Connection[Row], q: Any, company_id: int, user_id:
 
 async def create_user(db: Database, company_id: int, *, name: str, email: str, password_hash: str,
                       profile: str = "user", super_: bool = False, all_ticket: str = "disable",
-                      whatsapp_id: int | None = None, queue_ids: Sequence[int] = (), limited: bool = True) -> Row:
+                      whatsapp_id: int | None = None, queue_ids: Sequence[int] = (), limited: bool = True,
+                      max_tickets: int | None = None) -> Row:
     """A new user; `limited`: refused (`plans.LimitReached`) when the company has its plan's number of users
     (the operator's command line is not limited)."""
     q = db.q
@@ -63,6 +64,11 @@ async def create_user(db: Database, company_id: int, *, name: str, email: str, p
         }).fetchone()
         assert row is not None
         _set_queues(conn, q, company_id, row["id"], queue_ids)
+        if max_tickets is not None:
+            conn.execute(q.user_update, {
+                "id": row["id"], "company_id": company_id, "set_whatsapp_id": False, "whatsapp_id": None,
+                "set_max_tickets": True, "max_tickets": max_tickets,
+                **dict.fromkeys(("name", "email", "profile", "all_ticket", "super"))})
         shown = conn.execute(q.user_show, {"id": row["id"], "company_id": company_id}).fetchone()
         assert shown is not None
         return shown
@@ -76,7 +82,8 @@ async def update_user(db: Database, company_id: int, user_id: int, fields: dict[
     (a login id: the one of a user who changed their own password), in the same transaction."""
     q = db.q
     params = {key: fields.get(key) for key in ("name", "email", "profile", "all_ticket", "whatsapp_id", "super")}
-    params.update(id=user_id, company_id=company_id, set_whatsapp_id="whatsapp_id" in fields)
+    params.update(id=user_id, company_id=company_id, set_whatsapp_id="whatsapp_id" in fields,
+                  set_max_tickets="max_tickets" in fields, max_tickets=fields.get("max_tickets"))
 
     def work(conn: psycopg.Connection[Row]) -> Row:
         if conn.execute(q.user_update, params).fetchone() is None:

@@ -13,7 +13,11 @@ from storage.db import Database, Row
 from storage.errors import NotFound
 
 EDITABLE = ("name", "is_default", "greeting_message", "farewell_message", "complation_message",
-            "out_of_hours_message", "token")
+            "out_of_hours_message", "token", "rating_message", "transfer_message", "expires_ticket",
+            "expires_inactive_message", "max_use_bot_queues", "time_use_bot_queues", "schedules")
+TEXTS = ("greeting_message", "farewell_message", "complation_message", "out_of_hours_message", "rating_message",
+         "transfer_message", "expires_inactive_message")
+NUMBERS = {"expires_ticket": 0, "max_use_bot_queues": 3, "time_use_bot_queues": 0}  # their defaults
 
 
 def _set_queues(conn: psycopg.Connection[Row], q: Any, company_id: int, whatsapp_id: int,
@@ -43,8 +47,11 @@ async def create_whatsapp(db: Database, company_id: int, fields: dict[str, Any])
         params = {key: fields.get(key) for key in EDITABLE}
         params.update(company_id=company_id, channel=fields.get("channel", "whatsapp"),
                       is_default=bool(fields.get("is_default")))
-        for text in ("greeting_message", "farewell_message", "complation_message", "out_of_hours_message"):
+        for text in TEXTS:
             params[text] = params[text] or ""
+        for number, default in NUMBERS.items():
+            params[number] = default if params[number] is None else params[number]
+        params["schedules"] = Jsonb(params["schedules"] or [])
         if params["is_default"]:
             # clear the old default first: the partial unique index allows one per company
             conn.execute(q.whatsapp_clear_default, {"company_id": company_id, "id": 0})
@@ -70,6 +77,8 @@ async def update_whatsapp(db: Database, company_id: int, whatsapp_id: int, field
     def work(conn: psycopg.Connection[Row]) -> Row:
         params = {key: fields.get(key) for key in EDITABLE}
         params.update(id=whatsapp_id, company_id=company_id)
+        if params["schedules"] is not None:
+            params["schedules"] = Jsonb(params["schedules"])
         if params["is_default"]:
             # clear the old default first: the partial unique index allows one per company
             conn.execute(q.whatsapp_clear_default, {"company_id": company_id, "id": whatsapp_id})

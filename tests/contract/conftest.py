@@ -98,14 +98,21 @@ class World:
         return self.call("POST", "/chats", json={"title": f"Fresh chat {next(self.numbers)}",
                                                  "users": [{"id": self.ids["users"]}]}).json()["id"]
 
+    def new_option(self) -> int:
+        """A first-level option of the world's queue (its menu)."""
+        return self.call("POST", "/queue-options", json={"queueId": self.ids["queue"], "title": "Fresh option",
+                                                         "option": str(next(self.numbers))}).json()["id"]
+
     def fresh(self, resource: str) -> Any:
         """A new resource of the kind a path segment names (its id; a ticket's id for `messages`)."""
         if resource in ("tickets", "messages"):
             return self.new_ticket()["id"]
         if resource in ("whatsapp", "whatsappsession", "sandbox"):
             return self.new_connection()["id"]
+        if resource == "companies":  # the admin's own (a company's schedules)
+            return self.ids["company"]
         return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user, "tags": self.new_tag,
-                "chats": self.new_chat}[resource]()
+                "chats": self.new_chat, "queue-options": self.new_option}[resource]()
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +143,8 @@ def world(live: Process) -> Iterator[World]:
         me = login.json()["user"]
         world = World(client, login.json()["token"], {"me": me["id"], "company": me["companyId"]})
         world.ids["queue"] = world.new_queue()
+        world.ids["queue-options"] = world.new_option()
+        world.ids["plan"] = world.call("GET", f"/companies/{me['companyId']}").json()["planId"]
         world.ids["users"] = world.new_user()
         world.ids["tags"] = world.new_tag()
         world.ids["chats"] = world.new_chat()

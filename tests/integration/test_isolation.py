@@ -24,8 +24,9 @@ SETTING = "userRating"  # a setting every company has, "disabled" by default
 
 # ─── the route table ────────────────────────────────────────────────────────────────────
 # Path placeholders, filled per caller: {self} the caller, {colleague} another (plain) user of the
-# caller's company, {company} another company, {key} a setting key. `access` is the least role that
-# may call the route: public, user, admin or super.
+# caller's company, {company} another company, {own} the caller's company, {key} a setting key, {queue} and
+# {option} a queue and a queue option of company Alpha (also in bodies). `access` is the least role that
+# may call the route: public, user, admin or super. `files`: a multipart body instead of JSON.
 
 
 @attrs.frozen
@@ -34,6 +35,7 @@ class Route:
     path: str
     access: str
     body: dict[str, Any] | None = None
+    files: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -92,6 +94,20 @@ ROUTES = [
                                                     "password": "signup-pass-1", "planId": 1}),
     Route("GET", "/invoices", "user"),
     Route("GET", "/invoices/all", "user"),
+    # queue options, queues' greeting files, business hours, ratings (the rest: test_queue_options.py,
+    # test_routing_api.py)
+    Route("GET", "/queue-options?queueId={queue}&parentId=-1", "user"),
+    Route("POST", "/queue-options", "admin", {"queueId": "{queue}", "title": "Sales", "option": "2"}),
+    Route("GET", "/queue-options/{option}", "user"),
+    Route("PUT", "/queue-options/{option}", "admin", {"title": "Renamed", "option": 3}),
+    Route("DELETE", "/queue-options/{option}", "admin"),
+    Route("POST", "/queue-options/{option}/media-upload", "admin", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/queue-options/{option}/media-upload", "admin"),
+    Route("POST", "/queue/{queue}/media-upload", "admin", files={"file": ("a.ogg", b"ogg", "audio/ogg")}),
+    Route("DELETE", "/queue/{queue}/media-upload", "admin"),
+    Route("PUT", "/companies/{own}/schedules", "admin", {"schedules": [{"weekday": 1, "startTime": "08:00",
+                                                                        "endTime": "18:00"}]}),
+    Route("GET", "/ratings", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -120,6 +136,7 @@ class World:
     a_user: Caller  # plain user of Alpha
     a_colleague_id: int  # another plain user of Alpha
     a_queue_id: int
+    a_option_id: int  # a queue option of Alpha's queue
     default_colleague_id: int  # a plain user of Default
     b_admin: Caller  # admin of company Beta
     b_user_id: int
@@ -133,7 +150,15 @@ class World:
             colleague = self.b_user_id
         elif caller is not None and caller.company_id == self.super_admin.company_id:
             colleague = self.default_colleague_id
-        return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING)
+        own = caller.company_id if caller is not None else self.a_user.company_id
+        return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
+                                 queue=self.a_queue_id, option=self.a_option_id, own=own)
+
+    def body(self, route: Route) -> dict[str, Any] | None:
+        if route.body is None:
+            return None
+        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id}
+        return {key: ids.get(value, value) if isinstance(value, str) else value for key, value in route.body.items()}
 
 
 async def _caller(api: Api, email: str, password: str) -> Caller:
@@ -144,6 +169,11 @@ async def _caller(api: Api, email: str, password: str) -> Caller:
 
 def _add_queue(server: Server, company_id: int, name: str) -> int:
     return server.sql("INSERT INTO queues (company_id, name) VALUES (%s, %s) RETURNING id", (company_id, name))[0][0]
+
+
+def _add_option(server: Server, company_id: int, queue_id: int) -> int:
+    return server.sql("INSERT INTO queue_options (company_id, queue_id, title, option) VALUES (%s, %s, 'Menu', '1') "
+                      "RETURNING id", (company_id, queue_id))[0][0]
 
 
 @pytest.fixture
@@ -158,11 +188,13 @@ async def world(server: Server, api: Api) -> World:
     await api.create_user(a_admin.token, "user@alpha.test", "user-pass-1")
     colleague = await api.create_user(a_admin.token, "colleague@alpha.test", "colleague-pass-1")
     b_user = await api.create_user(b_admin.token, "user@beta.test", "user-pass-1")
+    a_queue_id = await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A")
     return World(
         super_admin=super_admin,
         default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
         a_admin=a_admin, a_user=await _caller(api, "user@alpha.test", "user-pass-1"),
-        a_colleague_id=colleague["id"], a_queue_id=await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A"),
+        a_colleague_id=colleague["id"], a_queue_id=a_queue_id,
+        a_option_id=await trio.to_thread.run_sync(_add_option, server, alpha["id"], a_queue_id),
         default_colleague_id=default_colleague["id"],
         b_admin=b_admin, b_user_id=b_user["id"], b_company_id=beta["id"],
         b_queue_id=await trio.to_thread.run_sync(_add_queue, server, beta["id"], "B"),
@@ -173,7 +205,7 @@ async def world(server: Server, api: Api) -> World:
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
-                   "plans", "invoices")
+                   "plans", "invoices", "queue_options", "user_ratings")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
@@ -199,8 +231,11 @@ def assert_json_error(response: httpx.Response, status: int, code: str | None = 
 
 async def send(api: Api, world: World, route: Route, caller: Caller | None, **kwargs: Any) -> httpx.Response:
     headers = kwargs.pop("headers", None) or (auth(caller.token) if caller is not None else {})
-    return await api.client.request(route.method, world.path(route, caller), json=route.body, headers=headers,
-                                    **kwargs)
+    if route.files is not None:
+        return await api.client.request(route.method, world.path(route, caller), files=route.files,
+                                        headers=headers, **kwargs)
+    return await api.client.request(route.method, world.path(route, caller), json=world.body(route),
+                                    headers=headers, **kwargs)
 
 
 async def assert_refused(server: Server, api: Api, world: World, route: Route, caller: Caller | None, *,

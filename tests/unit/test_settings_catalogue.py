@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from api.schedules import known_zone
 from storage import settings
 
-KINDS = {"choice", "count", "queue", "text", "color", "file", "links", "language"}
+KINDS = {"choice", "count", "queue", "text", "color", "file", "links", "language", "timezone"}
 # ticketz's GetSettingService.safeSettingsKeys and GetPublicSettingService.publicSettingsKeys
 TICKETZ_SAFE = {"groupsTab", "CheckMsgIsGroup", "soundGroupNotifications", "tagsMode"}
 TICKETZ_PUBLIC = {"allowSignup", "primaryColorLight", "primaryColorDark", "appLogoLight", "appLogoDark",
@@ -20,6 +21,8 @@ def test_every_default_is_a_value_its_key_accepts() -> None:
             assert spec.default in spec.choices, key
         if spec.kind in ("count", "queue"):
             assert spec.default.isdigit(), key
+        if spec.kind == "timezone":
+            assert known_zone(spec.default), key
         assert len(spec.default) <= spec.max_len, key
 
 

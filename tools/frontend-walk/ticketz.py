@@ -233,6 +233,84 @@ def queues(w: Walk, state: dict) -> None:
     _edit_row(w, name)
 
 
+def queue_menu(w: Walk, state: dict) -> None:
+    """The queue form's options (a first-level option, a sub-option with a file), its greeting file and its
+    business-hours tab (shown with scheduleType "queue"), saved; then checked on the backend."""
+    page = w.page
+    name = f"Walk Queue {state['stamp']} edited"
+    w.backend("PUT", "/settings/scheduleType", json={"value": "queue"})
+    try:
+        w.goto("/queues")
+        _row(w, name).locator("button").first.click()
+        dialog = page.get_by_role("dialog")
+        first = dialog.locator("input[name=name]")
+        w.wait_for(lambda: first.input_value() != "", what="the queue form to load its record")
+        w.settle()
+        # a first-level option: add, edit (the pencil of its step), type, save
+        dialog.get_by_role("button", name="Adicionar").first.click()
+        dialog.locator(".MuiStepLabel-root").first.locator("button").first.click()
+        dialog.get_by_placeholder("Título da opção").fill("Walk prices")
+        dialog.get_by_placeholder("Digite o texto da opção").fill("Which product?")
+        with page.expect_response(lambda r: r.url.endswith("/queue-options") and r.request.method == "POST") as made:
+            dialog.locator(".MuiStepLabel-root").first.locator("button").first.click()  # the save icon
+        if made.value.status >= 400:
+            raise AssertionError(f"POST /queue-options answered {made.value.status}")
+        # a sub-option under it, with a file
+        dialog.get_by_role("button", name="Adicionar").nth(1).click()
+        child = dialog.locator(".MuiStepLabel-root").nth(1)
+        child.locator("button").first.click()
+        dialog.get_by_placeholder("Título da opção").fill("Walk annual plan")
+        dialog.get_by_placeholder("Digite o texto da opção").fill("R$ 990 a year")
+        dialog.locator("input[type=file]").last.set_input_files(
+            files=[{"name": "plans.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4 walk"}])
+        with page.expect_response(lambda r: r.url.endswith("/media-upload") and r.request.method == "POST") as sent:
+            child.locator("button").first.click()
+        if sent.value.status >= 400:
+            raise AssertionError(f"the option's media-upload answered {sent.value.status}")
+        w.settle()
+        # the greeting file, then the business-hours tab (ticketz's open-hours editor), saved with the queue
+        page.locator("input[type=file]").first.set_input_files(
+            files=[{"name": "hello.png", "mimeType": "image/png", "buffer": b"\x89PNG walk"}])
+        page.get_by_role("tab", name="Horários de Atendimento").click()
+        dialog.get_by_role("button", name="Save", exact=True).click()
+        with page.expect_response(lambda r: r.url.endswith("/media-upload") and r.request.method == "POST") as greet:
+            dialog.get_by_role("button", name="Save", exact=True).click()
+        if greet.value.status >= 400:
+            raise AssertionError(f"the queue's media-upload answered {greet.value.status}")
+        dialog.wait_for(state="detached")
+        queue_id = next(q["id"] for q in w.backend("GET", "/queue").json() if q["name"] == name)
+        queue = w.backend("GET", f"/queue/{queue_id}").json()
+        titles = sorted(option["title"] for option in queue["options"])
+        if titles != ["Walk annual plan", "Walk prices"] or queue["mediaName"] != "hello.png":
+            raise AssertionError(f"the queue was saved as {titles}, {queue['mediaName']}")
+        if not isinstance(queue["schedules"], dict) or not queue["schedules"].get("weeklyRules"):
+            raise AssertionError(f"the business hours were saved as {queue['schedules']!r}")
+    finally:
+        w.backend("PUT", "/settings/scheduleType", json={"value": "disabled"})
+
+
+def company_hours(w: Walk, state: dict) -> None:
+    """The settings page's schedules tab (shown with scheduleType "company"): save the company's hours."""
+    page = w.page
+    w.backend("PUT", "/settings/scheduleType", json={"value": "company"})
+    try:
+        w.goto("/settings")
+        page.get_by_role("tab", name="schedules").click()
+        w.settle()
+        # an edit first: the page refetches the company when its tab opens, replacing the editor's defaults
+        page.get_by_role("button", name="Saturday").first.click()
+        with page.expect_response(lambda r: r.url.endswith("/schedules") and r.request.method == "PUT") as saved:
+            page.get_by_role("button", name="Save", exact=True).click()
+        if saved.value.status >= 400:
+            raise AssertionError(f"PUT /companies/:id/schedules answered {saved.value.status}")
+        me = w.backend("GET", "/auth/me").json()
+        hours = w.backend("GET", f"/companies/{me['companyId']}").json()["schedules"]
+        if not isinstance(hours, dict) or "sat" not in hours["weeklyRules"][0]["days"]:
+            raise AssertionError(f"the company's hours were saved as {hours!r}")
+    finally:
+        w.backend("PUT", "/settings/scheduleType", json={"value": "disabled"})
+
+
 def users(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/users")
@@ -326,6 +404,8 @@ def internal_chat(w: Walk, state: dict) -> None:
 SCREENS = [  # in this order: the chat is transferred to the queue and agent made before it
     ("connections", connections),
     ("queues", queues),
+    ("queue menu and hours", queue_menu),
+    ("company hours", company_hours),
     ("users", users),
     ("tickets", tickets),
     ("chat", chat),
@@ -373,7 +453,6 @@ LATER_ROUTES = {
     "/contacts/exportCsv": "issue 13 (contact import/export)",
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
-    "/queue-options": "issue 12 (queues that route)",
     "/invoices": "issue 21 (plans, subscriptions, invoices)",
     "/ticketz/registry": "none: ticketz's own product registry",
     "/docker": "none: ticketz's docker management",
