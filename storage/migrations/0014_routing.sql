@@ -46,8 +46,7 @@ ALTER TABLE whatsapps
     ADD COLUMN expires_ticket integer NOT NULL DEFAULT 0 CHECK (expires_ticket BETWEEN 0 AND 525600),
     ADD COLUMN expires_inactive_message text NOT NULL DEFAULT '',
     ADD COLUMN max_use_bot_queues integer NOT NULL DEFAULT 3 CHECK (max_use_bot_queues BETWEEN 0 AND 100),
-    ADD COLUMN time_use_bot_queues integer NOT NULL DEFAULT 0 CHECK (time_use_bot_queues BETWEEN 0 AND 525600),
-    ADD COLUMN schedules jsonb NOT NULL DEFAULT '[]';  -- business hours when scheduleType = connection
+    ADD COLUMN time_use_bot_queues integer NOT NULL DEFAULT 0 CHECK (time_use_bot_queues BETWEEN 0 AND 525600);
 
 -- Agents: how many open tickets auto-assignment may give one (NULL: no limit).
 ALTER TABLE users ADD COLUMN max_tickets integer CHECK (max_tickets BETWEEN 0 AND 100000);
