@@ -131,6 +131,7 @@ async def delete_queue(queue_id: str) -> Response:
     existing = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))  # else 404
     require_admin()
     await remove_media(deps, await queues.delete_queue(deps.db, principal.company_id, existing["id"]))
+    deps.tickets.forget_profiles(principal.company_id)  # a connection may have lost its last queue
     _publish(deps, principal.company_id, {"action": "delete", "queueId": existing["id"]})
     return jsonify({"message": "queue deleted"})
 

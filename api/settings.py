@@ -95,6 +95,7 @@ async def update_setting(key: str) -> Response:
         row = await _set_platform(deps, key, value)
         return jsonify(present.setting(row))
     row = await settings.set_setting(deps.db, principal.company_id, key, value)
+    deps.tickets.forget_profiles(principal.company_id)  # routing reads it from the next message on
     shown = present.setting(row)
     company = principal.company_id
     if not spec.secret:

@@ -128,6 +128,7 @@ async def update_connection(whatsapp_id: str) -> Response:
         raise BadRequest("channel: cannot change once created; create another connection",
                          code="ERR_VALIDATION", field="channel")
     row = await whatsapps.update_whatsapp(deps.db, principal.company_id, existing["id"], _fields(data))
+    deps.tickets.forget_profiles(principal.company_id)  # its queues and expiry, for routing
     _publish(deps, principal.company_id, {"action": "update", "whatsapp": present.session(row)})
     return jsonify(present.whatsapp(row, show_token=True))
 

@@ -56,13 +56,12 @@ async def attach(api: Api, token: str, wid: int, queue_ids: list[int], **fields:
     assert response.status_code == 200, response.text
 
 
-def add_option(server: Server, queue_id: int, option: str, title: str, message: str = "",
-               parent_id: int | None = None, **fields: Any) -> int:
-    columns = {"company_id": 1, "queue_id": queue_id, "option": option, "title": title, "message": message,
-               "parent_id": parent_id, **fields}
-    names = ", ".join(columns)
-    marks = ", ".join(f"%({name})s" for name in columns)
-    return server.sql(f"INSERT INTO queue_options ({names}) VALUES ({marks}) RETURNING id", columns)[0][0]
+async def add_option(api: Api, token: str, queue_id: int, option: str, title: str, message: str = "",
+                     **fields: Any) -> int:
+    response = await api.client.post("/queue-options", json={"queueId": queue_id, "option": option, "title": title,
+                                                             "message": message, **fields}, headers=auth(token))
+    assert response.status_code in (200, 201), response.text
+    return response.json()["id"]
 
 
 async def set_setting(api: Api, token: str, key: str, value: str) -> None:
@@ -74,8 +73,8 @@ async def two_queues(api: Api, server: Server, token: str) -> tuple[int, int, in
     wid = await connected_sandbox(api, token)
     sales = await make_queue(api, token, "Vendas", greetingMessage="Bem-vindo a Vendas, {{firstname}}")
     support = await make_queue(api, token, "Suporte", greetingMessage="Suporte: escolha")
-    add_option(server, support, "1", "Boleto", "Segue o boleto")
-    add_option(server, support, "2", "Humano", "Um momento", exit_chatbot=True)
+    await add_option(api, token, support, "1", "Boleto", "Segue o boleto")
+    await add_option(api, token, support, "2", "Humano", "Um momento", exitChatbot=True)
     await attach(api, token, wid, [sales, support], greetingMessage="Olá {{name}}! Escolha um setor:")
     return wid, sales, support
 
