@@ -235,3 +235,91 @@ async def test_expired_ticket_timer_closes_with_its_message(api: Api, server: Se
         ticket = await ticket_of(server)
         assert ticket["status"] == "closed"
         assert server.sql("SELECT state FROM timers WHERE kind = 'ticket.expire'") == [("done",)]
+
+
+async def fire_now(server: Server, kind: str) -> None:
+    """Bring a pending timer of `kind` forward to now (instead of waiting its minutes), wake the scheduler, and
+    wait until it has fired."""
+    while not (due := await trio.to_thread.run_sync(
+            server.sql, "UPDATE timers SET due_at = now() WHERE kind = %s AND state = 'pending' RETURNING id",
+            (kind,))):
+        await trio.sleep(0.05)
+    server.deps.tickets.scheduler.nudge(None)
+    while await trio.to_thread.run_sync(server.sql, "SELECT 1 FROM timers WHERE id = %s AND state <> 'done'",
+                                        (due[0][0],)):
+        await trio.sleep(0.05)
+
+
+async def test_an_auto_assigned_ticket_nobody_accepts_is_offered_to_the_next_agent(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        queue = await make_queue(api, token, "Vendas", autoAssign="round_robin")
+        await attach(api, token, wid, [queue])
+        await set_setting(api, token, "tempoRoteador", "2")
+        ids = [(await api.create_user(token, f"rr{n}@zapgate.test", queueIds=[queue]))["id"] for n in range(2)]
+        server.sql("UPDATE users SET online = true WHERE id = ANY(%s)", (ids,))
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Eva", "body": "oi"})
+        while (await ticket_of(server)).get("user_id") is None:
+            await trio.sleep(0.05)
+        assert (await ticket_of(server))["user_id"] == ids[0]
+        await fire_now(server, "ticket.reoffer")
+        ticket = await ticket_of(server)
+        assert ticket["user_id"] == ids[1] and ticket["status"] == "pending"
+
+
+async def test_a_menu_left_unanswered_times_out_into_the_configured_queue(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT), server.broker.subscribe(1) as events:
+        token = await api.admin_token()
+        wid, sales, _support = await two_queues(api, server, token)
+        await set_setting(api, token, "chatbotTicketTimeout", "5")
+        await set_setting(api, token, "chatbotTicketTimeoutAction", str(sales))
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Fabi", "body": "oi"})
+        await settle(api, token, wid, 1)
+        await fire_now(server, "ticket.chatbot")
+        ticket = await ticket_of(server)
+        assert ticket["queue_id"] == sales and ticket["chatbot"] is False and ticket["status"] == "pending"
+        # the frontends saw the bot move it
+        moved = []
+        while (event := events.receive_nowait()) is not None:
+            if event.name == "company-1-ticket" and event.payload.get("action") == "update":
+                moved.append(event.payload["ticket"])
+        assert any(t["id"] == ticket["id"] and t["queueId"] == sales and not t["chatbot"] for t in moved)
+
+
+async def test_no_queue_and_open_ticket_timeouts_close_and_give_back(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        await set_setting(api, token, "noQueueTimeout", "10")
+        await set_setting(api, token, "openTicketTimeout", "10")
+        await set_setting(api, token, "openTicketTimeoutAction", "pending")
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Gil", "body": "oi"})
+        await fire_now(server, "ticket.noqueue")
+        assert (await ticket_of(server))["status"] == "closed"
+        # a new conversation, taken by an agent, then silent: back to pending
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Gil", "body": "de novo"})
+        while (ticket := await ticket_of(server))["status"] != "pending":
+            await trio.sleep(0.05)
+        response = await api.client.put(f"/tickets/{ticket['id']}", json={"status": "open"}, headers=auth(token))
+        assert response.status_code == 200, response.text
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Gil", "body": "obrigado"})
+        await fire_now(server, "ticket.open")
+        again = await ticket_of(server)
+        assert again["id"] == ticket["id"] and again["status"] == "pending" and again["user_id"] is None
+
+
+async def test_a_contact_who_writes_soon_after_a_close_reopens_that_ticket(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        await set_setting(api, token, "autoReopenTimeout", "30")
+        ticket = await accepted_ticket(api, server, token, wid, CUSTOMER)
+        await close(api, token, ticket["id"])
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Caio", "body": "esqueci uma coisa"})
+        while (again := await ticket_of(server))["status"] == "closed":
+            await trio.sleep(0.05)
+        assert again["id"] == ticket["id"] and again["status"] == "pending" and again["user_id"] is None
+        assert server.sql("SELECT count(*) FROM tickets") == [(1,)]
+        assert server.sql("SELECT kind FROM ticket_events WHERE ticket_id = %s ORDER BY id",
+                          (ticket["id"],))[-1] == ("reopened",)
