@@ -25,7 +25,7 @@ import attrs
 import psycopg
 
 from actors.automation import assign, hours, menu, rules
-from actors.automation.render import variables
+from actors.automation.render import render, variables
 from gateway.whatsapp import transport as wa
 from storage import routing, timers
 from storage.db import Row
@@ -142,6 +142,17 @@ def _queue_of(row: Row) -> menu.Queue:
                       media=(row["media_path"], row["media_name"] or "") if row.get("media_path") else None)
 
 
+def values_of(conn: psycopg.Connection[Row], ticket: Row, settings: Mapping[str, str], now: dt.datetime, *,
+              queue: str | None = None, user: str | None = None) -> dict[str, str]:
+    """The message variables (actors/automation/render.py) of a ticket, in the company's zone."""
+    return variables(contact_name=ticket["contact_name"] or "", contact_email=ticket["contact_email"] or "",
+                     contact_number=ticket["contact_number"] or "",
+                     custom_fields=routing.custom_fields(conn, ticket["company_id"], ticket["contact_id"]),
+                     ticket_id=ticket["id"], queue=ticket["queue_name"] or "" if queue is None else queue,
+                     user=ticket["user_name"] or "" if user is None else user, now=now,
+                     zone=zone_of(settings.get("timezone")))
+
+
 def build_context(conn: psycopg.Connection[Row], ticket: Row, setup: routing.Setup,
                   now: dt.datetime) -> menu.Context:
     settings = setup.settings
@@ -157,11 +168,7 @@ def build_context(conn: psycopg.Connection[Row], ticket: Row, setup: routing.Set
         company_hours = _hours_at(connection.get("schedules"), zone, now)
     queue_hours = {row["id"]: _hours_at(row["schedules"], zone, now) for row in setup.queues} \
         if schedule_type == "queue" else {}
-    values = variables(contact_name=ticket["contact_name"] or "", contact_email=ticket["contact_email"] or "",
-                       contact_number=ticket["contact_number"] or "",
-                       custom_fields=routing.custom_fields(conn, ticket["company_id"], ticket["contact_id"]),
-                       ticket_id=ticket["id"], queue=ticket["queue_name"] or "", user=ticket["user_name"] or "",
-                       now=now, zone=zone_of(zone))
+    values = values_of(conn, ticket, settings, now)
     return menu.Context(
         ticket=menu.Ticket(id=ticket["id"], status=ticket["status"], queue_id=ticket["queue_id"],
                            user_id=ticket["user_id"], chatbot=bool(ticket["chatbot"]),
@@ -195,7 +202,9 @@ def _auto_assign(step: Step, setup: routing.Setup, queue_id: int, *, exclude: tu
     step.update({"user_id": chosen, "assigned_by_bot_at": step.now})
     accepted = (setup.settings.get("ticketAcceptedMessage") or "").strip()
     if accepted:
-        step.send(accepted)
+        name = next((row["name"] for row in found if row["id"] == chosen), "")
+        step.send(render(accepted, values_of(step.conn, step.ticket, setup.settings, step.now, queue=queue["name"],
+                                             user=name)))
     minutes = rules.Rules.of(setup.settings, setup.connection).reoffer_minutes
     if minutes > 0:
         step.arm("ticket.reoffer", step.now + dt.timedelta(minutes=minutes),
@@ -258,7 +267,8 @@ def _rating_answer(step: Step, setup: routing.Setup, body: str) -> None:
         step.update({"rating_at": None})
         step.changed = True
         connection = setup.connection
-        step.send((connection["complation_message"] or "").strip() or rules.RATING_DONE)
+        done = (connection["complation_message"] or "").strip() or rules.RATING_DONE
+        step.send(render(done, values_of(step.conn, step.ticket, setup.settings, step.now)))
     elif answer == "reopen":
         step.update({"rating_at": None, "status": "open", "chatbot": False})
         routing.record_event(step.conn, step.ticket, "reopened")
@@ -284,7 +294,8 @@ def close_work(company_id: int, ticket_id: int, clock: Callable[[], dt.datetime]
         _rearm(step, setup, contact_wrote=False)  # closed: every wait stops
         step.disarm("ticket.reoffer")
         if rating_applies(ticket, setup):
-            step.send(rules.rating_question(setup.connection["rating_message"] or ""))
+            question = rules.rating_question(setup.connection["rating_message"] or "")
+            step.send(render(question, values_of(conn, ticket, setup.settings, step.now)))
             step.update({"rating_at": step.now, "chatbot": False, "queue_option_id": None})
             minutes = rules.Rules.of(setup.settings, setup.connection).rating_minutes
             step.arm("ticket.rating", step.now + dt.timedelta(minutes=max(1, minutes)))
@@ -344,7 +355,7 @@ def _fire(step: Step, setup: routing.Setup, timer: timers.Timer) -> None:
         if active:
             text = (setup.connection["expires_inactive_message"] or "").strip()
             if text:
-                step.send(text)
+                step.send(render(text, values_of(step.conn, ticket, setup.settings, step.now)))
             step.update({"status": "closed", "chatbot": False, "queue_option_id": None})
     elif kind == "ticket.reoffer":
         payload = timer.payload

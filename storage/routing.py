@@ -76,7 +76,7 @@ VALUES (%(company_id)s, %(ticket_id)s, %(kind)s, %(user_id)s, %(queue_id)s, %(wh
 # The agents who may get a queue's ticket: its users, whether they are online, how many open tickets they
 # have now, and their limit.
 CANDIDATES = """
-SELECT u.id, u.online, u.max_tickets,
+SELECT u.id, u.name, u.online, u.max_tickets,
        (SELECT count(*) FROM tickets t WHERE t.company_id = u.company_id AND t.user_id = u.id
                                          AND t.status IN ('open', 'pending'))::int AS active
 FROM user_queues uq JOIN users u ON u.id = uq.user_id

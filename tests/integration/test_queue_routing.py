@@ -189,14 +189,14 @@ async def test_rating_after_close_is_stored_and_bang_reopens(api: Api, server: S
     with trio.fail_after(TIMEOUT):
         token = await api.admin_token()
         wid = await connected_sandbox(api, token)
-        await attach(api, token, wid, [], ratingMessage="Avalie-nos!", complationMessage="Obrigado!")
+        await attach(api, token, wid, [], ratingMessage="Avalie-nos!", complationMessage="Obrigado, {{firstname}}!")
         await set_setting(api, token, "userRating", "enabled")
         ticket = await accepted_ticket(api, server, token, wid, CUSTOMER)
         await close(api, token, ticket["id"])
         bodies = await settle(api, token, wid, 1)
         assert bodies[0].startswith("Avalie-nos!\n\n*Envie uma avaliação de 1 a 5*")
         await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Caio", "body": "5"})
-        assert (await settle(api, token, wid, 2))[1] == "Obrigado!"
+        assert (await settle(api, token, wid, 2))[1] == "Obrigado, Caio!"
         admin_id = server.sql("SELECT id FROM users WHERE email = %s", (ADMIN_EMAIL,))[0][0]
         rating = server.sql("SELECT ticket_id, user_id, rate FROM user_ratings")
         assert rating == [(ticket["id"], admin_id, 5)]
@@ -323,3 +323,42 @@ async def test_a_contact_who_writes_soon_after_a_close_reopens_that_ticket(api: 
         assert server.sql("SELECT count(*) FROM tickets") == [(1,)]
         assert server.sql("SELECT kind FROM ticket_events WHERE ticket_id = %s ORDER BY id",
                           (ticket["id"],))[-1] == ("reopened",)
+
+
+async def test_an_option_with_a_file_sends_it_with_its_message_as_caption(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        queue = await make_queue(api, token, "Financeiro", greetingMessage="Financeiro:")
+        option = await add_option(api, token, queue, "1", "Tabela", "Segue a tabela, {{firstname}}")
+        await add_option(api, token, queue, "2", "Outro", "Ok")
+        pdf = b"%PDF-1.4 tabela de precos"
+        uploaded = await api.client.post(f"/queue-options/{option}/media-upload", headers=auth(token),
+                                         files={"file": ("tabela.pdf", pdf, "application/pdf")})
+        assert uploaded.status_code in (200, 201), uploaded.text
+        await attach(api, token, wid, [queue])
+        await set_setting(api, token, "ticketAcceptedMessage", "unused here: the ticket is not auto-assigned")
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Hugo Reis", "body": "oi"})
+        await settle(api, token, wid, 1)
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Hugo Reis", "body": "1"})
+        await wait_outbox(api, token, wid, 3)
+        response = await api.client.get(f"/sandbox/{wid}/outbox", headers=auth(token))
+        entries = response.json()
+        media = entries[1]
+        assert media["kind"] == "document" and media["filename"] == "tabela.pdf" and media["size"] == len(pdf)
+        assert entries[2]["body"].startswith("Segue a tabela, Hugo\n\n")
+
+
+async def test_auto_assignment_greets_with_the_accepted_message(api: Api, server: Server) -> None:
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        wid = await connected_sandbox(api, token)
+        queue = await make_queue(api, token, "Vendas", autoAssign="least_busy")
+        await attach(api, token, wid, [queue])
+        agent = await api.create_user(token, "lb@zapgate.test", name="Lia", queueIds=[queue])
+        server.sql("UPDATE users SET online = true WHERE id = %s", (agent["id"],))
+        await set_setting(api, token, "ticketAcceptedMessage", "{{greeting}}, {{firstname}}! Aqui é {{user}}.")
+        await inbound(api, token, wid, **{"from": CUSTOMER, "name": "Ivo Lima", "body": "oi"})
+        bodies = await settle(api, token, wid, 1)
+        assert bodies[0].endswith(", Ivo! Aqui é Lia.")
+        assert (await ticket_of(server))["user_id"] == agent["id"]
