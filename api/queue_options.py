@@ -37,8 +37,7 @@ from api.app import Deps, deps_of
 from api.auth import current, require_admin
 from api.errors import BadRequest
 from api.files import remove_media
-from api.queues import REMOVED, SAVED, announce_queue
-from api.uploads import invalid_upload, read_upload
+from api.queues import REMOVED, SAVED, announce_queue, replace_media
 from api.validation import Field, json_body, path_id, validate
 from storage import queue_options, queues
 from storage.queue_options import OptionRefused
@@ -187,18 +186,8 @@ async def upload_media(option_id: str) -> Response:
     deps = deps_of(current_app)
     existing = await queue_options.show_option(deps.db, principal.company_id, path_id(option_id, "queue option"))
     require_admin()
-    upload, _ = await read_upload()
-    if upload is None:
-        raise invalid_upload("file: is required (multipart/form-data)")
-    stored = await deps.media.save(upload.data, upload.filename, upload.mimetype)
-    changed = None
-    try:
-        changed = await queue_options.set_option_media(deps.db, principal.company_id, existing["id"], stored.url,
-                                                       (upload.filename or stored.url.rsplit("/", 1)[-1])[:255])
-    finally:
-        if changed is None:  # not written (deleted meanwhile, database away): the file is nobody's
-            await remove_media(deps, [stored.url])
-    await remove_media(deps, [changed.replaced] if changed.replaced else [])
+    changed = await replace_media(deps, lambda url, name: queue_options.set_option_media(
+        deps.db, principal.company_id, existing["id"], url, name))
     await _announce(deps, principal.company_id, changed.row["queue_id"])
     return jsonify({**SAVED, "mediaPath": changed.row["media_path"], "mediaName": changed.row["media_name"]})
 

@@ -9,7 +9,8 @@ and removed by `DELETE /queue/:id/media-upload`, as ticketz's queue form does.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from quart import Blueprint, Response, current_app, jsonify
 
@@ -23,6 +24,8 @@ from api.uploads import invalid_upload, read_upload
 from api.validation import Field, json_body, path_id, validate
 from storage import queues
 from storage.errors import NotFound
+
+T = TypeVar("T")
 
 blueprint = Blueprint("queues", __name__, url_prefix="/queue")
 
@@ -86,6 +89,25 @@ async def announce_queue(deps: Deps, company_id: int, queue_id: int) -> dict[str
 
 
 @blueprint.get("")
+async def replace_media(deps: Deps, write: Callable[[str, str], Awaitable[T]]) -> T:
+    """The request's multipart `file`, kept and written where it belongs (`write(url, name)`, which answers
+    what it changed: `.replaced`, the file it replaced, is removed). A file that could not be written (its
+    owner deleted meanwhile, the database away) is removed too: no file is left that nothing points to."""
+    upload, _ = await read_upload()
+    if upload is None:
+        raise invalid_upload("file: is required (multipart/form-data)")
+    stored = await deps.media.save(upload.data, upload.filename, upload.mimetype)
+    changed = None
+    try:
+        changed = await write(stored.url, (upload.filename or stored.url.rsplit("/", 1)[-1])[:255])
+    finally:
+        if changed is None:
+            await remove_media(deps, [stored.url])
+    replaced = getattr(changed, "replaced", None)
+    await remove_media(deps, [replaced] if replaced else [])
+    return changed
+
+
 async def list_queues() -> Response:
     principal = current()
     rows = await queues.list_queues(deps_of(current_app).db, principal.company_id)
@@ -143,18 +165,8 @@ async def upload_media(queue_id: str) -> Response:
     deps = deps_of(current_app)
     existing = await queues.show_queue(deps.db, principal.company_id, path_id(queue_id, "queue"))  # else 404
     require_admin()
-    upload, _ = await read_upload()
-    if upload is None:
-        raise invalid_upload("file: is required (multipart/form-data)")
-    stored = await deps.media.save(upload.data, upload.filename, upload.mimetype)
-    changed = None
-    try:
-        changed = await queues.set_media(deps.db, principal.company_id, existing["id"], stored.url,
-                                         (upload.filename or stored.url.rsplit("/", 1)[-1])[:255])
-    finally:
-        if changed is None:  # not written (deleted meanwhile, database away): the file is nobody's
-            await remove_media(deps, [stored.url])
-    await remove_media(deps, [changed.replaced] if changed.replaced else [])
+    changed = await replace_media(deps, lambda url, name: queues.set_media(deps.db, principal.company_id,
+                                                                          existing["id"], url, name))
     shown = await shown_queue(deps, principal.company_id, changed.row)
     _publish(deps, principal.company_id, {"action": "update", "queue": shown})
     return jsonify({**SAVED, "mediaPath": shown["mediaPath"], "mediaName": shown["mediaName"]})
