@@ -484,9 +484,11 @@ class TicketActor:
         """An agent closed the ticket: the rating question if the company asks for ratings, every wait of
         the ticket stopped; the ticket as it is then (announced)."""
         outcome = await self.router.db.run(routing.close_work(self.company_id, ticket_id, self.router.clock))
-        await self._after_routing(outcome)
-        return self.ticket if self.ticket is not None and self.ticket["id"] == ticket_id else \
-            await self.reload(ticket_id)
+        if outcome.empty:  # no question asked (and so no timer started): the close itself is to announce
+            return await self.reload(ticket_id)
+        await self._after_routing(outcome)  # (it re-read and announced the ticket)
+        assert self.ticket is not None
+        return self.ticket
 
     async def _with_quote(self, row: Row) -> Row:
         """A message as announced: one that quotes another is read again with what is shown of the quoted one
