@@ -156,6 +156,16 @@ class RoutingProfile:
     settings: dict[str, str]
     has_queues: bool
     expires_ticket: int
+    has_greeting: bool = False
+    always: bool = False  # hours or timeouts configured: every message of the contact's is routed
+
+    @classmethod
+    def of(cls, settings: dict[str, str], has_queues: bool, expires_ticket: int, has_greeting: bool
+           ) -> RoutingProfile:
+        always = (settings.get("scheduleType", "disabled") != "disabled" or expires_ticket > 0
+                  or any(settings.get(key, "0").strip() not in ("", "0") for key in
+                         ("chatbotTicketTimeout", "noQueueTimeout", "openTicketTimeout")))
+        return cls(settings, has_queues, expires_ticket, has_greeting, always)
 
     @property
     def reopen_minutes(self) -> int:
@@ -163,13 +173,16 @@ class RoutingProfile:
         return int(value) if value.isdigit() else 0
 
     def routes(self, ticket: Row, created: bool) -> bool:
-        s = self.settings
-        return (created or ticket["status"] == "closed" or bool(ticket.get("chatbot"))
-                or (ticket["status"] == "pending" and ticket.get("queue_id") is None
-                    and ticket.get("user_id") is None and self.has_queues)
-                or s.get("scheduleType", "disabled") != "disabled" or self.expires_ticket > 0
-                or any(s.get(key, "0").strip() not in ("", "0") for key in
-                       ("chatbotTicketTimeout", "noQueueTimeout", "openTicketTimeout")))
+        """Whether this message needs a routing step (run for every message of the contact's: kept cheap)."""
+        if self.always:
+            return True
+        status = ticket["status"]
+        if created:  # a new conversation on a connection with neither queues nor a greeting: nothing to do (its
+            return self.has_queues or self.has_greeting  # routed_message_id stays empty: routed as new later)
+        if status == "closed":
+            return ticket.get("rating_at") is not None
+        return bool(ticket.get("chatbot")) or (status == "pending" and self.has_queues
+                                               and ticket.get("queue_id") is None and ticket.get("user_id") is None)
 
 
 @attrs.frozen
@@ -410,8 +423,11 @@ class TicketActor:
         q = router.db.q
         contact, ticket = self.contact, self.ticket
         automated = not event.from_me and not event.is_group
-        profile = await router.routing_profile(self.company_id, self.whatsapp_id) if automated else None
-        reuse = Reuse(rating_answer=rules.rating_answer(row.body) is not None,
+        profile = (router.cached_profile(self.company_id, self.whatsapp_id)
+                   or await router.routing_profile(self.company_id, self.whatsapp_id)) if automated else None
+        # (a ticket waits for a rating only while the company asks for them: no lookup otherwise)
+        reuse = Reuse(rating_answer=profile.settings.get("userRating") == "enabled"
+                      and rules.rating_answer(row.body) is not None,
                       reopen_minutes=profile.reopen_minutes) if profile is not None else None
         # Known contact and active ticket (nearly every message): one statement, batched with other chats'.
         # The first try is made straight (this runs for every message); a database that is away is then
@@ -829,6 +845,10 @@ class TicketRouter:
             await self._deliver(timer.company_id, ticket["whatsapp_id"], chat_of_ticket(ticket), TimerFired(timer),
                                 wait=False)
 
+    def cached_profile(self, company_id: int, whatsapp_id: int) -> RoutingProfile | None:
+        cached = self._profiles.get((company_id, whatsapp_id))
+        return cached[1] if cached is not None and cached[0] > trio.current_time() else None
+
     async def routing_profile(self, company_id: int, whatsapp_id: int) -> RoutingProfile:
         """The company's routing settings and the connection's queues, cached for SETTINGS_TTL (a database
         that is away: the last one, or none configured)."""
@@ -840,11 +860,14 @@ class TicketRouter:
         def read(conn: Any) -> RoutingProfile:
             keys = (*rules.SETTING_KEYS, "autoReopenTimeout")
             found = conn.execute("SELECT (SELECT count(*) FROM whatsapp_queues WHERE whatsapp_id = %(w)s "
-                                 "AND company_id = %(c)s) AS queues, (SELECT expires_ticket FROM whatsapps "
-                                 "WHERE id = %(w)s AND company_id = %(c)s) AS expires",
+                                 "AND company_id = %(c)s) AS queues, w.expires_ticket, "
+                                 "btrim(w.greeting_message) <> '' AS greets "
+                                 "FROM whatsapps w WHERE w.id = %(w)s AND w.company_id = %(c)s",
                                  {"w": whatsapp_id, "c": company_id}).fetchone()
-            return RoutingProfile(routing_rows.read_settings(conn, company_id, keys), bool(found["queues"]),
-                                  int(found["expires"] or 0))
+            if found is None:  # the connection is gone: nothing to route
+                return RoutingProfile({}, False, 0)
+            return RoutingProfile.of(routing_rows.read_settings(conn, company_id, keys), bool(found["queues"]),
+                                     int(found["expires_ticket"] or 0), bool(found["greets"]))
 
         try:
             profile = await self.db.run(read)
