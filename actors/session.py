@@ -23,14 +23,14 @@ network keeps what it has not handed over).
 
 Sends are served one at a time, in order, on the command loop; media downloads and read receipts run
 beside it (at most `SIDE_COMMANDS` of each at once), so a slow download never holds up a send, nor
-a read receipt.
+a read receipt; so do number checks (`is_on_whatsapp`), one at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -117,6 +117,12 @@ class MarkRead:
     reply: trio.MemorySendChannel[Any]
 
 
+@attrs.frozen
+class CheckNumbers:
+    numbers: tuple[str, ...]
+    reply: trio.MemorySendChannel[Any]
+
+
 class SessionEnded(Exception):
     """The session stopped before it could answer."""
 
@@ -181,6 +187,10 @@ class SessionHandle:
 
     async def request_pairing_code(self, phone: str) -> str:
         return await self._ask(lambda reply: RequestPairingCode(phone, reply))
+
+    async def is_on_whatsapp(self, numbers: Sequence[str]) -> list[wa.OnWhatsApp]:
+        """Which numbers have a WhatsApp account (the transport's `is_on_whatsapp`; the caller paces it)."""
+        return await self._ask(lambda reply: CheckNumbers(tuple(numbers), reply))
 
     def cancel(self) -> None:
         self._cancel_scope.cancel()
@@ -468,10 +478,11 @@ class SessionActor:
             failures += 1
 
     async def _command_loop(self, mailbox: trio.MemoryReceiveChannel[Any]) -> None:
-        limiters = {Download: trio.CapacityLimiter(SIDE_COMMANDS), MarkRead: trio.CapacityLimiter(SIDE_COMMANDS)}
+        limiters = {Download: trio.CapacityLimiter(SIDE_COMMANDS), MarkRead: trio.CapacityLimiter(SIDE_COMMANDS),
+                    CheckNumbers: trio.CapacityLimiter(1)}
         async with trio.open_nursery() as side:
             async for command in mailbox:
-                if isinstance(command, Download | MarkRead):
+                if isinstance(command, Download | MarkRead | CheckNumbers):
                     # beside the loop: a slow download must not hold up the sends queued behind it
                     if self._side_commands >= SIDE_COMMANDS_WAITING:
                         _answer(command, wa.TransportError(
@@ -483,7 +494,8 @@ class SessionActor:
                     # one at a time, in order: WhatsApp keeps the order of what one session sends
                     await self._on_command(command)
 
-    async def _side_command(self, command: Download | MarkRead, limiter: trio.CapacityLimiter) -> None:
+    async def _side_command(self, command: Download | MarkRead | CheckNumbers,
+                            limiter: trio.CapacityLimiter) -> None:
         try:
             async with limiter:
                 await self._on_command(command)  # answers, also when cancelled
@@ -500,11 +512,13 @@ class SessionActor:
                 if transport is None or not self._connected:
                     raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
                 result: Any = await transport.send(command.command)
-            elif isinstance(command, Download | MarkRead):
+            elif isinstance(command, Download | MarkRead | CheckNumbers):
                 if transport is None or not self._connected:
                     raise wa.NotConnected(f"connection {self.whatsapp_id} is {self.status}")
                 if isinstance(command, Download):
                     result = await transport.download(command.media)
+                elif isinstance(command, CheckNumbers):
+                    result = await transport.is_on_whatsapp(command.numbers)
                 else:
                     result = await transport.mark_read(command.chat, command.ids, command.sender)
             elif isinstance(command, Logout):

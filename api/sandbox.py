@@ -3,7 +3,8 @@
 For company admins, on connections whose channel is `sandbox` (others: 400). Registered only when
 the sandbox is enabled (ZAPGATE_SANDBOX, on by default). `GET /sandbox/:id/outbox` is what WhatsApp
 accepted, once per message id, with `attempts` and `duplicates`: how tests count sends
-(`?messageId=` for one message).
+(`?messageId=` for one message). `PUT /sandbox/:id/registry` says which numbers have no WhatsApp account
+(the connection's number checks).
 """
 
 from __future__ import annotations
@@ -202,6 +203,26 @@ async def ack(whatsapp_id: str) -> Response:
     except SandboxError as error:
         raise _sandbox_error(error) from None
     return jsonify({"id": data["id"], "ack": data["ack"]})
+
+
+@blueprint.put("/<whatsapp_id>/registry")
+async def registry(whatsapp_id: str) -> Response:
+    """Who has a WhatsApp account as the connection's number checks see it (`is_on_whatsapp`): every phone
+    number but `notOnWhatsapp` and those starting with one of `notOnWhatsappPrefixes` (replaces the last)."""
+    _, sandbox, row = await _sandbox_connection(whatsapp_id)
+    raw = await json_body()
+    lists = {}
+    for name in ("notOnWhatsapp", "notOnWhatsappPrefixes"):
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise BadRequest(f"{name}: must be a list of strings", code="ERR_VALIDATION", field=name)
+        lists[name] = value
+    try:
+        answer = sandbox.registry(row["id"], not_on_whatsapp=lists["notOnWhatsapp"],
+                                  prefixes=lists["notOnWhatsappPrefixes"])
+    except SandboxError as error:
+        raise _sandbox_error(error, field="notOnWhatsapp") from None
+    return jsonify(answer)
 
 
 @blueprint.post("/<whatsapp_id>/fault")

@@ -82,9 +82,10 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import outcome
 import psycopg
 import trio
@@ -126,6 +127,7 @@ from gateway.whatsapp.transport import (
     LoggedOut,
     MediaRef,
     NotConnected,
+    OnWhatsApp,
     PairingCode,
     PairingTimeout,
     Presence,
@@ -580,6 +582,25 @@ class NeonizeTransport:
             await self._call(call)
         except NeonizeError as exc:
             raise SendFailed(f"presence failed: {exc}") from None
+
+    async def is_on_whatsapp(self, numbers: Sequence[str]) -> list[OnWhatsApp]:
+        """whatsmeow's IsOnWhatsApp (one usync query for all of `numbers`); a number it does not answer for
+        counts as without an account."""
+        if not numbers:
+            return []
+        conn = self._current()
+        asked = ["+" + re.sub(r"\D", "", number) for number in numbers]
+        try:
+            responses = await self._call(functools.partial(conn.client.is_on_whatsapp, *asked))
+        except NeonizeError as exc:
+            raise SendFailed(f"number check failed: {exc}") from None
+        found: dict[str, OnWhatsApp] = {}
+        for response in responses:
+            digits = re.sub(r"\D", "", response.Query)
+            jid = f"{response.JID.User}@{response.JID.Server}" if response.IsIn and response.JID.User else None
+            found[digits] = OnWhatsApp(digits, bool(response.IsIn), jid)
+        return [attrs.evolve(found[digits], number=number) if (digits := re.sub(r"\D", "", number)) in found
+                else OnWhatsApp(number, False) for number in numbers]
 
     async def request_pairing_code(self, phone: str) -> str:
         """Pair by phone number instead of QR; waits for the pairing phase (the first QR code)."""

@@ -4,7 +4,8 @@ One :class:`SandboxNetwork` per process (built by the composition root) plays th
 servers and of every phone: it hands out :class:`SandboxTransport`\\ s (the Transport protocol of
 ``transport.py``, one per connection id) and is driven by sync *control* calls — scan a QR
 (``pair``), a contact writes (``inbound``), the contact's phone acknowledges (``ack``), something
-breaks (``fault``) — from tests, benchmarks and, over HTTP, developers building frontends.
+breaks (``fault``), a number has no WhatsApp account (``registry``) — from tests, benchmarks and,
+over HTTP, developers building frontends.
 
 It behaves like WhatsApp wherever our code could tell the difference:
 
@@ -57,7 +58,8 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,8 @@ from gateway.whatsapp.sandbox_outbox import Entry, MemoryOutbox, OutboxStore, Re
 from gateway.whatsapp.sandbox_state import (
     ACK_BY_NAME,
     ACK_NAMES,
+    NOT_ON_WHATSAPP_MAX,
+    NOT_ON_WHATSAPP_PREFIXES_MAX,
     QUEUE_MAX,
     SEND_FAILURE_REASON,
     SandboxError,
@@ -302,6 +306,30 @@ class SandboxNetwork:
             else:  # WhatsApp takes each message at once, but its answer comes `seconds` later (or never)
                 self._line(connection_id).answer_delay = float(seconds)
 
+    def registry(self, connection_id: int, *, not_on_whatsapp: Sequence[str] = (),
+                 prefixes: Sequence[str] = ()) -> dict[str, Any]:
+        """Who has a WhatsApp account, as the connection's `is_on_whatsapp` sees it: every phone number but
+        `not_on_whatsapp` and those starting with one of `prefixes` (digits; formatted numbers are reduced to
+        their digits). Replaces what was set before; returns the registry as `state` shows it."""
+        numbers = []
+        for number in not_on_whatsapp:
+            digits = phone_digits(number) if isinstance(number, str) else None
+            if digits is None:
+                raise SandboxError("ERR_SANDBOX_BAD_NUMBER", f"not a phone number: {number!r}")
+            numbers.append(digits)
+        starts = []
+        for prefix in prefixes:
+            if not isinstance(prefix, str) or not re.fullmatch(r"\+?[0-9]{1,15}", prefix.strip()):
+                raise SandboxError("ERR_SANDBOX_BAD_NUMBER", f"not a number prefix (digits): {prefix!r}")
+            starts.append(prefix.strip().lstrip("+"))
+        if len(numbers) > NOT_ON_WHATSAPP_MAX or len(starts) > NOT_ON_WHATSAPP_PREFIXES_MAX:
+            raise SandboxError("ERR_SANDBOX_BAD_NUMBER", f"at most {NOT_ON_WHATSAPP_MAX} numbers and "
+                               f"{NOT_ON_WHATSAPP_PREFIXES_MAX} prefixes")
+        line = self._line(connection_id)
+        line.not_on_whatsapp = frozenset(numbers)
+        line.not_on_whatsapp_prefixes = tuple(dict.fromkeys(starts))
+        return _registry(line)
+
     def state(self, connection_id: int) -> dict[str, Any]:
         """What the network knows about the connection (a snapshot; unknown ids look unpaired)."""
         line = self._lines.get(connection_id) or _Line(connection_id)
@@ -333,6 +361,7 @@ class SandboxNetwork:
             "pendingLogout": line.pending_unlink is not None,
             "readByUs": [dict(entry) for entry in line.read_by_us],
             "presence": dict(line.presence),
+            "registry": _registry(line),
         }
 
     async def forget(self, connection_id: int) -> None:
@@ -540,6 +569,12 @@ class SandboxNetwork:
                 except SandboxError as exc:
                     logger.warning("sandbox: %s; acks not raised (their receipts may come again after a restart)",
                                    exc.message, extra={"fields": {"connection_id": line.connection_id}})
+
+
+def _registry(line: _Line) -> dict[str, Any]:
+    return {"notOnWhatsapp": sorted(line.not_on_whatsapp), "notOnWhatsappPrefixes": list(line.not_on_whatsapp_prefixes),
+            "checks": line.number_checks, "numbersChecked": line.numbers_checked,
+            "largestCheck": line.largest_number_check}
 
 
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:

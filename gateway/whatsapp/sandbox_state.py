@@ -28,6 +28,8 @@ DELIVERED_HISTORY = 1_000  # delivered inbound messages kept for `redeliver` (se
 MEDIA_MAX_ITEMS = 1_000  # inbound media kept per connection for `download` (oldest expire)
 MEDIA_MAX_BYTES = 256 * 1024 * 1024  # ... and their total size
 READ_BY_US_MAX = 1_000  # mark_read calls remembered per connection
+NOT_ON_WHATSAPP_MAX = 10_000  # numbers a connection's `registry` says have no WhatsApp account
+NOT_ON_WHATSAPP_PREFIXES_MAX = 100  # ... and prefixes of such numbers
 
 SEND_FAILURE_REASON = "sandbox: injected send failure"
 
@@ -128,6 +130,12 @@ class _Line:
     send_failures: int = 0
     send_failure_reason: str = SEND_FAILURE_REASON
     pending_unlink: _Ending | None = None
+    # `is_on_whatsapp`: every phone number has an account except these (control `registry`), and the calls
+    not_on_whatsapp: frozenset[str] = frozenset()
+    not_on_whatsapp_prefixes: tuple[str, ...] = ()
+    number_checks: int = 0  # is_on_whatsapp calls answered
+    numbers_checked: int = 0  # ... and the numbers they asked about
+    largest_number_check: int = 0  # the most numbers one call asked about
     forgotten: bool = False  # the connection was deleted: late settles change nothing
 
     def held(self) -> int:

@@ -4,8 +4,9 @@
 pairing code until the network's `pair`), then hands the session the events delivered before and
 not settled since (in their order), then the queued messages and receipts in order; each stays
 unsettled until the consumer calls its `settle`. The commands (`send`, `download`, `mark_read`,
-`set_presence`, `request_pairing_code`, `logout`) act on the network's state for the connection;
-`send` answers once the message is in the network's outbox, and a send with an id accepted already
+`set_presence`, `is_on_whatsapp`, `request_pairing_code`, `logout`) act on the network's state for the
+connection (`is_on_whatsapp` answers from its registry: control `registry`); `send` answers once the
+message is in the network's outbox, and a send with an id accepted already
 answers the first `Sent` again (counted there as a duplicate). They raise the transport's errors:
 ``NotConnected``, ``SendFailed``, ``TransportError``.
 """
@@ -16,7 +17,7 @@ import base64
 import datetime as dt
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -36,6 +37,7 @@ from gateway.whatsapp.transport import (
     MediaRef,
     MessageKind,
     NotConnected,
+    OnWhatsApp,
     PairingCode,
     Presence,
     QrCode,
@@ -297,6 +299,23 @@ class SandboxTransport:
         line.presence[chat] = Presence(presence).value
         while len(line.presence) > PRESENCE_MAX:
             line.presence.popitem(last=False)
+
+    async def is_on_whatsapp(self, numbers: Sequence[str]) -> list[OnWhatsApp]:
+        """Every phone number has an account, except those the connection's registry lists (control
+        `registry`: numbers, and prefixes of numbers); what is not a phone number has none."""
+        line = self._connected().line
+        await self._sleep_latency(line)
+        self._connected()
+        line.number_checks += 1
+        line.numbers_checked += len(numbers)
+        line.largest_number_check = max(line.largest_number_check, len(numbers))
+        answers = []
+        for number in numbers:
+            digits = phone_digits(number) if isinstance(number, str) else None
+            exists = digits is not None and digits not in line.not_on_whatsapp \
+                and not digits.startswith(line.not_on_whatsapp_prefixes)
+            answers.append(OnWhatsApp(number, exists, f"{digits}@s.whatsapp.net" if exists else None))
+        return answers
 
     async def request_pairing_code(self, phone: str) -> str:
         await trio.lowlevel.checkpoint()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -51,6 +51,10 @@ class PairingTimeout(TransportError):
 
 class NotConnected(TransportError):
     """A command was given while the transport is not connected."""
+
+
+class NotSupported(TransportError):
+    """The transport cannot do this at all (not a failure of this one call: asking again will not help)."""
 
 
 class MessageKind(enum.StrEnum):
@@ -251,6 +255,17 @@ class Sent:
     timestamp: dt.datetime
 
 
+@attrs.frozen
+class OnWhatsApp:
+    """Whether a phone number has a WhatsApp account (`is_on_whatsapp`): `number` as asked (digits with the
+    country code), `jid` the account's when it has one (WhatsApp's own form of the number, which may differ:
+    Brazil's older mobiles answer without their ninth digit)."""
+
+    number: str
+    exists: bool
+    jid: str | None = None
+
+
 class Presence(enum.StrEnum):
     AVAILABLE = "available"
     UNAVAILABLE = "unavailable"
@@ -279,6 +294,12 @@ class Transport(Protocol):
     async def mark_read(self, chat: str, ids: tuple[str, ...], sender: str | None = None) -> None: ...
 
     async def set_presence(self, chat: str, presence: Presence) -> None: ...
+
+    async def is_on_whatsapp(self, numbers: Sequence[str]) -> list[OnWhatsApp]:
+        """Which of `numbers` (digits with the country code) have a WhatsApp account: one answer per number,
+        in their order. Callers keep the calls small and paced (WhatsApp limits these queries); raises
+        NotConnected, TransportError, or NotSupported when the transport cannot ask."""
+        ...
 
     async def request_pairing_code(self, phone: str) -> str:
         """Pair by phone number: the code to type on the phone (also reported as a PairingCode event)."""
