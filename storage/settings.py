@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import phonenumbers
 import psycopg
 
 from storage.db import Database, Row
@@ -88,6 +89,8 @@ COMPANY_SPECS: dict[str, Spec] = {
     "openAiKey": Spec("", secret=True, max_len=255),
     "aiProvider": _choice("openai", "openai", "groq"),
     "audioTranscriptions": _choice("disabled"),
+    # where the numbers of imported spreadsheets and contact lists are when written without a country code
+    "phoneRegion": Spec("BR", "choice", tuple(sorted(phonenumbers.SUPPORTED_REGIONS)), max_len=2),
 }
 
 # The installation's settings: the super admin's, one value for every company.
