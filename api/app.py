@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
@@ -70,6 +71,8 @@ class Deps:
                               takes_self=True))
     # each company's due date and plan features, checked on every request (api/subscriptions.py)
     access: AccessCache = attrs.field(default=attrs.Factory(lambda self: AccessCache(self.db), takes_self=True))
+    # imports of spreadsheets running at once (api/imports.py)
+    import_slots: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(2))
     # the public signup's rate limit: attempts per address per hour
     signup_throttle: LoginThrottle = attrs.field(default=attrs.Factory(
         lambda self: LoginThrottle(max_failures=self.config.signup_max_per_ip,
@@ -149,6 +152,7 @@ def create_app(deps: Deps) -> QuartTrio:
         auth_routes,
         chats,
         companies,
+        contact_lists,
         contacts,
         files,
         health,
@@ -173,6 +177,7 @@ def create_app(deps: Deps) -> QuartTrio:
                    tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
                    ratings):
         app.register_blueprint(module.blueprint)
+    app.register_blueprint(contact_lists.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:

@@ -1,5 +1,10 @@
 """`/contacts`: the contacts of the caller's company — list and search, create, show, update, delete —
-and `/contacts/import`, a bulk upsert from a CSV file (admins).
+and, for admins, imports of CSV or XLSX files (`/contacts/upload`, ticketz's `/contacts/importCsv`, and
+`/contacts/import`) and exports (`/contacts/export?format=csv|xlsx`, ticketz's `/contacts/exportCsv`).
+
+The search (`searchParam`) finds a contact by its name, its number, or the value of one of its custom
+fields (`extraInfo`): the fields are indexed (migration 0019), and the custom fields are the `{{name}}`
+variables of every automated text (actors/automation/render.py).
 
 Any user of the company may list, create, show, update and delete contacts, as in the original backend
 (whose routes only ask for a login; its frontends hide the delete button from non-admins).
@@ -7,24 +12,20 @@ Any user of the company may list, create, show, update and delete contacts, as i
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
+import json
 import re
-import unicodedata
 from typing import Any
 
-import attrs
-import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
 from api import present
 from api.app import Deps, deps_of
 from api.auth import current, require_admin
 from api.errors import ApiError, BadRequest
+from api.imports import EXPORT_SLICE, answer, export_format, export_response, run_upload, uploaded_file
 from api.validation import EMAIL, Field, check_field, json_body, page, path_id, search_pattern, validate
 from storage import contacts
-from storage.contacts import ExtraInfo, ImportRow
+from storage.contacts import ExtraInfo
 
 blueprint = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -121,7 +122,8 @@ async def list_contacts() -> Response:
     limit, offset = page(PAGE_SIZE)
     rows, count = await contacts.list_contacts(deps_of(current_app).db, principal.company_id,
                                                search=search_pattern(), number_search=_number_search(),
-                                               limit=limit, offset=offset)
+                                               limit=limit, offset=offset,
+                                               needle=(request.args.get("searchParam") or "").strip())
     return jsonify(present.page("contacts", [present.contact(row) for row in rows], count, limit, offset))
 
 
@@ -199,156 +201,74 @@ async def delete_contact(contact_id: str) -> Response:
     return jsonify({"message": "contact deleted"})
 
 
-# ─── CSV import ─────────────────────────────────────────────────────────────────────────
+# ─── import and export (api/imports.py) ─────────────────────────────────────────────────
 
-MAX_IMPORT_ROWS = 50_000
-MAX_REPORTED_ERRORS = 1_000
-HEADER_ALIASES = {
-    "name": "name", "nome": "name", "nome completo": "name",
-    "number": "number", "numero": "number", "telefone": "number", "phone": "number", "celular": "number",
-    "whatsapp": "number",
-    "email": "email", "e-mail": "email",
-}
+SEMICOLON_LOCALES = ("pt-br", "fr", "de", "it", "es-es", "nl", "pl", "ru", "sv", "fi", "da", "no")
 
 
-class InvalidCsv(Exception):
-    pass
+@blueprint.post("/upload")
+async def upload_contacts() -> Response:
+    """A CSV or XLSX of contacts (multipart `file`; ticketz's `contacts` too), upserted by number with the
+    other columns as custom fields: see api/imports.py for the answer. Admins."""
+    principal = require_admin()
+    deps = deps_of(current_app)
+    file = await uploaded_file(("file", "contacts"))
+    company_id = principal.company_id
+    q = deps.db.q
+    report = await run_upload(deps, company_id, file, prepare=lambda conn: contacts.ContactsTarget(company_id, q),
+                              target="contacts")
+    shown = answer(report)
+    # the names of zapgate's first import (before issue 13) stay: `updated` is `merged`, `errorCount` `rejected`
+    return jsonify({**shown, "updated": report.merged, "errorCount": report.rejected})
 
 
-class TooManyRows(Exception):
-    pass
-
-
-@attrs.frozen
-class ParsedCsv:
-    rows: list[ImportRow]
-    errors: list[dict[str, Any]]  # {row, message}, in file order
-
-
-def _decode(data: bytes) -> str:
-    """The file's text: UTF-8 (with or without BOM), UTF-16 with a BOM, or Windows-1252 (what spreadsheet
-    programs on Windows save as "CSV"); binary data is refused."""
-    if not data.strip():
-        raise InvalidCsv("the file is empty")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise InvalidCsv("the file is not text (invalid UTF-16)") from None
-    else:
-        if b"\x00" in data:
-            raise InvalidCsv("the file is binary, not CSV text")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            try:
-                text = data.decode("cp1252")
-            except UnicodeDecodeError:
-                raise InvalidCsv("the file is not UTF-8 text") from None
-    if "\x00" in text:
-        raise InvalidCsv("the file is binary, not CSV text")
-    return text
-
-
-def _header_key(cell: str) -> str | None:
-    plain = unicodedata.normalize("NFKD", cell.strip().strip("\ufeff").strip().lower())
-    plain = "".join(ch for ch in plain if not unicodedata.combining(ch))
-    return HEADER_ALIASES.get(plain)
-
-
-def _delimiter(text: str) -> str:
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
-    best = max(counts, key=lambda sep: counts[sep])
-    return best if counts[best] else ","
-
-
-def _cell(cells: list[str], columns: dict[str, int], key: str) -> str:
-    index = columns.get(key)
-    return cells[index] if index is not None and index < len(cells) else ""
-
-
-def parse_csv(data: bytes) -> ParsedCsv:
-    """Check every row of a contacts CSV. Rows are numbered as a spreadsheet shows them: the header is
-    row 1. Blank rows are skipped; a number seen on an earlier row makes a row an error."""
-    text = _decode(data)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=False)
-    columns: dict[str, int] | None = None
-    rows: list[ImportRow] = []
-    errors: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    data_rows = 0
-    row_number = 0
-    try:
-        for record in reader:
-            row_number += 1
-            cells = [cell.strip() for cell in record]
-            if not any(cells):
-                continue
-            if columns is None:
-                columns = {}
-                for index, cell in enumerate(cells):
-                    key = _header_key(cell)
-                    if key is not None:
-                        columns.setdefault(key, index)
-                if "number" not in columns:
-                    raise InvalidCsv("the first row must be a header naming the columns name, number and email "
-                                     "(nome, número or telefone are accepted too); no number column found")
-                continue
-            data_rows += 1
-            if data_rows > MAX_IMPORT_ROWS:
-                raise TooManyRows(f"the file has more than {MAX_IMPORT_ROWS} rows")
-            message = None
-            name, raw_number, email = (_cell(cells, columns, key) for key in ("name", "number", "email"))
-            number = ""
-            try:
-                number = normalise_number(raw_number)
-            except BadNumber as error:
-                message = f"number: {error}" if raw_number else "number: is missing"
-            if message is None and len(name) > 255:
-                message = "name: is too long (at most 255 characters)"
-            if message is None and len(email) > 255:
-                message = "email: is too long (at most 255 characters)"
-            if message is None and email and not EMAIL.match(email):
-                message = "email: is not a valid email address"
-            if message is None and number in seen:
-                message = f"number: {number} is already on row {seen[number]}"
-            if message is not None:
-                errors.append({"row": row_number, "message": message})
-                continue
-            seen[number] = row_number
-            rows.append(ImportRow(row_number=row_number, name=name, number=number, email=email.lower()))
-    except csv.Error as error:
-        raise InvalidCsv(f"row {row_number + 1}: {error}") from None
-    if columns is None:
-        raise InvalidCsv("the file has no header row")
-    return ParsedCsv(rows=rows, errors=errors)
+@blueprint.post("/importCsv")
+async def import_csv() -> Response:
+    """ticketz's contacts page: the CSV in the multipart field `contacts`."""
+    return await upload_contacts()
 
 
 @blueprint.post("/import")
 async def import_contacts() -> Response:
-    """Multipart field `file`: a CSV with a header (name, number, email). Good rows are upserted by number in
-    one transaction; bad ones are listed as `{row, message}`. An existing contact keeps a name an agent
-    chose, takes the file's name otherwise, and takes the file's email when the file has one."""
+    """A file as `/contacts/upload`. ticketz's "import from the phone" (JSON `{whatsappId}`) is not served:
+    zapgate does not read the phone's address book."""
+    require_admin()
+    if request.mimetype == "application/json":
+        raise ApiError("importing the contacts of the phone's address book is not supported; import a CSV or XLSX "
+                       "file (POST /contacts/upload, multipart field `file`)", code="ERR_NOT_SUPPORTED", status=501)
+    return await upload_contacts()
+
+
+def _contacts_export(fmt: str, header: list[str], delimiter: str) -> Response:
     principal = require_admin()
     deps = deps_of(current_app)
-    if request.mimetype != "multipart/form-data":
-        if await request.get_data(cache=True):
-            raise ApiError("send the CSV as multipart/form-data in the field `file`",
-                           code="ERR_UNSUPPORTED_MEDIA_TYPE", status=415)
-        raise _invalid("file", "is required (a CSV file in the multipart field `file`)")
-    files = await request.files
-    upload = files.get("file")
-    if upload is None:
-        raise _invalid("file", "is required (a CSV file in the multipart field `file`)")
-    data = await trio.to_thread.run_sync(upload.read)
-    try:
-        parsed = await trio.to_thread.run_sync(parse_csv, data)
-    except InvalidCsv as error:
-        raise BadRequest(f"invalid CSV: {error}", code="ERR_INVALID_CSV", field="file") from None
-    except TooManyRows as error:
-        raise ApiError(f"{error}; split it into files of at most {MAX_IMPORT_ROWS} rows",
-                       code="ERR_CSV_TOO_MANY_ROWS", status=413) from None
-    created, updated = await contacts.import_contacts(deps.db, principal.company_id, parsed.rows)
-    return jsonify({"created": created, "updated": updated, "errors": parsed.errors[:MAX_REPORTED_ERRORS],
-                    "errorCount": len(parsed.errors)})
+
+    async def next_slice(after: int) -> list[Any]:
+        return await deps.db.read(lambda conn: contacts.export_slice(conn, deps.db.q, principal.company_id,
+                                                                     after=after, limit=EXPORT_SLICE))
+
+    def cells(row: dict[str, Any]) -> list[Any]:
+        fields = row["extra_info"] or []
+        return [row["name"], row["number"], row["email"], json.dumps(fields, ensure_ascii=False) if fields else ""]
+
+    return export_response(fmt, "contacts", header, next_slice, cells, delimiter=delimiter)
+
+
+@blueprint.get("/export")
+async def export_contacts() -> Response:
+    """The company's contacts (not groups) as CSV or XLSX (`format`): name, number, email and extraInfo (the
+    custom fields as JSON), which `/contacts/upload` reads back."""
+    return _contacts_export(export_format(), ["name", "number", "email", "extraInfo"], ",")
+
+
+@blueprint.get("/exportCsv")
+async def export_csv() -> Response:
+    """ticketz's export: columns Name, Number, Email, ExtraInfo; `;` between them for the languages that
+    write decimals with a comma (Accept-Language), or as `delimiter=semicolon|comma` says."""
+    wanted = (request.args.get("delimiter") or "").lower()
+    language = (request.headers.get("Accept-Language") or "").lower()
+    if wanted in ("semicolon", "comma"):
+        delimiter = ";" if wanted == "semicolon" else ","
+    else:
+        delimiter = ";" if any(locale in language for locale in SEMICOLON_LOCALES) else ","
+    return _contacts_export("csv", ["Name", "Number", "Email", "ExtraInfo"], delimiter)

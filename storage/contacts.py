@@ -1,4 +1,5 @@
-"""Contacts of a company as the agents manage them (`/contacts`): CRUD, custom fields, bulk import.
+"""Contacts of a company as the agents manage them (`/contacts`): CRUD, custom fields, bulk import (the
+engine is storage/imports.py; `ContactsTarget` writes its batches) and export.
 
 The WhatsApp side of contacts (upserts by number or LID from inbound messages) lives with the intake
 queries; both honour `name_set_by_agent`: a name an agent chose is never replaced by a push name.
@@ -14,6 +15,7 @@ import psycopg
 
 from storage.db import Database, Row
 from storage.errors import Conflict, NotFound
+from storage.imports import ImportRow
 
 
 @attrs.frozen
@@ -22,16 +24,6 @@ class ExtraInfo:
 
     name: str
     value: str
-
-
-@attrs.frozen
-class ImportRow:
-    """One good row of an import file: its row number in the file, and normalised values."""
-
-    row_number: int
-    name: str
-    number: str
-    email: str
 
 
 def _show(conn: psycopg.Connection[Row], q: Any, company_id: int, contact_id: int) -> Row:
@@ -56,11 +48,12 @@ async def show_contact(db: Database, company_id: int, contact_id: int) -> Row:
 
 
 async def list_contacts(db: Database, company_id: int, *, search: str | None, number_search: str | None,
-                        limit: int, offset: int) -> tuple[list[Row], int]:
+                        limit: int, offset: int, needle: str = "") -> tuple[list[Row], int]:
     """A page of contacts by name and the count of all that match. `search` is an ILIKE pattern matched
-    against the name (and the number), `number_search` a LIKE pattern of digits for the number."""
+    against the name, the number and the values of the custom fields (`needle`: the searched text itself,
+    which narrows the fields through their index), `number_search` a LIKE pattern of digits for the number."""
     params = {"company_id": company_id, "search": search, "number_search": number_search, "limit": limit,
-              "offset": offset}
+              "offset": offset, "needle": needle}
     rows = await db.fetch_all(db.q.contact_list, params)
     if rows:
         return rows, rows[0]["total"]
@@ -123,20 +116,26 @@ async def delete_contact(db: Database, company_id: int, contact_id: int) -> None
         raise NotFound(f"contact {contact_id}")
 
 
-async def import_contacts(db: Database, company_id: int, rows: Sequence[ImportRow]) -> tuple[int, int]:
-    """Upsert `rows` by number in one transaction (COPY into a temporary table, then one INSERT … ON
-    CONFLICT); (created, updated). Numbers must be unique within `rows`. See `contact_import_merge`."""
-    q = db.q
+@attrs.frozen
+class ContactsTarget:
+    """Where an import of contacts writes (storage/imports.py `Target`): contacts upserted by number with the
+    custom fields of the file's other columns (see the query `contact_import_merge`)."""
 
-    def work(conn: psycopg.Connection[Row]) -> tuple[int, int]:
-        conn.execute(q.contact_import_stage)
-        with conn.cursor() as cursor, cursor.copy(q.contact_import_copy) as copy:
-            for row in rows:
-                copy.write_row((row.row_number, row.name, row.number, row.email))
-        counts = conn.execute(q.contact_import_merge, {"company_id": company_id}).fetchone()
+    company_id: int
+    q: Any
+    custom_fields: bool = True
+
+    def merge(self, conn: psycopg.Connection[Row], rows: Sequence[ImportRow]) -> tuple[int, int]:
+        fields = [(row.number, name, value) for row in rows for name, value in row.fields]
+        counts = conn.execute(self.q.contact_import_merge, {
+            "company_id": self.company_id, "numbers": [row.number for row in rows],
+            "names": [row.name for row in rows], "emails": [row.email for row in rows],
+            "field_numbers": [field[0] for field in fields], "field_names": [field[1] for field in fields],
+            "field_values": [field[2] for field in fields]}).fetchone()
         assert counts is not None
-        return counts["created"], counts["updated"]
+        return counts["created"], counts["merged"]
 
-    if not rows:
-        return 0, 0
-    return await db.run(work)
+
+def export_slice(conn: psycopg.Connection[Row], q: Any, company_id: int, *, after: int, limit: int) -> list[Row]:
+    """The company's contacts after id `after` (keyset), with `extra_info`; for exports."""
+    return conn.execute(q.contact_export, {"company_id": company_id, "after": after, "limit": limit}).fetchall()

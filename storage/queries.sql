@@ -850,7 +850,9 @@ WHERE c.id = %(id)s AND c.company_id = %(company_id)s
 
 -- name: contact_list
 -- A page of contacts by name (served by contacts_company_name_idx); `search` is an ILIKE pattern on the
--- name, `number_search` a LIKE pattern of digits on the number (either may be null).
+-- name and on the values of the custom fields (`needle`: the search's text, whose three-character pieces
+-- find the fields through contact_custom_fields_value_grams_idx, version 19), `number_search` a LIKE
+-- pattern of digits on the number (either may be null).
 SELECT c.*,
        coalesce((SELECT json_agg(json_build_object('id', f.id, 'name', f.name, 'value', f.value) ORDER BY f.id)
                  FROM contact_custom_fields f
@@ -862,7 +864,11 @@ SELECT c.*,
 FROM contacts c
 WHERE c.company_id = %(company_id)s
   AND (%(search)s::text IS NULL OR lower(c.name) LIKE lower(%(search)s)
-       OR c.number LIKE coalesce(%(number_search)s, %(search)s))
+       OR c.number LIKE coalesce(%(number_search)s, %(search)s)
+       OR c.id IN (SELECT f.contact_id FROM contact_custom_fields f
+                   WHERE f.company_id = %(company_id)s AND lower(f.value) LIKE lower(%(search)s)
+                     AND (length(%(needle)s::text) < 3
+                          OR search_grams(lower(f.value)) @> search_grams(lower(%(needle)s::text)))))
 ORDER BY lower(c.name), c.id
 LIMIT %(limit)s OFFSET %(offset)s
 
@@ -870,7 +876,11 @@ LIMIT %(limit)s OFFSET %(offset)s
 SELECT count(*) AS n FROM contacts c
 WHERE c.company_id = %(company_id)s
   AND (%(search)s::text IS NULL OR lower(c.name) LIKE lower(%(search)s)
-       OR c.number LIKE coalesce(%(number_search)s, %(search)s))
+       OR c.number LIKE coalesce(%(number_search)s, %(search)s)
+       OR c.id IN (SELECT f.contact_id FROM contact_custom_fields f
+                   WHERE f.company_id = %(company_id)s AND lower(f.value) LIKE lower(%(search)s)
+                     AND (length(%(needle)s::text) < 3
+                          OR search_grams(lower(f.value)) @> search_grams(lower(%(needle)s::text)))))
 
 -- name: contact_update
 -- A name that differs from the stored one is the agent's: a WhatsApp push name never replaces it.
@@ -897,37 +907,49 @@ SELECT %(company_id)s, %(contact_id)s, n, v FROM unnest(%(names)s::text[], %(val
 ON CONFLICT (contact_id, name) DO UPDATE SET value = excluded.value, updated_at = now()
 WHERE contact_custom_fields.value IS DISTINCT FROM excluded.value
 
--- name: contact_import_stage
-CREATE TEMPORARY TABLE contact_import (
-    row_number integer NOT NULL,
-    name text NOT NULL,
-    number text NOT NULL,
-    email text NOT NULL
-) ON COMMIT DROP
-
--- name: contact_import_copy
-COPY contact_import (row_number, name, number, email) FROM STDIN
-
 -- name: contact_import_merge
--- Upsert the staged rows by number (numbers are unique within the file). A new contact takes the file's
--- name (or its number when the file has none). An existing one takes the file's name only while its name
--- was not chosen by an agent (a push name, or an earlier import without a name), and the file's email when
--- it has one. `xmax = 0` tells an inserted row from an updated one.
+-- One batch of an import (storage/imports.py; numbers unique within it): upsert the contacts by number and
+-- set the custom fields the file gives (`field_numbers`/`field_names`/`field_values`, one triple per field;
+-- a field the file leaves out is kept). A new contact takes the file's name (or its number when the file has
+-- none). An existing one takes the file's name only while its name was not chosen by an agent (a push name,
+-- or an earlier import without a name), and the file's email when it has one. Rows are locked in number
+-- order, so concurrent imports cannot deadlock; `xmax = 0` tells an inserted row from an updated one.
 WITH upserted AS (
     INSERT INTO contacts (company_id, name, name_set_by_agent, number, email)
-    SELECT %(company_id)s, CASE WHEN i.name = '' THEN i.number ELSE i.name END, i.name <> '', i.number, i.email
-    FROM contact_import i
-    ORDER BY i.number  -- rows are locked in number order: concurrent imports cannot deadlock
+    SELECT %(company_id)s, CASE WHEN d.name = '' THEN d.number ELSE d.name END, d.name <> '', d.number, d.email
+    FROM unnest(%(numbers)s::text[], %(names)s::text[], %(emails)s::text[]) AS d(number, name, email)
+    ORDER BY d.number
     ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET
         name = CASE WHEN contacts.name_set_by_agent OR NOT excluded.name_set_by_agent THEN contacts.name
                     ELSE excluded.name END,
         name_set_by_agent = contacts.name_set_by_agent OR excluded.name_set_by_agent,
         email = CASE WHEN excluded.email <> '' THEN excluded.email ELSE contacts.email END,
         updated_at = now()
-    RETURNING (xmax = 0) AS inserted
+    RETURNING id, number, (xmax = 0) AS inserted
+),
+fields AS (
+    INSERT INTO contact_custom_fields (company_id, contact_id, name, value)
+    SELECT %(company_id)s, u.id, f.name, f.value
+    FROM unnest(%(field_numbers)s::text[], %(field_names)s::text[], %(field_values)s::text[])
+         AS f(number, name, value)
+    JOIN upserted u ON u.number = f.number
+    ORDER BY u.id, f.name
+    ON CONFLICT (contact_id, name) DO UPDATE SET value = excluded.value, updated_at = now()
+    WHERE contact_custom_fields.value IS DISTINCT FROM excluded.value
 )
-SELECT count(*) FILTER (WHERE inserted) AS created, count(*) FILTER (WHERE NOT inserted) AS updated
-FROM upserted
+SELECT count(*) FILTER (WHERE inserted) AS created, count(*) FILTER (WHERE NOT inserted) AS merged FROM upserted
+
+-- name: contact_export
+-- The next slice of the company's contacts for an export (keyset on id), with their custom fields as
+-- [{name, value}]; groups are left out (they are no phone numbers), as ticketz's export leaves them.
+SELECT c.id, c.name, c.number, c.email,
+       coalesce((SELECT json_agg(json_build_object('name', f.name, 'value', f.value) ORDER BY f.id)
+                 FROM contact_custom_fields f
+                 WHERE f.contact_id = c.id AND f.company_id = c.company_id), '[]'::json) AS extra_info
+FROM contacts c
+WHERE c.company_id = %(company_id)s AND NOT c.is_group AND c.number <> '' AND c.id > %(after)s
+ORDER BY c.id
+LIMIT %(limit)s
 
 -- ─── tags (schema version 8) ───────────────────────────────────────────────────────────
 

@@ -1,8 +1,9 @@
-"""`/contacts` and `/contacts/import`: CRUD, number normalisation, search and pages, custom fields,
-the agent's name, events, tenancy, bad input, and the CSV import."""
+"""`/contacts`: CRUD, number normalisation, search and pages, custom fields, the agent's name, events,
+tenancy, bad input, and the imports (`/contacts/import`, `/upload`, ticketz's `/importCsv`) and exports."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import attrs
@@ -220,6 +221,34 @@ async def test_list_searches_name_and_number_and_paginates(api: Api, server: Ser
         assert bad_page.status_code == 400 and bad_page.json()["field"] == "pageNumber"
 
 
+async def test_search_finds_contacts_by_their_custom_fields(api: Api, server: Server, tenants: Tenants) -> None:
+    with trio.fail_after(TIMEOUT):
+        gold = await create_contact(api, tenants.admin, name="Ana", number="5511988880001",
+                                    extraInfo=[{"name": "Plano", "value": "Ouro Premium"}, {"name": "CPF",
+                                                                                            "value": "123.456"}])
+        await create_contact(api, tenants.admin, name="Bia", number="5511988880002",
+                             extraInfo=[{"name": "Plano", "value": "Prata"}])
+        await create_contact(api, tenants.admin, name="Ouro Preto Transportes", number="5511988880003")
+        await create_contact(api, tenants.b_admin, name="Caio", number="5511988880004",
+                             extraInfo=[{"name": "Plano", "value": "Ouro"}])  # Beta's
+
+        async def names(term: str) -> list[str]:
+            response = await api.client.get("/contacts", params={"searchParam": term}, headers=auth(tenants.user))
+            assert response.status_code == 200, response.text
+            assert response.json()["count"] == len(response.json()["contacts"])
+            return [c["name"] for c in response.json()["contacts"]]
+
+        assert await names("ouro") == ["Ana", "Ouro Preto Transportes"]  # a field's value, or the name
+        assert await names("PREMIUM") == ["Ana"]
+        assert await names("3.4") == ["Ana"]  # a short search (no index piece) still finds it
+        assert await names("ur") == ["Ana", "Ouro Preto Transportes"]
+        assert await names("prata") == ["Bia"]
+        assert await names("plano") == []  # field names are not searched, only their values
+        listed = (await api.client.get("/contacts", params={"searchParam": "premium"},
+                                       headers=auth(tenants.user))).json()["contacts"][0]
+        assert listed["id"] == gold["id"] and {f["name"] for f in listed["extraInfo"]} == {"Plano", "CPF"}
+
+
 # ─── tenancy ────────────────────────────────────────────────────────────────────────────
 
 
@@ -294,12 +323,12 @@ async def test_contact_bad_input_is_400_naming_the_field(api: Api, server: Serve
         assert await snapshot(server) == before
 
 
-# ─── CSV import ─────────────────────────────────────────────────────────────────────────
+# ─── import (the engine: storage/imports.py; lists and the 50,000-row acceptance: test_imports.py) ──
 
 
-async def upload(api: Api, token: str, content: bytes, filename: str = "contacts.csv") -> Any:
-    return await api.client.post("/contacts/import", files={"file": (filename, content, "text/csv")},
-                                 headers=auth(token))
+async def upload(api: Api, token: str, content: bytes, filename: str = "contacts.csv",
+                 path: str = "/contacts/import", field: str = "file") -> Any:
+    return await api.client.post(path, files={field: (filename, content, "text/csv")}, headers=auth(token))
 
 
 async def test_import_keeps_good_rows_and_lists_bad_ones(api: Api, server: Server, tenants: Tenants) -> None:
@@ -310,7 +339,7 @@ async def test_import_keeps_good_rows_and_lists_bad_ones(api: Api, server: Serve
         "Carla,55 11 CALL,\n"                          # 4 not a number
         "\n"                                           # 5 blank: skipped
         '"Souza, Dani",5511988880004,\n'               # 6 good (quoted comma)
-        "Eva,5511988880001,\n"                         # 7 repeats row 2
+        "Eva,5511988880001,\n"                         # 7 repeats row 2: merged (its name wins, row 2's email stays)
         "Fábio,1234,\n"                                # 8 too short
         f"{'G' * 256},5511988880008,\n"                # 9 name too long
         "Hugo,5511988880009,not-an-email\n"            # 10 bad email
@@ -320,13 +349,14 @@ async def test_import_keeps_good_rows_and_lists_bad_ones(api: Api, server: Serve
         response = await upload(api, tenants.admin, csv_text.encode())
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["created"] == 3 and body["updated"] == 0 and body["errorCount"] == 6
-        assert [e["row"] for e in body["errors"]] == [3, 4, 7, 8, 9, 10]
-        assert body["errors"][0]["message"].startswith("number:") and "row 2" in body["errors"][2]["message"]
-        assert body["errors"][4]["message"].startswith("name:") and body["errors"][5]["message"].startswith("email:")
+        assert (body["created"], body["merged"], body["rejected"], body["processed"]) == (3, 1, 5, 9)
+        assert (body["updated"], body["errorCount"]) == (1, 5)  # the names of zapgate's first import
+        assert [(e["row"], e["field"]) for e in body["errors"]] == [(3, "number"), (4, "number"), (8, "number"),
+                                                                   (9, "name"), (10, "email")]
+        assert body["errors"][1]["value"] == "55 11 CALL" and body["errors"][4]["value"] == "not-an-email"
         stored = server.sql("SELECT name, number, email, name_set_by_agent FROM contacts WHERE company_id = %s "
                             "ORDER BY number", (tenants.company_id,))
-        assert stored == [("Ana", "5511988880001", "ana@x.test", True), ("Souza, Dani", "5511988880004", "", True),
+        assert stored == [("Eva", "5511988880001", "ana@x.test", True), ("Souza, Dani", "5511988880004", "", True),
                           ("5511988880010", "5511988880010", "", False)]
 
 
@@ -339,17 +369,18 @@ async def test_import_semicolons_bom_portuguese_header_and_upsert(api: Api, serv
                     "Imported Two;+55 11 97777-0002;\r\nBrand New;5511977770003;\r\n".encode()
         response = await upload(api, tenants.admin, csv_bytes)
         assert response.status_code == 200, response.text
-        assert response.json() == {"created": 1, "updated": 2, "errors": [], "errorCount": 0}
+        assert {k: response.json()[k] for k in ("created", "merged", "rejected", "errors")} == {
+            "created": 1, "merged": 2, "rejected": 0, "errors": []}
         stored = dict((row[1], row) for row in server.sql(
             "SELECT name, number, email, name_set_by_agent FROM contacts WHERE company_id = %s", (tenants.company_id,)))
         assert stored["5511977770001"] == ("Named By Agent", "5511977770001", "new@x.test", True)  # agent's name kept
         assert stored["5511977770002"] == ("Imported Two", "5511977770002", "", True)  # a push name is replaced
         assert stored["5511977770003"] == ("Brand New", "5511977770003", "", True)
-        again = await upload(api, tenants.admin, csv_bytes)  # idempotent: everything is an update now
-        assert again.json()["created"] == 0 and again.json()["updated"] == 3
+        again = await upload(api, tenants.admin, csv_bytes)  # idempotent: everything is a merge now
+        assert again.json()["created"] == 0 and again.json()["merged"] == 3
         assert server.sql("SELECT count(*) FROM contacts WHERE company_id = %s", (tenants.company_id,)) == [(3,)]
-        # Tab-separated, Windows-1252 (what spreadsheet programs save), alias "telefone".
-        latin = "nome\ttelefone\nJoão\t5511977770004\n".encode("cp1252")
+        # Tab-separated, Windows-1252 (what spreadsheet programs save), alias "telefone", a national number.
+        latin = "nome\ttelefone\nJoão\t(11) 97777-0004\n".encode("cp1252")
         assert (await upload(api, tenants.admin, latin)).json()["created"] == 1
         assert server.sql("SELECT name FROM contacts WHERE number = '5511977770004'") == [("João",)]
         # Company B's import never touches A's contacts with the same number.
@@ -357,6 +388,33 @@ async def test_import_semicolons_bom_portuguese_header_and_upsert(api: Api, serv
         assert b_import.json()["created"] == 1
         assert (await api.client.get(f"/contacts/{agent_named['id']}", headers=auth(tenants.admin))).json()[
             "name"] == "Named By Agent"
+
+
+async def test_import_custom_fields_and_ticketz_routes(api: Api, server: Server, tenants: Tenants) -> None:
+    """Columns other than name, number and email are custom fields (an empty cell sets nothing), and so is
+    ticketz's ExtraInfo JSON; ticketz's contacts page posts to /contacts/importCsv with the field `contacts`."""
+    with trio.fail_after(TIMEOUT):
+        existing = await create_contact(api, tenants.admin, name="Ana", number="5511988880001",
+                                        extraInfo=[{"name": "Plano", "value": "Prata"}, {"name": "CPF", "value": "1"}])
+        csv_text = ('Name,Number,Plano,Cidade,ExtraInfo\n'
+                    'Ana,5511988880001,Ouro,,\n'
+                    'Bia,5511988880002,,Recife,"[{""name"": ""Origem"", ""value"": ""site""}]"\n'
+                    'Caio,5511988880003,,,not json\n')
+        response = await upload(api, tenants.admin, csv_text.encode(), path="/contacts/importCsv", field="contacts")
+        assert response.status_code == 200, response.text
+        assert (response.json()["created"], response.json()["merged"], response.json()["rejected"]) == (1, 1, 1)
+        assert response.json()["errors"][0]["field"] == "extraInfo"
+        ana = (await api.client.get(f"/contacts/{existing['id']}", headers=auth(tenants.admin))).json()
+        assert {f["name"]: f["value"] for f in ana["extraInfo"]} == {"Plano": "Ouro", "CPF": "1"}
+        bia = server.sql("SELECT f.name, f.value FROM contact_custom_fields f JOIN contacts c ON c.id = f.contact_id "
+                         "WHERE c.number = '5511988880002' ORDER BY f.name")
+        assert bia == [("Cidade", "Recife"), ("Origem", "site")]
+        upload_route = await upload(api, tenants.admin, b"number\n5511988880004\n", path="/contacts/upload")
+        assert upload_route.status_code == 200 and upload_route.json()["created"] == 1
+        assert (await upload(api, tenants.user, b"number\n5511988880005\n", path="/contacts/upload")
+                ).status_code == 403
+        phone = await api.client.post("/contacts/import", json={"whatsappId": 1}, headers=auth(tenants.admin))
+        assert phone.status_code == 501 and phone.json()["error"] == "ERR_NOT_SUPPORTED"
 
 
 BAD_FILES = {
@@ -375,7 +433,7 @@ async def test_import_rejects_a_file_that_is_not_a_contacts_csv(api: Api, server
         before = await snapshot(server)
         response = await upload(api, tenants.admin, content, filename="contacts.png")
         assert response.status_code == 400, response.text
-        assert response.json()["error"] == "ERR_INVALID_CSV" and response.json()["message"]
+        assert response.json()["error"] == "ERR_INVALID_FILE" and response.json()["message"]
         assert await snapshot(server) == before
 
 
@@ -387,25 +445,75 @@ async def test_import_needs_a_file_and_caps_the_rows(api: Api, server: Server, t
         other_field = await api.client.post("/contacts/import", files={"csv": ("c.csv", b"name,number\n")},
                                             headers=auth(tenants.admin))
         assert other_field.status_code == 400 and other_field.json()["field"] == "file"
-        as_json = await api.client.post("/contacts/import", json={"file": "name,number"}, headers=auth(tenants.admin))
+        as_json = await api.client.post("/contacts/upload", json={"file": "name,number"}, headers=auth(tenants.admin))
         assert as_json.status_code == 415
         for content in (b"garbage", b"--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nname,number"):
             broken = await api.client.post("/contacts/import", content=content, headers={
                 **auth(tenants.admin), "Content-Type": "multipart/form-data; boundary=x"})
             assert broken.status_code == 400 and broken.json()["error"].startswith("ERR_"), broken.text
-        too_many = "name,number\n" + "".join(f"C{i},55119{i:08d}\n" for i in range(50_001))
+        # more rows than allowed (100,000): refused whole, nothing written (rows without a number are cheap)
+        too_many = "name,number\n5511900000000,5511900000000\n" + "x,y\n" * 100_000
         response = await upload(api, tenants.admin, too_many.encode())
-        assert response.status_code == 413 and response.json()["error"] == "ERR_CSV_TOO_MANY_ROWS"
+        assert response.status_code == 413 and response.json()["error"] == "ERR_IMPORT_TOO_MANY_ROWS"
         assert await snapshot(server) == before
 
 
-async def test_import_of_the_largest_file_allowed(api: Api, server: Server, tenants: Tenants) -> None:
+async def test_import_of_50_000_contacts(api: Api, server: Server, tenants: Tenants) -> None:
     with trio.fail_after(TIMEOUT):
         rows = "".join(f"C{i},55119{i:08d}\n" for i in range(50_000))
         response = await upload(api, tenants.admin, ("name,number\n" + rows).encode())
         assert response.status_code == 200, response.text
-        assert response.json() == {"created": 50_000, "updated": 0, "errors": [], "errorCount": 0}
+        body = response.json()
+        assert (body["created"], body["merged"], body["rejected"], body["errors"]) == (50_000, 0, 0, [])
         assert server.sql("SELECT count(*) FROM contacts WHERE company_id = %s", (tenants.company_id,)) == [(50_000,)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+async def test_export_imports_back_as_the_same_contacts(api: Api, server: Server, tenants: Tenants, fmt: str) -> None:
+    contacts_sql = ("SELECT c.name, c.number, c.email, coalesce((SELECT json_agg(json_build_array(f.name, f.value) "
+                    "ORDER BY f.name) FROM contact_custom_fields f WHERE f.contact_id = c.id), '[]') "
+                    "FROM contacts c WHERE c.company_id = %s ORDER BY c.number")
+    with trio.fail_after(TIMEOUT):
+        fields = [{"name": "Plano", "value": "Ouro"}, {"name": "Nota", "value": "linha 1\nlinha 2"}]
+        await create_contact(api, tenants.admin, name="Ana; \"A\"", number="5511988880001", email="ana@x.test",
+                             extraInfo=fields)
+        await create_contact(api, tenants.admin, name="=1+1", number="14155552671")
+        await trio.to_thread.run_sync(partial(insert_contacts, server, tenants.company_id,
+                                              [(f"Pessoa {i}", f"55119{i:08d}") for i in range(1_100)], by_agent=True))
+        server.sql("INSERT INTO contacts (company_id, name, number, is_group) "
+                   "VALUES (%s, 'Grupo', '120363@g.us', true)", (tenants.company_id,))
+        exported = await api.client.get("/contacts/export", params={"format": fmt}, headers=auth(tenants.admin))
+        assert exported.status_code == 200, exported.text
+        assert exported.headers["content-disposition"] == f'attachment; filename="contacts.{fmt}"'
+        before = [row for row in await trio.to_thread.run_sync(server.sql, contacts_sql, (tenants.company_id,))
+                  if row[0] != "Grupo"]
+        server.sql("DELETE FROM contacts WHERE company_id = %s", (tenants.company_id,))
+        again = await upload(api, tenants.admin, exported.content, filename=f"contacts.{fmt}", path="/contacts/upload")
+        assert again.status_code == 200, again.text
+        assert (again.json()["created"], again.json()["merged"], again.json()["rejected"]) == (len(before), 0, 0)
+        assert await trio.to_thread.run_sync(server.sql, contacts_sql, (tenants.company_id,)) == before
+        assert (await api.client.get("/contacts/export", headers=auth(tenants.user))).status_code == 403
+
+
+async def test_ticketz_export_csv(api: Api, server: Server, tenants: Tenants) -> None:
+    """ticketz's contacts page downloads /contacts/exportCsv: Name, Number, Email, ExtraInfo, with `;` for the
+    languages that write decimals with a comma."""
+    with trio.fail_after(TIMEOUT):
+        await create_contact(api, tenants.admin, name="Ana", number="5511988880001",
+                             extraInfo=[{"name": "Plano", "value": "Ouro"}])
+        pt = await api.client.get("/contacts/exportCsv", headers={**auth(tenants.admin),
+                                                                   "Accept-Language": "pt-BR,pt;q=0.9"})
+        assert pt.status_code == 200 and pt.headers["content-type"].startswith("text/csv")
+        lines = pt.content.decode("utf-8-sig").splitlines()
+        assert lines[0] == "Name;Number;Email;ExtraInfo"
+        assert lines[1] == 'Ana;5511988880001;;"[{""name"": ""Plano"", ""value"": ""Ouro""}]"'
+        en = await api.client.get("/contacts/exportCsv", headers={**auth(tenants.admin), "Accept-Language": "en-US"})
+        assert en.content.decode("utf-8-sig").splitlines()[0] == "Name,Number,Email,ExtraInfo"
+        forced = await api.client.get("/contacts/exportCsv", params={"delimiter": "semicolon"},
+                                      headers=auth(tenants.admin))
+        assert forced.content.decode("utf-8-sig").startswith("Name;Number")
+        bad = await api.client.get("/contacts/export", params={"format": "ods"}, headers=auth(tenants.admin))
+        assert bad.status_code == 400 and bad.json()["field"] == "format"
 
 
 async def test_find_or_insert_a_contact_by_number(api: Api, server: Server) -> None:
