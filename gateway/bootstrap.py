@@ -36,12 +36,14 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
 
+from actors.number_check import NumberChecker
 from actors.scheduler import Scheduler
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
 from api import present, present_tickets
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
+from api.contact_lists import present_item as present_list_item
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
 from api.presence import Presence
 from api.present_tickets import MessagePresenter
@@ -258,6 +260,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     sessions.inbound = tickets.inbound
     scheduler = Scheduler(db)  # durable timers; their owners register a handler per kind
     tickets.scheduler = scheduler
+    # contact lists' numbers checked on WhatsApp, paced, through the sessions
+    number_check = NumberChecker(db, sessions, broker, scheduler, present=present_list_item)
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -276,6 +280,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
             prune_timers=timers.prune_finished).run, RestartPolicy.PERMANENT),
         ChildSpec("writer", writer.run, RestartPolicy.PERMANENT),
         ChildSpec("scheduler", scheduler.run, RestartPolicy.PERMANENT),
+        ChildSpec("number-check", number_check.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
@@ -293,7 +298,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                     scheduler=scheduler,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
-                                    "scheduler": scheduler.stats(),
+                                    "scheduler": scheduler.stats(), "numberCheck": number_check.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)
