@@ -29,6 +29,7 @@ FIGURES = {
     "fanout": ["deliveries_per_s", "p50_ms", "p99_ms"],
     "tags": [f"{case}.p50_ms" for case in ("unfiltered", "rare", "common", "both", "contact", "open_common")],
     "timers": ["timers_per_s", "lateness_p50_ms", "lateness_p99_ms", "raw_update_per_s", "sql_ceiling_per_s"],
+    "imports": [f"{fmt}.{figure}" for fmt in ("csv", "xlsx") for figure in ("rows_per_s", "seconds", "created")],
 }
 
 
@@ -61,7 +62,8 @@ async def test_the_benchmark_runs_and_reports_its_figures(name: str, pg_server_u
         assert isinstance(value, int | float) and not isinstance(value, bool), (dotted, value)
         assert math.isfinite(value) and value > 0, (dotted, value)
     assert {check["figure"] for check in document["checks"]} <= {*FIGURES[name], "kib_per_socket", *(
-        f"{endpoint}.p99_ms" for endpoint in ("tickets_open", "tickets_search", "messages"))}
+        f"{endpoint}.p99_ms" for endpoint in ("tickets_open", "tickets_search", "messages")), *(
+        f"{fmt}.peak_rss_growth_mib" for fmt in ("csv", "xlsx"))}  # memory: a number, maybe 0 at the tiny size
     if name in ("fanout", "memory"):  # memory growth over a handful of sockets is noise: a number, maybe <= 0
         assert isinstance(document["kib_per_socket"], int | float)
     if name == "fanout":
