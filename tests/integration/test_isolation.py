@@ -25,8 +25,12 @@ SETTING = "userRating"  # a setting every company has, "disabled" by default
 # ─── the route table ────────────────────────────────────────────────────────────────────
 # Path placeholders, filled per caller: {self} the caller, {colleague} another (plain) user of the
 # caller's company, {company} another company, {own} the caller's company, {key} a setting key, {queue} and
-# {option} a queue and a queue option of company Alpha (also in bodies). `access` is the least role that
+# {option} a queue and a queue option of company Alpha (also in bodies), {list} and {item} a contact list of
+# Alpha and an item of it. `access` is the least role that
 # may call the route: public, user, admin or super. `files`: a multipart body instead of JSON.
+
+
+CSV_FILE = b"name,number,Plano\nAna,5511988880001,Ouro\n"
 
 
 @attrs.frozen
@@ -108,6 +112,28 @@ ROUTES = [
     Route("PUT", "/companies/{own}/schedules", "admin", {"schedules": [{"weekday": 1, "startTime": "08:00",
                                                                         "endTime": "18:00"}]}),
     Route("GET", "/ratings", "admin"),
+    # contact lists and their items, imports and exports (the rest: test_contact_lists.py, test_contacts.py)
+    Route("GET", "/contact-lists", "user"),
+    Route("GET", "/contact-lists/list", "user"),
+    Route("POST", "/contact-lists", "user", {"name": "Campanha"}),
+    Route("GET", "/contact-lists/{list}", "user"),
+    Route("PUT", "/contact-lists/{list}", "user", {"name": "Renomeada"}),
+    Route("DELETE", "/contact-lists/{list}", "user"),
+    Route("POST", "/contact-lists/{list}/upload", "user", files={"file": ("l.csv", CSV_FILE, "text/csv")}),
+    Route("GET", "/contact-lists/{list}/export?format=xlsx", "admin"),
+    Route("POST", "/contact-lists/{list}/check", "admin", {"recheck": True}),
+    Route("GET", "/contact-list-items?contactListId={list}", "admin"),
+    Route("GET", "/contact-list-items/list?contactListId={list}", "admin"),
+    Route("POST", "/contact-list-items", "admin", {"contactListId": "{list}", "name": "Ana",
+                                                   "number": "5511988880002"}),
+    Route("GET", "/contact-list-items/{item}", "admin"),
+    Route("PUT", "/contact-list-items/{item}", "admin", {"name": "Bia", "number": "5511988880003"}),
+    Route("DELETE", "/contact-list-items/{item}", "admin"),
+    Route("POST", "/contacts/upload", "admin", files={"file": ("c.csv", CSV_FILE, "text/csv")}),
+    Route("POST", "/contacts/importCsv", "admin", files={"contacts": ("c.csv", CSV_FILE, "text/csv")}),
+    Route("POST", "/contacts/import", "admin", files={"file": ("c.xlsx", CSV_FILE, "text/csv")}),
+    Route("GET", "/contacts/export?format=csv", "admin"),
+    Route("GET", "/contacts/exportCsv", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -142,6 +168,8 @@ class World:
     b_user_id: int
     b_company_id: int
     b_queue_id: int
+    a_list_id: int = 0  # a contact list of Alpha
+    a_item_id: int = 0  # an item of it
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -152,12 +180,13 @@ class World:
             colleague = self.default_colleague_id
         own = caller.company_id if caller is not None else self.a_user.company_id
         return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
-                                 queue=self.a_queue_id, option=self.a_option_id, own=own)
+                                 queue=self.a_queue_id, option=self.a_option_id, own=own, list=self.a_list_id,
+                                 item=self.a_item_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
             return None
-        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id}
+        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id, "{list}": self.a_list_id}
         return {key: ids.get(value, value) if isinstance(value, str) else value for key, value in route.body.items()}
 
 
@@ -169,6 +198,14 @@ async def _caller(api: Api, email: str, password: str) -> Caller:
 
 def _add_queue(server: Server, company_id: int, name: str) -> int:
     return server.sql("INSERT INTO queues (company_id, name) VALUES (%s, %s) RETURNING id", (company_id, name))[0][0]
+
+
+def _add_contact_list(server: Server, company_id: int) -> tuple[int, int]:
+    list_id = server.sql("INSERT INTO contact_lists (company_id, name) VALUES (%s, 'Clientes') RETURNING id",
+                         (company_id,))[0][0]
+    item_id = server.sql("INSERT INTO contact_list_items (company_id, contact_list_id, name, number) "
+                         "VALUES (%s, %s, 'Ana', '5511988880001') RETURNING id", (company_id, list_id))[0][0]
+    return list_id, item_id
 
 
 def _add_option(server: Server, company_id: int, queue_id: int) -> int:
@@ -189,6 +226,7 @@ async def world(server: Server, api: Api) -> World:
     colleague = await api.create_user(a_admin.token, "colleague@alpha.test", "colleague-pass-1")
     b_user = await api.create_user(b_admin.token, "user@beta.test", "user-pass-1")
     a_queue_id = await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A")
+    a_list_id, a_item_id = await trio.to_thread.run_sync(_add_contact_list, server, alpha["id"])
     return World(
         super_admin=super_admin,
         default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
@@ -198,6 +236,7 @@ async def world(server: Server, api: Api) -> World:
         default_colleague_id=default_colleague["id"],
         b_admin=b_admin, b_user_id=b_user["id"], b_company_id=beta["id"],
         b_queue_id=await trio.to_thread.run_sync(_add_queue, server, beta["id"], "B"),
+        a_list_id=a_list_id, a_item_id=a_item_id,
     )
 
 
@@ -205,7 +244,8 @@ async def world(server: Server, api: Api) -> World:
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
-                   "plans", "invoices", "queue_options", "user_ratings")
+                   "plans", "invoices", "queue_options", "user_ratings", "contact_lists", "contact_list_items",
+                   "contacts", "contact_custom_fields")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
@@ -307,7 +347,7 @@ async def test_least_role_is_allowed(api: Api, world: World, route: Route) -> No
     caller = {"user": world.a_user, "admin": world.a_admin, "super": world.super_admin}[route.access]
     with trio.fail_after(TIMEOUT):
         response = await send(api, world, route, caller)
-        assert response.status_code in (200, 201, 204), (route.id, response.text)
+        assert response.status_code in (200, 201, 202, 204), (route.id, response.text)
 
 
 # ─── (b) another tenant's records are invisible ────────────────────────────────────────
