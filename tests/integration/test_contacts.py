@@ -12,6 +12,8 @@ import trio
 
 from gateway.broker import Subscription
 from tests.integration.conftest import Api, Server, auth
+from tests.integration.test_conversations import connected_sandbox, inbound
+from tests.integration.test_queue_routing import attach, make_queue, settle
 
 TIMEOUT = 30
 
@@ -535,3 +537,20 @@ async def test_find_or_insert_a_contact_by_number(api: Api, server: Server) -> N
     assert theirs.status_code == 201 and theirs.json()["id"] != made.json()["id"]  # each company its own
     assert theirs.json()["companyId"] == other["id"]
     assert server.sql("SELECT count(*) FROM contacts WHERE number = '5511912340000'") == [(2,)]
+
+
+async def test_imported_custom_fields_are_message_variables(api: Api, server: Server) -> None:
+    """A custom field set by an import is a `{{field}}` variable of the automated texts (the connection's
+    greeting here, rendered by actors/routing.py): what the contact receives in the sandbox's outbox."""
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        imported = await upload(api, token, "Nome,Número,Plano,Data de vencimento\n"
+                                            "Ana Souza,5511955550001,Ouro,10/05\n".encode(), path="/contacts/upload")
+        assert imported.json()["created"] == 1, imported.text
+        wid = await connected_sandbox(api, token)
+        sales = await make_queue(api, token, "Vendas")
+        await attach(api, token, wid, [sales, await make_queue(api, token, "Suporte")],
+                     greetingMessage="Olá {{firstname}}, plano {{plano}}, vence {{Data de vencimento}}. {{nada}}")
+        await inbound(api, token, wid, **{"from": "5511955550001", "name": "Push Name", "body": "oi"})
+        bodies = await settle(api, token, wid, 1)
+        assert bodies[0].startswith("Olá Ana, plano Ouro, vence 10/05. {{nada}}"), bodies
