@@ -5,6 +5,7 @@ and the number check through the sandbox."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -14,7 +15,7 @@ import pytest
 import trio
 
 from gateway.broker import Subscription
-from tests.integration.conftest import Api, Server, auth
+from tests.integration.conftest import Api, Server, auth, make_config, start_server
 from tests.integration.test_conversations import connected_sandbox
 
 TIMEOUT = 60
@@ -459,3 +460,38 @@ async def test_number_check_waits_for_a_connection(api: Api, server: Server, ten
         await wait_for(server, "SELECT state, payload->>'waits' FROM timers WHERE kind = 'contact_list_check' "
                                "AND state <> 'done'", None, [("pending", "1")])
         assert server.sql("SELECT is_whatsapp_valid FROM contact_list_items") == [(None,)]
+
+
+async def test_number_check_resumes_after_a_restart_without_asking_twice(nursery: trio.Nursery, database_url: str,
+                                                                         tmp_path: Path) -> None:
+    """The check's state is in the rows: stopped after a step, the next process asks about the numbers
+    still unchecked, each once (its sandbox counts the numbers it is asked about)."""
+    unchecked = "SELECT count(*) FROM contact_list_items WHERE is_whatsapp_valid IS NULL"
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as first_run:
+            first = await start_server(first_run, make_config(tmp_path, database_url))
+            async with httpx.AsyncClient(base_url=first.url) as client:
+                api = Api(client, first)
+                token = await api.admin_token()
+                wid = await connected_sandbox(api, token)
+                lst = await create_list(api, token, "Reinício")
+                first.sql("INSERT INTO contact_list_items (company_id, contact_list_id, name, number) "
+                          "SELECT 1, %s, 'P' || g, (5511900000000 + g)::text FROM generate_series(1, 120) g",
+                          (lst["id"],))
+                started = await client.post(f"/contact-lists/{lst['id']}/check", json={}, headers=auth(token))
+                assert started.json()["waiting"] == 120
+                while (await trio.to_thread.run_sync(first.sql, unchecked))[0][0] == 120:
+                    await trio.sleep(0.05)
+            first_run.cancel_scope.cancel()
+        await first.db.aclose()
+        left = first.sql(unchecked)[0][0]
+        assert 0 < left < 120
+
+        second = await start_server(nursery, make_config(tmp_path, database_url))
+        async with httpx.AsyncClient(base_url=second.url) as client:
+            api = Api(client, second)
+            token = await api.admin_token()
+            await wait_for(second, unchecked, None, [(0,)])
+            state = (await client.get(f"/sandbox/{wid}", headers=auth(token))).json()["registry"]
+            assert state["numbersChecked"] == left  # the numbers checked before the restart were not asked again
+        await second.db.aclose()

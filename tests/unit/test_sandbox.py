@@ -894,3 +894,28 @@ async def test_a_device_that_cannot_be_saved_is_not_connected(nursery, autojump_
     session.save_error = None
     await session.start(nursery)
     assert isinstance(await session.next(), QrCode)  # pairing starts over
+
+
+async def test_number_checks_answer_from_the_connections_registry(nursery, autojump_clock):
+    net = network()
+    session = Session(net, dict(DEVICE))
+    with pytest.raises(NotConnected):
+        await session.transport.is_on_whatsapp(["5511988887777"])
+    await session.connected(nursery)
+    answers = await session.transport.is_on_whatsapp(["5511988887777", "+55 11 98888-0000", "abc"])
+    assert [(a.number, a.exists, a.jid) for a in answers] == [
+        ("5511988887777", True, "5511988887777@s.whatsapp.net"), ("+55 11 98888-0000", True,
+                                                                  "5511988880000@s.whatsapp.net"), ("abc", False, None)]
+    shown = net.registry(CID, not_on_whatsapp=["+55 (11) 98888-7777"], prefixes=["+5521", "5531"])
+    assert shown["notOnWhatsapp"] == ["5511988887777"] and shown["notOnWhatsappPrefixes"] == ["5521", "5531"]
+    answers = await session.transport.is_on_whatsapp(["5511988887777", "5521987654321", "5531900000000",
+                                                      "5511988880000"])
+    assert [a.exists for a in answers] == [False, False, False, True]
+    registry = net.state(CID)["registry"]
+    assert (registry["checks"], registry["numbersChecked"], registry["largestCheck"]) == (2, 7, 4)
+    assert (await session.transport.is_on_whatsapp([])) == []
+    for bad in ({"not_on_whatsapp": ["abc"]}, {"prefixes": ["55x"]}, {"prefixes": [""]}):
+        with pytest.raises(SandboxError) as error:
+            net.registry(CID, **bad)
+        assert error.value.code == "ERR_SANDBOX_BAD_NUMBER"
+    assert net.state(CID)["registry"]["notOnWhatsapp"] == ["5511988887777"]  # a refused change changes nothing
