@@ -42,6 +42,8 @@ from typing import Any
 from quart import Blueprint, Response, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
+from actors.automation.render import render, variables
+from actors.routing import utc_now, zone_of
 from actors.ticket import SendOut, TicketActor
 from api.app import Deps, deps_of
 from api.auth import Principal, current, require_admin
@@ -49,8 +51,9 @@ from api.errors import BadRequest, NotFound, error_response
 from api.live import ticket_audience
 from api.present_tickets import ticket as present_ticket
 from api.validation import Field, check_field, json_body, page, path_id, search_pattern, validate
-from storage import conversations, ticket_lists, tickets, whatsapps
+from storage import conversations, settings, ticket_lists, tickets, whatsapps
 from storage import errors as storage_errors
+from storage import routing as routing_store
 from storage.db import Row
 from storage.ticket_lists import Cursor
 from storage.tickets import ACTIVE, STATUSES, InvalidTransition, OtherActiveTicket, TicketChange
@@ -167,7 +170,15 @@ async def _send_farewell(deps: Deps, principal: Principal, ticket: Row) -> None:
     text = connection.get("farewell_message") or ""
     if not text.strip():
         return
-    body = text.replace("{{name}}", (ticket.get("contact") or {}).get("name") or "")
+    contact = ticket.get("contact") or {}
+    # the variables of every automated text (actors/automation/render.py), the contact's custom fields with them
+    fields = await deps.db.read(lambda conn: routing_store.custom_fields(conn, principal.company_id,
+                                                                         ticket["contact_id"]))
+    zone = zone_of(await settings.get_setting(deps.db, principal.company_id, "timezone"))
+    body = render(text, variables(contact_name=contact.get("name") or "", contact_email=contact.get("email") or "",
+                                  contact_number=contact.get("number") or "", custom_fields=fields,
+                                  ticket_id=ticket["id"], queue=(ticket.get("queue") or {}).get("name") or "",
+                                  user=(ticket.get("user") or {}).get("name") or "", now=utc_now(), zone=zone))
     try:
         await deps.tickets.send(principal.company_id, ticket, lambda reply: SendOut(
             ticket_id=ticket["id"], body=body, user_id=principal.user_id, reply=reply))

@@ -541,7 +541,8 @@ async def test_find_or_insert_a_contact_by_number(api: Api, server: Server) -> N
 
 async def test_imported_custom_fields_are_message_variables(api: Api, server: Server) -> None:
     """A custom field set by an import is a `{{field}}` variable of the automated texts (the connection's
-    greeting here, rendered by actors/routing.py): what the contact receives in the sandbox's outbox."""
+    greeting, rendered by actors/routing.py, and the farewell of a close): what the contact receives in the
+    sandbox's outbox."""
     with trio.fail_after(TIMEOUT):
         token = await api.admin_token()
         imported = await upload(api, token, "Nome,Número,Plano,Data de vencimento\n"
@@ -554,3 +555,12 @@ async def test_imported_custom_fields_are_message_variables(api: Api, server: Se
         await inbound(api, token, wid, **{"from": "5511955550001", "name": "Push Name", "body": "oi"})
         bodies = await settle(api, token, wid, 1)
         assert bodies[0].startswith("Olá Ana, plano Ouro, vence 10/05. {{nada}}"), bodies
+        # the farewell of an agent's close renders them too
+        farewell = await api.client.put(f"/whatsapp/{wid}", json={"farewellMessage": "Tchau {{name}} ({{Plano}})"},
+                                        headers=auth(token))
+        assert farewell.status_code == 200
+        ticket_id = server.sql("SELECT id FROM tickets")[0][0]
+        closed = await api.client.put(f"/tickets/{ticket_id}", json={"status": "closed"}, headers=auth(token))
+        assert closed.status_code == 200, closed.text
+        bodies = await settle(api, token, wid, 2)
+        assert bodies[1] == "Tchau Ana Souza (Ouro)"
