@@ -41,6 +41,8 @@ from storage.db import Row
 
 BATCH = 1_000  # good rows written per statement
 MAX_ROWS = 100_000  # data rows in one file (beyond: TooManyRows, nothing written)
+MAX_LINES = 2 * MAX_ROWS  # rows read, blank ones included (openpyxl's reader keeps ~100 bytes per row it read)
+MAX_LINE = 1024 * 1024  # characters in one line of a CSV
 MAX_REPORTED = 1_000  # rejected rows described in the report (all are counted)
 MAX_COLUMNS = 100  # columns read (the rest of a wider row is ignored)
 MAX_CELL = 10_000  # characters in one cell (a custom field's longest value)
@@ -136,7 +138,16 @@ def open_table(file: IO[bytes]) -> Table:
 def _open_csv(file: IO[bytes]) -> Table:
     encoding, lines, first_line = _scan_text(file)
     text = io.TextIOWrapper(file, encoding=encoding, newline="")  # type: ignore[arg-type]
-    reader = csv.reader(text, delimiter=_delimiter(first_line), strict=False)
+
+    def text_lines() -> Iterator[str]:
+        """The text's lines, none longer than MAX_LINE (a longer one is not a row of contacts: refused
+        before it is held in memory whole)."""
+        while line := text.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE:
+                raise InvalidFile(f"a line is longer than {MAX_LINE:,} characters")
+            yield line
+
+    reader = csv.reader(text_lines(), delimiter=_delimiter(first_line), strict=False)
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         number = 0
@@ -435,7 +446,7 @@ def _combine(earlier: ImportRow, later: ImportRow) -> ImportRow:
 def run_import(conn: psycopg.Connection[Row], table: Table, target: Target, *, numbers: Numbers,
                progress: Callable[[Report], None] = lambda report: None,
                check_cancelled: Callable[[], None] = lambda: None, batch_size: int = BATCH,
-               max_rows: int = MAX_ROWS) -> Report:
+               max_rows: int = MAX_ROWS, max_lines: int = MAX_LINES) -> Report:
     """Import `table` into `target` inside the caller's transaction (see the module's docstring)."""
     report = Report(kind=table.kind, total=table.total)
     columns: _Columns | None = None
@@ -450,7 +461,11 @@ def run_import(conn: psycopg.Connection[Row], table: Table, target: Target, *, n
             batch.clear()
         progress(report)
 
+    lines = 0
     for row_number, cells in table.rows:
+        lines += 1
+        if lines > max_lines:
+            raise TooManyRows(f"the file has more than {max_lines} rows, blank ones included")
         if not any(cell.strip() for cell in cells):
             continue
         if columns is None:

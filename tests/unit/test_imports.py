@@ -202,6 +202,10 @@ def test_caps() -> None:
     assert report.rejected == 2_000 and len(report.errors) == imports.MAX_REPORTED == 1_000
     with pytest.raises(InvalidFile, match="number column"):
         run(b"name,email\nAna,a@x.test\n")
+    with pytest.raises(TooManyRows, match="blank"):
+        run(("number\n5511988880001\n" + "\n" * 30).encode(), max_lines=20)
+    with pytest.raises(InvalidFile, match="longer than"):
+        run(b"number\n" + b"," * (imports.MAX_LINE + 10) + b"\n")
     wide = ",".join(["number"] + [f"c{i}" for i in range(150)]) + "\n" + ",".join(["5511988880001"] + ["v"] * 150)
     report, target = run(wide.encode())
     assert report.created == 1 and len(target.stored["5511988880001"].fields) == imports.MAX_COLUMNS - 1
