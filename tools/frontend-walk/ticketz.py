@@ -218,6 +218,80 @@ def contacts(w: Walk, state: dict) -> None:
     page.get_by_placeholder("Type a message").first.wait_for()
 
 
+def contacts_import_export(w: Walk, state: dict) -> None:
+    """The contacts page's CSV buttons: import a file (ticketz posts /contacts/importCsv with `contacts`),
+    see an imported contact listed, and download the export (/contacts/exportCsv)."""
+    page = w.page
+    stamp = state["stamp"]
+    name = f"Imported {stamp}"
+    csv_file = w.out / "contacts-import.csv"
+    csv_file.write_text(f"Name,Number,Email,Plano\n{name},+55 11 98765-{stamp[-4:]},imp{stamp}@walk.test,Ouro\n",
+                        encoding="utf-8")
+    w.goto("/contacts")
+    with page.expect_file_chooser() as chooser:
+        page.locator("button:has(svg[data-icon='cloud-arrow-up'])").first.click()
+    with page.expect_response(lambda r: "/contacts/importCsv" in r.url) as answer:
+        chooser.value.set_files(str(csv_file))
+    if answer.value.status != 200:
+        raise AssertionError(f"POST /contacts/importCsv answered {answer.value.status}")
+    found = w.backend("GET", "/contacts", params={"searchParam": "ouro"}).json()["contacts"]
+    if not any(c["name"] == name for c in found):
+        raise AssertionError("the imported contact is not found by its custom field")
+    w.goto("/contacts")  # the page lists what is there now
+    page.get_by_placeholder("Search...").first.fill(name)
+    page.get_by_text(name).first.wait_for()
+    with page.expect_download() as download:
+        page.locator("button:has(svg[data-icon='download'])").first.click()
+    saved = w.out / "contacts-export.csv"
+    download.value.save_as(str(saved))
+    if name not in saved.read_text(encoding="utf-8-sig"):
+        raise AssertionError("the exported CSV lacks the imported contact")
+
+
+def contact_lists(w: Walk, state: dict) -> None:
+    """Create a list, open it, import a small CSV through the page's upload, see its items (and the list's
+    count), delete an item, then the list."""
+    page = w.page
+    stamp = state["stamp"]
+    name = f"Walk List {stamp}"
+    w.goto("/contact-lists")
+    page.get_by_role("button", name="New List").first.click()
+    _save_dialog(w, {"name": name}, "Add")
+    page.get_by_text(name).first.wait_for()
+    _row(w, name).locator("button").nth(1).click()  # the people icon: the list's contacts
+    page.wait_for_url(lambda url: "/contacts" in url and "/contact-lists/" in url)
+    w.settle()
+    csv_file = w.out / "contact-list.csv"
+    csv_file.write_text("Nome;Número;E-mail\nLista Ana;(11) 98765-1001;ana@walk.test\n"
+                        "Lista Bia;+55 11 98765-1002;\nnot a number;12;\n", encoding="utf-8")
+    page.locator("input#upload").set_input_files(str(csv_file))  # what the Import button's file picker does
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    with page.expect_response(lambda r: r.url.endswith("/upload")) as answer:
+        dialog.get_by_role("button", name="Ok").click()
+    report = answer.value.json()
+    if answer.value.status != 200 or (report["created"], report["rejected"]) != (2, 1):
+        raise AssertionError(f"the upload answered {answer.value.status}: {report}")
+    page.get_by_text("Lista Ana").first.wait_for()  # the items arrive with the import's reload event
+    page.get_by_text("Lista Bia").first.wait_for()
+    page.get_by_text("5511987651002").first.wait_for()
+    if any(c["status"] == "CONNECTED" for c in w.backend("GET", "/whatsapp").json()):
+        # the numbers are checked on WhatsApp (the sandbox): the rows turn valid live (the items' update events)
+        valid = page.locator("svg:has(title:text('Whatsapp Válido'))")
+        w.wait_for(lambda: valid.count() == 2, what="the numbers checked on WhatsApp, shown live")
+    page.screenshot(path=str(w.out / "contact-list-items.png"))
+    _row(w, "Lista Bia").locator("button").last.click()  # its delete button
+    page.get_by_role("dialog").get_by_role("button", name="Ok").click()
+    w.wait_for(lambda: page.get_by_text("Lista Bia").count() == 0, what="the deleted item to leave the page")
+    page.get_by_role("button", name="Lists").first.click()
+    page.wait_for_url(lambda url: url.rstrip("/").endswith("/contact-lists"))
+    w.settle()
+    _row(w, name).locator("td", has_text="1").first.wait_for()  # contactsCount
+    _row(w, name).locator("button").last.click()
+    page.get_by_role("dialog").get_by_role("button", name="Ok").click()
+    w.wait_for(lambda: page.get_by_text(name).count() == 0, what="the deleted list to leave the page")
+
+
 def queues(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/queues")
@@ -411,6 +485,8 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("chat", chat),
     ("transfer and close", transfer_and_close),
     ("contacts", contacts),
+    ("contacts import and export", contacts_import_export),
+    ("contact lists", contact_lists),
     ("settings", settings),
     ("tags", tags),
     ("internal chat", internal_chat),
@@ -432,7 +508,6 @@ LATER = [
     ("messages api", "/messages-api"),
     ("financial", "/financeiro"),
     ("subscription", "/subscription"),
-    ("contact lists", "/contact-lists"),
     ("campaigns", "/campaigns"),
     ("campaigns config", "/campaigns-config"),
 ]
@@ -447,10 +522,7 @@ LATER_ROUTES = {
     "/quick-messages": "issue 13 (quick messages)",
     "/ticket-notes": "issue 13 (ticket notes)",
     "/schedules": "issue 13 (scheduled messages)",
-    "/contact-lists": "issue 13 (contact lists)",
-    "/contact-list-items": "issue 13 (contact lists)",
-    "/contacts/import": "issue 13 (contact import/export)",
-    "/contacts/exportCsv": "issue 13 (contact import/export)",
+    "/contacts/import": "not planned: importing the phone's address book (POST /contacts/import {whatsappId})",
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
     "/invoices": "issue 21 (plans, subscriptions, invoices)",
