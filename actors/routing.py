@@ -238,6 +238,8 @@ def route_work(company_id: int, ticket_id: int, message_id: int, body: str,
         ticket = routing.lock_ticket(conn, company_id, ticket_id)
         if ticket is None or (ticket["routed_message_id"] or 0) >= message_id:
             return NOTHING  # gone, or decided on already (a redelivery, a replay after a crash)
+        if ticket["status"] == "closed" and ticket["rating_at"] is None:
+            return NOTHING  # a message a closed ticket already held (redelivered): nothing to decide, nor to write
         setup = routing.load_setup(conn, company_id, ticket["whatsapp_id"], rules.SETTING_KEYS)
         if setup is None:
             return NOTHING
@@ -245,9 +247,8 @@ def route_work(company_id: int, ticket_id: int, message_id: int, body: str,
         if ticket["is_group"] or ticket["contact_disable_bot"]:
             step.update({"routed_message_id": message_id, **({"chatbot": False} if ticket["chatbot"] else {})})
             return step.outcome()
-        if ticket["status"] == "closed":
-            if ticket["rating_at"] is not None:
-                _rating_answer(step, setup, body)
+        if ticket["status"] == "closed":  # waiting for its rating (above): this is the answer
+            _rating_answer(step, setup, body)
             step.update({"routed_message_id": message_id})
             return step.outcome()
         actions = menu.decide(build_context(conn, ticket, setup, step.now), body)
