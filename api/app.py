@@ -159,10 +159,12 @@ def create_app(deps: Deps) -> QuartTrio:
         plans,
         queue_options,
         queues,
+        quick_messages,
         ratings,
         sandbox,
         settings,
         tags,
+        ticket_notes,
         tickets,
         users,
         version,
@@ -171,7 +173,7 @@ def create_app(deps: Deps) -> QuartTrio:
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
                    tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
-                   ratings):
+                   ratings, quick_messages, ticket_notes):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
