@@ -161,6 +161,7 @@ def create_app(deps: Deps) -> QuartTrio:
         queues,
         ratings,
         sandbox,
+        scheduled_messages,
         settings,
         tags,
         tickets,
@@ -171,7 +172,7 @@ def create_app(deps: Deps) -> QuartTrio:
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
                    tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
-                   ratings):
+                   ratings, scheduled_messages):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
