@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import attrs
 import psycopg
@@ -57,7 +58,7 @@ class Sent:
     next_at: dt.datetime | None = None  # the next occurrence armed
 
 
-def rule_of(row: Row) -> recurrence.Rule:
+def rule_of(row: Mapping[str, Any]) -> recurrence.Rule:
     return recurrence.Rule(anchor=row["anchor_at"], kind=row["recurrence"], every=row["recurrence_every"],
                            cron=row["cron"], count=row["recurrence_count"], until=row["recurrence_until"],
                            skip_to_business_day=row["skip_to_business_day"])
@@ -71,16 +72,21 @@ def hours_of(raw: Any, zone: str) -> business_hours.Schedule | None:
         return None
 
 
+def following(row: Mapping[str, Any], now: dt.datetime, zone: ZoneInfo,
+              hours: business_hours.Schedule | None) -> recurrence.Occurrence | None:
+    """The occurrence after the one a schedule row stands for, once that one is sent `now` (it counts in
+    `sent_count` + 1); None when the series is over. Pure: the decision of every send."""
+    return recurrence.next_send(rule_of(row), recurrence.Occurrence(row["send_at"], row["nominal_at"]), zone, hours,
+                                sent=row["sent_count"] + 1, now=now)
+
+
 def next_occurrence(conn: psycopg.Connection[Row], row: Row, now: dt.datetime) -> recurrence.Occurrence | None:
-    """The occurrence after the one `row` stands for (sent now, counted in `sent_count` + 1)."""
-    rule = rule_of(row)
-    if not rule.recurring:
+    """`following`, with the company's zone and business hours read in the send's transaction."""
+    if row["recurrence"] == "none":
         return None
     zone_name, raw_hours = schedules.calendar_in(conn, row["company_id"])
     zone = routing.zone_of(zone_name)
-    last = recurrence.Occurrence(row["send_at"], row["nominal_at"])
-    return recurrence.next_send(rule, last, zone, hours_of(raw_hours, zone.key), sent=row["sent_count"] + 1,
-                                now=now)
+    return following(row, now, zone, hours_of(raw_hours, zone.key))
 
 
 def _media(row: Row, media: MediaStore) -> tuple[str, str, str, str] | str | None:
@@ -137,15 +143,15 @@ def send_work(timer: timers.Timer, whatsapp_id: int, media: MediaStore,
                                                                                         row["user_id"]))
         message = routing_rows.insert_send(conn, ticket, wid=wa.new_message_id(), body=render(row["body"], values),
                                            media=stored, sent_by="schedule", user_id=row["user_id"])
-        following = next_occurrence(conn, row, now)
-        if following is not None:
+        upcoming = next_occurrence(conn, row, now)
+        if upcoming is not None:
             timers.schedule(conn, company_id=company_id, kind=schedules.KIND, key=schedules.key(schedule_id),
-                            due_at=following.at, payload={"schedule_id": schedule_id})
+                            due_at=upcoming.at, payload={"schedule_id": schedule_id})
         sent = schedules.mark_sent(conn, row, ticket_id=ticket_id, whatsapp_id=whatsapp_id, sent_at=now,
-                                   send_at=following.at if following else row["send_at"],
-                                   nominal_at=following.nominal if following else row["nominal_at"])
-        due = (following.at,) if following else ()
-        return Sent(routing.Outcome(ticket_id, (message,), due), sent, following.at if following else None)
+                                   send_at=upcoming.at if upcoming else row["send_at"],
+                                   nominal_at=upcoming.nominal if upcoming else row["nominal_at"])
+        due = (upcoming.at,) if upcoming else ()
+        return Sent(routing.Outcome(ticket_id, (message,), due), sent, upcoming.at if upcoming else None)
 
     return work
 
