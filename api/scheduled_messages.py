@@ -32,8 +32,10 @@ with the time cut to minutes), the contact, the connection or the recurrence, or
 done, reschedules it: AGENDADA at its `sendAt`, its series started over. Fields the screens send back that are
 not the schedule's own (`status`, `sentAt`, `contact`, `user`, `id`, `userId`, …) are ignored.
 
-Every change is announced as `company-{id}-schedule` `{action: create | update, schedule}` (with contact and
-user: ticketz's list renders the row from it) or `{action: "delete", scheduleId}`.
+Every change is announced to the company as `company-{id}-schedule` `{action: create | update, schedule}`
+(with contact and user: ticketz's list renders the row from it); a delete as `schedule` `{action: "delete",
+scheduleId}`, ticketz's own name for it (its page breaks on a delete under the other name, and reloads the list
+after its own deletes).
 """
 
 from __future__ import annotations
@@ -341,7 +343,9 @@ async def delete_schedule(schedule_id: str) -> Response:
     row = await schedules.delete_schedule(deps.db, principal.company_id, existing["id"])
     if row["media_path"]:
         await remove_media(deps, [row["media_path"]])
-    _publish(deps, principal.company_id, {"action": "delete", "scheduleId": row["id"]})
+    # under ticketz's own name for a delete: its Schedules page handles a delete arriving as
+    # company-{id}-schedule with an action its list's reducer lacks, and the page stops rendering
+    deps.broker.publish(principal.company_id, "schedule", {"action": "delete", "scheduleId": row["id"]})
     return jsonify({"message": "Schedule deleted"})
 
 

@@ -108,6 +108,15 @@ ROUTES = [
     Route("PUT", "/companies/{own}/schedules", "admin", {"schedules": [{"weekday": 1, "startTime": "08:00",
                                                                         "endTime": "18:00"}]}),
     Route("GET", "/ratings", "admin"),
+    # scheduled messages ({schedule}: one of Alpha's plain user's; the rest: tests/integration/test_schedules.py)
+    Route("GET", "/contacts/list", "user"),
+    Route("GET", "/schedules", "user"),
+    Route("POST", "/schedules", "user", {"body": "Lembrete", "contactId": "{contact}", "sendAt": "2030-01-02T10:00"}),
+    Route("GET", "/schedules/{schedule}", "user"),
+    Route("PUT", "/schedules/{schedule}", "user", {"body": "Lembrete editado"}),
+    Route("POST", "/schedules/{schedule}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/schedules/{schedule}/media-upload", "user"),
+    Route("DELETE", "/schedules/{schedule}", "user"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -142,6 +151,8 @@ class World:
     b_user_id: int
     b_company_id: int
     b_queue_id: int
+    a_contact_id: int = 0  # a contact of Alpha
+    a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -152,12 +163,13 @@ class World:
             colleague = self.default_colleague_id
         own = caller.company_id if caller is not None else self.a_user.company_id
         return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
-                                 queue=self.a_queue_id, option=self.a_option_id, own=own)
+                                 queue=self.a_queue_id, option=self.a_option_id, own=own,
+                                 contact=self.a_contact_id, schedule=self.a_schedule_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
             return None
-        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id}
+        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id, "{contact}": self.a_contact_id}
         return {key: ids.get(value, value) if isinstance(value, str) else value for key, value in route.body.items()}
 
 
@@ -176,6 +188,11 @@ def _add_option(server: Server, company_id: int, queue_id: int) -> int:
                       "RETURNING id", (company_id, queue_id))[0][0]
 
 
+def _add_contact(server: Server, company_id: int) -> int:
+    return server.sql("INSERT INTO contacts (company_id, name, number) VALUES (%s, 'Cliente', '5511900009999') "
+                      "RETURNING id", (company_id,))[0][0]
+
+
 @pytest.fixture
 async def world(server: Server, api: Api) -> World:
     super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -189,10 +206,15 @@ async def world(server: Server, api: Api) -> World:
     colleague = await api.create_user(a_admin.token, "colleague@alpha.test", "colleague-pass-1")
     b_user = await api.create_user(b_admin.token, "user@beta.test", "user-pass-1")
     a_queue_id = await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A")
+    a_user = await _caller(api, "user@alpha.test", "user-pass-1")
+    a_contact_id = await trio.to_thread.run_sync(_add_contact, server, alpha["id"])
+    made = await api.client.post("/schedules", json={"body": "Olá", "contactId": a_contact_id,
+                                                     "sendAt": "2030-01-01T10:00"}, headers=auth(a_user.token))
+    assert made.status_code == 200, made.text
     return World(
         super_admin=super_admin,
         default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
-        a_admin=a_admin, a_user=await _caller(api, "user@alpha.test", "user-pass-1"),
+        a_admin=a_admin, a_user=a_user, a_contact_id=a_contact_id, a_schedule_id=made.json()["id"],
         a_colleague_id=colleague["id"], a_queue_id=a_queue_id,
         a_option_id=await trio.to_thread.run_sync(_add_option, server, alpha["id"], a_queue_id),
         default_colleague_id=default_colleague["id"],
@@ -205,7 +227,7 @@ async def world(server: Server, api: Api) -> World:
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
-                   "plans", "invoices", "queue_options", "user_ratings")
+                   "plans", "invoices", "queue_options", "user_ratings", "schedules", "timers")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )

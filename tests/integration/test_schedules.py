@@ -62,10 +62,11 @@ async def wait_status(api: Api, token: str, schedule_id: int, status: str, **als
 def schedule_events(subscription: Subscription) -> list[tuple[str, Any, Any]]:
     seen = []
     while (event := subscription.receive_nowait()) is not None:
-        if event.name.endswith("-schedule"):
+        if event.name.endswith("-schedule") or event.name == "schedule":
             payload = event.payload
             item = payload.get("schedule") or {}
             seen.append((payload["action"], item.get("status", payload.get("scheduleId")), item.get("sentCount")))
+            assert (event.name == "schedule") == (payload["action"] == "delete"), event
     return seen
 
 
@@ -197,6 +198,10 @@ async def test_another_company_sees_and_changes_nothing(api: Api, server: Server
             assert response.status_code in (400, 404), response.text  # (Beta has no connection: 400 or 404)
         listed = (await api.client.get("/schedules", headers=headers)).json()
         assert listed == {"schedules": [], "count": 0, "hasMore": False}
+        # the schedule dialog's contact picker (GET /contacts/list): each company its own contacts
+        theirs = (await api.client.get("/contacts/list", headers=headers)).json()
+        ours = (await api.client.get("/contacts/list", params={"name": "ana"}, headers=auth(token))).json()
+        assert [c["id"] for c in theirs] == [their_contact["id"]] and [c["id"] for c in ours] == [contact["id"]]
         assert server.sql("SELECT row_to_json(s)::text FROM schedules s ORDER BY id") == before
 
 
