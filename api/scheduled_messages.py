@@ -289,8 +289,8 @@ async def update_schedule(schedule_id: str) -> Response:
     _may_change(principal, existing)
     columns, _raw = await _parse(deps, principal.company_id, partial=True)
     anchor = columns.get("anchor_at")
-    if anchor is not None and _same_minute(anchor, existing["anchor_at"]):
-        del columns["anchor_at"]  # the modal sent the stored time back, cut to minutes: unchanged
+    if anchor is not None and any(_same_minute(anchor, existing[c]) for c in ("anchor_at", "send_at")):
+        del columns["anchor_at"]  # the modal sent the shown time back, cut to minutes: unchanged
         anchor = None
     merged = {**existing, **columns}
     moved = anchor is not None or any(
