@@ -76,7 +76,7 @@ class Step:
         return int(self.ticket["company_id"])
 
     def send(self, body: str, media: tuple[str, str] | None = None) -> None:
-        stored = _media_of(media)
+        stored = media_of(media)
         if not body and stored is None:
             return
         self.messages.append(routing.insert_send(self.conn, self.ticket, wid=wa.new_message_id(), body=body,
@@ -107,7 +107,7 @@ class Step:
                        closed=self.ticket["status"] == "closed")
 
 
-def _media_of(media: tuple[str, str] | None) -> tuple[str, str, str, str] | None:
+def media_of(media: tuple[str, str] | None) -> tuple[str, str, str, str] | None:
     """(url, name) of an option's or a queue's file → what an outbox row holds."""
     if not media or not media[0]:
         return None

@@ -162,6 +162,7 @@ def create_app(deps: Deps) -> QuartTrio:
         quick_messages,
         ratings,
         sandbox,
+        scheduled_messages,
         settings,
         tags,
         ticket_notes,
@@ -173,7 +174,7 @@ def create_app(deps: Deps) -> QuartTrio:
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
                    tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
-                   ratings, quick_messages, ticket_notes):
+                   ratings, quick_messages, ticket_notes, scheduled_messages):
         app.register_blueprint(module.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -37,9 +37,10 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
 
 from actors.scheduler import Scheduler
+from actors.schedules import ScheduledMessages
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
-from api import present, present_tickets
+from api import present, present_tickets, scheduled_messages
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
@@ -56,7 +57,7 @@ from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
 from gateway.whatsapp.sandbox_outbox import DatabaseOutbox
-from storage import companies, invoices, migrate, plans, timers, users
+from storage import companies, invoices, migrate, plans, schedules, timers, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
@@ -258,6 +259,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     sessions.inbound = tickets.inbound
     scheduler = Scheduler(db)  # durable timers; their owners register a handler per kind
     tickets.scheduler = scheduler
+    # scheduled messages: their timers are sent through the conversations' actors
+    scheduled = ScheduledMessages(db, tickets, broker, media, present=scheduled_messages.shown)
+    tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -293,7 +297,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                     scheduler=scheduler,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
-                                    "scheduler": scheduler.stats(),
+                                    "scheduler": scheduler.stats(), "schedules": scheduled.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)

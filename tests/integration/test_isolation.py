@@ -126,6 +126,15 @@ ROUTES = [
     Route("GET", "/ticket-notes/{note}", "user"),
     Route("PUT", "/ticket-notes/{note}", "user", {"note": "Changed"}),
     Route("DELETE", "/ticket-notes/{note}", "user"),
+    # scheduled messages ({schedule}: one of Alpha's plain user's; the rest: tests/integration/test_schedules.py)
+    Route("GET", "/contacts/list", "user"),
+    Route("GET", "/schedules", "user"),
+    Route("POST", "/schedules", "user", {"body": "Lembrete", "contactId": "{contact}", "sendAt": "2030-01-02T10:00"}),
+    Route("GET", "/schedules/{schedule}", "user"),
+    Route("PUT", "/schedules/{schedule}", "user", {"body": "Lembrete editado"}),
+    Route("POST", "/schedules/{schedule}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/schedules/{schedule}/media-upload", "user"),
+    Route("DELETE", "/schedules/{schedule}", "user"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -164,6 +173,7 @@ class World:
     a_ticket_id: int = 0  # a ticket of Alpha, assigned to its plain user, and its contact
     a_contact_id: int = 0
     a_note_id: int = 0  # a note of Alpha's plain user on that ticket
+    a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -175,7 +185,8 @@ class World:
         own = caller.company_id if caller is not None else self.a_user.company_id
         return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
                                  queue=self.a_queue_id, option=self.a_option_id, own=own, quick=self.a_quick_id,
-                                 ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id)
+                                 ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id,
+                                 schedule=self.a_schedule_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
@@ -236,10 +247,13 @@ async def world(server: Server, api: Api) -> World:
     a_queue_id = await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A")
     a_user = await _caller(api, "user@alpha.test", "user-pass-1")
     workspace = await trio.to_thread.run_sync(_add_workspace, server, alpha["id"], a_user.user_id)
+    made = await api.client.post("/schedules", json={"body": "Olá", "contactId": workspace["a_contact_id"],
+                                                     "sendAt": "2030-01-01T10:00"}, headers=auth(a_user.token))
+    assert made.status_code == 200, made.text
     return World(
         super_admin=super_admin,
         default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
-        a_admin=a_admin, a_user=a_user,
+        a_admin=a_admin, a_user=a_user, a_schedule_id=made.json()["id"],
         a_colleague_id=colleague["id"], a_queue_id=a_queue_id,
         a_option_id=await trio.to_thread.run_sync(_add_option, server, alpha["id"], a_queue_id),
         default_colleague_id=default_colleague["id"],
@@ -254,7 +268,7 @@ async def world(server: Server, api: Api) -> World:
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
                    "plans", "invoices", "queue_options", "user_ratings",
-                   "quick_messages", "ticket_notes")
+                   "quick_messages", "ticket_notes", "schedules", "timers")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
