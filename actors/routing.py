@@ -76,7 +76,7 @@ class Step:
         return int(self.ticket["company_id"])
 
     def send(self, body: str, media: tuple[str, str] | None = None) -> None:
-        stored = _media_of(media)
+        stored = media_of(media)
         if not body and stored is None:
             return
         self.messages.append(routing.insert_send(self.conn, self.ticket, wid=wa.new_message_id(), body=body,
@@ -107,7 +107,7 @@ class Step:
                        closed=self.ticket["status"] == "closed")
 
 
-def _media_of(media: tuple[str, str] | None) -> tuple[str, str, str, str] | None:
+def media_of(media: tuple[str, str] | None) -> tuple[str, str, str, str] | None:
     """(url, name) of an option's or a queue's file → what an outbox row holds."""
     if not media or not media[0]:
         return None
@@ -238,6 +238,8 @@ def route_work(company_id: int, ticket_id: int, message_id: int, body: str,
         ticket = routing.lock_ticket(conn, company_id, ticket_id)
         if ticket is None or (ticket["routed_message_id"] or 0) >= message_id:
             return NOTHING  # gone, or decided on already (a redelivery, a replay after a crash)
+        if ticket["status"] == "closed" and ticket["rating_at"] is None:
+            return NOTHING  # a message a closed ticket already held (redelivered): nothing to decide, nor to write
         setup = routing.load_setup(conn, company_id, ticket["whatsapp_id"], rules.SETTING_KEYS)
         if setup is None:
             return NOTHING
@@ -245,9 +247,8 @@ def route_work(company_id: int, ticket_id: int, message_id: int, body: str,
         if ticket["is_group"] or ticket["contact_disable_bot"]:
             step.update({"routed_message_id": message_id, **({"chatbot": False} if ticket["chatbot"] else {})})
             return step.outcome()
-        if ticket["status"] == "closed":
-            if ticket["rating_at"] is not None:
-                _rating_answer(step, setup, body)
+        if ticket["status"] == "closed":  # waiting for its rating (above): this is the answer
+            _rating_answer(step, setup, body)
             step.update({"routed_message_id": message_id})
             return step.outcome()
         actions = menu.decide(build_context(conn, ticket, setup, step.now), body)

@@ -148,6 +148,16 @@ class TimerFired:
 
 
 @attrs.frozen
+class RunStep:
+    """Another automation's step for this conversation (a scheduled message, actors/schedules.py): `work` runs
+    as one transaction and answers a `routing.Outcome`, or a result carrying one as `.outcome`; what it wrote
+    is announced and sent as routing's is (in order with the chat's other messages), then `done(result)` runs."""
+
+    work: Callable[[Any], Any]
+    done: Callable[[Any], Awaitable[None]] | None = None
+
+
+@attrs.frozen
 class RoutingProfile:
     """What a conversation's intake needs to know of its company and connection to decide whether a message
     needs a routing step at all (cached briefly by the router): most messages, to a ticket an agent serves
@@ -373,6 +383,11 @@ class TicketActor:
             outcome = await self._while_unavailable(
                 lambda: self.router.db.run(routing.timer_work(message.timer, self.router.clock)))
             await self._after_routing(outcome)
+        elif isinstance(message, RunStep):
+            result = await self._while_unavailable(lambda: self.router.db.run(message.work))
+            await self._after_routing(getattr(result, "outcome", result))
+            if message.done is not None:
+                await message.done(result)
         elif isinstance(message, Call):
             try:
                 result: Any = await message.fn(self)
@@ -770,6 +785,9 @@ class TicketRouter:
     _last_unavailable_log: float = -1e9
     scheduler: Any = None  # actors.scheduler.Scheduler: ticket timers (set by bootstrap)
     clock: Callable[[], Any] = routing.utc_now  # routing's wall clock (tests move it)
+    # other owners' timer kinds whose handlers deliver into conversations (`run_step`): registered with the
+    # scheduler once the conversations run, as the ticket kinds are (kind → handler; set by bootstrap)
+    timer_kinds: dict[str, Any] = attrs.field(factory=dict)
     _profiles: dict[tuple[int, int], tuple[float, RoutingProfile]] = attrs.field(factory=dict)
 
     async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
@@ -783,6 +801,8 @@ class TicketRouter:
             if self.scheduler is not None:
                 for kind in rules.KINDS:
                     self.scheduler.register(kind, self.timers_due)
+                for kind, handler in self.timer_kinds.items():
+                    self.scheduler.register(kind, handler)
             try:
                 task_status.started(self)
                 await trio.sleep_forever()
@@ -813,6 +833,10 @@ class TicketRouter:
 
     async def call(self, company_id: int, ticket: Row, fn: Callable[[TicketActor], Any]) -> Any:
         return await self._ask(company_id, ticket, lambda reply: Call(fn, reply))
+
+    async def run_step(self, company_id: int, whatsapp_id: int, chat: str, step: RunStep) -> None:
+        """Hand an automation's step to the conversation's actor; never waits for it (timer handlers)."""
+        await self._deliver(company_id, whatsapp_id, chat, step, wait=False)
 
     async def drain(self) -> None:
         """Shutdown, once intake has stopped: every actor finishes its mailbox and ends. The caller bounds it

@@ -163,10 +163,13 @@ def create_app(deps: Deps) -> QuartTrio:
         plans,
         queue_options,
         queues,
+        quick_messages,
         ratings,
         sandbox,
+        scheduled_messages,
         settings,
         tags,
+        ticket_notes,
         tickets,
         users,
         version,
@@ -175,7 +178,7 @@ def create_app(deps: Deps) -> QuartTrio:
 
     for module in (version, health, auth_routes, users, companies, settings, whatsapp, queues, contacts, media,
                    tickets, messages, announcements, helps, chats, tags, files, plans, invoices, queue_options,
-                   ratings):
+                   ratings, quick_messages, ticket_notes, scheduled_messages):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
     if deps.sandbox is not None:

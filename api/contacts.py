@@ -30,6 +30,7 @@ from storage.contacts import ExtraInfo
 blueprint = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 PAGE_SIZE = 20
+LIST_MAX = 5000  # contacts in GET /contacts/list (a picker)
 CONTACT_FIELDS = {
     "name": Field("str", required=True, max_len=255),
     "number": Field("str", required=True, max_len=64),
@@ -125,6 +126,18 @@ async def list_contacts() -> Response:
                                                limit=limit, offset=offset,
                                                needle=(request.args.get("searchParam") or "").strip())
     return jsonify(present.page("contacts", [present.contact(row) for row in rows], count, limit, offset))
+
+
+@blueprint.get("/list")
+async def list_all_contacts() -> Response:
+    """Every contact of the company by name, at most LIST_MAX (ticketz's pickers: the schedule dialog);
+    `name` filters as the list's search does."""
+    principal = current()
+    rows, _count = await contacts.list_contacts(deps_of(current_app).db, principal.company_id,
+                                                search=search_pattern("name"), number_search=None,
+                                                limit=LIST_MAX, offset=0,
+                                                needle=(request.args.get("name") or "").strip())
+    return jsonify([present.contact(row) for row in rows])
 
 
 @blueprint.post("")

@@ -21,6 +21,9 @@
   the internal chat's events (`company-{id}-chat`, `company-{id}-chat-{chatId}`,
   `company-{id}-chat-user-{userId}`) reach only the sockets of the users their publisher lists in
   `PARTICIPANTS` (`chat_audience`: the chat's participants); without that list, nobody's.
+  A ticket's notes (`company-{id}-ticket-note`, with the ticket's `ticket_audience`) reach the sockets that
+  joined that ticket and whose user may see it; a quick message's events reach the users listed in
+  `PARTICIPANTS` when its publisher lists them (a personal message), else the whole company.
 - A socket's viewer (its user's queues, role, `allTicket`) is read at connect and refreshed when the
   users API announces a change of that user: at once from the event (it carries the committed row,
   and the bridge handles events in order, so every later ticket event is judged by the new rules),
@@ -73,6 +76,8 @@ KEEP_SESSION = "_keep_session"  # `company-{id}-auth`: the login whose sockets i
 SESSIONS = "_sessions"  # `company-{id}-auth`: the only logins whose sockets it is for; never sent to a client
 PRIVATE_KEYS = (AUDIENCE, SUPERS, PARTICIPANTS, KEEP_SESSION, SESSIONS)
 CHAT_EVENT = re.compile(r"company-\d+-chat(?:-.+)?")  # ticketz's chat events; not `company-1-chatbot`
+# quick messages' events (ticketz's backend name, the SaaS frontend's): to the users in PARTICIPANTS when given
+QUICK_MESSAGE_KINDS = ("quickmessage", "quickemessage")
 TOO_MANY_JOINS = {"error": "ERR_TOO_MANY_JOINS", "message": "too many joins on this socket: slow down"}
 TOO_MANY_ROOMS = {"error": "ERR_TOO_MANY_ROOMS", "message": "this socket has joined too many tickets: leave some"}
 
@@ -331,7 +336,7 @@ class LiveBridge:
         kind = "chat" if CHAT_EVENT.fullmatch(name) else name.rsplit("-", 1)[-1]
         if kind == "user" and company_id != EVERY_COMPANY:
             self._user_changed(company_id, payload)  # even with no socket here: nothing to do then
-        audience = payload.get(PARTICIPANTS if kind == "chat" else AUDIENCE)
+        audience = payload.get(PARTICIPANTS if kind == "chat" or kind in QUICK_MESSAGE_KINDS else AUDIENCE)
         if kind == "auth":
             audience = {"keep": payload.get(KEEP_SESSION), "only": payload.get(SESSIONS)}
         supers = payload.get(SUPERS)
@@ -369,6 +374,16 @@ class LiveBridge:
             user_ids = set(audience) if isinstance(audience, list) else set()
             return [socket for socket in sockets if isinstance(socket.context, LiveContext)
                     and socket.context.principal.user_id in user_ids]
+        if kind in QUICK_MESSAGE_KINDS and isinstance(audience, list):  # a personal quick message: its users
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and socket.context.principal.user_id in audience]
+        if kind == "note":  # a ticket's note (`company-{id}-ticket-note`): its chat's sockets that may see it
+            ticket_id = payload.get("ticketId")
+            if not isinstance(audience, dict):
+                return []
+            row = {"queue_id": audience.get("queueId"), "user_id": audience.get("userId")}
+            return [socket for socket in sockets if isinstance(socket.context, LiveContext)
+                    and ticket_id in socket.context.chats and socket.context.viewer.can_see(row)]
         if kind in ("ticket", "appMessage"):
             ticket = payload.get("ticket")
             if not isinstance(ticket, dict):

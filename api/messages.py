@@ -4,11 +4,14 @@ external `POST /api/messages/send` with a connection's API token.
 Every send goes through the conversation's TicketActor: the row is written `pending` first (the
 outbox) and answered to the caller; the session then sends it, and later acks update it. A private
 message (`isPrivate`: an agent's internal note) is written 'private' instead: listed and announced to
-the company's agents like any other, never sent; editing or deleting it stays here.
+the company's agents like any other, never sent; editing or deleting it stays here. A sent text (or a
+file's caption) has its message variables (`{{name}}`, `{{greeting}}`, …) filled in for its ticket, as
+ticketz does for every agent message; a private one is kept as written.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import shutil
@@ -19,6 +22,8 @@ import attrs
 import trio
 from quart import Blueprint, Response, current_app, jsonify, request
 
+from actors.automation.render import render, variables
+from actors.routing import zone_of
 from actors.session import SessionEnded
 from actors.ticket import SendOut, TicketActor, chat_of_ticket
 from api import subscriptions
@@ -28,7 +33,7 @@ from api.errors import ApiError, BadRequest, NotFound, Unauthorized
 from api.live import ticket_audience
 from api.validation import Field, check_field, json_body, page, path_id
 from gateway.whatsapp import transport as wa
-from storage import conversations, tickets
+from storage import conversations, quick_messages, tickets
 from storage.conversations import ContactIdentity
 
 log = logging.getLogger("zapgate.api.messages")
@@ -184,9 +189,26 @@ async def _to_voice_note(data: bytes) -> bytes | None:
     return await trio.to_thread.run_sync(convert)
 
 
+async def rendered(deps: Deps, company_id: int, ticket_id: int, body: str, user_id: int | None) -> str:
+    """The body with its message variables filled in for the ticket (actors/automation/render.py): the contact's
+    name, e-mail, number and custom fields, the ticket, its queue, the sender (else the ticket's agent), the
+    time in the company's zone. ticketz renders every agent message so (`formatBody`): a quick message is put
+    in the chat's box as written, and filled in here. A body without `{{` is sent as written, reading nothing."""
+    if "{{" not in body:
+        return body
+    row = await quick_messages.message_variables(deps.db, company_id, ticket_id, user_id)
+    values = variables(contact_name=row["contact_name"] or "", contact_email=row["contact_email"] or "",
+                       contact_number=row["contact_number"] or "", custom_fields=row["custom_fields"] or {},
+                       ticket_id=ticket_id, queue=row["queue_name"] or "", user=row["user_name"] or "",
+                       now=dt.datetime.now(dt.UTC), zone=zone_of(row["timezone"]))
+    return render(body, values)
+
+
 async def _send(deps: Deps, company_id: int, ticket: dict[str, Any], message: SendRequest,
                 user_id: int | None) -> list[dict[str, Any]]:
     body, medias, quoted_id = message.body, message.medias, message.quoted_id
+    if not message.private:  # an internal note is the agents' own text, never the customer's: kept as written
+        body = await rendered(deps, company_id, ticket["id"], body, user_id)
     if quoted_id is not None:
         quoted = await conversations.show_message(deps.db, company_id, quoted_id)
         if quoted["ticket_id"] != ticket["id"]:

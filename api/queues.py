@@ -88,7 +88,6 @@ async def announce_queue(deps: Deps, company_id: int, queue_id: int) -> dict[str
     return shown
 
 
-@blueprint.get("")
 async def replace_media(deps: Deps, write: Callable[[str, str], Awaitable[T]]) -> T:
     """The request's multipart `file`, kept and written where it belongs (`write(url, name)`, which answers
     what it changed: `.replaced`, the file it replaced, is removed). A file that could not be written (its
@@ -108,6 +107,7 @@ async def replace_media(deps: Deps, write: Callable[[str, str], Awaitable[T]]) -
     return changed
 
 
+@blueprint.get("")
 async def list_queues() -> Response:
     principal = current()
     rows = await queues.list_queues(deps_of(current_app).db, principal.company_id)

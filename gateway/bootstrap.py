@@ -38,9 +38,10 @@ from hypercorn.middleware import ProxyFixMiddleware
 
 from actors.number_check import NumberChecker
 from actors.scheduler import Scheduler
+from actors.schedules import ScheduledMessages
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
-from api import present, present_tickets
+from api import present, present_tickets, scheduled_messages
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
 from api.contact_lists import present_item as present_list_item
@@ -58,7 +59,7 @@ from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
 from gateway.whatsapp import transport as wa
 from gateway.whatsapp.sandbox import SandboxNetwork
 from gateway.whatsapp.sandbox_outbox import DatabaseOutbox
-from storage import companies, invoices, migrate, plans, timers, users
+from storage import companies, invoices, migrate, plans, schedules, timers, users
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
@@ -262,6 +263,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     tickets.scheduler = scheduler
     # contact lists' numbers checked on WhatsApp, paced, through the sessions
     number_check = NumberChecker(db, sessions, broker, scheduler, present=present_list_item)
+    # scheduled messages: their timers are sent through the conversations' actors
+    scheduled = ScheduledMessages(db, tickets, broker, media, present=scheduled_messages.shown)
+    tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -298,7 +302,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                     scheduler=scheduler,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
-                                    "scheduler": scheduler.stats(), "numberCheck": number_check.stats(),
+                                    "scheduler": scheduler.stats(), "schedules": scheduled.stats(),
+                                    "numberCheck": number_check.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
             on_deps(deps)

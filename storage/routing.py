@@ -62,9 +62,9 @@ CUSTOM_FIELDS = ("SELECT name, value FROM contact_custom_fields "
 
 OUTBOX_INSERT = """
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
-                      media_name, media_mimetype, ack, status, read, sent_by)
+                      media_name, media_mimetype, ack, status, read, sent_by, sent_by_user_id)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
-        %(media_url)s, %(media_name)s, %(media_mimetype)s, 1, 'pending', true, %(sent_by)s)
+        %(media_url)s, %(media_name)s, %(media_mimetype)s, 1, 'pending', true, %(sent_by)s, %(user_id)s)
 RETURNING *
 """
 
@@ -137,14 +137,15 @@ def custom_fields(conn: psycopg.Connection[Row], company_id: int, contact_id: in
 
 
 def insert_send(conn: psycopg.Connection[Row], ticket: Row, *, wid: str, body: str,
-                media: tuple[str, str, str, str] | None = None, sent_by: str = "system") -> Row:
+                media: tuple[str, str, str, str] | None = None, sent_by: str = "system",
+                user_id: int | None = None) -> Row:
     """An automated message into the outbox (pending, under the id WhatsApp will get); `media` is
-    (url as stored, file name, mimetype, kind)."""
+    (url as stored, file name, mimetype, kind); `user_id` the agent it is sent for (a schedule's author)."""
     url, name, mimetype, kind = media if media else (None, None, None, "chat")
     row = conn.execute(OUTBOX_INSERT, {
         "company_id": ticket["company_id"], "whatsapp_id": ticket["whatsapp_id"], "ticket_id": ticket["id"],
         "contact_id": ticket["contact_id"], "wid": wid, "body": body, "media_type": kind, "media_url": url,
-        "media_name": name, "media_mimetype": mimetype, "sent_by": sent_by}).fetchone()
+        "media_name": name, "media_mimetype": mimetype, "sent_by": sent_by, "user_id": user_id}).fetchone()
     assert row is not None
     if body or name:
         conn.execute("UPDATE tickets SET last_message = %(last)s, last_message_at = now(), updated_at = now() "

@@ -103,6 +103,16 @@ class World:
         return self.call("POST", "/queue-options", json={"queueId": self.ids["queue"], "title": "Fresh option",
                                                          "option": str(next(self.numbers))}).json()["id"]
 
+    def new_quick_message(self) -> int:
+        """A quick message of the admin's."""
+        return self.call("POST", "/quick-messages", json={"shortcode": f"fresh{next(self.numbers)}",
+                                                          "message": "Olá {{name}}"}).json()["id"]
+
+    def new_ticket_note(self) -> int:
+        """A note of the admin's on the world's ticket."""
+        return self.call("POST", "/ticket-notes", json={"note": f"Fresh note {next(self.numbers)}",
+                                                        "ticketId": self.ids["tickets"]}).json()["id"]
+
     def fresh(self, resource: str) -> Any:
         """A new resource of the kind a path segment names (its id; a ticket's id for `messages`)."""
         if resource in ("tickets", "messages"):
@@ -112,7 +122,8 @@ class World:
         if resource == "companies":  # the admin's own (a company's schedules)
             return self.ids["company"]
         return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user, "tags": self.new_tag,
-                "chats": self.new_chat, "queue-options": self.new_option}[resource]()
+                "chats": self.new_chat, "queue-options": self.new_option, "quick-messages": self.new_quick_message,
+                "ticket-notes": self.new_ticket_note}[resource]()
 
 
 @pytest.fixture(scope="module")
@@ -153,4 +164,6 @@ def world(live: Process) -> Iterator[World]:
         ticket = world.new_ticket()
         world.ids.update(tickets=ticket["id"], uuid=ticket["uuid"], contacts=ticket["contactId"])
         world.ids["contact_number"] = ticket["contact"]["number"]
+        world.ids["quick-messages"] = world.new_quick_message()
+        world.ids["ticket-notes"] = world.new_ticket_note()
         yield world

@@ -25,9 +25,11 @@ SETTING = "userRating"  # a setting every company has, "disabled" by default
 # ─── the route table ────────────────────────────────────────────────────────────────────
 # Path placeholders, filled per caller: {self} the caller, {colleague} another (plain) user of the
 # caller's company, {company} another company, {own} the caller's company, {key} a setting key, {queue} and
-# {option} a queue and a queue option of company Alpha (also in bodies), {list} and {item} a contact list of
-# Alpha and an item of it. `access` is the least role that
-# may call the route: public, user, admin or super. `files`: a multipart body instead of JSON.
+# {option} a queue and a queue option of company Alpha (also in bodies); {quick}, {ticket}, {contact}, {note}: a
+# quick message, a ticket (assigned to Alpha's plain user) with its contact, and a note of that user's; {list}
+# and {item}: a contact list of Alpha and an item of it.
+# `access` is the least role that may call the route: public, user, admin or super. `files`: a multipart body
+# instead of JSON.
 
 
 CSV_FILE = b"name,number,Plano\nAna,5511988880001,Ouro\n"
@@ -134,6 +136,31 @@ ROUTES = [
     Route("POST", "/contacts/import", "admin", files={"file": ("c.xlsx", CSV_FILE, "text/csv")}),
     Route("GET", "/contacts/export?format=csv", "admin"),
     Route("GET", "/contacts/exportCsv", "admin"),
+    # quick messages and ticket notes, on Alpha's plain user's own message, ticket and note (the rest:
+    # test_quick_messages.py, test_ticket_notes.py)
+    Route("GET", "/quick-messages", "user"),
+    Route("GET", "/quick-messages/list", "user"),
+    Route("POST", "/quick-messages", "user", {"shortcode": "bye", "message": "Bye {{name}}"}),
+    Route("GET", "/quick-messages/{quick}", "user"),
+    Route("PUT", "/quick-messages/{quick}", "user", {"message": "Changed"}),
+    Route("DELETE", "/quick-messages/{quick}", "user"),
+    Route("POST", "/quick-messages/{quick}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/quick-messages/{quick}/media-upload", "user"),
+    Route("GET", "/ticket-notes", "user"),
+    Route("GET", "/ticket-notes/list?ticketId={ticket}&contactId={contact}", "user"),
+    Route("POST", "/ticket-notes", "user", {"note": "Call back", "ticketId": "{ticket}", "contactId": "{contact}"}),
+    Route("GET", "/ticket-notes/{note}", "user"),
+    Route("PUT", "/ticket-notes/{note}", "user", {"note": "Changed"}),
+    Route("DELETE", "/ticket-notes/{note}", "user"),
+    # scheduled messages ({schedule}: one of Alpha's plain user's; the rest: tests/integration/test_schedules.py)
+    Route("GET", "/contacts/list", "user"),
+    Route("GET", "/schedules", "user"),
+    Route("POST", "/schedules", "user", {"body": "Lembrete", "contactId": "{contact}", "sendAt": "2030-01-02T10:00"}),
+    Route("GET", "/schedules/{schedule}", "user"),
+    Route("PUT", "/schedules/{schedule}", "user", {"body": "Lembrete editado"}),
+    Route("POST", "/schedules/{schedule}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/schedules/{schedule}/media-upload", "user"),
+    Route("DELETE", "/schedules/{schedule}", "user"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -170,6 +197,11 @@ class World:
     b_queue_id: int
     a_list_id: int = 0  # a contact list of Alpha
     a_item_id: int = 0  # an item of it
+    a_quick_id: int = 0  # a quick message of Alpha's plain user
+    a_ticket_id: int = 0  # a ticket of Alpha, assigned to its plain user, and its contact
+    a_contact_id: int = 0
+    a_note_id: int = 0  # a note of Alpha's plain user on that ticket
+    a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -180,13 +212,15 @@ class World:
             colleague = self.default_colleague_id
         own = caller.company_id if caller is not None else self.a_user.company_id
         return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
-                                 queue=self.a_queue_id, option=self.a_option_id, own=own, list=self.a_list_id,
-                                 item=self.a_item_id)
+                                 queue=self.a_queue_id, option=self.a_option_id, own=own, quick=self.a_quick_id,
+                                 ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id,
+                                 schedule=self.a_schedule_id, list=self.a_list_id, item=self.a_item_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
             return None
-        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id, "{list}": self.a_list_id}
+        ids = {"{queue}": self.a_queue_id, "{option}": self.a_option_id, "{ticket}": self.a_ticket_id,
+               "{contact}": self.a_contact_id, "{list}": self.a_list_id}
         return {key: ids.get(value, value) if isinstance(value, str) else value for key, value in route.body.items()}
 
 
@@ -213,6 +247,27 @@ def _add_option(server: Server, company_id: int, queue_id: int) -> int:
                       "RETURNING id", (company_id, queue_id))[0][0]
 
 
+def _add_workspace(server: Server, company_id: int, user_id: int) -> dict[str, int]:
+    """A quick message of the user, a ticket assigned to them (on a connection of their company) with its
+    contact, and a note of theirs on it."""
+    def one(query: str, params: tuple[Any, ...]) -> int:
+        return server.sql(query, params)[0][0]
+
+    whatsapp = one("INSERT INTO whatsapps (company_id, name, channel) VALUES (%s, 'Alpha line', 'sandbox') "
+                   "RETURNING id", (company_id,))
+    contact = one("INSERT INTO contacts (company_id, name, number) VALUES (%s, 'Alpha client', '5511900000001') "
+                  "RETURNING id", (company_id,))
+    ticket = one("INSERT INTO tickets (company_id, contact_id, whatsapp_id, user_id, status) "
+                 "VALUES (%s, %s, %s, %s, 'open') RETURNING id", (company_id, contact, whatsapp, user_id))
+    return {
+        "a_quick_id": one("INSERT INTO quick_messages (company_id, user_id, shortcode, message) "
+                          "VALUES (%s, %s, 'hi', 'Hi {{name}}') RETURNING id", (company_id, user_id)),
+        "a_ticket_id": ticket, "a_contact_id": contact,
+        "a_note_id": one("INSERT INTO ticket_notes (company_id, ticket_id, contact_id, user_id, note) "
+                         "VALUES (%s, %s, %s, %s, 'VIP') RETURNING id", (company_id, ticket, contact, user_id)),
+    }
+
+
 @pytest.fixture
 async def world(server: Server, api: Api) -> World:
     super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -227,16 +282,22 @@ async def world(server: Server, api: Api) -> World:
     b_user = await api.create_user(b_admin.token, "user@beta.test", "user-pass-1")
     a_queue_id = await trio.to_thread.run_sync(_add_queue, server, alpha["id"], "A")
     a_list_id, a_item_id = await trio.to_thread.run_sync(_add_contact_list, server, alpha["id"])
+    a_user = await _caller(api, "user@alpha.test", "user-pass-1")
+    workspace = await trio.to_thread.run_sync(_add_workspace, server, alpha["id"], a_user.user_id)
+    made = await api.client.post("/schedules", json={"body": "Olá", "contactId": workspace["a_contact_id"],
+                                                     "sendAt": "2030-01-01T10:00"}, headers=auth(a_user.token))
+    assert made.status_code == 200, made.text
     return World(
         super_admin=super_admin,
         default_admin=await _caller(api, "deputy@default.test", "deputy-pass-1"),
-        a_admin=a_admin, a_user=await _caller(api, "user@alpha.test", "user-pass-1"),
+        a_admin=a_admin, a_user=a_user, a_schedule_id=made.json()["id"],
         a_colleague_id=colleague["id"], a_queue_id=a_queue_id,
         a_option_id=await trio.to_thread.run_sync(_add_option, server, alpha["id"], a_queue_id),
         default_colleague_id=default_colleague["id"],
         b_admin=b_admin, b_user_id=b_user["id"], b_company_id=beta["id"],
         b_queue_id=await trio.to_thread.run_sync(_add_queue, server, beta["id"], "B"),
         a_list_id=a_list_id, a_item_id=a_item_id,
+        **workspace,
     )
 
 
@@ -244,7 +305,8 @@ async def world(server: Server, api: Api) -> World:
 
 SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "auth_sessions", "platform_settings",
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
-                   "plans", "invoices", "queue_options", "user_ratings", "contact_lists", "contact_list_items",
+                   "plans", "invoices", "queue_options", "user_ratings",
+                   "quick_messages", "ticket_notes", "schedules", "timers", "contact_lists", "contact_list_items",
                    "contacts", "contact_custom_fields")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES

@@ -15,6 +15,7 @@ from walk import Walk
 CUSTOMER = "5511987650001"  # a sandbox customer who writes in
 CUSTOMER_NAME = "Walk Customer"
 NEW_CONTACT = "5511987650002"
+WORKSPACE_CUSTOMER = "5511987650003"  # writes in when the workspace screens are walked without `chat`
 
 
 def config_json(api: SplitResult) -> dict[str, str]:
@@ -166,6 +167,138 @@ def transfer_and_close(w: Walk, state: dict) -> None:
     w.goto("/tickets")
     page.get_by_role("tab", name="Closed").first.click()
     page.get_by_text(CUSTOMER_NAME).first.wait_for()
+
+
+def _sandbox(w: Walk, state: dict) -> int:
+    """The walk's connected sandbox connection; walking only some screens on a fresh database, one made here."""
+    try:
+        return _connection(w, state)
+    except RuntimeError:
+        made = w.backend("POST", "/whatsapp", json={"name": f"Walk {state['stamp']}", "channel": "sandbox"}).json()
+        w.wait_for(lambda: w.backend("GET", f"/whatsapp/{made['id']}").json()["status"] == "qrcode", what="its QR")
+        w.backend("POST", f"/sandbox/{made['id']}/pair", json={})
+        w.wait_for(lambda: w.backend("GET", f"/whatsapp/{made['id']}").json()["status"] == "CONNECTED",
+                   what="the connection CONNECTED")
+        state["whatsappId"] = made["id"]
+        return int(made["id"])
+
+
+def _open_chat(w: Walk, state: dict) -> str:
+    """The path of an open chat of the walker's: the `chat` screen's, or (walked without it) a customer's new
+    conversation, accepted through the API."""
+    if "ticketUrl" not in state:
+        wid = _sandbox(w, state)
+        w.backend("POST", f"/sandbox/{wid}/inbound", json={"from": WORKSPACE_CUSTOMER, "name": CUSTOMER_NAME,
+                                                           "body": f"Hello from the walk {state['stamp']}"})
+
+        def active() -> dict | None:  # pending; or open still, from an earlier walk on this database
+            for status in ("pending", "open"):
+                listed = w.backend("GET", "/tickets", params={"status": status, "showAll": "true"}).json()
+                found = next((t for t in listed["tickets"] if t["contact"]["number"] == WORKSPACE_CUSTOMER), None)
+                if found is not None:
+                    return found
+            return None
+
+        ticket = w.wait_for(active, what="the customer's ticket")
+        me = w.backend("GET", "/auth/me").json()
+        if ticket["status"] != "open" or ticket["userId"] != me["id"]:
+            w.backend("PUT", f"/tickets/{ticket['id']}", json={"status": "open", "userId": me["id"]})
+        state["ticketUrl"] = f"{w.front}/tickets/{ticket['uuid']}"
+    return str(state["ticketUrl"]).removeprefix(w.front)
+
+
+def _quick_dialog(w: Walk, shortcode: str, message: str) -> None:
+    """Fill and save the quick message dialog (ticketz's: shortcut, response, "Salvar")."""
+    dialog = w.page.get_by_role("dialog")
+    shortcut = dialog.locator("input[name=shortcode]")
+    shortcut.wait_for()
+    shortcut.fill(shortcode)
+    dialog.locator("textarea[name=message]").first.fill(message)
+    dialog.get_by_role("button", name="Salvar").click()
+    dialog.wait_for(state="detached")
+
+
+def quick_messages(w: Walk, state: dict) -> None:
+    """The Quick Responses page: create, edit (its text with variables), delete another; a file attached through
+    the API (ticketz's dialog has no file field); then in the open chat, "/" + the shortcut puts its text in the
+    box and Enter sends it: the sandbox outbox holds it with its variables filled in."""
+    page = w.page
+    shortcode = f"walk{state['stamp']}"
+    template = "Olá {{firstname}}, aqui é {{user}}. Protocolo {{protocol}}."
+    w.goto("/quick-messages")
+    page.get_by_role("button", name="New Response").first.click()
+    _quick_dialog(w, shortcode, "first version")
+    page.get_by_text("first version").first.wait_for()
+    made = next(q for q in w.backend("GET", "/quick-messages/list").json() if q["shortcode"] == shortcode)
+    w.backend("POST", f"/quick-messages/{made['id']}/media-upload",
+              files={"file": ("prices.pdf", b"%PDF-1.4 walk", "application/pdf")})
+    _row(w, shortcode).locator("button").first.click()  # edit
+    dialog = page.get_by_role("dialog")
+    w.wait_for(lambda: dialog.locator("input[name=shortcode]").input_value() == shortcode, what="the edit form")
+    w.settle()
+    dialog.locator("textarea[name=message]").first.fill(template)
+    dialog.get_by_role("button", name="Salvar").click()
+    dialog.wait_for(state="detached")
+    page.get_by_text("Olá {{firstname}}").first.wait_for()
+    doomed = f"gone{state['stamp']}"
+    page.get_by_role("button", name="New Response").first.click()
+    _quick_dialog(w, doomed, "to be deleted")
+    page.get_by_text("to be deleted").first.wait_for()
+    page.screenshot(path=str(w.out / "quick-messages-page.png"))
+    _row(w, doomed).locator("button").nth(1).click()  # delete, then confirm
+    page.get_by_role("dialog").get_by_role("button", name="Ok").click()
+    page.get_by_text("to be deleted").first.wait_for(state="detached")
+    kept = {q["shortcode"]: q for q in w.backend("GET", "/quick-messages/list").json()}
+    if doomed in kept or kept[shortcode]["message"] != template or kept[shortcode]["mediaName"] != "prices.pdf":
+        raise AssertionError(f"the quick messages were saved as {list(kept.values())}")
+
+    w.goto(_open_chat(w, state))
+    box = page.get_by_placeholder("Type a message").first
+    box.wait_for()
+    box.fill(f"/{shortcode}")
+    page.get_by_role("option", name=f"/{shortcode} - ").first.click()  # its label: "/<shortcut> - <text…>"
+    w.wait_for(lambda: box.input_value() == template, what="the quick message's text in the box")
+    box.press("Enter")
+    me = w.backend("GET", "/auth/me").json()
+    rendered = f"Olá Walk, aqui é {me['name']}. Protocolo "
+    outbox = f"/sandbox/{state['whatsappId']}/outbox"
+    w.wait_for(lambda: any(rendered in (entry.get("body") or "") for entry in w.backend("GET", outbox).json()),
+               what="the quick message in the sandbox outbox, its variables filled in")
+    page.get_by_text(rendered).first.wait_for()  # and in the chat, as sent
+
+
+def ticket_notes(w: Walk, state: dict) -> None:
+    """The chat's contact drawer (the ticket's header opens it): write a note (Enter saves it), see it listed
+    with its author, never in the sandbox outbox; delete it."""
+    page = w.page
+    w.goto(_open_chat(w, state))
+    page.locator(".MuiCardHeader-root", has_text=CUSTOMER_NAME).first.click()
+    area = page.locator("textarea[name=note]").first
+    area.wait_for()
+    w.settle()
+    text = f"Walk note {state['stamp']}: prefers a call in the afternoon"
+    area.fill(text)
+    with page.expect_response(lambda r: r.url.endswith("/ticket-notes") and r.request.method == "POST") as made:
+        area.press("Enter")
+    if made.value.status >= 400:
+        raise AssertionError(f"POST /ticket-notes answered {made.value.status}")
+    ticket_id = made.value.json()["ticketId"]
+    item = page.locator("li", has_text=text).first
+    item.wait_for()
+    me = w.backend("GET", "/auth/me").json()
+    item.get_by_text(me["name"]).first.wait_for()  # its author
+    page.screenshot(path=str(w.out / "ticket-notes-listed.png"))
+    listed = w.backend("GET", "/ticket-notes/list", params={"ticketId": ticket_id}).json()
+    if text not in [note["note"] for note in listed]:
+        raise AssertionError(f"the ticket's notes are {listed}")
+    sent = w.backend("GET", f"/sandbox/{_sandbox(w, state)}/outbox").json()
+    if any(text in (entry.get("body") or "") for entry in sent):
+        raise AssertionError("the note reached the sandbox outbox")
+    item.locator("[aria-label=delete]").click()
+    page.get_by_role("dialog").get_by_role("button", name="Ok").click()
+    item.wait_for(state="detached")
+    w.wait_for(lambda: all(note["note"] != text for note in w.backend(
+        "GET", "/ticket-notes/list", params={"ticketId": ticket_id}).json()), what="the note deleted")
 
 
 def _row(w: Walk, text: str) -> object:
@@ -428,6 +561,68 @@ def settings(w: Walk, state: dict) -> None:
     w.wait_for(lambda: w.backend("GET", "/settings/userRating").json() == target, what="the changed setting")
 
 
+def schedules(w: Walk, state: dict) -> None:
+    """Schedule a message a minute ahead in the modal, edit its text, see the row turn "Enviada" live (the
+    `company-{id}-schedule` event) with the message in the sandbox outbox, then delete it. The modal sends
+    the browser's local time without a zone: the company's `timezone` is set to the browser's for the screen."""
+    page = w.page
+    wid = _connection(w, state)
+    name = f"Walk Schedule {state['stamp']}"
+    w.backend("POST", "/contacts", json={"name": name, "number": "5511987650003"})
+    zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    before = w.backend("GET", "/settings/timezone").json()
+    w.backend("PUT", "/settings/timezone", json={"value": zone})
+    try:
+        w.goto("/schedules")
+        page.get_by_role("button", name="New Schedule").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_placeholder("Contato").fill(name)
+        page.get_by_role("option", name=name).first.click()
+        body = f"Walk sched {state['stamp']}"  # under 25 characters: the list shows it whole
+        dialog.locator("textarea[name=body]").fill(body)
+        # at least 30 s ahead once the field cuts it to the minute
+        when = page.evaluate("""() => { const d = new Date(Date.now() + 90000);
+            const p = n => String(n).padStart(2, '0');
+            const day = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+            return `${day}T${p(d.getHours())}:${p(d.getMinutes())}`; }""")
+        dialog.locator("input[name=sendAt]").fill(when)
+        with page.expect_response(lambda r: r.url.endswith("/schedules") and r.request.method == "POST") as made:
+            dialog.get_by_role("button", name="Add", exact=True).click()
+        if made.value.status != 200:
+            raise AssertionError(f"POST /schedules answered {made.value.status}")
+        dialog.wait_for(state="detached")
+        row = _row(w, body)
+        row.get_by_text("Agendada").wait_for()
+        # edit the text before it is sent (the modal shows no save button once it is)
+        row.locator("button").first.click()
+        dialog = page.get_by_role("dialog")
+        text = dialog.locator("textarea[name=body]")
+        w.wait_for(lambda: text.input_value() == body, what="the schedule form to load its record")
+        w.settle()
+        edited = f"{body} ed"
+        text.fill(edited)
+        with page.expect_response(lambda r: "/schedules/" in r.url and r.request.method == "PUT") as put:
+            dialog.get_by_role("button", name="Save", exact=True).click()
+        if put.value.status != 200:
+            raise AssertionError(f"PUT /schedules/:id answered {put.value.status}")
+        dialog.wait_for(state="detached")
+        row = _row(w, edited)
+        row.get_by_text("Enviada").wait_for(timeout=120_000)  # live, at its minute
+        page.screenshot(path=str(w.out / "schedules-sent.png"))
+        w.wait_for(lambda: edited in w.backend("GET", f"/sandbox/{wid}/outbox").text,
+                   what="the scheduled message in the sandbox outbox")
+        row.locator("button").nth(1).click()  # delete
+        with page.expect_response(lambda r: "/schedules/" in r.url and r.request.method == "DELETE") as gone:
+            page.get_by_role("dialog").get_by_role("button", name="Ok").click()
+        if gone.value.status != 200:
+            raise AssertionError(f"DELETE /schedules/:id answered {gone.value.status}")
+        w.settle()
+        if page.get_by_text(edited).count():
+            raise AssertionError("the deleted schedule is still listed")
+    finally:
+        w.backend("PUT", "/settings/timezone", json={"value": before})
+
+
 def profile_and_logout(w: Walk, state: dict) -> None:
     page = w.page
     w.goto("/tickets")
@@ -483,6 +678,8 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("users", users),
     ("tickets", tickets),
     ("chat", chat),
+    ("quick messages", quick_messages),  # in the chat the `chat` screen left open
+    ("ticket notes", ticket_notes),
     ("transfer and close", transfer_and_close),
     ("contacts", contacts),
     ("contacts import and export", contacts_import_export),
@@ -490,6 +687,7 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("settings", settings),
     ("tags", tags),
     ("internal chat", internal_chat),
+    ("schedules", schedules),
 ]
 
 # Served screens the walk only visits (their content is the super admin's: nothing to act on here).
@@ -502,8 +700,6 @@ VISITS = [
 # so that the report lists what they call and how they fail.
 LATER = [
     ("dashboard", "/"),
-    ("quick messages", "/quick-messages"),
-    ("schedules", "/schedules"),
     ("todo list", "/todolist"),
     ("messages api", "/messages-api"),
     ("financial", "/financeiro"),
@@ -519,9 +715,6 @@ LATER_ROUTES = {
     "/tags": "issue 13 (tags and kanban)",
     "/ticket-tags": "issue 13 (tags and kanban)",
     "/ticket/kanban": "issue 13 (tags and kanban)",
-    "/quick-messages": "issue 13 (quick messages)",
-    "/ticket-notes": "issue 13 (ticket notes)",
-    "/schedules": "issue 13 (scheduled messages)",
     "/contacts/import": "not planned: importing the phone's address book (POST /contacts/import {whatsappId})",
     "/campaigns": "issue 14 (campaigns)",
     "/campaign-settings": "issue 14 (campaigns)",
