@@ -7,6 +7,7 @@ fresh one (`World.fresh`) so their order does not matter; reads share the world.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +28,12 @@ sys.path.insert(0, str(ROOT / "tools" / "frontend-walk"))
 FRONTEND = "http://localhost:3000"
 ADMIN_EMAIL = "admin@zapgate.local"
 ADMIN_PASSWORD = "contract-pass-1"
+
+
+def future_send_at() -> str:
+    """A schedule's `sendAt` as ticketz's form writes it (local minutes, no zone), a day from now: a walk's
+    recorded time is in the past when it is replayed."""
+    return (dt.datetime.now() + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
 
 
 def load_walk(name: str) -> list[dict[str, Any]]:
@@ -113,6 +120,22 @@ class World:
         return self.call("POST", "/ticket-notes", json={"note": f"Fresh note {next(self.numbers)}",
                                                         "ticketId": self.ids["tickets"]}).json()["id"]
 
+    def new_contact_list(self) -> int:
+        return self.call("POST", "/contact-lists", json={"name": f"Fresh list {next(self.numbers)}"}).json()["id"]
+
+    def new_contact_list_item(self) -> int:
+        """An item of the world's contact list."""
+        n = next(self.numbers)
+        return self.call("POST", "/contact-list-items", json={
+            "contactListId": self.ids["contact-lists"], "name": f"Fresh item {n}",
+            "number": f"55119{n:08d}"}).json()["id"]
+
+    def new_schedule(self) -> int:
+        """A message scheduled a day ahead to a fresh contact."""
+        return self.call("POST", "/schedules", json={"body": f"Fresh schedule {next(self.numbers)}",
+                                                     "contactId": self.new_contact(),
+                                                     "sendAt": future_send_at()}).json()["id"]
+
     def fresh(self, resource: str) -> Any:
         """A new resource of the kind a path segment names (its id; a ticket's id for `messages`)."""
         if resource in ("tickets", "messages"):
@@ -123,7 +146,8 @@ class World:
             return self.ids["company"]
         return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user, "tags": self.new_tag,
                 "chats": self.new_chat, "queue-options": self.new_option, "quick-messages": self.new_quick_message,
-                "ticket-notes": self.new_ticket_note}[resource]()
+                "ticket-notes": self.new_ticket_note, "contact-lists": self.new_contact_list,
+                "contact-list-items": self.new_contact_list_item, "schedules": self.new_schedule}[resource]()
 
 
 @pytest.fixture(scope="module")
@@ -166,4 +190,6 @@ def world(live: Process) -> Iterator[World]:
         world.ids["contact_number"] = ticket["contact"]["number"]
         world.ids["quick-messages"] = world.new_quick_message()
         world.ids["ticket-notes"] = world.new_ticket_note()
+        world.ids["contact-lists"] = world.new_contact_list()
+        world.ids["schedules"] = world.new_schedule()
         yield world

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from record import UUID
 
-from tests.contract.conftest import ADMIN_PASSWORD, FRONTEND, World, load_walk
+from tests.contract.conftest import ADMIN_PASSWORD, FRONTEND, World, future_send_at, load_walk
 
 FRONTENDS = sorted(path.stem.removeprefix("walk_") for path in Path(__file__).parent.glob("walk_*.json"))
 REQUESTS = [(frontend, entry) for frontend in FRONTENDS for entry in load_walk(frontend)]
@@ -23,8 +23,12 @@ UNIQUE_FIELDS = ("email", "number", "shortcode")  # a quick message's shortcode:
 # a query or body key holding an id → which of the world's ids it means
 ID_OF_KEY = {"ticketId": "tickets", "contactId": "contacts", "userId": "me", "queueId": "queue",
              "queueIds": "queue", "whatsappId": "whatsapp", "users": "me", "whatsappIds": "whatsapp",
-             "companyId": "company", "planId": "plan", "parentId": "queue-options", "forwardQueueId": "queue"}
+             "companyId": "company", "planId": "plan", "parentId": "queue-options", "forwardQueueId": "queue",
+             "contactListId": "contact-lists"}
 UPLOAD = {"file": ("walk.png", b"\x89PNG contract", "image/png")}  # a media-upload's multipart body (not recorded)
+# an import's multipart body (not recorded either): a small CSV, under the field each route reads
+IMPORT_CSV = b"name;number;email\nContract Import;5511987650001;ci@example.com\n"
+IMPORTS = {"/contacts/importCsv": "contacts", "/upload": "file"}
 
 
 def _ident(entry: dict[str, Any]) -> str:
@@ -123,8 +127,14 @@ def test_the_frontend_request_answers_what_it_reads(world: World, frontend: str,
     if path == "/auth/logout":  # ends a session: its own, not the world's
         login = client.post("/auth/login", json={"email": "admin@zapgate.local", "password": ADMIN_PASSWORD})
         headers["Authorization"] = f"Bearer {login.json()['token']}"
+    if isinstance(body, dict) and "sendAt" in body:  # a schedule: its recorded time has passed
+        body["sendAt"] = future_send_at()
+    imported = next((field for suffix, field in IMPORTS.items() if path.endswith(suffix)), None)
     if method == "POST" and path.endswith("/media-upload"):
         response = client.request(method, path, params=params, files=UPLOAD, headers=headers)
+    elif method == "POST" and imported is not None:
+        response = client.request(method, path, params=params, headers=headers,
+                                  files={imported: ("contract.csv", IMPORT_CSV, "text/csv")})
     else:
         response = client.request(method, path, params=params, json=body, headers=headers)
     assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
