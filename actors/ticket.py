@@ -39,7 +39,7 @@ import attrs
 import trio
 import trio.lowlevel
 
-from actors import routing
+from actors import campaign_replies, routing
 from actors.automation import rules
 from actors.session import SessionEnded, SessionManager
 from gateway.broker import Broker
@@ -475,8 +475,17 @@ class TicketActor:
         if result.contact_changed:
             router.publish(self.company_id, "contact", {"action": "update",
                                                         "contact": router.presenters.contact(result.contact)})
+        if automated and campaign_replies.may_apply(self.company_id) is not False:
+            await self._campaign_reply(result.ticket["id"], result.message, result.contact)
         if profile is not None and profile.routes(result.ticket, result.ticket_created):
             await self._route(result.ticket["id"], result.message["id"], row.body)
+
+    async def _campaign_reply(self, ticket_id: int, message: Row, contact: Row) -> None:
+        """Campaigns' side of a contact's message (actors/campaign_replies.py): opt-out, replied, confirmed."""
+        router = self.router
+        outcome = await self._while_unavailable(lambda: router.db.run(campaign_replies.reply_work(
+            self.company_id, ticket_id, message, contact, router.clock)))
+        await self._after_routing(outcome)
 
     # ── routing (actors/routing.py: one transaction a step; sends through the outbox, after the message) ──
 

@@ -150,6 +150,7 @@ def create_app(deps: Deps) -> QuartTrio:
     from api import (
         announcements,
         auth_routes,
+        campaigns,
         chats,
         companies,
         contact_lists,
@@ -181,6 +182,7 @@ def create_app(deps: Deps) -> QuartTrio:
                    ratings, quick_messages, ticket_notes, scheduled_messages):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
+    app.register_blueprint(campaigns.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:
