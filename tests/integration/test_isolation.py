@@ -161,6 +161,24 @@ ROUTES = [
     Route("POST", "/schedules/{schedule}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
     Route("DELETE", "/schedules/{schedule}/media-upload", "user"),
     Route("DELETE", "/schedules/{schedule}", "user"),
+    # campaigns (the rest: test_campaigns.py): {campaign} a draft of Alpha, {running} one in progress
+    Route("GET", "/campaigns", "user"),
+    Route("GET", "/campaigns/list", "user"),
+    Route("POST", "/campaigns", "user", {"name": "Promo", "message1": "Olá", "contactListId": "{list}"}),
+    Route("GET", "/campaigns/{campaign}", "user"),
+    Route("PUT", "/campaigns/{campaign}", "user", {"name": "Promo nova"}),
+    Route("DELETE", "/campaigns/{campaign}", "user"),
+    Route("POST", "/campaigns/{running}/cancel", "user"),
+    Route("POST", "/campaigns/{campaign}/restart", "user"),
+    Route("POST", "/campaigns/{running}/pause", "user"),
+    Route("POST", "/campaigns/{running}/resume", "user"),
+    Route("POST", "/campaigns/{campaign}/media-upload", "user", files={"file": ("a.png", b"png", "image/png")}),
+    Route("DELETE", "/campaigns/{campaign}/media-upload", "user"),
+    Route("GET", "/campaigns/{running}/report", "user"),
+    Route("GET", "/campaigns/{running}/shippings", "user"),
+    Route("GET", "/campaigns/{running}/export?format=csv", "user"),
+    Route("GET", "/campaign-settings", "user"),
+    Route("POST", "/campaign-settings", "user", {"settings": {"messageInterval": 10}}),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -202,6 +220,8 @@ class World:
     a_contact_id: int = 0
     a_note_id: int = 0  # a note of Alpha's plain user on that ticket
     a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
+    a_campaign_id: int = 0  # a draft campaign of Alpha (its connection, its list)
+    a_running_id: int = 0  # a campaign of Alpha in progress
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -214,7 +234,8 @@ class World:
         return route.path.format(self=me, colleague=colleague, company=self.b_company_id, key=SETTING,
                                  queue=self.a_queue_id, option=self.a_option_id, own=own, quick=self.a_quick_id,
                                  ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id,
-                                 schedule=self.a_schedule_id, list=self.a_list_id, item=self.a_item_id)
+                                 schedule=self.a_schedule_id, list=self.a_list_id, item=self.a_item_id,
+                                 campaign=self.a_campaign_id, running=self.a_running_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
@@ -268,6 +289,16 @@ def _add_workspace(server: Server, company_id: int, user_id: int) -> dict[str, i
     }
 
 
+def _add_campaigns(server: Server, company_id: int, list_id: int) -> dict[str, int]:
+    whatsapp = server.sql("SELECT id FROM whatsapps WHERE company_id = %s ORDER BY id LIMIT 1", (company_id,))[0][0]
+    made = {}
+    for key, status in (("a_campaign_id", "INATIVA"), ("a_running_id", "EM_ANDAMENTO")):
+        made[key] = server.sql("INSERT INTO campaigns (company_id, name, status, whatsapp_id, contact_list_id, "
+                               "message1) VALUES (%s, 'Promo', %s, %s, %s, 'Olá') RETURNING id",
+                               (company_id, status, whatsapp, list_id))[0][0]
+    return made
+
+
 @pytest.fixture
 async def world(server: Server, api: Api) -> World:
     super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -298,6 +329,7 @@ async def world(server: Server, api: Api) -> World:
         b_queue_id=await trio.to_thread.run_sync(_add_queue, server, beta["id"], "B"),
         a_list_id=a_list_id, a_item_id=a_item_id,
         **workspace,
+        **await trio.to_thread.run_sync(_add_campaigns, server, alpha["id"], a_list_id),
     )
 
 
@@ -307,7 +339,8 @@ SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "a
                    "announcements", "helps", "chats", "chat_users", "chat_messages", "files", "files_options",
                    "plans", "invoices", "queue_options", "user_ratings",
                    "quick_messages", "ticket_notes", "schedules", "timers", "contact_lists", "contact_list_items",
-                   "contacts", "contact_custom_fields")
+                   "contacts", "contact_custom_fields", "campaigns", "campaign_shippings",
+                   "campaign_settings", "campaign_opt_outs")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
