@@ -78,6 +78,16 @@ def default_present(row: Row) -> dict[str, Any]:
             "pauseReason": row.get("pause_reason"), "companyId": row["company_id"]}
 
 
+def family_tokens(text: str, values: dict[str, str]) -> str:
+    """The family's single-brace campaign tokens (ticketz's campaign queue): `{nome}`, `{email}`, `{numero}`
+    and each campaign variable's `{key}`; after `render` has filled the `{{...}}` ones."""
+    if "{" not in text:
+        return text
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
 @attrs.frozen
 class Batch:
     """What one claim transaction did."""
@@ -215,12 +225,21 @@ class CampaignActor:
                         contact_name=contact["name"] or shipping["name"], contact_email=contact["email"] or "",
                         contact_number=contact["number"], custom_fields=fields, ticket_id=ticket_id, now=now,
                         zone=zone)}
-                    body = render(template, values)
-                wid = rows.wid_of(self.campaign_id, shipping["number"], shipping["attempts"])
-                ticket = {"company_id": self.company_id, "whatsapp_id": whatsapp_id, "id": ticket_id,
-                          "contact_id": contact["id"]}
-                message = routing_rows.insert_send(conn, ticket, wid=wid, body=body, media=media,
-                                                   sent_by="campaign")
+                    body = family_tokens(render(template, values), {
+                        "nome": contact["name"] or shipping["name"], "email": contact["email"] or "",
+                        "numero": contact["number"], **extra})
+                # a restarted failed send goes out again as the same message (WhatsApp replaces a failed
+                # send by its retry under the id); else a new outbox row under the derived id
+                message = rows.retry_message(conn, self.company_id, shipping["message_id"], body) \
+                    if shipping["message_id"] is not None else None
+                if message is None:
+                    wid = rows.wid_of(self.campaign_id, shipping["number"], shipping["attempts"])
+                    ticket = {"company_id": self.company_id, "whatsapp_id": whatsapp_id, "id": ticket_id,
+                              "contact_id": contact["id"]}
+                    message = routing_rows.insert_send(conn, ticket, wid=wid, body=body, media=media,
+                                                       sent_by="campaign")
+                wid = message["wid"]
+                ticket_id = message["ticket_id"]
                 rows.mark_sending(conn, shipping["id"], wid=wid, message_id=message["id"], contact_id=contact["id"],
                                   message=body)
                 sends.append((ticket_id, chat_of_contact(contact), message))

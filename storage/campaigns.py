@@ -28,8 +28,9 @@ def key(campaign_id: int) -> str:
 
 def wid_of(campaign_id: int, number: str, attempt: int = 1) -> str:
     """The WhatsApp id a campaign's message to `number` goes out with: "3EB0" + 18 hex digits, as whatsmeow's
-    ids look, derived from (campaign, number) — a resend after a crash is the same message. A restart of a
-    failed send (`attempt` > 1) is a new message, so a new id (the failed one never reached WhatsApp)."""
+    ids look, derived from (campaign, number) — a resend after a crash is the same message. A restarted failed
+    send reuses its outbox row (`retry_message`), so its id too; only when that row is gone (deleted with its
+    ticket) does a later attempt take a new id (`attempt` > 1), the first one's row having been removed."""
     seed = f"campaign:{campaign_id}:{number}" + (f":{attempt}" if attempt > 1 else "")
     return "3EB0" + hashlib.sha256(seed.encode()).hexdigest()[:18].upper()
 
@@ -219,6 +220,15 @@ def mark_sending(conn: psycopg.Connection[Row], shipping_id: int, *, wid: str, m
                  message: str) -> None:
     conn.execute(SHIPPING_SENDING, {"id": shipping_id, "wid": wid, "message_id": message_id,
                                     "contact_id": contact_id, "message": message})
+
+
+def retry_message(conn: psycopg.Connection[Row], company_id: int, message_id: int, body: str) -> Row | None:
+    """A restarted shipping's failed outbox row, pending again (same id, same ticket); None when it is gone
+    (or not failed)."""
+    return conn.execute(
+        "UPDATE messages SET status = 'pending', ack = 1, error = NULL, body = %(body)s, updated_at = now() "
+        "WHERE id = %(id)s AND company_id = %(company_id)s AND status = 'failed' RETURNING *",
+        {"id": message_id, "company_id": company_id, "body": body}).fetchone()
 
 
 def skip(conn: psycopg.Connection[Row], shipping_id: int, reason: str) -> None:
