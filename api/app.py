@@ -17,6 +17,7 @@ import trio
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from actors.campaigns import CampaignSupervisor
 from actors.scheduler import Scheduler
 from actors.session import SessionManager
 from actors.ticket import TicketRouter
@@ -64,6 +65,7 @@ class Deps:
     realtime: RealtimeServer | None = None
     presence: Presence | None = None  # who is online, by their sockets (None: no realtime server)
     scheduler: Scheduler | None = None  # durable timers (actors/scheduler.py)
+    campaigns: CampaignSupervisor | None = None  # runs campaigns; `nudge(company_id, campaign_id)` after a commit
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
     # the super admin's public files (logos, announcements' images), served at /public
     public_files: MediaStore = attrs.field(

@@ -29,7 +29,8 @@ import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-BENCHMARKS = ("ingest", "api", "memory", "fanout", "tags", "timers", "imports")  # fanout: when bench/fanout.py exists
+# fanout: when bench/fanout.py exists
+BENCHMARKS = ("ingest", "api", "memory", "fanout", "tags", "timers", "imports", "campaign")
 TIMEOUT = 600.0  # seconds per benchmark (quick mode takes under 2 minutes)
 
 

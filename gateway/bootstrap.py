@@ -36,6 +36,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
 
+from actors.campaigns import CampaignSupervisor
 from actors.number_check import NumberChecker
 from actors.scheduler import Scheduler
 from actors.schedules import ScheduledMessages
@@ -44,6 +45,7 @@ from actors.ticket import Presenters, TicketRouter
 from api import present, present_tickets, scheduled_messages
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
+from api.campaigns import present_campaign
 from api.contact_lists import present_item as present_list_item
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
 from api.presence import Presence
@@ -266,6 +268,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     # scheduled messages: their timers are sent through the conversations' actors
     scheduled = ScheduledMessages(db, tickets, broker, media, present=scheduled_messages.shown)
     tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
+    # campaigns: one actor per running campaign, its sends handed to the conversations' actors
+    campaigns = CampaignSupervisor(db, broker, scheduler, tickets, sessions, present=present_campaign)
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -286,6 +290,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("scheduler", scheduler.run, RestartPolicy.PERMANENT),
         ChildSpec("number-check", number_check.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
+        ChildSpec("campaigns", campaigns.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
         ChildSpec("presence", presence.run, RestartPolicy.PERMANENT),
@@ -299,10 +304,11 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime, presence=presence, public_files=public_files,
-                    scheduler=scheduler,
+                    scheduler=scheduler, campaigns=campaigns,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "scheduler": scheduler.stats(), "schedules": scheduled.stats(),
+                                    "campaigns": campaigns.stats(),
                                     "numberCheck": number_check.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import psycopg
 
+from storage import campaign_runs
 from storage.db import Database, Row
 from storage.errors import NotFound
 from storage.sql import load_queries
@@ -188,6 +189,7 @@ async def cancel(db: Database, company_id: int, campaign_id: int, *, now: dt.dat
             raise NotEditable("the campaign is finished already", row["status"])
         if row["status"] in CANCELLABLE:
             _set(conn, company_id, campaign_id, {"status": "CANCELADA", "paused_at": None, "pause_reason": None})
+            campaign_runs.stop_sending(conn, company_id, campaign_id)  # pending sends failed, timers gone
         return show_in(conn, company_id, campaign_id)
 
     return await db.run(work)
@@ -204,7 +206,7 @@ async def restart(db: Database, company_id: int, campaign_id: int, *, now: dt.da
                    else "message1" if not any(row[f"message{n}"] for n in range(1, 6)) else None)
         if missing is not None:
             raise NotEditable(f"the campaign cannot start without {missing}", row["status"])
-        requeued = conn.execute(Q.requeue_failed, {"id": campaign_id, "company_id": company_id}).rowcount
+        requeued = campaign_runs.requeue_unreached(conn, company_id, campaign_id)
         _set(conn, company_id, campaign_id, {"status": "EM_ANDAMENTO", "paused_at": None, "pause_reason": None,
                                              "completed_at": None, "started_at": row["started_at"] or now})
         return show_in(conn, company_id, campaign_id), requeued

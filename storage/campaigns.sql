@@ -67,11 +67,6 @@ FROM (SELECT id, media_path FROM campaigns WHERE id = %(id)s AND company_id = %(
 WHERE c.id = old.id
 RETURNING c.id, old.media_path AS replaced_media_path
 
--- name: requeue_failed
--- Restart: the contacts not reached are sent again (the failed; the queued wait as they were).
-UPDATE campaign_shippings SET state = 'queued', error = NULL, attempts = 0, updated_at = now()
-WHERE campaign_id = %(id)s AND company_id = %(company_id)s AND state = 'failed'
-
 -- name: owns_whatsapp
 SELECT 1 FROM whatsapps WHERE id = %(id)s AND company_id = %(company_id)s
 

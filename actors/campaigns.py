@@ -1,0 +1,585 @@
+"""Campaigns, run: one CampaignActor per running campaign under the CampaignSupervisor (issue 14).
+
+State is in rows (DESIGN §7b; storage/campaign_runs.py): a campaign's progress is its `campaign_shippings`, so an
+actor that starts — after a crash, a kill -9, a resume — continues where the rows say. The API writes the
+campaign's status and pause and calls `nudge(company_id, campaign_id)` after its commit.
+
+- Start: a PROGRAMADA campaign has a durable timer `campaign.start` (key `campaign:<id>`) at its
+  `scheduled_at`; its firing (or an EM_ANDAMENTO campaign with no shippings yet) runs ONE transaction that
+  completes the timer, sets EM_ANDAMENTO/`started_at` and writes one shipping per audience number
+  (`storage.campaign_runs.begin`).
+- Each send: ONE transaction (`_claim_work`) checks the campaign is EM_ANDAMENTO and not paused (holding its
+  row FOR SHARE: a cancel committed before means no claim), claims the next queued shipping(s)
+  (queued → sending), finds or creates the contact and its ticket, writes the outbox row (sent_by
+  'campaign', the body rendered for the contact, the file) under the WhatsApp id derived from (campaign,
+  number), and counts the connection's day. After the commit the send is handed to the conversation's
+  ticket actor (`TicketRouter.run_step`): it announces the message and flushes the outbox, in order with
+  the chat.
+- The shipping is `sent` once WhatsApp took the outbox row (its status 'sent'), `failed` with the reason
+  when the send failed: `settle` copies the message rows' answer onto the shippings, between claims.
+  Delivered/read are not copied: the report reads them from the messages (ack ≥ 3 / ≥ 4) by `message_id`.
+- Pacing (actors/automation/pacing.py): short waits are trio sleeps here; long ones (outside business
+  hours, the day's cap reached) are a durable timer `campaign.resume`, and the actor ends.
+- Pause: `paused_at` set (by a user, a disconnect, the breaker) → no claim; the actor ends (a disconnect's
+  actor stays and resumes the campaign itself when the session is CONNECTED again). Cancel: CANCELADA → no
+  claim. FINALIZADA once no shipping is queued or sending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import psycopg
+import trio
+
+from actors import routing
+from actors.automation import hours as business_hours
+from actors.automation import pacing
+from actors.automation.render import render, variables
+from actors.session import SessionManager
+from actors.ticket import RunStep, TicketRouter, chat_of_contact
+from gateway.broker import Broker
+from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
+from storage import campaign_runs as rows
+from storage import routing as routing_rows
+from storage import timers
+from storage.db import Database, Row
+from storage.errors import DB_AWAY
+
+log = logging.getLogger("zapgate.campaigns")
+
+BATCH = 50  # shippings claimed per transaction with pacing off
+WINDOW = 200  # claimed sends not yet answered by WhatsApp, at most (pacing off)
+SETTINGS_TTL = 5.0  # seconds the campaign settings are kept
+PROGRESS_EVERY = 1.0  # seconds between two progress events
+CONNECTION_POLL = 0.5  # seconds between two looks at a down connection's session
+SETTLE_POLL = 0.05  # seconds between two settles while waiting for WhatsApp's answers
+ACTOR_BUDGET = (5, 60.0)
+RETRY_INITIAL, RETRY_MAX = 0.2, 5.0
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def default_present(row: Row) -> dict[str, Any]:
+    """A minimal campaign as the API shows it (until bootstrap injects api.campaigns.present_campaign)."""
+    def iso(value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.datetime) else value
+    return {"id": row["id"], "name": row["name"], "status": row["status"], "whatsappId": row["whatsapp_id"],
+            "contactListId": row["contact_list_id"], "tagId": row["tag_id"],
+            "scheduledAt": iso(row["scheduled_at"]), "startedAt": iso(row.get("started_at")),
+            "completedAt": iso(row["completed_at"]), "pausedAt": iso(row.get("paused_at")),
+            "pauseReason": row.get("pause_reason"), "companyId": row["company_id"]}
+
+
+def family_tokens(text: str, values: dict[str, str]) -> str:
+    """The family's single-brace campaign tokens (ticketz's campaign queue): `{nome}`, `{email}`, `{numero}`
+    and each campaign variable's `{key}`; after `render` has filled the `{{...}}` ones."""
+    if "{" not in text:
+        return text
+    for name, value in values.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+@attrs.frozen
+class Batch:
+    """What one claim transaction did."""
+
+    campaign: Row | None
+    sends: tuple[tuple[int, str, Row], ...] = ()  # (ticket id, chat, outbox row)
+    skipped: int = 0
+
+
+class CampaignActor:
+    """Runs one campaign until it is done, paused, cancelled or waiting for a durable timer."""
+
+    def __init__(self, supervisor: CampaignSupervisor, company_id: int, campaign_id: int) -> None:
+        self.sup = supervisor
+        self.company_id = company_id
+        self.campaign_id = campaign_id
+        self.wake = trio.Event()
+        self.failures_in_row = 0
+        self.in_flight = 0
+        self._settings: tuple[float, pacing.Settings] | None = None
+        self._pacer: pacing.Pacer | None = None
+        self._progress_at = -1e9
+
+    # ── the run ──
+
+    async def run(self, *, task_status: trio.TaskStatus[CampaignActor] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started(self)
+        await self._run()
+
+    async def _run(self) -> None:
+        sup = self.sup
+        campaign, changed = await self._db(lambda conn: rows.begin(conn, self.company_id, self.campaign_id,
+                                                                   sup.clock()))
+        if campaign is None:
+            return
+        if changed:
+            self._announce(campaign)
+        if campaign["status"] != "EM_ANDAMENTO":
+            return
+        await self._resend_in_flight()
+        while True:
+            settings = await self._settings_now()
+            await self._settle(settings)
+            campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
+            if campaign is None or campaign["status"] != "EM_ANDAMENTO":
+                self._announce_progress(force=True)
+                return
+            if campaign["paused_at"] is not None:
+                if campaign["pause_reason"] == rows.CONNECTION_DOWN:
+                    if not await self._wait_for_connection(campaign):
+                        return
+                    continue
+                return  # a user's pause, the breaker: resumed by the API's nudge
+            whatsapp_id = campaign["whatsapp_id"]
+            session = sup.sessions.lookup(whatsapp_id) if whatsapp_id is not None else None
+            if whatsapp_id is None:
+                await self._pause("the campaign has no connection")
+                return
+            if session is None or session.status != "CONNECTED":
+                await self._pause(rows.CONNECTION_DOWN)
+                continue
+            if settings.pacing:
+                if not await self._gate(settings, whatsapp_id):
+                    return  # a durable timer resumes it
+                assert self._pacer is not None
+                await self._pacer.wait_turn()
+            elif self.in_flight >= WINDOW:
+                await self._sleep(SETTLE_POLL)
+                continue
+            batch = await self._db(self._claim_work(settings, 1 if settings.pacing else BATCH))
+            if batch.campaign is None or batch.campaign["status"] != "EM_ANDAMENTO" \
+                    or batch.campaign["paused_at"] is not None:
+                continue  # seen at the top of the loop
+            if not batch.sends and not batch.skipped:
+                if await self._finish_when_answered(settings, whatsapp_id):
+                    return
+                continue
+            sup.claimed += len(batch.sends)
+            self.in_flight += len(batch.sends)
+            for ticket_id, chat, message in batch.sends:
+                await self._hand_over(whatsapp_id, chat, ticket_id, message)
+            self._announce_progress()
+
+    async def _hand_over(self, whatsapp_id: int, chat: str, ticket_id: int, message: Row) -> None:
+        outcome = routing.Outcome(ticket_id, (message,))
+        await self.sup.tickets.run_step(self.company_id, whatsapp_id, chat, RunStep(lambda conn: outcome))
+
+    async def _resend_in_flight(self) -> None:
+        """Sends claimed by an earlier run and not answered yet: handed to their conversations again (their
+        outbox rows are pending under the same id: WhatsApp keeps one)."""
+        found = await self._db(lambda conn: (rows.release_unwritten(conn, self.company_id, self.campaign_id),
+                                             rows.sending(conn, self.company_id, self.campaign_id))[1])
+        campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
+        if campaign is None or campaign["whatsapp_id"] is None:
+            return
+        self.in_flight = len(found)
+        for row in found:
+            if row["message_status"] == "pending":
+                chat = chat_of_contact({"is_group": False, "number": row["number"], "lid": None})
+                message = await self._db(lambda conn, row=row: conn.execute(
+                    "SELECT * FROM messages WHERE id = %(id)s AND company_id = %(c)s",
+                    {"id": row["message_id"], "c": self.company_id}).fetchone())
+                if message is not None:
+                    await self._hand_over(campaign["whatsapp_id"], chat, row["ticket_id"], message)
+
+    def _claim_work(self, settings: pacing.Settings, limit: int) -> Callable[[psycopg.Connection[Row]], Batch]:
+        clock = self.sup.clock
+
+        def work(conn: psycopg.Connection[Row]) -> Batch:
+            campaign, claimed = rows.claim(conn, self.company_id, self.campaign_id, limit)
+            if not claimed or campaign is None:
+                return Batch(campaign)
+            now = clock()
+            whatsapp_id = campaign["whatsapp_id"]
+            zone_name = routing_rows.read_settings(conn, self.company_id, ("timezone",)).get("timezone")
+            zone = routing.zone_of(zone_name)
+            media = routing.media_of((campaign["media_path"], campaign["media_name"] or "")) \
+                if campaign["media_path"] else None
+            extra = settings.extra_values
+            sends: list[tuple[int, str, Row]] = []
+            skipped = 0
+            for shipping in claimed:
+                contact = rows.contact_for(conn, self.company_id, shipping["number"], shipping["name"])
+                if contact["opted_out_at"] is not None:
+                    rows.skip(conn, shipping["id"], "opted out")
+                    skipped += 1
+                    continue
+                ticket_id = rows.ticket_for(conn, self.company_id, contact["id"], whatsapp_id)
+                template = campaign[f"message{shipping['variant']}"] or ""
+                body = template
+                if "{" in template:
+                    fields = routing_rows.custom_fields(conn, self.company_id, contact["id"]) \
+                        if "{{" in template else {}
+                    values = {**extra, **variables(
+                        contact_name=contact["name"] or shipping["name"], contact_email=contact["email"] or "",
+                        contact_number=contact["number"], custom_fields=fields, ticket_id=ticket_id, now=now,
+                        zone=zone)}
+                    body = family_tokens(render(template, values), {
+                        "nome": contact["name"] or shipping["name"], "email": contact["email"] or "",
+                        "numero": contact["number"], **extra})
+                # a restarted failed send goes out again as the same message (WhatsApp replaces a failed
+                # send by its retry under the id); else a new outbox row under the derived id
+                message = rows.retry_message(conn, self.company_id, shipping["message_id"], body) \
+                    if shipping["message_id"] is not None else None
+                if message is None:
+                    wid = rows.wid_of(self.campaign_id, shipping["number"], shipping["attempts"])
+                    ticket = {"company_id": self.company_id, "whatsapp_id": whatsapp_id, "id": ticket_id,
+                              "contact_id": contact["id"]}
+                    message = routing_rows.insert_send(conn, ticket, wid=wid, body=body, media=media,
+                                                       sent_by="campaign")
+                wid = message["wid"]
+                ticket_id = message["ticket_id"]
+                rows.mark_sending(conn, shipping["id"], wid=wid, message_id=message["id"], contact_id=contact["id"],
+                                  message=body)
+                sends.append((ticket_id, chat_of_contact(contact), message))
+            rows.count_send(conn, self.company_id, whatsapp_id, now.astimezone(zone).date(), len(sends))
+            return Batch(campaign, tuple(sends), skipped)
+
+        return work
+
+    # ── answers, the breaker, the end ──
+
+    async def _settle(self, settings: pacing.Settings) -> None:
+        settled = await self._db(lambda conn: rows.settle(conn, self.company_id, self.campaign_id))
+        if not settled:
+            return
+        self.in_flight = max(0, self.in_flight - len(settled))
+        last_error = ""
+        for row in settled:
+            if row["state"] == "sent":
+                self.sup.sent += 1
+                self.failures_in_row = 0
+            else:
+                self.sup.failed += 1
+                self.failures_in_row += 1
+                last_error = row["error"] or ""
+        if self.failures_in_row >= settings.breaker_failures:
+            self.sup.breaker_trips += 1
+            reason = f"circuit breaker: {self.failures_in_row} sends failed in a row ({last_error})"[:500]
+            self.failures_in_row = 0
+            if await self._pause(reason):
+                self.sup.broker.publish(self.company_id, f"company-{self.company_id}-campaign", {
+                    "action": "breaker", "campaignId": self.campaign_id, "reason": reason, "to": "admin"})
+                log.warning("campaign paused by its circuit breaker", extra={"fields": {
+                    "company_id": self.company_id, "campaign_id": self.campaign_id, "reason": reason}})
+
+    async def _finish_when_answered(self, settings: pacing.Settings, whatsapp_id: int) -> bool:
+        """No shipping queued: wait for the sends in flight to be answered, then FINALIZADA. False: go on
+        (something was queued again, or the campaign changed)."""
+        while True:
+            finished = await self._db(lambda conn: rows.finish(conn, self.company_id, self.campaign_id,
+                                                               self.sup.clock()))
+            if finished is not None:
+                self._announce(finished)
+                self._announce_progress(force=True)
+                return True
+            await self._sleep(SETTLE_POLL)
+            await self._settle(settings)
+            state = await self._db(lambda conn: conn.execute(
+                "SELECT c.status, c.paused_at, EXISTS (SELECT 1 FROM campaign_shippings s WHERE s.campaign_id = c.id "
+                "AND s.state = 'queued') AS queued FROM campaigns c WHERE c.id = %(id)s AND c.company_id = %(c)s",
+                {"id": self.campaign_id, "c": self.company_id}).fetchone())
+            if state is None or state["status"] != "EM_ANDAMENTO" or state["paused_at"] is not None or state["queued"]:
+                return False
+            session = self.sup.sessions.lookup(whatsapp_id)
+            if session is None or session.status != "CONNECTED":
+                return False
+            self._announce_progress()
+
+    # ── pauses ──
+
+    async def _pause(self, reason: str) -> bool:
+        row = await self._db(lambda conn: rows.pause(conn, self.company_id, self.campaign_id, reason,
+                                                     self.sup.clock()))
+        if row is not None:
+            self.sup.pauses += 1
+            self._announce(row)
+            log.info("campaign paused", extra={"fields": {"company_id": self.company_id,
+                                                          "campaign_id": self.campaign_id, "reason": reason}})
+        return row is not None
+
+    async def _wait_for_connection(self, campaign: Row) -> bool:
+        """Paused because the connection is down: resume it when the session is CONNECTED again. False when it
+        ended otherwise (cancelled, resumed or paused again by someone else: the loop sees it)."""
+        whatsapp_id = campaign["whatsapp_id"]
+        while True:
+            session = self.sup.sessions.lookup(whatsapp_id) if whatsapp_id is not None else None
+            if session is not None and session.status == "CONNECTED":
+                row = await self._db(lambda conn: rows.resume(conn, self.company_id, self.campaign_id,
+                                                              rows.CONNECTION_DOWN))
+                if row is not None:
+                    self.sup.resumes += 1
+                    self._announce(row)
+                return True
+            await self._sleep(CONNECTION_POLL)
+            current = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
+            if current is None or current["status"] != "EM_ANDAMENTO" or current["paused_at"] is None \
+                    or current["pause_reason"] != rows.CONNECTION_DOWN:
+                return True
+
+    async def _gate(self, settings: pacing.Settings, whatsapp_id: int) -> bool:
+        """Long waits: outside business hours, the day's cap. False: a `campaign.resume` timer was armed."""
+        now = self.sup.clock()
+
+        def read(conn: psycopg.Connection[Row]) -> tuple[str | None, Any, int, int]:
+            zone_name, raw_hours = rows.zone_and_hours(conn, self.company_id)
+            zone = routing.zone_of(zone_name)
+            sent_today, day_number = rows.send_day(conn, self.company_id, whatsapp_id, now.astimezone(zone).date())
+            return zone_name, raw_hours, sent_today, day_number
+
+        zone_name, raw_hours, sent_today, day_number = await self._db(read)
+        zone = routing.zone_of(zone_name)
+        hours = None
+        if settings.business_hours_only:
+            try:
+                hours = business_hours.parse_schedule(raw_hours, zone.key)
+            except ValueError:
+                hours = None
+        decided = pacing.gate(settings, now=now, zone=zone, sent_today=sent_today, day_number=day_number,
+                              hours=hours)
+        if decided.open:
+            return True
+        until = decided.until or now + dt.timedelta(hours=1)
+        await self._db(lambda conn: timers.schedule(conn, company_id=self.company_id, kind=rows.RESUME_KIND,
+                                                    key=rows.key(self.campaign_id), due_at=until,
+                                                    payload=rows.payload_of(self.campaign_id)))
+        self.sup.scheduler.nudge(until)
+        self.sup.waits += 1
+        log.info("campaign waits", extra={"fields": {"company_id": self.company_id, "campaign_id": self.campaign_id,
+                                                     "reason": decided.reason, "until": until.isoformat()}})
+        return False
+
+    # ── plumbing ──
+
+    async def _settings_now(self) -> pacing.Settings:
+        now = trio.current_time()
+        if self._settings is None or now - self._settings[0] > SETTINGS_TTL:
+            raw = await self._db(lambda conn: rows.settings(conn, self.company_id))
+            self._settings = (now, pacing.settings_of(raw))
+            if self._pacer is None:
+                self._pacer = pacing.Pacer(self._settings[1], self.sup.rng)
+            else:
+                self._pacer.settings = self._settings[1]
+        return self._settings[1]
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, or less when nudged (a pause, a cancel, new settings)."""
+        with trio.move_on_after(seconds):
+            await self.wake.wait()
+        if self.wake.is_set():
+            self.wake = trio.Event()
+            self._settings = None
+
+    async def _db(self, work: Callable[[psycopg.Connection[Row]], Any]) -> Any:
+        """One transaction; an outage is waited out (every step here may run twice)."""
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                return await self.sup.db.run(work)
+            except DB_AWAY as error:
+                self.sup.db_waits += 1
+                log.warning("campaign waits for the database", extra={"fields": {
+                    "campaign_id": self.campaign_id, "reason": str(error)[:200]}})
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+
+    def _announce(self, row: Row) -> None:
+        self.sup.broker.publish(self.company_id, f"company-{self.company_id}-campaign",
+                                {"action": "update", "record": self.sup.present(row)})
+
+    def _announce_progress(self, *, force: bool = False) -> None:
+        now = trio.current_time()
+        if not force and now - self._progress_at < PROGRESS_EVERY:
+            return
+        self._progress_at = now
+        self.sup.progress_due(self)
+
+
+class CampaignSupervisor:
+    """The campaign actors' supervisor (a child of the root, after the tickets): one actor per running
+    campaign; `nudge` after the API's commits; the handler of the `campaign.start`/`campaign.resume` timers."""
+
+    def __init__(self, db: Database, broker: Broker, scheduler: Any, tickets: TicketRouter,
+                 sessions: SessionManager, present: Callable[[Row], dict[str, Any]] = default_present, *,
+                 clock: Callable[[], dt.datetime] = utc_now, rng: random.Random | None = None) -> None:
+        self.db = db
+        self.broker = broker
+        self.scheduler = scheduler
+        self.tickets = tickets
+        self.sessions = sessions
+        self.present = present
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.actors: dict[int, CampaignActor] = {}
+        self._supervisor: SupervisorHandle | None = None
+        self._nursery: trio.Nursery | None = None
+        self._registered = False
+        self._spawned = 0
+        self._progress: dict[int, CampaignActor] = {}
+        self._progress_wake = trio.Event()
+        # figures for /health
+        self.claimed = self.sent = self.failed = 0
+        self.pauses = self.resumes = self.breaker_trips = self.waits = self.db_waits = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[CampaignSupervisor] = trio.TASK_STATUS_IGNORED) -> None:
+        supervisor = Supervisor("campaigns", max_restarts=100, max_seconds=60, shutdown_timeout=5)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._supervisor = await nursery.start(supervisor.run)
+            nursery.start_soon(self._publish_progress)
+            if not self._registered and self.scheduler is not None:
+                self.scheduler.register(rows.START_KIND, self.timers_due)
+                self.scheduler.register(rows.RESUME_KIND, self.timers_due)
+                self._registered = True
+            try:
+                task_status.started(self)
+                await self._start_all()
+                await trio.sleep_forever()
+            finally:
+                self._supervisor = None
+                self._nursery = None
+                self.actors.clear()
+
+    async def _start_all(self) -> None:
+        """At start: every running campaign continues (not those a user or the breaker paused); every scheduled
+        one has its timer."""
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                found = await self.db.run(rows.runnable)
+                break
+            except DB_AWAY:
+                await trio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+        for row in found:
+            await self._look(row["company_id"], row["id"])
+
+    # ── the API's side ──
+
+    def nudge(self, company_id: int, campaign_id: int) -> None:
+        """After a commit that changed a campaign (status, pause, schedule, settings): look at it again."""
+        actor = self.actors.get(campaign_id)
+        if actor is not None:
+            actor.wake.set()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._look_safely, company_id, campaign_id)
+
+    async def _look_safely(self, company_id: int, campaign_id: int) -> None:
+        try:
+            await self._look(company_id, campaign_id)
+        except DB_AWAY as error:  # the next start (or nudge) looks again
+            log.warning("campaign not looked at", extra={"fields": {"campaign_id": campaign_id,
+                                                                     "reason": str(error)[:200]}})
+
+    async def _look(self, company_id: int, campaign_id: int) -> None:
+        """Start its actor, or arm / move / drop its start timer, as its row says."""
+        def work(conn: psycopg.Connection[Row]) -> tuple[str, dt.datetime | None]:
+            row = rows.read(conn, company_id, campaign_id)
+            if row is None or row["status"] not in ("PROGRAMADA", "EM_ANDAMENTO"):
+                timers.cancel(conn, company_id=company_id, kind=rows.START_KIND, key=rows.key(campaign_id))
+                return "nothing", None
+            if row["status"] == "PROGRAMADA":
+                due = row["scheduled_at"] or self.clock()
+                live = timers.live(conn, company_id=company_id, kind=rows.START_KIND, key=rows.key(campaign_id))
+                if live is None or live.due_at != due:
+                    timers.schedule(conn, company_id=company_id, kind=rows.START_KIND, key=rows.key(campaign_id),
+                                    due_at=due, payload=rows.payload_of(campaign_id))
+                return "armed", due
+            timers.cancel(conn, company_id=company_id, kind=rows.START_KIND, key=rows.key(campaign_id))
+            if row["paused_at"] is not None and row["pause_reason"] != rows.CONNECTION_DOWN:
+                return "paused", None
+            return "run", None
+
+        what, due = await self.db.run(work)
+        if what == "armed" and due is not None and self.scheduler is not None:
+            self.scheduler.nudge(due)
+        elif what == "run":
+            await self._spawn(company_id, campaign_id)
+
+    async def timers_due(self, due: list[timers.Timer]) -> None:
+        """`campaign.start`: make it EM_ANDAMENTO (with its shippings) in the transaction completing the
+        timer; `campaign.resume`: complete it and run the actor again (it re-decides its pacing)."""
+        for timer in due:
+            campaign_id = int(timer.payload.get("campaign_id") or 0)
+
+            def work(conn: psycopg.Connection[Row], timer: timers.Timer = timer,
+                     campaign_id: int = campaign_id) -> tuple[bool, Row | None]:
+                if not timers.complete(conn, timer):
+                    return False, None
+                if timer.kind == rows.START_KIND:
+                    row, changed = rows.begin(conn, timer.company_id, campaign_id, self.clock())
+                    return True, row if changed else None
+                return True, None
+
+            go, started = await self.db.run(work)
+            if started is not None:
+                self.broker.publish(timer.company_id, f"company-{timer.company_id}-campaign",
+                                    {"action": "update", "record": self.present(started)})
+            if go:
+                await self._look(timer.company_id, campaign_id)
+
+    # ── the actors ──
+
+    async def _spawn(self, company_id: int, campaign_id: int) -> None:
+        if self._supervisor is None:
+            return
+        actor = self.actors.get(campaign_id)
+        if actor is not None:
+            actor.wake.set()
+            return
+        actor = CampaignActor(self, company_id, campaign_id)
+        self.actors[campaign_id] = actor
+        self._spawned += 1
+        max_restarts, max_seconds = ACTOR_BUDGET
+        try:
+            await self._supervisor.start_child(ChildSpec(
+                ("campaign", campaign_id, self._spawned), actor.run, RestartPolicy.TRANSIENT, shutdown=2.0,
+                max_restarts=max_restarts, max_seconds=max_seconds, on_exit=lambda: self._ended(actor)))
+        except Exception:
+            if self.actors.get(campaign_id) is actor:
+                del self.actors[campaign_id]
+            raise
+
+    def _ended(self, actor: CampaignActor) -> None:
+        if self.actors.get(actor.campaign_id) is actor:
+            del self.actors[actor.campaign_id]
+
+    def progress_due(self, actor: CampaignActor) -> None:
+        self._progress[actor.campaign_id] = actor
+        self._progress_wake.set()
+
+    async def _publish_progress(self) -> None:
+        """The progress events, off the actors' path: one counts query per campaign, at most every second."""
+        while True:
+            await self._progress_wake.wait()
+            self._progress_wake = trio.Event()
+            due, self._progress = self._progress, {}
+            for campaign_id, actor in due.items():
+                try:
+                    counts = await self.db.run(lambda conn, actor=actor: rows.counts(conn, actor.company_id,
+                                                                                     actor.campaign_id))
+                except DB_AWAY:
+                    continue
+                counts.pop("sending", None)
+                self.broker.publish(actor.company_id, f"company-{actor.company_id}-campaign",
+                                    {"action": "progress", "campaignId": campaign_id, "counts": counts})
+            await trio.sleep(PROGRESS_EVERY / 4)
+
+    def stats(self) -> dict[str, Any]:
+        supervisor = self._supervisor.stats() if self._supervisor is not None else {}
+        return {"running": len(self.actors), "spawned": self._spawned, "claimed": self.claimed, "sent": self.sent,
+                "failed": self.failed, "pauses": self.pauses, "resumes": self.resumes,
+                "breakerTrips": self.breaker_trips, "waits": self.waits, "dbWaits": self.db_waits,
+                "restartsTotal": supervisor.get("restarts_total", 0),
+                "givenUpTotal": supervisor.get("given_up_total", 0)}

@@ -1,0 +1,72 @@
+"""A 300-contact campaign survives two kill -9s mid-run (issue 14's acceptance): every contact receives it
+exactly once — counted from the sandbox outbox, which survives the kills as WhatsApp's servers would — and
+it ends FINALIZADA with its shippings matching the outbox.
+
+The campaign is written by SQL (the campaigns API is built beside this), before a start: the supervisor finds
+running campaigns when it starts. Pacing is on with a 10 ms interval: with pacing off the 300 sends finish
+in about a second here, too fast to be killed mid-run reliably (the claim, the outbox and the kill are the
+same either way)."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import wait_until
+from tests.e2e.test_routing_restart import _connected, _env, _login, _sql, _start, free_port
+
+CONTACTS = [f"55119{index:08d}" for index in range(300)]
+
+
+def _sent(client: httpx.Client, wid: int) -> list[dict[str, Any]]:
+    return [item for item in client.get(f"/sandbox/{wid}/outbox").json() if item["ack"] != "failed"]
+
+
+def _kill(process: Any) -> None:
+    process.proc.send_signal(signal.SIGKILL)
+    process.proc.wait(10)
+
+
+def test_three_hundred_contacts_exactly_once_across_two_kills(zapgate, external_db_env) -> None:
+    env, port, db = _env(external_db_env), free_port(), external_db_env["DATABASE_URL"]
+    first = _start(zapgate, env, port)
+    client = _login(first.url)
+    wid = _connected(client)
+    [(list_id,)] = _sql(db, "INSERT INTO contact_lists (company_id, name) VALUES (1, 'all') RETURNING id")
+    with_items = "INSERT INTO contact_list_items (company_id, contact_list_id, name, number) " \
+                 "SELECT 1, %s, 'Cliente ' || n, n FROM unnest(%s::text[]) AS n"
+    _sql(db, with_items, (list_id, CONTACTS))
+    for key, value in (("messageInterval", "0.01"), ("intervalJitter", "0"), ("longerIntervalAfter", "0")):
+        _sql(db, "INSERT INTO campaign_settings (company_id, key, value) VALUES (1, %s, %s)", (key, value))
+    [(campaign_id,)] = _sql(db, "INSERT INTO campaigns (company_id, name, status, whatsapp_id, contact_list_id, "
+                                "message1, message2) VALUES (1, 'Black Friday', 'EM_ANDAMENTO', %s, %s, "
+                                "'Oi {{firstname}}!', 'Olá {{name}}!') RETURNING id", (wid, list_id))
+    _kill(first)  # not nudged: the next start finds it running
+
+    second = _start(zapgate, env, port)
+    client = _login(second.url)
+    wait_until(lambda: len(_sent(client, wid)) >= 60, timeout=60, what="60 sends")
+    _kill(second)
+
+    third = _start(zapgate, env, port)
+    client = _login(third.url)
+    before = len(_sent(client, wid))
+    assert before < 300  # killed mid-run
+    wait_until(lambda: len(_sent(client, wid)) >= min(300, before + 80), timeout=60, what="80 more sends")
+    _kill(third)
+    assert _sql(db, "SELECT count(*) FROM campaign_shippings WHERE state = 'queued'")[0][0] > 0  # mid-run again
+
+    fourth = _start(zapgate, env, port)
+    client = _login(fourth.url)
+    wait_until(lambda: _sql(db, "SELECT status FROM campaigns WHERE id = %s", (campaign_id,)) == [("FINALIZADA",)],
+               timeout=90, what="FINALIZADA")
+    sent = _sent(client, wid)
+    assert len(sent) == 300
+    print("resends WhatsApp kept once:", sum(item["duplicates"] for item in sent))
+    assert sorted(item["to"].split("@")[0] for item in sent) == CONTACTS  # one entry per number
+    assert _sql(db, "SELECT state, count(*) FROM campaign_shippings WHERE campaign_id = %s GROUP BY 1",
+                (campaign_id,)) == [("sent", 300)]
+    assert _sql(db, "SELECT count(*) FROM messages WHERE sent_by = 'campaign' AND status = 'sent'") == [(300,)]
+    assert fourth.terminate() == 0
