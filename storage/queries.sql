@@ -940,8 +940,8 @@ fields AS (
 SELECT count(*) FILTER (WHERE inserted) AS created, count(*) FILTER (WHERE NOT inserted) AS merged FROM upserted
 
 -- name: contact_export
--- The next slice of the company's contacts for an export (keyset on id), with their custom fields as
--- [{name, value}]; groups are left out (they are no phone numbers), as ticketz's export leaves them.
+-- The next slice of the company's contacts for an export (keyset on id), with their custom fields as a list
+-- of name and value pairs; groups are left out (they are no phone numbers), as ticketz's export leaves them.
 SELECT c.id, c.name, c.number, c.email,
        coalesce((SELECT json_agg(json_build_object('name', f.name, 'value', f.value) ORDER BY f.id)
                  FROM contact_custom_fields f
