@@ -136,6 +136,12 @@ class World:
                                                      "contactId": self.new_contact(),
                                                      "sendAt": future_send_at()}).json()["id"]
 
+    def new_campaign(self) -> int:
+        """A draft campaign to the world's contact list on the world's connection."""
+        return self.call("POST", "/campaigns", json={
+            "name": f"Fresh campaign {next(self.numbers)}", "whatsappId": self.ids["whatsapp"],
+            "contactListId": self.ids["contact-lists"], "message1": "Olá {{name}}"}).json()["id"]
+
     def fresh(self, resource: str) -> Any:
         """A new resource of the kind a path segment names (its id; a ticket's id for `messages`)."""
         if resource in ("tickets", "messages"):
@@ -147,7 +153,8 @@ class World:
         return {"contacts": self.new_contact, "queue": self.new_queue, "users": self.new_user, "tags": self.new_tag,
                 "chats": self.new_chat, "queue-options": self.new_option, "quick-messages": self.new_quick_message,
                 "ticket-notes": self.new_ticket_note, "contact-lists": self.new_contact_list,
-                "contact-list-items": self.new_contact_list_item, "schedules": self.new_schedule}[resource]()
+                "contact-list-items": self.new_contact_list_item, "schedules": self.new_schedule,
+                "campaigns": self.new_campaign}[resource]()
 
 
 @pytest.fixture(scope="module")
@@ -192,4 +199,5 @@ def world(live: Process) -> Iterator[World]:
         world.ids["ticket-notes"] = world.new_ticket_note()
         world.ids["contact-lists"] = world.new_contact_list()
         world.ids["schedules"] = world.new_schedule()
+        world.ids["campaigns"] = world.new_campaign()
         yield world
