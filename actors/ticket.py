@@ -690,7 +690,17 @@ class TicketActor:
         pending = await db.fetch_all(db.q.outbox_pending_for_ticket, {"ticket_id": ticket_id})
         for row in pending:
             command = await self._command_for(row)
+            # A campaign's send is marked in flight, then checked still pending: a cancel that committed before
+            # the check failed it (skipped here); one that commits after waits for the flight to end before it
+            # answers (TicketRouter.settled). So no campaign send leaves after its cancel was answered.
+            guarded = row.get("sent_by") == "campaign"
+            if guarded:
+                router.in_flight[row["id"]] = trio.Event()
             try:
+                if guarded:
+                    still = await db.fetch_one("SELECT status FROM messages WHERE id = %(id)s", {"id": row["id"]})
+                    if still is None or still["status"] != "pending":
+                        continue
                 sent = await session.send(command)
             except wa.SendFailed as failure:
                 updated = await db.fetch_one(db.q.outbox_failed, {"id": row["id"], "error": failure.reason[:500]})
@@ -701,6 +711,9 @@ class TicketActor:
                 # pending, and a resend after a restart goes out under the same id: WhatsApp keeps one)
                 updated = await self._while_unavailable(lambda row=row, sent=sent: db.fetch_one(
                     db.q.outbox_sent, {"id": row["id"], "wid": sent.id, "at": sent.timestamp}))
+            finally:
+                if guarded:
+                    router.in_flight.pop(row["id"]).set()
             if updated is not None:
                 shown = await conversations.show_message(db, self.company_id, updated["id"])
                 ticket = self.ticket if self.ticket and self.ticket["id"] == ticket_id else \
@@ -798,6 +811,19 @@ class TicketRouter:
     # scheduler once the conversations run, as the ticket kinds are (kind → handler; set by bootstrap)
     timer_kinds: dict[str, Any] = attrs.field(factory=dict)
     _profiles: dict[tuple[int, int], tuple[float, RoutingProfile]] = attrs.field(factory=dict)
+    # campaign messages being handed to WhatsApp now (by id), each with the event set when its flight ends
+    in_flight: dict[int, trio.Event] = attrs.field(factory=dict)
+
+    async def settled(self, message_ids: set[int], patience: float = 10.0) -> bool:
+        """Wait until none of `message_ids` is being handed to WhatsApp (a cancel answers after that); False
+        if some still were when `patience` ran out."""
+        with trio.move_on_after(patience):
+            for message_id in message_ids:
+                flight = self.in_flight.get(message_id)
+                if flight is not None:
+                    await flight.wait()
+            return True
+        return False
 
     async def run(self, *, task_status: trio.TaskStatus[TicketRouter] = trio.TASK_STATUS_IGNORED) -> None:
         # Ticket actors have restart budgets of their own (RESTART_BUDGET): this one counts only for bugs

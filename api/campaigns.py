@@ -29,6 +29,7 @@ After every change the campaign core is nudged (`deps.campaigns.nudge(company_id
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -49,6 +50,7 @@ from storage import campaigns, schedules
 from storage.db import Row
 
 blueprint = Blueprint("campaigns", __name__)
+log = logging.getLogger("zapgate.campaigns")
 
 PAGE_SIZE = 20  # ticketz's
 SHIPPINGS_PAGE = 50
@@ -285,8 +287,12 @@ async def cancel_campaign(campaign_id: str) -> Response:
         row = await campaigns.cancel(deps.db, principal.company_id, path_id(campaign_id, "campaign"), now=utc_now())
     except campaigns.NotEditable as error:
         raise _not_editable(error) from None
+    # the sends already being handed to WhatsApp finish first: after this answer, none leaves
+    flying = await campaigns.in_flight_messages(deps.db, principal.company_id, row["id"])
+    if flying and not await deps.tickets.settled(flying):
+        log.warning("campaign cancelled with sends still in flight", extra={"fields": {"campaign_id": row["id"]}})
     _changed(deps, principal.company_id, row)
-    return Response(status=204)  # ticketz answers 204
+    return Response("", status=204)  # ticketz answers 204
 
 
 @blueprint.post("/campaigns/<campaign_id>/restart")
@@ -298,7 +304,7 @@ async def restart_campaign(campaign_id: str) -> Response:
     except campaigns.NotEditable as error:
         raise _not_editable(error) from None
     _changed(deps, principal.company_id, row)
-    return Response(status=204)
+    return Response("", status=204)
 
 
 @blueprint.post("/campaigns/<campaign_id>/pause")

@@ -359,3 +359,12 @@ def opt_out(conn: psycopg.Connection[Row], company_id: int, *, contact_id: int, 
     conn.execute(Q.contact_opt_out, {"company_id": company_id, "contact_id": contact_id, "number": number, "at": at})
     conn.execute(Q.skip_opted_out, {"company_id": company_id, "number": number})
     return first
+
+
+async def in_flight_messages(db: Database, company_id: int, campaign_id: int) -> set[int]:
+    """The outbox rows of the campaign's shippings that were being sent (state 'sending'): what a cancel
+    waits for before it answers."""
+    rows = await db.fetch_all("SELECT message_id FROM campaign_shippings WHERE campaign_id = %(id)s "
+                              "AND company_id = %(company_id)s AND state = 'sending' AND message_id IS NOT NULL",
+                              {"id": campaign_id, "company_id": company_id})
+    return {row["message_id"] for row in rows}
