@@ -173,7 +173,8 @@ class CampaignActor:
 
     async def _hand_over(self, whatsapp_id: int, chat: str, ticket_id: int, message: Row) -> None:
         outcome = routing.Outcome(ticket_id, (message,))
-        await self.sup.tickets.run_step(self.company_id, whatsapp_id, chat, RunStep(lambda conn: outcome))
+        # committed by the claim already: the conversation announces and sends it, without a transaction of its own
+        await self.sup.tickets.run_step(self.company_id, whatsapp_id, chat, RunStep(written=outcome))
 
     async def _resend_in_flight(self) -> None:
         """Sends claimed by an earlier run and not answered yet: handed to their conversations again (their

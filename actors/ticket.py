@@ -151,10 +151,12 @@ class TimerFired:
 class RunStep:
     """Another automation's step for this conversation (a scheduled message, actors/schedules.py): `work` runs
     as one transaction and answers a `routing.Outcome`, or a result carrying one as `.outcome`; what it wrote
-    is announced and sent as routing's is (in order with the chat's other messages), then `done(result)` runs."""
+    is announced and sent as routing's is (in order with the chat's other messages), then `done(result)` runs.
+    A step whose rows are already committed (a campaign's claim) comes as `written`, with no `work`."""
 
-    work: Callable[[Any], Any]
+    work: Callable[[Any], Any] | None = None
     done: Callable[[Any], Awaitable[None]] | None = None
+    written: Any = None
 
 
 @attrs.frozen
@@ -384,7 +386,9 @@ class TicketActor:
                 lambda: self.router.db.run(routing.timer_work(message.timer, self.router.clock)))
             await self._after_routing(outcome)
         elif isinstance(message, RunStep):
-            result = await self._while_unavailable(lambda: self.router.db.run(message.work))
+            work = message.work
+            result = message.written if work is None else \
+                await self._while_unavailable(lambda: self.router.db.run(work))
             await self._after_routing(getattr(result, "outcome", result))
             if message.done is not None:
                 await message.done(result)

@@ -14,8 +14,12 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import wait_until
-from tests.e2e.test_routing_restart import _connected, _env, _login, _sql, _start, free_port
+from tests.e2e.conftest import free_port, wait_until
+from tests.e2e.sandbox_app import connected_line as _connected
+from tests.e2e.sandbox_app import login as _login
+from tests.e2e.sandbox_app import serve_env as _env
+from tests.e2e.sandbox_app import sql as _sql
+from tests.e2e.sandbox_app import start as _start
 
 CONTACTS = [f"55119{index:08d}" for index in range(300)]
 

@@ -6,51 +6,26 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any
 
 import httpx
-import psycopg
 
 from tests.e2e.conftest import free_port, wait_until
+from tests.e2e.sandbox_app import connected_line as _connected
+from tests.e2e.sandbox_app import login as _login
+from tests.e2e.sandbox_app import serve_env as _env
+from tests.e2e.sandbox_app import sql as _sql
+from tests.e2e.sandbox_app import start as _start
 
-ADMIN = {"email": "admin@zapgate.local", "password": "routing-pass-1"}
 CUSTOMER = "5511977771234"
 
 
-def _start(zapgate: Any, env: dict[str, str], port: int) -> Any:
-    process = zapgate(["serve"], env, port=port)
-    process.wait_healthy()
-    return process
 
-
-def _connected(client: httpx.Client) -> int:
-    wid = client.post("/whatsapp", json={"name": "line", "channel": "sandbox"}).json()["id"]
-    wait_until(lambda: client.get(f"/whatsapp/{wid}").json()["status"] == "qrcode", what="qrcode")
-    assert client.post(f"/sandbox/{wid}/pair", json={"number": "5511900003333"}).status_code == 200
-    wait_until(lambda: client.get(f"/whatsapp/{wid}").json()["status"] == "CONNECTED", what="connected")
-    return wid
-
-
-def _login(url: str) -> httpx.Client:
-    client = httpx.Client(base_url=url, timeout=10)
-    token = client.post("/auth/login", json=ADMIN).json()["token"]
-    client.headers["Authorization"] = f"Bearer {token}"
-    return client
 
 
 def _outbox(client: httpx.Client, wid: int) -> list[str]:
     return [item["body"] for item in client.get(f"/sandbox/{wid}/outbox").json()]
 
 
-def _sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def _env(external_db_env: dict[str, str]) -> dict[str, str]:
-    return {**external_db_env, "ADMIN_PASSWORD": ADMIN["password"], "SANDBOX_QR_INTERVAL": "1",
-            "SESSION_RECONNECT_INITIAL": "0.2"}
 
 
 def test_kill_mid_menu_then_the_answer_routes_and_the_menu_is_not_sent_again(zapgate, external_db_env) -> None:
