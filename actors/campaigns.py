@@ -213,7 +213,7 @@ class CampaignActor:
             for shipping in claimed:
                 contact = rows.contact_for(conn, self.company_id, shipping["number"], shipping["name"])
                 if contact["opted_out_at"] is not None:
-                    rows.skip(conn, shipping["id"], "opted out")
+                    rows.skip(conn, self.company_id, shipping["id"], "opted out")
                     skipped += 1
                     continue
                 ticket_id = rows.ticket_for(conn, self.company_id, contact["id"], whatsapp_id)
@@ -241,8 +241,8 @@ class CampaignActor:
                                                        sent_by="campaign")
                 wid = message["wid"]
                 ticket_id = message["ticket_id"]
-                rows.mark_sending(conn, shipping["id"], wid=wid, message_id=message["id"], contact_id=contact["id"],
-                                  message=body)
+                rows.mark_sending(conn, self.company_id, shipping["id"], wid=wid, message_id=message["id"],
+                                  contact_id=contact["id"], message=body)
                 sends.append((ticket_id, chat_of_contact(contact), message))
             rows.count_send(conn, self.company_id, whatsapp_id, now.astimezone(zone).date(), len(sends))
             return Batch(campaign, tuple(sends), skipped)

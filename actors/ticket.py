@@ -702,7 +702,8 @@ class TicketActor:
                 router.in_flight[row["id"]] = trio.Event()
             try:
                 if guarded:
-                    still = await db.fetch_one("SELECT status FROM messages WHERE id = %(id)s", {"id": row["id"]})
+                    still = await db.fetch_one("SELECT status FROM messages WHERE id = %(id)s AND company_id = %(c)s",
+                                               {"id": row["id"], "c": self.company_id})
                     if still is None or still["status"] != "pending":
                         continue
                 sent = await session.send(command)

@@ -173,7 +173,7 @@ VALUES (%(company_id)s, %(ticket_id)s, %(kind)s, NULL, NULL, %(whatsapp_id)s)
 SHIPPING_SENDING = """
 UPDATE campaign_shippings SET wid = %(wid)s, message_id = %(message_id)s, contact_id = %(contact_id)s,
                               message = %(message)s, updated_at = now()
-WHERE id = %(id)s
+WHERE id = %(id)s AND company_id = %(company_id)s
 """
 
 SEND_DAY = """
@@ -216,10 +216,10 @@ def contact_for(conn: psycopg.Connection[Row], company_id: int, number: str, nam
     return row
 
 
-def mark_sending(conn: psycopg.Connection[Row], shipping_id: int, *, wid: str, message_id: int, contact_id: int,
-                 message: str) -> None:
-    conn.execute(SHIPPING_SENDING, {"id": shipping_id, "wid": wid, "message_id": message_id,
-                                    "contact_id": contact_id, "message": message})
+def mark_sending(conn: psycopg.Connection[Row], company_id: int, shipping_id: int, *, wid: str, message_id: int,
+                 contact_id: int, message: str) -> None:
+    conn.execute(SHIPPING_SENDING, {"id": shipping_id, "company_id": company_id, "wid": wid,
+                                    "message_id": message_id, "contact_id": contact_id, "message": message})
 
 
 def retry_message(conn: psycopg.Connection[Row], company_id: int, message_id: int, body: str) -> Row | None:
@@ -231,9 +231,10 @@ def retry_message(conn: psycopg.Connection[Row], company_id: int, message_id: in
         {"id": message_id, "company_id": company_id, "body": body}).fetchone()
 
 
-def skip(conn: psycopg.Connection[Row], shipping_id: int, reason: str) -> None:
+def skip(conn: psycopg.Connection[Row], company_id: int, shipping_id: int, reason: str) -> None:
     conn.execute("UPDATE campaign_shippings SET state = 'skipped', error = %(error)s, updated_at = now() "
-                 "WHERE id = %(id)s", {"id": shipping_id, "error": reason[:500]})
+                 "WHERE id = %(id)s AND company_id = %(company_id)s",
+                 {"id": shipping_id, "company_id": company_id, "error": reason[:500]})
 
 
 def count_send(conn: psycopg.Connection[Row], company_id: int, whatsapp_id: int, day: dt.date, count: int) -> None:
