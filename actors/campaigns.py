@@ -114,6 +114,8 @@ class CampaignActor:
         self._pacer: pacing.Pacer | None = None
         self._progress_at = -1e9
         self.recheck = False  # set by a nudge: a batch being sent checks its rows again before the next send
+        self.stranded = False  # sends left pending by a transport fault: sent again after a pause
+        self._stranded_delay = RETRY_INITIAL
         self._media: tuple[str, bytes] | None = None
 
     # ── the run ──
@@ -171,6 +173,14 @@ class CampaignActor:
             if session is None or session.status != "CONNECTED":
                 await self._pause(rows.CONNECTION_DOWN)
                 continue
+            if self.stranded:  # WhatsApp refused some sends for a fault of its own: again, after a pause
+                self.stranded = False
+                await self._sleep(self._stranded_delay)
+                self._stranded_delay = min(RETRY_MAX, self._stranded_delay * 2)
+                again_on, again = await self._unsent()
+                if again_on is not None and again:
+                    await batches.send((again_on, tuple(again)))
+                continue
             if settings.pacing:
                 if not await self._gate(settings, whatsapp_id):
                     return  # a durable timer resumes it
@@ -196,24 +206,33 @@ class CampaignActor:
                 await batches.send((whatsapp_id, batch.sends))
 
     async def _resend_in_flight(self) -> None:
-        """Sends claimed by an earlier run and not answered yet: handed to their conversations again (their
-        outbox rows are pending under the same id: WhatsApp keeps one)."""
+        """Sends claimed by an earlier run and not answered yet: sent again (their outbox rows are pending under
+        the same ids: WhatsApp keeps one)."""
         found = await self._db(lambda conn: (rows.release_unwritten(conn, self.company_id, self.campaign_id),
                                              rows.sending(conn, self.company_id, self.campaign_id))[1])
-        campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
-        if campaign is None or campaign["whatsapp_id"] is None:
-            return
         self.in_flight = len(found)
-        ids = [row["message_id"] for row in found if row["message_status"] == "pending"]
-        if not ids:
-            return
+        whatsapp_id, sends = await self._unsent(found)
+        if whatsapp_id is not None:
+            await self._send_batch(whatsapp_id, sends)
+
+    async def _unsent(self, found: list[Row] | None = None) -> tuple[int | None, list[tuple[int, str, Row]]]:
+        """The claimed sends whose outbox rows are still pending and not being sent now (WhatsApp refused them
+        for a transport fault, or an earlier run ended before their answer), ready to send again."""
+        if found is None:
+            found = await self._db(lambda conn: rows.sending(conn, self.company_id, self.campaign_id))
+        in_flight = self.sup.tickets.in_flight
+        ids = [row["message_id"] for row in found if row["message_status"] == "pending"
+               and row["message_id"] not in in_flight]
+        campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
+        if not ids or campaign is None or campaign["whatsapp_id"] is None:
+            return None, []
         messages = await self._db(lambda conn: conn.execute(
             "SELECT * FROM messages WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(c)s ORDER BY id",
             {"ids": ids, "c": self.company_id}).fetchall())
         numbers = {row["message_id"]: row["number"] for row in found}
-        await self._send_batch(campaign["whatsapp_id"], [
+        return campaign["whatsapp_id"], [
             (message["ticket_id"], chat_of_contact({"is_group": False, "number": numbers[message["id"]], "lid": None}),
-             message) for message in messages])
+             message) for message in messages]
 
     def _claim_work(self, settings: pacing.Settings, limit: int) -> Callable[[psycopg.Connection[Row]], Batch]:
         """The claim's transaction: a few statements for the whole batch (contacts, tickets, custom fields,
@@ -321,13 +340,20 @@ class CampaignActor:
                         answer = await session.send(await self._command_for(chat, message))
                     except wa.SendFailed as failure:
                         failed.append((message_id, failure.reason))
-                    except (wa.NotConnected, wa.TransportError, SessionEnded):
-                        session = None  # the rest stays pending: sent when the connection is back
+                    except (wa.NotConnected, wa.TransportError, SessionEnded) as error:
+                        # the rest stays pending: sent again by this actor after a pause (`_unsent`), or with
+                        # the conversation's flush when the connection is back
+                        session = None
+                        self.stranded = True
+                        log.warning("campaign sends wait: WhatsApp did not take them", extra={"fields": {
+                            "campaign_id": self.campaign_id, "reason": str(error)[:200]}})
                     else:
                         sent.append((message_id, answer.id, answer.timestamp))
                 finally:
                     flights.pop(message_id).set()
                     router.in_flight.pop(message_id, None)
+            if sent and not self.stranded:
+                self._stranded_delay = RETRY_INITIAL
             # WhatsApp has them: recorded however long the database takes (until then the rows stay pending,
             # and a resend after a restart goes out under the same ids: WhatsApp keeps one)
             changed = await self._db(lambda conn: rows.record_answers(conn, self.company_id, sent, failed))
@@ -403,6 +429,8 @@ class CampaignActor:
                 return True
             await self._sleep(SETTLE_POLL)
             await self._settle(settings)
+            if self.stranded:
+                return False  # the loop sends them again
             state = await self._db(lambda conn: conn.execute(
                 "SELECT c.status, c.paused_at, EXISTS (SELECT 1 FROM campaign_shippings s WHERE s.campaign_id = c.id "
                 "AND s.state = 'queued') AS queued FROM campaigns c WHERE c.id = %(id)s AND c.company_id = %(c)s",
