@@ -135,7 +135,7 @@ class CampaignActor:
         if campaign["status"] != "EM_ANDAMENTO":
             return
         await self._resend_in_flight()
-        # with pacing off the next batch is claimed while the last one is being sent (one waits, at most)
+        # the next batch (with pacing: the next send, at its moment) is claimed while the last one is sent
         batches, to_send = trio.open_memory_channel[tuple[int, tuple[tuple[int, str, Row], ...]]](0)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender, to_send)
@@ -199,11 +199,7 @@ class CampaignActor:
                 continue
             sup.claimed += len(batch.sends)
             self.in_flight += len(batch.sends)
-            if settings.pacing:  # one send at a time, at the pace's moments
-                await self._send_batch(whatsapp_id, batch.sends)
-                self._announce_progress()
-            else:
-                await batches.send((whatsapp_id, batch.sends))
+            await batches.send((whatsapp_id, batch.sends))  # when the sender is free: one batch waits, at most
 
     async def _resend_in_flight(self) -> None:
         """Sends claimed by an earlier run and not answered yet: sent again (their outbox rows are pending under
