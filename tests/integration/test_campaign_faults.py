@@ -14,10 +14,10 @@ import trio
 
 from gateway.whatsapp.sandbox_state import SandboxError
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import Api, Server, make_config, start_server
+from tests.integration.conftest import Api, Server
 from tests.integration.test_campaigns_run import campaign, nudge, numbers, outbox, recipients, settings
 from tests.integration.test_conversations import connected_sandbox
-from tests.integration.test_db_outage import direct_sql, eventually, through
+from tests.integration.test_db_outage import direct_sql, eventually, serve_through
 from tests.integration.test_db_outage import proxy as proxy
 
 TIMEOUT = 90
@@ -27,12 +27,10 @@ CONTACTS = 120
 @pytest.fixture
 async def slow_cut_server(nursery: trio.Nursery, proxy: FaultProxy, database_url: str,
                           tmp_path: Path) -> AsyncIterator[Server]:
-    # 50 ms a send on the simulated network: 120 sends take six seconds or more, time to cut the database mid-run
-    srv = await start_server(nursery, make_config(tmp_path, through(proxy, database_url), sandbox_qr_interval=0.2,
-                                                  sandbox_latency=0.05))
-    yield srv
-    nursery.cancel_scope.cancel()
-    await srv.db.aclose()
+    # 50 ms a send on the simulated network: 120 sends take six seconds or more
+    async for srv in serve_through(nursery, proxy, database_url, tmp_path, sandbox_qr_interval=0.2,
+                                   sandbox_latency=0.05):
+        yield srv
 
 
 async def test_a_database_outage_mid_run_sends_each_contact_once(

@@ -15,9 +15,9 @@ import trio
 
 from gateway.whatsapp import transport as wa
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import Api, Server, make_config, start_server
+from tests.integration.conftest import Api, Server
 from tests.integration.test_conversations import connected_sandbox, inbound, wait_sql
-from tests.integration.test_db_outage import direct_sql, eventually, through
+from tests.integration.test_db_outage import direct_sql, eventually, serve_through
 from tests.integration.test_db_outage import proxy as proxy
 
 TIMEOUT = 60
@@ -105,10 +105,8 @@ async def test_receipts_of_chats_without_a_conversation_are_written_in_bulk_for_
 @pytest.fixture
 async def cut_server(nursery: trio.Nursery, proxy: FaultProxy, database_url: str,
                      tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(nursery, make_config(tmp_path, through(proxy, database_url), sandbox_qr_interval=0.2))
-    yield srv
-    nursery.cancel_scope.cancel()
-    await srv.db.aclose()
+    async for srv in serve_through(nursery, proxy, database_url, tmp_path, sandbox_qr_interval=0.2):
+        yield srv
 
 
 async def test_a_database_outage_holds_the_receipts_unsettled_until_it_ends(
