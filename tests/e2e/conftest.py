@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import url_of
 
 ZAPGATE = [sys.executable, "-m", "gateway.cli"]
+CHECKOUT = Path(__file__).resolve().parents[2]
 BANNER_PASSWORD = re.compile(r"password:\s+(\S+)\s+\(change it")
 BANNER_URL = re.compile(r"zapgate is running at (\S+)")
 
@@ -77,6 +78,8 @@ class Process:
 def start_zapgate(args: list[str], env: dict[str, str], cwd: Path, port: int | None = None) -> Process:
     port = port or free_port()
     full_env = {**os.environ, **env, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    # the code of this checkout, not the one the virtualenv's editable install points at (a git worktree)
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHECKOUT), os.environ.get("PYTHONPATH"))))
     proc = subprocess.Popen(ZAPGATE + args, env=full_env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     process = Process(proc, port)
