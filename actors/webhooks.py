@@ -96,7 +96,8 @@ class Poster(Protocol):
 
 
 class Store(Protocol):
-    async def claim(self, *, limit: int, full: list[int], room: dict[int, int], lease: float) -> list[Claimed]: ...
+    async def claim(self, *, limit: int, per_endpoint: int, full: list[int], room: dict[int, int],
+                    lease: float) -> list[Claimed]: ...
 
     async def record(self, delivery: Claimed, outcome: Outcome, *, disable_after: float) -> Disabled | None: ...
 
@@ -196,7 +197,8 @@ class WebhookDispatcher:
         full = [hook for hook, n in self.in_flight.items() if n >= self.settings.max_in_flight]
         room = {hook: self.settings.max_in_flight - n for hook, n in self.in_flight.items() if n}
         try:
-            return await self.store.claim(limit=room_total, full=full, room=room,
+            return await self.store.claim(limit=room_total, per_endpoint=self.settings.max_in_flight, full=full,
+                                          room=room,
                                           lease=self.settings.timeout + LEASE_MARGIN)
         except StorageError as error:  # the database away: waited out here, not by the supervisor
             self.claim_errors += 1

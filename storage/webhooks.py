@@ -148,16 +148,17 @@ class DeliveryStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, *, limit: int, full: list[int], room: dict[int, int], lease: float) -> list[Claimed]:
-        """Up to `limit` due deliveries, at most `room[webhook]` (default: any) of each endpoint, none of the
-        endpoints in `full`; each leased for `lease` seconds and its attempt counted."""
+    async def claim(self, *, limit: int, per_endpoint: int, full: list[int], room: dict[int, int],
+                    lease: float) -> list[Claimed]:
+        """Up to `limit` due deliveries, at most `room[webhook]` (default: `per_endpoint`) of each endpoint, none
+        of the endpoints in `full`; each leased for `lease` seconds and its attempt counted."""
 
         def work(conn: psycopg.Connection[Row]) -> list[Claimed]:
             rows = conn.execute(Q.delivery_candidates, {"limit": limit, "full": full}).fetchall()
             taken: list[Row] = []
             left = dict(room)
             for row in rows:
-                free = left.get(row["webhook_id"], limit)
+                free = left.get(row["webhook_id"], per_endpoint)
                 if free <= 0:
                     continue
                 left[row["webhook_id"]] = free - 1
