@@ -62,7 +62,7 @@ class Sizes:
 
 SIZES = {
     "tiny": Sizes(contacts=20, messages=300, rounds=1),
-    "quick": Sizes(contacts=1_000, messages=10_000, rounds=3),
+    "quick": Sizes(contacts=1_000, messages=8_000, rounds=5),
     "full": Sizes(contacts=5_000, messages=50_000, rounds=5),
 }
 
