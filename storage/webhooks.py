@@ -28,6 +28,8 @@ EVENTS = ("message.created", "message.updated", "ticket.created", "ticket.update
           "session.status", "campaign.updated", "campaign.progress", "schedule.updated")
 TEST_EVENT = "webhook.test"
 EXCERPT = 1000  # characters of a response body kept on the delivery
+DEFER = 5.0  # seconds at least that a delivery waiting behind its conversation's first is left unread by claims
+DEFER_SCAN = 5_000  # due rows a claim looks at for deferring, at most
 
 
 def new_secret() -> str:
@@ -116,6 +118,7 @@ class Claimed:
     age: float  # seconds since the change, when claimed
     url: str
     secret: str
+    order_key: str | None = None  # 'ticket:ID': the deliveries of one key go out one after another
 
     @property
     def message_id(self) -> str:
@@ -154,6 +157,7 @@ class DeliveryStore:
         of the endpoints in `full`; each leased for `lease` seconds and its attempt counted."""
 
         def work(conn: psycopg.Connection[Row]) -> list[Claimed]:
+            conn.execute(Q.delivery_defer_followers, {"defer": DEFER, "limit": DEFER_SCAN})
             rows = conn.execute(Q.delivery_candidates, {"limit": limit, "full": full}).fetchall()
             taken: list[Row] = []
             left = dict(room)
@@ -167,7 +171,8 @@ class DeliveryStore:
                 conn.execute(Q.delivery_lease, {"ids": [row["id"] for row in taken], "lease": lease})
             return [Claimed(id=row["id"], uid=str(row["uid"]), company_id=row["company_id"],
                             webhook_id=row["webhook_id"], event=row["event"], payload=row["payload"],
-                            attempts=row["attempts"] + 1, age=row["age"], url=row["url"], secret=row["secret"])
+                            attempts=row["attempts"] + 1, age=row["age"], url=row["url"], secret=row["secret"],
+                            order_key=row["order_key"])
                     for row in taken]
 
         return await self.db.run(work)
@@ -179,6 +184,9 @@ class DeliveryStore:
         error = outcome.error[:EXCERPT] if outcome.error else outcome.error
 
         def work(conn: psycopg.Connection[Row]) -> Disabled | None:
+            if (outcome.delivered or outcome.give_up) and delivery.order_key is not None:
+                conn.execute(Q.delivery_release_followers, {"webhook_id": delivery.webhook_id,
+                                                            "order_key": delivery.order_key})
             if outcome.delivered:
                 conn.execute(Q.delivery_succeeded, {"id": delivery.id, "code": outcome.code, "response": response})
                 conn.execute(Q.webhook_succeeded, {"id": delivery.webhook_id})

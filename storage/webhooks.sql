@@ -57,6 +57,20 @@ SELECT count(*) AS n FROM webhook_deliveries
 WHERE webhook_id = %(webhook_id)s AND company_id = %(company_id)s
   AND (%(status)s::text IS NULL OR status = %(status)s)
 
+-- name: delivery_defer_followers
+-- Due rows that wait behind the first pending delivery of their order key (its conversation's) take its
+-- time, at least `defer` seconds on: the claims stop reading them until then, so an endpoint that is down
+-- with a backlog costs one read of it per retry, not per poll. (A success or a give-up makes them due again.)
+UPDATE webhook_deliveries f SET next_attempt_at = greatest(h.next_attempt_at, now() + make_interval(secs => %(defer)s))
+FROM (SELECT d.id, (SELECT e.next_attempt_at FROM webhook_deliveries e
+                    WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key AND e.status = 'pending'
+                      AND e.id < d.id
+                    ORDER BY e.id LIMIT 1) AS next_attempt_at
+      FROM webhook_deliveries d
+      WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.order_key IS NOT NULL
+      ORDER BY d.next_attempt_at LIMIT %(limit)s) h
+WHERE f.id = h.id AND h.next_attempt_at IS NOT NULL
+
 -- name: delivery_candidates
 -- Due deliveries, each the first pending one of its order key (a conversation's next waits for the
 -- previous), locked for this claim; the caller keeps those its endpoints have room for.
@@ -84,6 +98,12 @@ WHERE id = ANY (%(ids)s::bigint[])
 UPDATE webhook_deliveries SET status = 'delivered', finished_at = now(), last_status_code = %(code)s,
     last_response = %(response)s, last_error = NULL
 WHERE id = %(id)s AND status = 'pending'
+
+-- name: delivery_release_followers
+-- The first pending delivery of an order key is done (delivered or failed): the next ones are due now.
+UPDATE webhook_deliveries SET next_attempt_at = now()
+WHERE webhook_id = %(webhook_id)s AND order_key = %(order_key)s AND status = 'pending' AND attempts = 0
+  AND next_attempt_at > now()
 
 -- name: webhook_succeeded
 UPDATE webhooks SET failing_since = NULL WHERE id = %(id)s AND failing_since IS NOT NULL
