@@ -29,7 +29,7 @@ EVENTS = ("message.created", "message.updated", "ticket.created", "ticket.update
 TEST_EVENT = "webhook.test"
 EXCERPT = 1000  # characters of a response body kept on the delivery
 DEFER = 5.0  # seconds at least that a delivery waiting behind its conversation's first is left unread by claims
-DEFER_SCAN = 5_000  # due rows a claim looks at for deferring, at most
+DEFER_SCAN = 2_000  # due rows of an endpoint a claim looks at for deferring, at most
 
 
 def new_secret() -> str:
@@ -157,8 +157,9 @@ class DeliveryStore:
         of the endpoints in `full`; each leased for `lease` seconds and its attempt counted."""
 
         def work(conn: psycopg.Connection[Row]) -> list[Claimed]:
-            conn.execute(Q.delivery_defer_followers, {"defer": DEFER, "limit": DEFER_SCAN})
-            rows = conn.execute(Q.delivery_candidates, {"limit": limit, "full": full}).fetchall()
+            conn.execute(Q.delivery_defer_followers, {"defer": DEFER, "limit": DEFER_SCAN, "full": full})
+            rows = conn.execute(Q.delivery_candidates, {"limit": limit, "full": full,
+                                                        "per_endpoint": per_endpoint}).fetchall()
             taken: list[Row] = []
             left = dict(room)
             for row in rows:

@@ -61,31 +61,38 @@ WHERE webhook_id = %(webhook_id)s AND company_id = %(company_id)s
 -- Due rows that wait behind the first pending delivery of their order key (its conversation's) take its
 -- time, at least `defer` seconds on: the claims stop reading them until then, so an endpoint that is down
 -- with a backlog costs one read of it per retry, not per poll. (A success or a give-up makes them due again.)
-UPDATE webhook_deliveries f SET next_attempt_at = greatest(h.next_attempt_at, now() + make_interval(secs => %(defer)s))
+-- Endpoints in `full` are skipped (the claim does not read them either).
+UPDATE webhook_deliveries f SET next_attempt_at = greatest(h.head_at, now() + make_interval(secs => %(defer)s))
 FROM (SELECT d.id, (SELECT e.next_attempt_at FROM webhook_deliveries e
                     WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key AND e.status = 'pending'
                       AND e.id < d.id
-                    ORDER BY e.id LIMIT 1) AS next_attempt_at
-      FROM webhook_deliveries d
-      WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.order_key IS NOT NULL
-      ORDER BY d.next_attempt_at LIMIT %(limit)s) h
-WHERE f.id = h.id AND h.next_attempt_at IS NOT NULL
+                    ORDER BY e.id LIMIT 1) AS head_at
+      FROM webhooks w CROSS JOIN LATERAL (
+          SELECT d.id, d.webhook_id, d.order_key FROM webhook_deliveries d
+          WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            AND d.order_key IS NOT NULL
+          ORDER BY d.next_attempt_at LIMIT %(limit)s) d
+      WHERE w.enabled AND NOT (w.id = ANY (%(full)s::bigint[]))) h
+WHERE f.id = h.id AND h.head_at IS NOT NULL
 
 -- name: delivery_candidates
--- Due deliveries, each the first pending one of its order key (a conversation's next waits for the
--- previous), locked for this claim; the caller keeps those its endpoints have room for.
+-- Due deliveries of the enabled endpoints not in `full`, at most `per_endpoint` of each, each the first
+-- pending one of its order key (a conversation's next waits for the previous), locked for this claim.
 SELECT d.id, d.uid, d.company_id, d.webhook_id, d.event, d.payload, d.attempts, d.order_key,
-       extract(epoch FROM now() - d.created_at)::float8 AS age,
-       w.url, w.secret
-FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.company_id = d.company_id
-WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND w.enabled
-  AND NOT (d.webhook_id = ANY (%(full)s::bigint[]))
-  AND (d.order_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM webhook_deliveries e
-        WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key AND e.status = 'pending' AND e.id < d.id))
+       extract(epoch FROM now() - d.created_at)::float8 AS age, w.url, w.secret
+FROM webhooks w CROSS JOIN LATERAL (
+    SELECT d.* FROM webhook_deliveries d
+    WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+      AND (d.order_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries e
+            WHERE e.webhook_id = d.webhook_id AND e.order_key = d.order_key AND e.status = 'pending'
+              AND e.id < d.id))
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT %(per_endpoint)s
+    FOR UPDATE SKIP LOCKED) d
+WHERE w.enabled AND NOT (w.id = ANY (%(full)s::bigint[]))
 ORDER BY d.next_attempt_at, d.id
 LIMIT %(limit)s
-FOR UPDATE OF d SKIP LOCKED
 
 -- name: delivery_lease
 -- The claimed attempt: counted, and leased until `lease` seconds from now (a process killed mid-post

@@ -54,7 +54,7 @@ CREATE TABLE webhook_deliveries (
     finished_at      timestamptz,
     FOREIGN KEY (company_id, webhook_id) REFERENCES webhooks (company_id, id) ON DELETE CASCADE
 );
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (webhook_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_order_idx ON webhook_deliveries (webhook_id, order_key, id)
     WHERE status = 'pending' AND order_key IS NOT NULL;
 CREATE INDEX webhook_deliveries_list_idx ON webhook_deliveries (webhook_id, id DESC);

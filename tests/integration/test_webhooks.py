@@ -307,6 +307,11 @@ async def test_bad_input_is_a_4xx_and_writes_nothing(api: Api, server: Server) -
         changed = await api.client.put(f"/webhooks/{hook['id']}", json={"events": ["nope"]}, headers=auth(token))
         assert changed.status_code == 400
         assert server.sql("SELECT events FROM webhooks") == [(["message.created"],)]
+        described = await api.client.put(f"/webhooks/{hook['id']}", json={"description": "só a descrição"},
+                                         headers=auth(token))
+        assert described.status_code == 200, described.text
+        assert (described.json()["description"], described.json()["enabled"]) == ("só a descrição", True)
+        assert described.json()["events"] == ["message.created"] and "secret" not in described.json()
 
 
 async def test_another_company_sees_none_of_them(api: Api, server: Server) -> None:
