@@ -332,3 +332,41 @@ async def test_another_company_sees_none_of_them(api: Api, server: Server) -> No
         assert server.sql("SELECT count(*) FROM webhook_deliveries") == [(0,)]
         deleted = await api.client.delete(f"/webhooks/{hook['id']}", headers=auth(token))
         assert deleted.status_code == 200 and server.sql("SELECT count(*) FROM webhooks") == [(0,)]
+
+
+async def test_a_campaign_and_a_scheduled_message_report_their_progress(
+        api: Api, server: Server, nursery: trio.Nursery) -> None:
+    """campaign.updated, campaign.progress and schedule.updated from the real campaign and schedule actors."""
+    import datetime as dt
+
+    from tests.integration.test_campaigns_run import campaign, nudge, numbers, settings
+    from tests.integration.test_schedules import new_contact, new_schedule, wait_status
+
+    receiver = Receiver()
+    await receiver.start(nursery)
+    with trio.fail_after(TIMEOUT):
+        token = await api.admin_token()
+        hook = await create_webhook(api, token, receiver.url,
+                                    ["campaign.updated", "campaign.progress", "schedule.updated"])
+        wid = await connected_sandbox(api, token)
+        await settings(server, pacing=False)
+        contacts = numbers(3, start=700)
+        campaign_id = await campaign(server, wid, contacts)
+        nudge(server, campaign_id)
+        contact = await new_contact(api, token)
+        made = await new_schedule(api, token, body="Lembrete", contactId=contact["id"],
+                                  sendAt=(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat())
+        await wait_status(api, token, made["id"], "ENVIADA")
+        while server.sql("SELECT status FROM campaigns WHERE id = %s", (campaign_id,)) != [("FINALIZADA",)]:
+            await trio.sleep(0.05)
+        await settled(server)
+        payloads = verify_all(hook["secret"], receiver.received)
+        updated = [p["data"]["status"] for p in payloads if p["type"] == "campaign.updated"]
+        assert updated[-1] == "FINALIZADA", updated
+        sent = sorted(p["data"]["number"] for p in payloads
+                      if p["type"] == "campaign.progress" and p["data"]["state"] == "sent")
+        assert sent == sorted(contacts)
+        assert all(p["data"]["campaignId"] == campaign_id for p in payloads if p["type"] == "campaign.progress")
+        assert all(p["data"]["id"] == campaign_id for p in payloads if p["type"] == "campaign.updated")
+        scheduled = [p["data"] for p in payloads if p["type"] == "schedule.updated"]
+        assert any(s["id"] == made["id"] and s["status"] == "ENVIADA" and s["sentCount"] == 1 for s in scheduled)
