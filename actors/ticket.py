@@ -41,6 +41,7 @@ import trio.lowlevel
 
 from actors import campaign_replies, routing
 from actors.automation import rules
+from actors.receipts import ReceiptBatcher
 from actors.session import SessionEnded, SessionManager
 from gateway.broker import Broker
 from gateway.registry import Registry
@@ -594,9 +595,19 @@ class TicketActor:
         """Acks for our messages of this chat; ids that are not (another chat's messages, a contact's own)
         are ignored and logged."""
         db = self.router.db
-        rows = await db.fetch_all(db.q.message_ack, {
-            **conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat), "wids": list(event.ids),
-            "ack": int(event.ack)})
+        params = {**conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat), "wids": list(event.ids),
+                  "ack": int(event.ack)}
+        known = self.ticket["id"] if self.ticket is not None else None
+
+        def work(conn: Any) -> tuple[list[Row], dict[int, Row]]:
+            # the acks and, in the same round trip, the tickets to announce them with (not the cached one)
+            rows = conn.execute(db.q.message_ack, params).fetchall()
+            wanted = list({row["ticket_id"] for row in rows if row["id"] is not None} - {known})
+            tickets = {ticket["id"]: ticket for ticket in conn.execute(
+                db.q.tickets_show, {"ids": wanted, "company_id": self.company_id})} if wanted else {}
+            return rows, tickets
+
+        rows, tickets = await db.run(work)  # one commit, then the announcements
         ours = {row["target"] for row in rows}
         foreign = [wid for wid in event.ids if wid not in ours]
         if foreign:
@@ -606,7 +617,7 @@ class TicketActor:
             if row["id"] is None:
                 continue  # ours, but its ack was already there (or further)
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
-                await conversations.show_ticket(db, self.company_id, row["ticket_id"])
+                tickets.get(row["ticket_id"]) or await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, await self._with_quote(row), ticket)
 
     async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
@@ -818,6 +829,7 @@ class TicketRouter:
     _profiles: dict[tuple[int, int], tuple[float, RoutingProfile]] = attrs.field(factory=dict)
     # campaign messages being handed to WhatsApp now (by id), each with the event set when its flight ends
     in_flight: dict[int, trio.Event] = attrs.field(factory=dict)
+    _receipts: ReceiptBatcher | None = None  # the receipts of chats without an actor, written in bulk
 
     async def settled(self, message_ids: set[int], patience: float = 10.0) -> bool:
         """Wait until none of `message_ids` is being handed to WhatsApp (a cancel answers after that); False
@@ -837,6 +849,7 @@ class TicketRouter:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._supervisor = await nursery.start(supervisor.run)
+            self._receipts = await nursery.start(ReceiptBatcher(self.db, self.publish_message).run)
             nursery.start_soon(self._reap_idle)
             if self.scheduler is not None:
                 for kind in rules.KINDS:
@@ -848,6 +861,7 @@ class TicketRouter:
                 await trio.sleep_forever()
             finally:
                 self._supervisor = None
+                self._receipts = None
                 self._nursery = None
 
     # ── entry points ──
@@ -862,9 +876,17 @@ class TicketRouter:
                 if event.is_group and await self._ignores_groups(company_id):
                     wa.settle(event)
                     return
-            await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event), wait=False)
+            chat = chat_key(event)
+            if isinstance(event, wa.Receipt) and self._receipts is not None and not self._is_live((whatsapp_id, chat)):
+                await self._receipts.put(company_id, whatsapp_id, event)  # no conversation running: in bulk
+                return
+            await self._deliver(company_id, whatsapp_id, chat, Deliver(event), wait=False)
         elif isinstance(event, wa.Connected) and self._nursery is not None:
             self._nursery.start_soon(self._flush_connection, company_id, whatsapp_id)
+
+    def _is_live(self, key: Key) -> bool:
+        """A conversation has an actor (running, starting or stopping): its receipts go to it, in order."""
+        return self.registry.has(key) or key in self._retiring
 
     async def send(self, company_id: int, ticket: Row, request: Callable[[trio.MemorySendChannel[Any]], SendOut]
                    ) -> Row:
@@ -1133,4 +1155,5 @@ class TicketRouter:
                 "given_up_total": supervisor.get("given_up_total", 0),
                 "given_up_recent": supervisor.get("given_up_recent", []),
                 "restarts_total": supervisor.get("restarts_total", 0),
-                "writer": self.writer.stats()}
+                "writer": self.writer.stats(),
+                "receipts": self._receipts.stats() if self._receipts is not None else {}}

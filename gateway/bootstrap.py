@@ -248,7 +248,8 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     # outbox), the messages not yet acknowledged, LIDs and logouts in its journal in the data dir
     journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
     outbox = DatabaseOutbox(db) if config.sandbox_journal else None
-    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal, outbox=outbox) \
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, latency=config.sandbox_latency, journal=journal,
+                             outbox=outbox) \
         if config.sandbox else None
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,

@@ -66,6 +66,7 @@ class Config:
     secure_cookies: bool = False
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
+    sandbox_latency: float = 0.0  # seconds the simulated network takes per send (a slow network, for trials)
     # the sandbox keeps across restarts what zapgate sent (PostgreSQL) and what it has not delivered (DATA_DIR)
     sandbox_journal: bool = True
     # the channel of a connection created without one (the family's frontends never send it)
@@ -300,6 +301,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         invoice_days_ahead=_int(env, "INVOICE_DAYS_AHEAD", 20, maximum=365),
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         sandbox_qr_interval=_float(env, "SANDBOX_QR_INTERVAL", 20.0),
+        sandbox_latency=_float(env, "SANDBOX_LATENCY", 0.0),
         sandbox_journal=_bool(env, "SANDBOX_JOURNAL", True),
         default_channel=_default_channel(env),
         session_max_qr_codes=_int(env, "SESSION_MAX_QR_CODES", 6, minimum=1, maximum=100),

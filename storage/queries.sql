@@ -529,6 +529,32 @@ WITH ours AS (
 )
 SELECT ours.wid AS target, moved.* FROM ours LEFT JOIN moved ON moved.id = ours.id
 
+-- name: message_ack_many
+-- message_ack for the receipts of many chats of one connection at once (the conversations that have no actor
+-- running: actors/receipts.py): a row per (WhatsApp id, ack, the chat's number or LID, group?); each id counts
+-- only for our message to that chat's contact; the highest ack wins. A row per message of ours (`target`), with
+-- the updated message's columns, all NULL when its ack did not move, and `matched`: how many of the rows asked
+-- for were ours (the others are not our messages of their chats: ignored).
+WITH wanted AS (
+    SELECT * FROM unnest(%(wids)s::text[], %(acks)s::int[], %(numbers)s::text[], %(lids)s::text[],
+                         %(groups)s::boolean[]) AS w(wid, ack, number, lid, is_group)
+), matched AS (
+    SELECT m.id, m.wid, w.ack
+    FROM wanted w
+    JOIN messages m ON m.whatsapp_id = %(whatsapp_id)s AND m.wid = w.wid AND m.company_id = %(company_id)s AND m.from_me
+    JOIN contacts c ON c.id = m.contact_id AND c.company_id = %(company_id)s AND c.is_group = w.is_group
+                   AND ((c.number = w.number AND c.number <> '') OR c.lid = w.lid)
+), ours AS (
+    SELECT DISTINCT ON (id) id, wid, ack FROM matched ORDER BY id, ack DESC
+), moved AS (
+    UPDATE messages m SET ack = ours.ack, updated_at = now()
+    FROM ours
+    WHERE m.id = ours.id AND m.ack >= 0 AND m.ack < ours.ack
+    RETURNING m.*
+)
+SELECT ours.wid AS target, (SELECT count(*) FROM matched)::int AS matched, moved.*
+FROM ours LEFT JOIN moved ON moved.id = ours.id
+
 -- name: message_edit_own
 -- An agent edits a message sent from here (after WhatsApp took the edit).
 UPDATE messages SET
@@ -554,6 +580,10 @@ RETURNING *
 
 -- name: ticket_show
 SELECT * FROM tickets_shown WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: tickets_show
+-- ticket_show for several tickets (`ids`).
+SELECT * FROM tickets_shown WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(company_id)s
 
 -- name: ticket_by_uuid
 SELECT id FROM tickets WHERE uuid = %(uuid)s AND company_id = %(company_id)s
