@@ -21,6 +21,7 @@ from actors.campaigns import CampaignSupervisor
 from actors.scheduler import Scheduler
 from actors.session import SessionManager
 from actors.ticket import TicketRouter
+from actors.webhooks import WebhookDispatcher
 from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
@@ -66,6 +67,7 @@ class Deps:
     presence: Presence | None = None  # who is online, by their sockets (None: no realtime server)
     scheduler: Scheduler | None = None  # durable timers (actors/scheduler.py)
     campaigns: CampaignSupervisor | None = None  # runs campaigns; `nudge(company_id, campaign_id)` after a commit
+    webhooks: WebhookDispatcher | None = None  # posts webhook deliveries; `nudge()` after a test delivery
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
     # the super admin's public files (logos, announcements' images), served at /public
     public_files: MediaStore = attrs.field(
@@ -176,6 +178,7 @@ def create_app(deps: Deps) -> QuartTrio:
         tickets,
         users,
         version,
+        webhooks,
         whatsapp,
     )
 
@@ -185,6 +188,7 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
     app.register_blueprint(campaigns.blueprint)
+    app.register_blueprint(webhooks.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:

@@ -42,6 +42,8 @@ from actors.scheduler import Scheduler
 from actors.schedules import ScheduledMessages
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
+from actors.webhooks import Settings as WebhookSettings
+from actors.webhooks import WebhookDispatcher
 from api import present, present_tickets, scheduled_messages
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
@@ -65,6 +67,7 @@ from storage import companies, invoices, migrate, plans, schedules, timers, user
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
+from storage.webhooks import DeliveryStore, Disabled
 from storage.whatsapps import SessionStore
 from storage.writer import GroupCommitWriter
 
@@ -271,6 +274,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
     # campaigns: one actor per running campaign, its sends handed to the conversations' actors
     campaigns = CampaignSupervisor(db, broker, scheduler, tickets, sessions, present=present_campaign)
+    # outbound webhooks: the rows the triggers wrote in each change's transaction, posted signed, retried
+    webhooks = WebhookDispatcher(DeliveryStore(db), webhook_settings(config),
+                                 on_disabled=partial(_webhook_disabled, broker))
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -292,6 +298,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("number-check", number_check.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("campaigns", campaigns.run, RestartPolicy.PERMANENT),
+        ChildSpec("webhooks", webhooks.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
         ChildSpec("presence", presence.run, RestartPolicy.PERMANENT),
@@ -305,11 +312,11 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime, presence=presence, public_files=public_files,
-                    scheduler=scheduler, campaigns=campaigns,
+                    scheduler=scheduler, campaigns=campaigns, webhooks=webhooks,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "scheduler": scheduler.stats(), "schedules": scheduled.stats(),
-                                    "campaigns": campaigns.stats(),
+                                    "campaigns": campaigns.stats(), "webhooks": webhooks.stats(),
                                     "numberCheck": number_check.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
@@ -338,6 +345,21 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         await stop_in_order(config.graceful_timeout, sessions=sessions, tickets=tickets, writer=writer,
                             front_stopped=front_stopped)
         supervisor.cancel()
+
+
+def webhook_settings(config: Config) -> WebhookSettings:
+    return WebhookSettings(timeout=config.webhook_timeout, retry_for=config.webhook_retry_for,
+                           disable_after=config.webhook_disable_after,
+                           backoff_initial=config.webhook_backoff_initial,
+                           backoff_max=max(config.webhook_backoff_max, config.webhook_backoff_initial),
+                           max_in_flight=config.webhook_max_in_flight, poll_interval=config.webhook_poll_interval,
+                           allow_private=config.webhook_allow_private)
+
+
+def _webhook_disabled(broker: Broker, disabled: Disabled) -> None:
+    """An open admin screen hears that zapgate disabled an endpoint (the reason is on its row too)."""
+    broker.publish(disabled.company_id, f"company-{disabled.company_id}-webhook",
+                   {"action": "disabled", "webhookId": disabled.webhook_id, "reason": disabled.reason})
 
 
 async def stop_in_order(graceful_timeout: float, *, sessions: SessionManager, tickets: TicketRouter,

@@ -83,6 +83,15 @@ class Config:
     realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
     realtime_join_burst: int = 20
     presence_grace: float = 30.0  # a user stays online this long after their last socket closed
+    # outbound webhooks (README "Webhooks"; actors/webhooks.py)
+    webhook_allow_private: bool = False  # on: URLs may resolve to loopback, link-local and private addresses
+    webhook_timeout: float = 10.0  # one POST, in all
+    webhook_retry_for: float = 24 * 3600.0  # a delivery is retried until it is this old, then failed
+    webhook_disable_after: float = 24 * 3600.0  # an endpoint failing this long with no success is disabled
+    webhook_backoff_initial: float = 5.0  # the first retry's delay (doubling, jittered)
+    webhook_backoff_max: float = 3600.0
+    webhook_max_in_flight: int = 4  # attempts at once per endpoint
+    webhook_poll_interval: float = 1.0  # seconds between looks for due deliveries
 
     @property
     def embedded_db(self) -> bool:
@@ -307,6 +316,14 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
         realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
         presence_grace=_float(env, "PRESENCE_GRACE", 30.0),
+        webhook_allow_private=_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout=_positive(env, "WEBHOOK_TIMEOUT", 10.0),
+        webhook_retry_for=_positive(env, "WEBHOOK_RETRY_FOR", 24 * 3600.0),
+        webhook_disable_after=_positive(env, "WEBHOOK_DISABLE_AFTER", 24 * 3600.0),
+        webhook_backoff_initial=_positive(env, "WEBHOOK_BACKOFF_INITIAL", 5.0),
+        webhook_backoff_max=_positive(env, "WEBHOOK_BACKOFF_MAX", 3600.0),
+        webhook_max_in_flight=_int(env, "WEBHOOK_MAX_IN_FLIGHT", 4, minimum=1, maximum=100),
+        webhook_poll_interval=_positive(env, "WEBHOOK_POLL_INTERVAL", 1.0),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
 

@@ -32,6 +32,8 @@ FIGURES = {
     "imports": [f"{fmt}.{figure}" for fmt in ("csv", "xlsx") for figure in ("rows_per_s", "seconds", "created")],
     "campaign": ["sends_per_s", "cpu_ms_per_1000", "ten.sends_per_s", "ten.cpu_ms_per_1000", "paced.on_sends_per_s",
                  "paced.off_sends_per_s", "pacing_cost_ratio"],
+    "webhooks": ["messages_per_s_with", "messages_per_s_without", "ratio", "intake_sql_per_s_no_triggers",
+                 "intake_sql_per_s_without", "intake_sql_per_s_with", "sql_ratio_with"],
 }
 
 

@@ -179,6 +179,15 @@ ROUTES = [
     Route("GET", "/campaigns/{running}/export?format=csv", "user"),
     Route("GET", "/campaign-settings", "user"),
     Route("POST", "/campaign-settings", "user", {"settings": {"messageInterval": 10}}),
+    # webhooks (the rest: test_webhooks.py): {webhook} an endpoint of Alpha
+    Route("GET", "/webhooks", "admin"),
+    Route("POST", "/webhooks", "admin", {"url": "http://127.0.0.1:9/hook", "events": ["message.created"]}),
+    Route("GET", "/webhooks/{webhook}", "admin"),
+    Route("PUT", "/webhooks/{webhook}", "admin", {"enabled": False}),
+    Route("DELETE", "/webhooks/{webhook}", "admin"),
+    Route("POST", "/webhooks/{webhook}/rotate-secret", "admin"),
+    Route("POST", "/webhooks/{webhook}/test", "admin"),
+    Route("GET", "/webhooks/{webhook}/deliveries?pageNumber=1", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -222,6 +231,7 @@ class World:
     a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
     a_campaign_id: int = 0  # a draft campaign of Alpha (its connection, its list)
     a_running_id: int = 0  # a campaign of Alpha in progress
+    a_webhook_id: int = 0  # a webhook of Alpha
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -235,7 +245,8 @@ class World:
                                  queue=self.a_queue_id, option=self.a_option_id, own=own, quick=self.a_quick_id,
                                  ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id,
                                  schedule=self.a_schedule_id, list=self.a_list_id, item=self.a_item_id,
-                                 campaign=self.a_campaign_id, running=self.a_running_id)
+                                 campaign=self.a_campaign_id, running=self.a_running_id,
+                                 webhook=self.a_webhook_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
@@ -299,6 +310,11 @@ def _add_campaigns(server: Server, company_id: int, list_id: int) -> dict[str, i
     return made
 
 
+def _add_webhook(server: Server, company_id: int) -> int:
+    return server.sql("INSERT INTO webhooks (company_id, url, events, secret) VALUES (%s, 'http://127.0.0.1:9/hook', "
+                      "'{ticket.created}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') RETURNING id", (company_id,))[0][0]
+
+
 @pytest.fixture
 async def world(server: Server, api: Api) -> World:
     super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -330,6 +346,7 @@ async def world(server: Server, api: Api) -> World:
         a_list_id=a_list_id, a_item_id=a_item_id,
         **workspace,
         **await trio.to_thread.run_sync(_add_campaigns, server, alpha["id"], a_list_id),
+        a_webhook_id=await trio.to_thread.run_sync(_add_webhook, server, alpha["id"]),
     )
 
 
@@ -340,7 +357,7 @@ SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "a
                    "plans", "invoices", "queue_options", "user_ratings",
                    "quick_messages", "ticket_notes", "schedules", "timers", "contact_lists", "contact_list_items",
                    "contacts", "contact_custom_fields", "campaigns", "campaign_shippings",
-                   "campaign_settings", "campaign_opt_outs")
+                   "campaign_settings", "campaign_opt_outs", "webhooks", "webhook_deliveries")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
@@ -571,3 +588,10 @@ async def test_company_admin_cannot_take_over_the_super_admin(server: Server, ap
     with trio.fail_after(TIMEOUT):
         await assert_refused(server, api, world, route, world.default_admin, status=403, code="ERR_NO_PERMISSION")
         await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.id) for r in ROUTES if "{webhook}" in r.path])
+async def test_other_company_webhook_is_not_found(server: Server, api: Api, world: World, route: Route) -> None:
+    """Beta's admin aiming at Alpha's webhook: 404, as a missing id, and nothing written."""
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, world.b_admin, status=404, code="ERR_NOT_FOUND")
