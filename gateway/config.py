@@ -82,6 +82,12 @@ class Config:
     realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
     realtime_join_burst: int = 20
     presence_grace: float = 30.0  # a user stays online this long after their last socket closed
+    # operations (README "Metrics", "Error tracking")
+    metrics_token: str | None = None  # /metrics wants `Authorization: Bearer <it>` when set
+    sentry_dsn: str | None = None  # unhandled errors are reported to this Sentry (or compatible) project
+    sentry_environment: str = "production"
+    # test-only: the sandbox's "crash" fault (a session crashing as a bug would); never on in production
+    sandbox_crash_faults: bool = False
 
     @property
     def embedded_db(self) -> bool:
@@ -305,8 +311,21 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
         realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
         presence_grace=_float(env, "PRESENCE_GRACE", 30.0),
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        sentry_dsn=_sentry_dsn(env),
+        sentry_environment=env.get("SENTRY_ENVIRONMENT", "").strip() or "production",
+        sandbox_crash_faults=_bool(env, "SANDBOX_CRASH_FAULTS", False),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
+
+
+def _sentry_dsn(env: Mapping[str, str]) -> str | None:
+    dsn = env.get("SENTRY_DSN", "").strip()
+    if not dsn:
+        return None
+    if not re.match(r"^https?://[^@/\s]+@[^/\s]+/\S*\d$", dsn):
+        raise ConfigError("SENTRY_DSN", "expected a DSN like https://<key>@<host>/<project id>")
+    return dsn
 
 
 def _default_channel(env: Mapping[str, str]) -> str:
