@@ -23,7 +23,8 @@ STYLE = """
 :root { font: 14px/1.4 system-ui, sans-serif; color: #1d2733; background: #f4f6f8; }
 body { margin: 0; }
 header { display: flex; gap: 1.5em; align-items: baseline; padding: .8em 1.2em; background: #1d2733; color: #fff; }
-header h1 { font-size: 1.2em; margin: 0; } header span { opacity: .8; } #status { margin-left: auto; }
+header h1 { font-size: 1.2em; margin: 0; } header span { opacity: .85; } #status { margin-left: auto; }
+#facts { display: flex; gap: 1.5em; }
 main { padding: 1em 1.2em; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(11em, 1fr)); gap: .8em;
          margin-bottom: 1.2em; }
@@ -74,6 +75,7 @@ SCRIPT = """
     if (!answer.ok) { say("not updated: HTTP " + answer.status); return; }
     const page = new DOMParser().parseFromString(await answer.text(), "text/html");
     document.querySelector("main").replaceWith(page.querySelector("main"));
+    document.getElementById("facts").replaceWith(page.getElementById("facts"));
     say("updated " + new Date().toLocaleTimeString());
   }
   const form = document.getElementById("signin");
@@ -115,7 +117,8 @@ def render(view: Mapping[str, Any], *, nonce: str) -> str:
 def _document(nonce: str, facts: str, main: str) -> str:
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>zapgate runtime</title>"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<style nonce=\"{nonce}\">{STYLE}</style></head><body><header><h1>zapgate runtime</h1>{facts}"
+            f"<style nonce=\"{nonce}\">{STYLE}</style></head><body><header><h1>zapgate runtime</h1>"
+            f"<span id=\"facts\">{facts}</span>"
             f"<span id=\"status\">refreshes every {REFRESH_SECONDS}s</span></header><main>{main}</main>"
             f"<script nonce=\"{nonce}\">{SCRIPT}</script></body></html>")
 
@@ -164,20 +167,28 @@ def _supervisor_box(stats: Mapping[str, Any], children: Iterable[Mapping[str, An
     tone = "bad" if stats.get("crashLoop") else "ok"
     head = (f"<p><b>supervisor {escape(str(stats.get('name', '?')))}</b> "
             f"<span class=\"badge {tone}\">{'crash loop' if stats.get('crashLoop') else 'healthy'}</span> "
-            f"restarts {stats.get('restartsTotal', 0)} (recent {stats.get('restartsRecent', 0)}), "
+            f"restarts {stats.get('restartsTotal', 0)}{_recent(stats)}, "
             f"given up {stats.get('givenUpTotal', 0)}{_given_up(stats)}</p>")
     if children is None:
         return head
     rows = []
     for child in children:
         detail = child.get("detail") or {}
-        rows.append(f"<tr><td>{escape(child['id'])}</td><td>{_state(child['state'], _looping(child))}</td>"
+        nested_loop = ((detail.get("supervisor") or {}).get("crashLoop") and
+                       " <span class=\"badge bad\">children crash-looping</span>") or ""
+        rows.append(f"<tr><td>{escape(child['id'])}</td><td>{_state(child['state'], child['crashLooping'])}"
+                    f"{nested_loop}</td>"
                     f"<td class=\"n\">{child['restarts']}</td><td>{_summary(child['id'], detail)}</td></tr>")
         nested = _nested(child["id"], detail)
         if nested:
             rows.append(f"<tr><td colspan=\"4\"><div class=\"nested\">{nested}</div></td></tr>")
     return head + ("<table><tr><th>child</th><th>state</th><th>restarts</th><th>figures</th></tr>"
                    + "".join(rows) + "</table>")
+
+
+def _recent(stats: Mapping[str, Any]) -> str:
+    recent = stats.get("restartsRecent", 0)
+    return f" ({recent} recently, against its own budget)" if recent else ""
 
 
 def _given_up(stats: Mapping[str, Any]) -> str:
@@ -198,7 +209,8 @@ def _summary(name: str, detail: Mapping[str, Any]) -> str:
                 f"mean batch {detail.get('mean_batch', 0)}")
     if name == "scheduler":
         return (f"backlog {detail.get('backlog')}, fired {detail.get('fired', 0)}, failed {detail.get('failed', 0)}, "
-                f"overdue {round(detail.get('overdueSeconds', 0), 1)}s, next {escape(str(detail.get('next_due_at')))}")
+                f"overdue {round(detail.get('overdueSeconds', 0), 1)}s, "
+                f"next due {escape(detail.get('next_due_at') or '—')}")
     if name == "number-check":
         mailbox = detail.get("mailbox") or {}
         return f"mailbox {mailbox.get('depth', 0)}/{mailbox.get('size', 0)}, {detail.get('steps', 0)} steps"
@@ -231,9 +243,13 @@ def _nested(name: str, detail: Mapping[str, Any]) -> str:
                    for d in detail.get("deepestMailboxes", [])]
         looping = [[c["whatsappId"], c["chat"], _state(c["state"], True), c["restarts"]]
                    for c in detail.get("crashLooping", [])]
+        if not by_company and not looping:
+            return box + "<p class=\"muted\">no actors alive</p>"
         return (box + "<h3>actors per company</h3>" + _table(["company", "actors"], by_company)
-                + "<h3>deepest mailboxes</h3>" + _table(["connection", "chat", "company", "mailbox"], deepest)
-                + "<h3>crash-looping</h3>" + _table(["connection", "chat", "state", "restarts"], looping, raw={2}))
+                + ("<h3>deepest mailboxes</h3>" + _table(["connection", "chat", "company", "mailbox"], deepest)
+                   if deepest else "")
+                + ("<h3>crash-looping</h3>" + _table(["connection", "chat", "state", "restarts"], looping, raw={2})
+                   if looping else ""))
     if name == "campaigns":
         rows = [[c["campaignId"], c["companyId"], _state(c["state"], c["crashLooping"]), c["restarts"], c["inFlight"]]
                 for c in detail.get("campaigns", [])]
