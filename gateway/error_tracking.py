@@ -83,7 +83,7 @@ async def open_error_tracker(config: Config) -> AsyncIterator[ErrorTracker]:
 
     client = sentry_sdk.Client(
         dsn=config.sentry_dsn, environment=config.sentry_environment, release=f"zapgate@{__version__}",
-        default_integrations=False, auto_enabling_integrations=False, send_default_pii=False,
+        default_integrations=False, auto_enabling_integrations=False,
         shutdown_timeout=FLUSH_TIMEOUT)
     tracker = ErrorTracker(client)
     log.info("unhandled errors are reported to Sentry", extra={"fields": {"environment": config.sentry_environment}})
