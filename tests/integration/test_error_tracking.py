@@ -68,7 +68,7 @@ def ingest() -> Iterator[tuple[FakeIngest, int]]:
     fake = FakeIngest()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             envelope = _decode(body, self.headers.get("Content-Encoding", ""))
             with fake.lock:
