@@ -3,6 +3,8 @@ over the sandbox, route templates as labels (never raw ids), and METRICS_TOKEN."
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,3 +136,18 @@ async def test_metrics_are_open_without_a_token_configured(api: Api) -> None:
     with trio.fail_after(TIMEOUT):
         samples = await scrape(api.client)
         assert value(samples, "zapgate_build_info", version="0.1.0") == 1
+
+
+async def test_the_sample_dashboard_uses_only_metrics_the_app_exposes(api: Api, server: Server) -> None:
+    """ops/grafana-zapgate.json stays true to /metrics: every series it queries exists (with no traffic yet)."""
+    dashboard = json.loads((Path(__file__).parents[2] / "ops" / "grafana-zapgate.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"\bzapgate_[a-z_]+", target["expr"])}
+    assert len(queried) >= 25
+    with trio.fail_after(TIMEOUT):
+        server.deps.metrics.observe_ack(4, 1.0)  # histograms with labels show once observed
+        await api.client.get("/version")  # one request, so the HTTP series exist
+        exposed = set()
+        for family in text_string_to_metric_families((await api.client.get("/metrics")).text):
+            exposed.update(sample.name for sample in family.samples)
+        assert queried <= exposed, sorted(queried - exposed)
