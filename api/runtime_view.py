@@ -49,8 +49,9 @@ async def runtime() -> Response:
     require_super()
     if deps.runtime is None:
         raise ApiError("the supervision tree is not running", code="ERR_NOT_RUNNING", status=503)
+    timers_by_kind = await _timers(deps)  # first: a database found away shows in the snapshot's health
     view = deps.runtime.snapshot()
-    view["timers"] = await _timers(deps)
+    view["timers"] = timers_by_kind
     if html:
         return _page(partial(runtime_page.render, view))
     return jsonify(view)
