@@ -158,10 +158,7 @@ class RuntimeCollector(Collector):
         looping = GaugeMetricFamily("zapgate_supervisor_crash_loop", "1 while a child crash-loops (or was given up "
                                     "recently)", labels=["supervisor"])
         children = GaugeMetricFamily("zapgate_supervisor_children", "Children supervised", labels=["supervisor"])
-        for stats in (rt.root.stats(), rt.sessions.supervisor_stats(), rt.tickets.supervisor_stats(),
-                      rt.campaigns.supervisor_stats()):
-            if not stats:
-                continue
+        for stats in rt.supervisor_stats():
             name = [stats["name"]]
             restarts.add_metric(name, stats["restarts_total"])
             given_up.add_metric(name, stats["given_up_total"])

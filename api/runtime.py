@@ -59,6 +59,15 @@ class Runtime:
     started_at: float = attrs.field(factory=time.time)
     # parts merged later add a section of their own: name → a sync function answering its JSON
     sections: dict[str, Section] = attrs.field(factory=dict)
+    # ... and their supervisors' `stats()`, counted in the metrics (restarts, crash loops) like the others
+    supervisors: list[Callable[[], dict[str, Any]]] = attrs.field(factory=list)
+
+    def supervisor_stats(self) -> list[dict[str, Any]]:
+        """Every supervisor's counters (`Supervisor.stats()`): the root, sessions, conversations, campaigns,
+        and those of later parts; the ones not running are left out."""
+        every = [self.root.stats(), self.sessions.supervisor_stats(), self.tickets.supervisor_stats(),
+                 self.campaigns.supervisor_stats(), *(stats() for stats in self.supervisors)]
+        return [stats for stats in every if stats]
 
     def tree(self) -> dict[str, Any]:
         """The supervision tree with each part's figures (JSON-ready)."""

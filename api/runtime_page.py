@@ -44,7 +44,7 @@ th { font-weight: 600; color: #5a6775; } td.n { text-align: right; font-variant-
 input, button { font: inherit; padding: .4em; }
 """
 
-SCRIPT = """
+SCRIPT = r"""
 (() => {
   const KEY = "zapgate.runtime.token", status = document.getElementById("status");
   const fragment = new URLSearchParams(location.hash.slice(1));
@@ -73,7 +73,9 @@ SCRIPT = """
       return;
     }
     if (!answer.ok) { say("not updated: HTTP " + answer.status); return; }
-    const page = new DOMParser().parseFromString(await answer.text(), "text/html");
+    // only its header facts and <main> are taken: its style and script (another nonce) are not parsed at all
+    const html = (await answer.text()).replace(/<style[\s\S]*?<\/style>|<script[\s\S]*?<\/script>/g, "");
+    const page = new DOMParser().parseFromString(html, "text/html");
     document.querySelector("main").replaceWith(page.querySelector("main"));
     document.getElementById("facts").replaceWith(page.getElementById("facts"));
     say("updated " + new Date().toLocaleTimeString());

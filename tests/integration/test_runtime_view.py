@@ -194,13 +194,16 @@ def chromium_or_skip() -> str:
     pytest.skip("no Chromium installed")
 
 
-async def headless(chromium: str, profile: Path, url: str, *what: str) -> bytes:
-    """Run headless Chromium on `url` (its scripts and fetches included, within a virtual time budget)."""
+async def headless(chromium: str, profile: Path, url: str, *what: str) -> tuple[str, str]:
+    """Run headless Chromium on `url` (its scripts and fetches included, within a virtual time budget): its
+    output, and its log with the page's console messages."""
     command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-               f"--user-data-dir={profile}", "--window-size=1280,1400", "--virtual-time-budget=15000", *what, url]
+               f"--user-data-dir={profile}", "--window-size=1280,1400", "--virtual-time-budget=15000",
+               "--enable-logging=stderr", "--v=0", *what, url]
     done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
-    return done.stdout
+    log = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, log[-2000:]
+    return done.stdout.decode(errors="replace"), log
 
 
 async def test_the_page_renders_in_headless_chromium(capi: Api, crashable: Server, tmp_path: Path) -> None:
@@ -216,7 +219,9 @@ async def test_the_page_renders_in_headless_chromium(capi: Api, crashable: Serve
             await trio.sleep(0.05)
         url = f"{crashable.url}/admin/runtime#token={token}"
 
-        dom = (await headless(chromium, tmp_path / "dom", url, "--dump-dom")).decode()
+        dom, log = await headless(chromium, tmp_path / "dom", url, "--dump-dom")
+        console = [line for line in log.splitlines() if ":CONSOLE" in line]
+        assert not console, console  # no script error, nothing the page's CSP refused
         # the script signed in with the fragment's token and swapped the rendered view in
         assert "Supervision tree" in dom and "supervisor sessions" in dom, dom[-3000:]
         assert "CONNECTED" in dom and f'<td class="n">{wid}</td>' in dom
