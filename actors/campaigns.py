@@ -348,8 +348,10 @@ class CampaignActor:
                 finally:
                     flights.pop(message_id).set()
                     router.in_flight.pop(message_id, None)
-            if sent and not self.stranded:
-                self._stranded_delay = RETRY_INITIAL
+            if sent:
+                router.sent[self.company_id, whatsapp_id] += len(sent)  # messages out (metrics)
+                if not self.stranded:
+                    self._stranded_delay = RETRY_INITIAL
             # WhatsApp has them: recorded however long the database takes (until then the rows stay pending,
             # and a resend after a restart goes out under the same ids: WhatsApp keeps one)
             changed = await self._db(lambda conn: rows.record_answers(conn, self.company_id, sent, failed))
@@ -717,6 +719,23 @@ class CampaignSupervisor:
                 self.broker.publish(actor.company_id, f"company-{actor.company_id}-campaign",
                                     {"action": "progress", "campaignId": campaign_id, "counts": counts})
             await trio.sleep(PROGRESS_EVERY / 4)
+
+    def supervisor_stats(self) -> dict[str, Any]:
+        """Its supervisor's counters (restarts, crash loops, children given up); {} while not running."""
+        return self._supervisor.stats() if self._supervisor is not None else {}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each campaign's actor now (the runtime view): campaign, company, state, restarts, sends in flight."""
+        if self._supervisor is None:
+            return []
+        shown = []
+        for child in self._supervisor.describe_children():
+            campaign_id = child.id[1] if isinstance(child.id, tuple) and len(child.id) == 3 else None
+            actor = self.actors.get(campaign_id or 0)
+            shown.append({"campaignId": campaign_id, "companyId": actor.company_id if actor else None,
+                          "state": child.state.value, "restarts": child.restarts, "crashLooping": child.crash_looping,
+                          "inFlight": actor.in_flight if actor else 0})
+        return shown
 
     def stats(self) -> dict[str, Any]:
         supervisor = self._supervisor.stats() if self._supervisor is not None else {}

@@ -42,9 +42,10 @@ class ReceiptBatcher:
     """Writes receipts in batches (`put` from the router; `run` under the router's nursery)."""
 
     def __init__(self, db: Database, publish_message: PublishMessage, *, max_waiting: int = MAX_WAITING,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, on_ack: Callable[[int, float], None] | None = None) -> None:
         self.db = db
         self.publish_message = publish_message
+        self.on_ack = on_ack  # (ack, seconds since sent) of each receipt that moved one (metrics)
         self.max_waiting = max_waiting
         self.batch = batch
         self._waiting: list[Waiting] = []
@@ -125,10 +126,16 @@ class ReceiptBatcher:
         for company_id, whatsapp_id, rows, tickets in written:
             asked = sum(len(event.ids) for event in groups[(company_id, whatsapp_id)])
             foreign += asked - (rows[0]["matched"] if rows else 0)
+            when = {(wid, int(event.ack)): event.timestamp for event in groups[(company_id, whatsapp_id)]
+                    for wid in event.ids}
             for row in rows:
                 if row["id"] is None:
                     continue  # ours, but its ack was already there (or further)
                 self.changed += 1
+                at = when.get((row["target"], row["ack"]))
+                if self.on_ack is not None and at is not None:  # how long the contact's phone took
+                    since = row.get("wa_timestamp") or row["created_at"]
+                    self.on_ack(int(row["ack"]), max(0.0, (at - since).total_seconds()))
                 shown = row
                 if row.get("quoted_msg_id"):  # announced with what it quotes, as the actor does
                     shown = await conversations.show_message(self.db, company_id, row["id"])

@@ -220,6 +220,12 @@ class TicketHandle:
     closed: bool = False  # ended for good: takes nothing more
     ended: trio.Event = attrs.field(factory=trio.Event)
     _router: Any = None  # the TicketRouter: its retire hook and overflow gauge
+    company_id: int = 0
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting in its mailbox (of MAILBOX), and beyond it in its overflow."""
+        return self._mailbox.statistics().current_buffer_used + len(self.overflow)
 
     def idle(self) -> bool:
         """Nothing to do and nothing under way: stopping the actor now costs nothing."""
@@ -268,7 +274,8 @@ class TicketActor:
         if self._handle is None:
             send, self._receive = trio.open_memory_channel[Any](MAILBOX)
             self._handle = TicketHandle((self.whatsapp_id, self.chat), send, last_used=trio.current_time(),
-                                        to_flush=self._to_flush, router=self.router)
+                                        to_flush=self._to_flush, router=self.router,
+                                        company_id=self.company_id)
             self.router.registry.register(self._handle.key, self._handle)
         else:  # restarted: whatever the last incarnation cached may be what made it crash
             self.contact = self.ticket = None
@@ -616,6 +623,9 @@ class TicketActor:
         for row in rows:
             if row["id"] is None:
                 continue  # ours, but its ack was already there (or further)
+            if self.router.on_ack is not None:  # how long the contact's phone took (metrics)
+                since = row.get("wa_timestamp") or row["created_at"]
+                self.router.on_ack(int(event.ack), max(0.0, (event.timestamp - since).total_seconds()))
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
                 tickets.get(row["ticket_id"]) or await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, await self._with_quote(row), ticket)
@@ -718,6 +728,7 @@ class TicketActor:
                     if still is None or still["status"] != "pending":
                         continue
                 sent = await session.send(command)
+                router.sent[self.company_id, self.whatsapp_id] += 1
             except wa.SendFailed as failure:
                 updated = await db.fetch_one(db.q.outbox_failed, {"id": row["id"], "error": failure.reason[:500]})
             except (wa.NotConnected, wa.TransportError, SessionEnded):
@@ -830,6 +841,10 @@ class TicketRouter:
     # campaign messages being handed to WhatsApp now (by id), each with the event set when its flight ends
     in_flight: dict[int, trio.Event] = attrs.field(factory=dict)
     _receipts: ReceiptBatcher | None = None  # the receipts of chats without an actor, written in bulk
+    # for metrics, read when scraped: messages from WhatsApp routed, and handed to WhatsApp, by (company, connection)
+    received: collections.Counter[tuple[int, int]] = attrs.field(factory=collections.Counter)
+    sent: collections.Counter[tuple[int, int]] = attrs.field(factory=collections.Counter)
+    on_ack: Callable[[int, float], None] | None = None  # (ack, seconds since sent) of each receipt that moved one
 
     async def settled(self, message_ids: set[int], patience: float = 10.0) -> bool:
         """Wait until none of `message_ids` is being handed to WhatsApp (a cancel answers after that); False
@@ -849,7 +864,9 @@ class TicketRouter:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._supervisor = await nursery.start(supervisor.run)
-            self._receipts = await nursery.start(ReceiptBatcher(self.db, self.publish_message).run)
+            self._receipts = await nursery.start(ReceiptBatcher(
+                self.db, self.publish_message, on_ack=lambda ack, seconds: self.on_ack and self.on_ack(ack, seconds)
+            ).run)
             nursery.start_soon(self._reap_idle)
             if self.scheduler is not None:
                 for kind in rules.KINDS:
@@ -876,6 +893,7 @@ class TicketRouter:
                 if event.is_group and await self._ignores_groups(company_id):
                     wa.settle(event)
                     return
+                self.received[company_id, whatsapp_id] += 1
             chat = chat_key(event)
             if isinstance(event, wa.Receipt) and self._receipts is not None and not self._is_live((whatsapp_id, chat)):
                 await self._receipts.put(company_id, whatsapp_id, event)  # no conversation running: in bulk
@@ -1145,6 +1163,34 @@ class TicketRouter:
             payload["ticket"] = shown_ticket if shown_ticket is not None else self.presenters.ticket(ticket)
             payload["contact"] = ticket.get("contact")
         self.publish(company_id, "appMessage", payload)
+
+    def supervisor_stats(self) -> dict[str, Any]:
+        """Its supervisor's counters (restarts, crash loops, children given up); {} while not running."""
+        return self._supervisor.stats() if self._supervisor is not None else {}
+
+    def describe(self, *, deepest: int = 10) -> dict[str, Any]:
+        """The conversations' actors now (the runtime view): how many per company, the `deepest` mailboxes, and
+        the actors crash-looping (restarted more than half their own budget recently)."""
+        by_company: collections.Counter[int] = collections.Counter()
+        depths: list[tuple[int, TicketHandle]] = []
+        for handle in self.registry.handles():
+            by_company[handle.company_id] += 1
+            depth = handle.mailbox_depth
+            if depth:
+                depths.append((depth, handle))
+        depths.sort(key=lambda item: item[0], reverse=True)
+        looping = []
+        if self._supervisor is not None:
+            looping = [{"whatsappId": child.id[1], "chat": child.id[2], "restarts": child.restarts,
+                        "state": child.state.value} for child in self._supervisor.describe_children()
+                       if child.crash_looping and isinstance(child.id, tuple) and len(child.id) == 4]
+        return {"alive": len(self.registry), "stopping": len(self._retiring), "overflowed": self._overflowed,
+                "byCompany": {str(company): count for company, count in sorted(by_company.items())},
+                "mailboxSize": MAILBOX, "mailboxWaiting": sum(depth for depth, _ in depths),
+                "deepestMailboxes": [{"whatsappId": handle.key[0], "chat": handle.key[1],
+                                      "companyId": handle.company_id, "depth": depth}
+                                     for depth, handle in depths[:deepest]],
+                "crashLooping": looping[:deepest]}
 
     def stats(self) -> dict[str, Any]:
         supervisor = self._supervisor.stats() if self._supervisor is not None else {}

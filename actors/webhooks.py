@@ -141,8 +141,10 @@ class WebhookDispatcher:
                  on_disabled: Callable[[Disabled], None] | None = None,
                  wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
                  rng: random.Random | None = None,
-                 check: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 check: Callable[[str], Awaitable[None]] | None = None,
+                 on_outcome: Callable[[str], None] | None = None) -> None:
         self.store = store
+        self.on_outcome = on_outcome  # each attempt's end: delivered, retried, failed, disabled (metrics)
         self.settings = settings
         self.poster = poster
         self.on_disabled = on_disabled
@@ -263,6 +265,10 @@ class WebhookDispatcher:
             self.failed += 1
         else:
             self.retried += 1
+        if self.on_outcome is not None:
+            self.on_outcome("delivered" if outcome.delivered else "failed" if outcome.give_up else "retried")
+            if disabled is not None:
+                self.on_outcome("disabled")
         if disabled is not None:
             log.warning("webhook disabled", extra={"fields": {"webhook": disabled.webhook_id,
                                                               "company": disabled.company_id}})

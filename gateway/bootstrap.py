@@ -35,6 +35,7 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
+from prometheus_client import CollectorRegistry
 
 from actors.campaigns import CampaignSupervisor
 from actors.number_check import NumberChecker
@@ -50,13 +51,16 @@ from api.auth import check_password, hash_password
 from api.campaigns import present_campaign
 from api.contact_lists import present_item as present_list_item
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
+from api.metrics import Metrics
 from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
 from api.realtime.direct import DirectWebsockets
+from api.runtime import Runtime
 from gateway import front
 from gateway.broker import Broker
 from gateway.config import Config
+from gateway.error_tracking import open_error_tracker
 from gateway.housekeeper import Housekeeper
 from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
@@ -249,8 +253,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
     outbox = DatabaseOutbox(db) if config.sandbox_journal else None
     sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, latency=config.sandbox_latency, journal=journal,
-                             outbox=outbox) \
-        if config.sandbox else None
+                             outbox=outbox, crash_faults=config.sandbox_crash_faults) if config.sandbox else None
+    # this app's metrics, in a registry of its own (several apps in one process never share a series)
+    metrics = Metrics(CollectorRegistry())
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,
                            reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
@@ -258,6 +263,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                               transport_factory=transport_factory(config, db_url or config.database_url, sandbox),
                               present=present.session)
     writer = GroupCommitWriter(db)
+    writer.on_flush = metrics.observe_flush
     media = MediaStore(config.data_dir / "media")
     public_files = MediaStore(config.data_dir / "public", prefix="/public")  # logos, announcements' images
     messages = MessagePresenter(config.backend_url)
@@ -265,6 +271,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                            presenters=Presenters(ticket=present_tickets.ticket, message=messages,
                                                  contact=present_contact))
     sessions.inbound = tickets.inbound
+    tickets.on_ack = metrics.observe_ack
     scheduler = Scheduler(db)  # durable timers; their owners register a handler per kind
     tickets.scheduler = scheduler
     # contact lists' numbers checked on WhatsApp, paced, through the sessions
@@ -272,11 +279,12 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     # scheduled messages: their timers are sent through the conversations' actors
     scheduled = ScheduledMessages(db, tickets, broker, media, present=scheduled_messages.shown)
     tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
-    # campaigns: one actor per running campaign, its sends handed to the conversations' actors
+    # campaigns: one actor per running campaign, sending its batches itself
     campaigns = CampaignSupervisor(db, broker, scheduler, tickets, sessions, present=present_campaign)
     # outbound webhooks: the rows the triggers wrote in each change's transaction, posted signed, retried
     webhooks = WebhookDispatcher(DeliveryStore(db), webhook_settings(config),
-                                 on_disabled=partial(_webhook_disabled, broker))
+                                 on_disabled=partial(_webhook_disabled, broker),
+                                 on_outcome=metrics.count_webhook_delivery)
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -305,14 +313,20 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
-    async with _closing(sandbox), trio.open_nursery() as nursery:
+    async with _closing(sandbox), open_error_tracker(config) as errors, trio.open_nursery() as nursery:
         if sandbox is not None:
             await sandbox.take_over_old_outbox()  # a journal of before version 15 held it
         supervisor = await nursery.start(root.run)
+        runtime = Runtime(root=supervisor, sessions=sessions, tickets=tickets, campaigns=campaigns, scheduler=scheduler,
+                          number_check=number_check, scheduled=scheduled, writer=writer, broker=broker, db=db,
+                          realtime=realtime, websockets=websockets)
+        runtime.sections["webhooks"] = webhooks.stats  # the deliverer: posts in flight, outcomes
+        metrics.watch(runtime)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime, presence=presence, public_files=public_files,
-                    scheduler=scheduler, campaigns=campaigns, webhooks=webhooks,
+                    scheduler=scheduler, campaigns=campaigns, webhooks=webhooks, runtime=runtime, metrics=metrics,
+                    errors=errors,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "scheduler": scheduler.stats(), "schedules": scheduled.stats(),

@@ -92,6 +92,12 @@ class Config:
     webhook_backoff_max: float = 3600.0
     webhook_max_in_flight: int = 4  # attempts at once per endpoint
     webhook_poll_interval: float = 1.0  # seconds between looks for due deliveries
+    # operations (README "Metrics", "Error tracking")
+    metrics_token: str | None = None  # /metrics wants `Authorization: Bearer <it>` when set
+    sentry_dsn: str | None = None  # unhandled errors are reported to this Sentry (or compatible) project
+    sentry_environment: str = "production"
+    # test-only: the sandbox's "crash" fault (a session crashing as a bug would); never on in production
+    sandbox_crash_faults: bool = False
 
     @property
     def embedded_db(self) -> bool:
@@ -324,8 +330,21 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         webhook_backoff_max=_positive(env, "WEBHOOK_BACKOFF_MAX", 3600.0),
         webhook_max_in_flight=_int(env, "WEBHOOK_MAX_IN_FLIGHT", 4, minimum=1, maximum=100),
         webhook_poll_interval=_positive(env, "WEBHOOK_POLL_INTERVAL", 1.0),
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        sentry_dsn=_sentry_dsn(env),
+        sentry_environment=env.get("SENTRY_ENVIRONMENT", "").strip() or "production",
+        sandbox_crash_faults=_bool(env, "SANDBOX_CRASH_FAULTS", False),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
+
+
+def _sentry_dsn(env: Mapping[str, str]) -> str | None:
+    dsn = env.get("SENTRY_DSN", "").strip()
+    if not dsn:
+        return None
+    if not re.match(r"^https?://[^@/\s]+@[^/\s]+/\S*\d$", dsn):
+        raise ConfigError("SENTRY_DSN", "expected a DSN like https://<key>@<host>/<project id>")
+    return dsn
 
 
 def _default_channel(env: Mapping[str, str]) -> str:
