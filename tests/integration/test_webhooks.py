@@ -14,6 +14,7 @@ from standardwebhooks import Webhook
 
 from tests.integration.conftest import Api, Server, auth, make_config, start_server
 from tests.integration.test_conversations import connected_sandbox, inbound, wait_sql
+from tests.integration.test_metrics import scrape, value
 from tests.webhook_receiver import Answer, Receiver
 
 TIMEOUT = 60
@@ -155,6 +156,10 @@ async def test_a_receiver_that_is_down_gets_it_after_it_returns_in_order(
             assert len({r.headers["webhook-id"] for r in receiver.received}) == 3
             shown = (await client.get(f"/webhooks/{hook['id']}", headers=auth(token))).json()
             assert shown["enabled"] is True and shown["failingSince"] is None  # a success ends the streak
+            # the attempts are counted by outcome in /metrics: the first message's retries, then the three posts
+            samples = await scrape(client)
+            assert value(samples, "zapgate_webhook_deliveries_total", outcome="delivered") == 3
+            assert value(samples, "zapgate_webhook_deliveries_total", outcome="retried") >= 2  # the last of 3+ is 2xx
     nursery.cancel_scope.cancel()
 
 
