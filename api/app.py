@@ -157,6 +157,7 @@ def create_app(deps: Deps) -> QuartTrio:
         companies,
         contact_lists,
         contacts,
+        dashboard,
         files,
         health,
         helps,
@@ -168,6 +169,7 @@ def create_app(deps: Deps) -> QuartTrio:
         queues,
         quick_messages,
         ratings,
+        reports,
         sandbox,
         scheduled_messages,
         settings,
@@ -185,6 +187,8 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
     app.register_blueprint(campaigns.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(reports.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:

@@ -1,0 +1,126 @@
+"""The dashboard's figures (issue 17): read from the hourly counters the event insert keeps (migration 0021),
+or from the events themselves (`raw=True`: a zone whose offset is not whole hours, and the benchmark's
+reference). Periods are `[since, until)` instants; for counters both are whole UTC hours (api/dashboard_time.py
+rounds them), so a figure for a day of a whole-hour zone is exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from storage.db import Database, Row
+from storage.sql import load_queries
+
+Q = load_queries(Path(__file__).with_name("dashboard.sql"))
+
+# Per user: from the counters, or from the events. totalTickets counts the tickets the agent took (accepted,
+# given by the bot, transferred to them); closedTickets those they closed; openTickets theirs open now.
+_USERS = """
+SELECT u.id, u.name, u.online, s.avg_wait, s.avg_service, coalesce(s.taken, 0)::int AS taken,
+       coalesce(s.closed, 0)::int AS closed, s.avg_rating,
+       (SELECT count(*) FROM tickets t WHERE t.company_id = u.company_id AND t.user_id = u.id
+                                         AND t.status = 'open')::int AS open_now
+FROM users u LEFT JOIN ({figures}) s ON s.user_id = u.id
+WHERE u.company_id = %(company_id)s
+ORDER BY lower(u.name), u.id
+"""
+_USERS_FROM_COUNTERS = """
+SELECT user_id, sum(wait_s) / nullif(sum(wait_n), 0) AS avg_wait,
+       sum(service_s) / nullif(sum(service_n), 0) AS avg_service,
+       sum(accepted + assigned + transferred) AS taken, sum(closed) AS closed,
+       sum(rating_sum)::float8 / nullif(sum(rated), 0) AS avg_rating
+FROM dashboard_user_hours
+WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(until)s
+GROUP BY user_id
+"""
+_USERS_FROM_EVENTS = """
+SELECT user_id, avg(wait_s) AS avg_wait, avg(service_s) AS avg_service,
+       count(*) FILTER (WHERE kind IN ('accepted', 'assigned', 'transferred')) AS taken,
+       count(*) FILTER (WHERE kind = 'closed') AS closed, avg(rate)::float8 AS avg_rating
+FROM ticket_events
+WHERE company_id = %(company_id)s AND created_at >= %(since)s AND created_at < %(until)s
+  AND kind IN ('accepted', 'assigned', 'transferred', 'closed', 'rated')
+GROUP BY user_id
+"""
+USERS_REPORT = _USERS.format(figures=_USERS_FROM_COUNTERS)
+USERS_REPORT_RAW = _USERS.format(figures=_USERS_FROM_EVENTS)
+
+# SLA figures per queue or per agent: first response (the first_reply events) and resolution (closed events),
+# p50 and p90 in seconds, and how many went past the limits.
+_SLA = """
+SELECT {key} AS key,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_s) FILTER (WHERE kind = 'first_reply') AS fr_p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY first_reply_s) FILTER (WHERE kind = 'first_reply') AS fr_p90,
+       count(*) FILTER (WHERE kind = 'first_reply')::int AS fr_n,
+       count(*) FILTER (WHERE kind = 'first_reply' AND first_reply_s > %(fr_limit)s)::int AS fr_breaches,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_s) FILTER (WHERE kind = 'closed') AS res_p50,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY resolution_s) FILTER (WHERE kind = 'closed') AS res_p90,
+       count(*) FILTER (WHERE kind = 'closed' AND resolution_s IS NOT NULL)::int AS res_n,
+       count(*) FILTER (WHERE kind = 'closed' AND resolution_s > %(res_limit)s)::int AS res_breaches
+FROM ticket_events
+WHERE company_id = %(company_id)s AND created_at >= %(since)s AND created_at < %(until)s
+  AND kind IN ('first_reply', 'closed')
+GROUP BY 1 ORDER BY 1 NULLS FIRST
+"""
+SLA_BY = {"queue": _SLA.format(key="queue_id"), "user": _SLA.format(key="user_id"),
+          "all": _SLA.format(key="NULL::bigint")}
+
+
+@attrs.frozen
+class Period:
+    company_id: int
+    since: dt.datetime  # included
+    until: dt.datetime  # excluded
+
+    def params(self, **more: Any) -> dict[str, Any]:
+        return {"company_id": self.company_id, "since": self.since, "until": self.until, **more}
+
+
+async def hour_counts(db: Database, period: Period, *, raw: bool = False) -> list[Row]:
+    """(hour, created, accepted, transferred, closed) per UTC hour with any (raw: per quarter hour)."""
+    return await db.fetch_all(Q.hours_raw if raw else Q.hours_counters, period.params())
+
+
+async def statistics(db: Database, period: Period, *, raw: bool = False) -> Row:
+    row = await db.fetch_one(Q.statistics_raw if raw else Q.statistics, period.params())
+    assert row is not None
+    return row
+
+
+async def users_report(db: Database, period: Period, *, raw: bool = False) -> list[Row]:
+    return await db.fetch_all(USERS_REPORT_RAW if raw else USERS_REPORT, period.params())
+
+
+async def status_summary(db: Database, company_id: int, *, no_groups: bool) -> tuple[list[Row], list[Row]]:
+    """The tickets waiting and open now, by status and queue; the users with their open tickets."""
+    tickets = await db.fetch_all(Q.status_tickets, {"company_id": company_id, "no_groups": no_groups})
+    users = await db.fetch_all(Q.status_users, {"company_id": company_id})
+    return tickets, users
+
+
+async def tickets_now(db: Database, company_id: int) -> Row:
+    row = await db.fetch_one(Q.tickets_now, {"company_id": company_id})
+    assert row is not None
+    return row
+
+
+async def leads(db: Database, period: Period) -> int:
+    return int(await db.fetch_value(Q.new_leads, period.params()))
+
+
+async def created_by_hour(db: Database, period: Period) -> list[Row]:
+    """Tickets created per UTC hour (the heat map's input)."""
+    return await db.fetch_all(Q.heatmap, period.params())
+
+
+async def sla(db: Database, period: Period, by: str, *, first_reply_limit: float,
+              resolution_limit: float) -> list[Row]:
+    return await db.fetch_all(SLA_BY[by], period.params(fr_limit=first_reply_limit, res_limit=resolution_limit))
+
+
+async def csat(db: Database, period: Period) -> list[Row]:
+    return await db.fetch_all(Q.csat, period.params())
