@@ -154,11 +154,14 @@ def bucket_start(instant: dt.datetime, field: str, zone: dt.tzinfo) -> dt.dateti
     """The start of the bucket holding `instant`, in `zone` (a wall-clock hour multiple, or local midnight)."""
     local = instant.astimezone(zone)
     if field == "day":
-        return dt.datetime.combine(local.date(), dt.time(), zone)
-    if field == "hour":  # the local hour holding it: on a repeated hour (fold), its own occurrence
-        return local.replace(minute=0, second=0, microsecond=0)
-    size = FIELD_HOURS[field]
-    return local.replace(hour=local.hour - local.hour % size, minute=0, second=0, microsecond=0, fold=0)
+        start = dt.datetime.combine(local.date(), dt.time(), zone)
+    elif field == "hour":  # the local hour holding it: on a repeated hour (fold), its own occurrence
+        start = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        size = FIELD_HOURS[field]
+        start = local.replace(hour=local.hour - local.hour % size, minute=0, second=0, microsecond=0, fold=0)
+    # a wall-clock start in a DST gap (São Paulo's midnights of 2018-11-04) is the first real instant after it
+    return start.astimezone(dt.UTC).astimezone(zone)
 
 
 def _key(start: dt.datetime) -> dt.datetime:
