@@ -37,7 +37,7 @@ from api.dashboard_time import local_hour_grid
 from api.errors import BadRequest
 from api.validation import query_int
 from storage import dashboard, reports
-from storage.db import Row
+from storage.db import Database, Row
 
 blueprint = Blueprint("reports", __name__, url_prefix="/ticketreport")
 PAGE_SIZE = 20
@@ -112,12 +112,12 @@ async def report() -> Response:
                     "count": total, "hasMore": number * size < total})
 
 
-async def _csv(company_id: int, filters: reports.ReportFilters, zone: dt.tzinfo) -> AsyncIterator[bytes]:
+async def _csv(db: Database, company_id: int, filters: reports.ReportFilters, zone: dt.tzinfo) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
     yield ("\ufeff" + buffer.getvalue()).encode()  # the BOM: spreadsheets read the file as UTF-8
-    async for batch in reports.report_rows(deps_of(current_app).db, company_id, filters):
+    async for batch in reports.report_rows(db, company_id, filters):
         buffer.seek(0)
         buffer.truncate()
         writer.writerows(_text(cells(row, zone)) for row in batch)
@@ -129,13 +129,13 @@ def _text(values: list[Any]) -> list[Any]:
     return [f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in values]
 
 
-async def _xlsx(company_id: int, filters: reports.ReportFilters, zone: dt.tzinfo) -> AsyncIterator[bytes]:
+async def _xlsx(db: Database, company_id: int, filters: reports.ReportFilters, zone: dt.tzinfo) -> AsyncIterator[bytes]:
     from openpyxl import Workbook  # write-only mode: rows are spooled to a temporary file as they come
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("tickets")
     sheet.append(COLUMNS)
-    async for batch in reports.report_rows(deps_of(current_app).db, company_id, filters):
+    async for batch in reports.report_rows(db, company_id, filters):
         for row in batch:
             sheet.append(cells(row, zone))
     with tempfile.TemporaryFile() as file:
@@ -151,11 +151,12 @@ async def export() -> Response:
     if kind not in ("csv", "xlsx"):
         raise BadRequest("format: must be csv or xlsx", code="ERR_VALIDATION", field="format")
     company_id, filters, zone = await _filters()
+    db = deps_of(current_app).db  # the body is generated after the view returns: outside the app's context
     stamp = dt.datetime.now(zone).strftime("%Y%m%d-%H%M")
     if kind == "csv":
-        body, mimetype = _csv(company_id, filters, zone), "text/csv; charset=utf-8"
+        body, mimetype = _csv(db, company_id, filters, zone), "text/csv; charset=utf-8"
     else:
-        body = _xlsx(company_id, filters, zone)
+        body = _xlsx(db, company_id, filters, zone)
         mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="tickets-{stamp}.{kind}"'
