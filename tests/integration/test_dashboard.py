@@ -22,9 +22,9 @@ TIMEOUT = 60
 KINDS = ("create", "accept", "transfer", "close")
 
 
-async def get(api: Api, token: str, path: str, status: int = 200, **params: Any) -> Any:
+async def get(api: Api, token: str, path: str, expect: int = 200, **params: Any) -> Any:
     response = await api.client.get(path, params=params, headers=auth(token))
-    assert response.status_code == status, response.text
+    assert response.status_code == expect, response.text
     return response.json()
 
 
