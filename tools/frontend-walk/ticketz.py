@@ -753,7 +753,10 @@ def dashboard(w: Walk, state: dict) -> None:
     row.wait_for()
     if str(mine["closedTickets"]) not in row.inner_text() or mine["closedTickets"] < 1:
         raise AssertionError(f"the attendants table shows {row.inner_text()!r}, the API {mine}")
-    page.screenshot(path=str(w.out / "dashboard-figures.png"), full_page=True)
+    page.locator("h3", has_text="Resolved tickets").first.scroll_into_view_if_needed()  # the page scrolls inside
+    page.screenshot(path=str(w.out / "dashboard-cards.png"))
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=str(w.out / "dashboard-chart-and-attendants.png"))
     # live: the second ticket accepted and closed while the page is open → `counter` → the card re-reads
     w.backend("PUT", f"/tickets/{second['id']}", json={"status": "open", "userId": me["id"]})
     w.backend("PUT", f"/tickets/{second['id']}", json={"status": "closed"})
