@@ -42,7 +42,7 @@ from quart import Blueprint, Response, current_app, jsonify, request
 
 from api.app import deps_of
 from api.auth import require_admin
-from api.dashboard_time import Period, PeriodError, field_for, period_of, series
+from api.dashboard_time import Period, PeriodError, field_for, period_of, series, series_of
 from api.errors import BadRequest, NotFound
 from api.validation import query_int
 from storage import dashboard, settings
@@ -107,9 +107,9 @@ async def ticket_figures(db: Database, company_id: int, period: Period) -> dict[
     stats = await dashboard.statistics(db, span(company_id, period), raw=period.raw)
     field = field_for(period)
     start, end = period.start.isoformat(), period.end.isoformat()
+    counters = series_of(period, field, rows, SERIES.values())
     return {
-        "ticketCounters": {name: {"field": field, "start": start, "end": end,
-                                  "counters": series(period, field, rows, column)}
+        "ticketCounters": {name: {"field": field, "start": start, "end": end, "counters": counters[column]}
                            for name, column in SERIES.items()},
         "ticketStatistics": {"avgWaitTime": seconds(stats["avg_wait"]), "avgServiceTime": seconds(stats["avg_service"]),
                              "totalClosed": stats["closed"], "newContacts": stats["new_contacts"]},

@@ -18,6 +18,7 @@ period is listed, empty ones with 0, each `time` the bucket's start with its off
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -99,8 +100,10 @@ def utc_floor(instant: dt.datetime, step: dt.timedelta) -> dt.datetime:
     return epoch + (instant.astimezone(dt.UTC) - epoch) // step * step
 
 
+@functools.lru_cache(maxsize=256)
 def whole_hours(zone: dt.tzinfo, since: dt.datetime, until: dt.datetime) -> bool:
-    """Whether the zone's offset is a whole number of hours at every hour of [since, until)."""
+    """Whether the zone's offset is a whole number of hours at every hour of [since, until) (cached: the same
+    dashboard is asked again and again)."""
     at = utc_floor(since, HOUR)
     while at < until + HOUR:
         offset = at.astimezone(zone).utcoffset() or dt.timedelta()
@@ -164,26 +167,47 @@ def bucket_start(instant: dt.datetime, field: str, zone: dt.tzinfo) -> dt.dateti
     return start.astimezone(dt.UTC).astimezone(zone)
 
 
-def _key(start: dt.datetime) -> dt.datetime:
-    return start.astimezone(dt.UTC)
+@functools.lru_cache(maxsize=256)
+def layout(zone: dt.tzinfo, since: dt.datetime, until: dt.datetime, raw: bool,
+           field: str) -> tuple[tuple[dt.datetime, ...], dict[dt.datetime, int]]:
+    """The period's buckets in order (their local starts) and, for each counter row's key (a UTC hour, or a
+    quarter hour when raw), its bucket's index. Cached: computing it is most of a dashboard's Python time."""
+    step = QUARTER if raw else HOUR
+    starts: list[dt.datetime] = []
+    index: dict[dt.datetime, int] = {}
+    by_start: dict[dt.datetime, int] = {}
+    at = since
+    while at < until:
+        start = bucket_start(at, field, zone)
+        key = start.astimezone(dt.UTC)
+        if key not in by_start:
+            by_start[key] = len(starts)
+            starts.append(start)
+        index[at] = by_start[key]
+        at += step
+    return tuple(starts), index
+
+
+def series_of(period: Period, field: str, rows: Iterable[Mapping[str, Any]],
+              columns: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """For each column, every bucket of the period in order, `{time, counter}`: the sums of the column over
+    the rows (keyed by `hour`: a UTC hour, or a quarter hour when raw) the bucket holds."""
+    starts, index = layout(period.zone, period.since, period.until, period.raw, field)
+    columns = list(columns)
+    sums = {column: [0] * len(starts) for column in columns}
+    for row in rows:
+        slot = index.get(row["hour"])
+        if slot is not None:
+            for column in columns:
+                sums[column][slot] += row[column]
+    times = [start.isoformat() for start in starts]
+    return {column: [{"time": time, "counter": count} for time, count in zip(times, sums[column], strict=True)]
+            for column in columns}
 
 
 def series(period: Period, field: str, rows: Iterable[Mapping[str, Any]], column: str) -> list[dict[str, Any]]:
-    """Every bucket of the period in order, `{time, counter}`, summing `column` of rows keyed by `hour`."""
-    step = QUARTER if period.raw else HOUR
-    buckets: dict[dt.datetime, list[Any]] = {}
-    at = period.since
-    while at < period.until:
-        start = bucket_start(at, field, period.zone)
-        key = _key(start)
-        if key not in buckets:
-            buckets[key] = [start, 0]
-        at += step
-    for row in rows:
-        key = _key(bucket_start(row["hour"], field, period.zone))
-        if key in buckets:
-            buckets[key][1] += row[column]
-    return [{"time": start.isoformat(), "counter": count} for start, count in buckets.values()]
+    """One column's buckets (`series_of` for one column)."""
+    return series_of(period, field, rows, [column])[column]
 
 
 def local_hour_grid(period: Period, rows: Iterable[Mapping[str, Any]], column: str) -> list[list[int]]:

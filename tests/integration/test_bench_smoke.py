@@ -30,6 +30,9 @@ FIGURES = {
     "tags": [f"{case}.p50_ms" for case in ("unfiltered", "rare", "common", "both", "contact", "open_common")],
     "timers": ["timers_per_s", "lateness_p50_ms", "lateness_p99_ms", "raw_update_per_s", "sql_ceiling_per_s"],
     "imports": [f"{fmt}.{figure}" for fmt in ("csv", "xlsx") for figure in ("rows_per_s", "seconds", "created")],
+    "dashboard": [f"{route}.{figure}" for route in ("tickets", "users", "counters_tickets", "counters_users",
+                                                     "raw_tickets", "raw_users") for figure in ("p50_ms", "p99_ms")]
+    + ["raw_tickets.ratio", "raw_users.ratio", "keeping.on_events_per_s", "keeping.off_events_per_s"],
     "campaign": ["sends_per_s", "cpu_ms_per_1000", "ten.sends_per_s", "ten.cpu_ms_per_1000", "paced.on_sends_per_s",
                  "paced.off_sends_per_s", "pacing_cost_ratio"],
 }
