@@ -165,7 +165,7 @@ FROM (SELECT e.*, lead(e.created_at) OVER (PARTITION BY e.ticket_id ORDER BY e.c
 CROSS JOIN LATERAL (
     SELECT m.sent_by_user_id, m.created_at FROM messages m
     WHERE m.ticket_id = c.ticket_id AND m.company_id = c.company_id AND m.from_me AND m.sent_by_user_id IS NOT NULL
-      AND m.sent_by IS NULL AND m.created_at >= c.created_at AND (c.next_at IS NULL OR m.created_at < c.next_at)
+      AND m.sent_by IS NULL AND NOT m.is_private AND m.created_at >= c.created_at AND (c.next_at IS NULL OR m.created_at < c.next_at)
     ORDER BY m.created_at, m.id LIMIT 1) m;
 
 UPDATE ticket_events e SET wait_s = m.wait_s, first_reply_s = m.first_reply_s, resolution_s = m.resolution_s,
@@ -190,8 +190,10 @@ END $$;
 CREATE TRIGGER ticket_events_count BEFORE INSERT ON ticket_events
     FOR EACH ROW EXECUTE FUNCTION ticket_events_count();
 
--- An agent's first message in a cycle is a `first_reply` event, whoever inserts it (the API, a quick reply,
--- a schedule sent as its author is an automation: sent_by 'schedule', not counted).
+-- An agent's first message in a cycle is a `first_reply` event, whoever inserts it (the API, a quick reply).
+-- Not an automation's text sent for them (sent_by set: the farewell 'system', a schedule 'schedule'), nor an
+-- internal note (is_private). (Before this version the farewell carried no sent_by: the backfill may take an
+-- old farewell for a reply when it was the agent's only message.)
 CREATE FUNCTION messages_first_reply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     cycle_at timestamptz;
@@ -208,5 +210,5 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER messages_first_reply AFTER INSERT ON messages
-    FOR EACH ROW WHEN (NEW.from_me AND NEW.sent_by_user_id IS NOT NULL AND NEW.sent_by IS NULL)
+    FOR EACH ROW WHEN (NEW.from_me AND NEW.sent_by_user_id IS NOT NULL AND NEW.sent_by IS NULL AND NOT NEW.is_private)
     EXECUTE FUNCTION messages_first_reply();

@@ -69,7 +69,8 @@ async def test_a_day_driven_through_the_api_is_counted_exactly_in_any_zone(api: 
         token = await api.admin_token()
         agent = await api.create_user(token, "agent@dash.test")
         wid = await connected_sandbox(api, token)
-        await attach(api, token, wid, [], ratingMessage="Avalie!", complationMessage="Obrigado!")
+        await attach(api, token, wid, [], ratingMessage="Avalie!", complationMessage="Obrigado!",
+                     farewellMessage="Tchau!")
         await set_setting(api, token, "userRating", "enabled")
         numbers = [f"55119876500{i}" for i in range(5)]
         ids = [await sandbox_ticket(api, server, token, wid, number, f"Cliente {i}")
@@ -81,9 +82,12 @@ async def test_a_day_driven_through_the_api_is_counted_exactly_in_any_zone(api: 
         assert sent.status_code in (200, 201), sent.text
         sent = await api.client.post(f"/messages/{ids[0]}", json={"body": "Tudo bem?"}, headers=auth(token))
         assert sent.status_code in (200, 201), sent.text
+        note = await api.client.post(f"/messages/{ids[1]}", json={"body": "nota interna", "isPrivate": True},
+                                     headers=auth(token))
+        assert note.status_code in (200, 201), note.text
         await put_ticket(api, token, ids[0], {"status": "closed"})
         await put_ticket(api, token, ids[1], {"status": "closed"})
-        await settle(api, token, wid, 4)  # 2 messages of the agent, 2 rating questions
+        await settle(api, token, wid, 6)  # 2 messages of the agent, 2 farewells, 2 rating questions
         await inbound(api, token, wid, **{"from": numbers[0], "name": "Cliente 0", "body": "4"})
         while not server.sql("SELECT 1 FROM ticket_events WHERE kind = 'rated'"):
             await trio.sleep(0.05)
@@ -107,7 +111,8 @@ async def test_a_day_driven_through_the_api_is_counted_exactly_in_any_zone(api: 
             assert (users["agent"]["totalTickets"], users["agent"]["openTickets"]) == (1, 1)
             assert users["agent"]["closedTickets"] == 0 and users["agent"]["averageRating"] is None
 
-        # the events behind it: one first reply (the second message is not), the rating with its rate
+        # the events behind it: one first reply (not the second message, nor the internal note, nor the
+        # farewells sent for the agent), the rating with its rate
         assert server.sql("SELECT count(*) FROM ticket_events WHERE kind = 'first_reply'") == [(1,)]
         assert server.sql("SELECT rate FROM ticket_events WHERE kind = 'rated'") == [(4,)]
         status = await get(api, token, "/dashboard/status")
