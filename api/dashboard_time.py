@@ -128,9 +128,12 @@ def period_of(args: Mapping[str, str], default_zone: str, *, dates_required: boo
         raise PeriodError("date_to", f"a period is at most {MAX_DAYS} days")
     start_time = _time(args, "hour_from", dt.time(0, 0))
     end_time = _time(args, "hour_to", dt.time(23, 59, 59))
-    # a local time in a DST gap (fold 0) is read with the offset before the change: the first real instant
+    # the start: a local time in a DST gap (fold 0) is read with the offset before the change, the first real
+    # instant after it; a repeated one (fold 0), its first occurrence. The end: a repeated hour's second
+    # occurrence (fold 1), so that São Paulo's 2018-02-17, whose 23:00 came twice, ends after both
     start = dt.datetime.combine(first, start_time.replace(second=0, minute=0), zone)
-    end = dt.datetime.combine(last, end_time.replace(second=0, minute=0), zone).astimezone(dt.UTC) + HOUR
+    last_hour = dt.datetime.combine(last, end_time.replace(second=0, minute=0), zone).replace(fold=1)
+    end = last_hour.astimezone(dt.UTC) + HOUR
     if end <= start:
         raise PeriodError("hour_to", "must be after hour_from")
     since = start.astimezone(dt.UTC)
