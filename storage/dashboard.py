@@ -28,13 +28,21 @@ FROM users u LEFT JOIN ({figures}) s ON s.user_id = u.id
 WHERE u.company_id = %(company_id)s
 ORDER BY lower(u.name), u.id
 """
-_USERS_FROM_COUNTERS = """
+# A period's whole UTC days from dashboard_user_days, its first and last partial days from dashboard_user_hours.
+_FIGURES = "user_id, wait_s, wait_n, service_s, service_n, accepted + assigned + transferred AS taken, closed, " \
+           "rating_sum, rated"
+_USERS_FROM_COUNTERS = f"""
 SELECT user_id, sum(wait_s) / nullif(sum(wait_n), 0) AS avg_wait,
        sum(service_s) / nullif(sum(service_n), 0) AS avg_service,
-       sum(accepted + assigned + transferred) AS taken, sum(closed) AS closed,
-       sum(rating_sum)::float8 / nullif(sum(rated), 0) AS avg_rating
-FROM dashboard_user_hours
-WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(until)s
+       sum(taken) AS taken, sum(closed) AS closed, sum(rating_sum)::float8 / nullif(sum(rated), 0) AS avg_rating
+FROM (SELECT {_FIGURES} FROM dashboard_user_hours
+      WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(days_from)s
+      UNION ALL
+      SELECT {_FIGURES} FROM dashboard_user_days
+      WHERE company_id = %(company_id)s AND day >= %(first_day)s AND day < %(last_day)s
+      UNION ALL
+      SELECT {_FIGURES} FROM dashboard_user_hours
+      WHERE company_id = %(company_id)s AND hour >= %(days_to)s AND hour < %(until)s) f
 GROUP BY user_id
 """
 _USERS_FROM_EVENTS = """
@@ -79,6 +87,17 @@ class Period:
     def params(self, **more: Any) -> dict[str, Any]:
         return {"company_id": self.company_id, "since": self.since, "until": self.until, **more}
 
+    def by_days(self) -> dict[str, Any]:
+        """The period as whole UTC days [first_day, last_day) between partial ones: hours [since, days_from)
+        and [days_to, until). Without a whole day, all hours (and an empty day range)."""
+        midnight = dt.datetime.combine(self.since.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+        days_from = midnight if midnight == self.since else midnight + dt.timedelta(days=1)
+        days_to = dt.datetime.combine(self.until.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+        if days_from >= days_to:
+            days_from = days_to = self.until
+        return self.params(days_from=days_from, days_to=days_to, first_day=days_from.date(),
+                           last_day=days_to.date())
+
 
 async def hour_counts(db: Database, period: Period, *, raw: bool = False) -> list[Row]:
     """(hour, created, accepted, transferred, closed) per UTC hour with any (raw: per quarter hour)."""
@@ -92,7 +111,7 @@ async def statistics(db: Database, period: Period, *, raw: bool = False) -> Row:
 
 
 async def users_report(db: Database, period: Period, *, raw: bool = False) -> list[Row]:
-    return await db.fetch_all(USERS_REPORT_RAW if raw else USERS_REPORT, period.params())
+    return await db.fetch_all(USERS_REPORT_RAW if raw else USERS_REPORT, period.by_days())
 
 
 async def status_summary(db: Database, company_id: int, *, no_groups: bool) -> tuple[list[Row], list[Row]]:

@@ -4,11 +4,9 @@
 -- reference.
 
 -- name: hours_counters
-SELECT hour, sum(created)::int AS created, sum(accepted)::int AS accepted, sum(transferred)::int AS transferred,
-       sum(closed)::int AS closed
-FROM dashboard_user_hours
+SELECT hour, created, accepted, transferred, closed
+FROM dashboard_hours
 WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(until)s
-GROUP BY hour
 
 -- name: hours_raw
 -- per quarter hour: any zone's hour (:00, :30, :45 offsets) is a union of quarters
@@ -27,7 +25,7 @@ SELECT sum(wait_s) / nullif(sum(wait_n), 0) AS avg_wait, sum(service_s) / nullif
        coalesce(sum(closed), 0)::int AS closed,
        (SELECT count(*) FROM contacts c WHERE c.company_id = %(company_id)s AND c.created_at >= %(since)s
                                           AND c.created_at < %(until)s)::int AS new_contacts
-FROM dashboard_user_hours
+FROM dashboard_hours
 WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(until)s
 
 -- name: statistics_raw
@@ -65,9 +63,8 @@ WHERE c.company_id = %(company_id)s AND c.created_at >= %(since)s AND c.created_
   AND EXISTS (SELECT FROM tickets t WHERE t.contact_id = c.id AND t.company_id = c.company_id)
 
 -- name: heatmap
-SELECT hour, sum(created)::int AS created FROM dashboard_user_hours
+SELECT hour, created FROM dashboard_hours
 WHERE company_id = %(company_id)s AND hour >= %(since)s AND hour < %(until)s AND created > 0
-GROUP BY hour
 
 -- name: csat
 SELECT rate, count(*)::int AS n FROM user_ratings

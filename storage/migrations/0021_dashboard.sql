@@ -15,8 +15,10 @@
 --    and the sums of the durations, maintained by the event's insert (the trigger below, in the same
 --    transaction as the change). Hours are UTC: any zone whose offset is whole hours re-buckets them
 --    exactly (local midnight is a UTC hour boundary, DST included); zones with :30/:45 offsets are answered
---    from the events themselves (storage/dashboard.py). `dashboard_user_hours` is the same without the queue,
---    the one the dashboard reads (a 30-day range is ~720 × users rows).
+--    from the events themselves (storage/dashboard.py). Coarser copies the dashboard reads, kept by the same
+--    insert: `dashboard_user_hours` (no queue), `dashboard_hours` (the company's hours: a 30-day series is
+--    720 rows) and `dashboard_user_days` (an agent's UTC days: a period is its whole UTC days plus at most
+--    two partial days of hours).
 -- 3. Backfill: a `created` event for tickets without one, a `closed` event for closed tickets without one,
 --    `rated` events from user_ratings, `first_reply` events from the agents' messages; then every event gets
 --    its durations and is counted by the same functions the trigger uses.
@@ -64,6 +66,17 @@ CREATE TABLE dashboard_user_hours (LIKE dashboard_counters INCLUDING DEFAULTS);
 ALTER TABLE dashboard_user_hours DROP COLUMN queue_id;
 ALTER TABLE dashboard_user_hours ADD PRIMARY KEY (company_id, hour, user_id),
     ADD FOREIGN KEY (company_id) REFERENCES companies (id) ON DELETE CASCADE;
+-- the company's hours (the dashboard's series: 720 rows for 30 days) and each agent's UTC days (a period's
+-- whole UTC days come from here, its first and last hours from dashboard_user_hours: ~agents × 31 rows)
+CREATE TABLE dashboard_hours (LIKE dashboard_user_hours INCLUDING DEFAULTS);
+ALTER TABLE dashboard_hours DROP COLUMN user_id;
+ALTER TABLE dashboard_hours ADD PRIMARY KEY (company_id, hour),
+    ADD FOREIGN KEY (company_id) REFERENCES companies (id) ON DELETE CASCADE;
+CREATE TABLE dashboard_user_days (LIKE dashboard_user_hours INCLUDING DEFAULTS);
+ALTER TABLE dashboard_user_days DROP COLUMN hour;
+ALTER TABLE dashboard_user_days ADD COLUMN day date NOT NULL;  -- the UTC day
+ALTER TABLE dashboard_user_days ADD PRIMARY KEY (company_id, day, user_id),
+    ADD FOREIGN KEY (company_id) REFERENCES companies (id) ON DELETE CASCADE;
 
 -- The durations of an event, from the events of its ticket before it.
 CREATE FUNCTION ticket_event_measure(e ticket_events) RETURNS ticket_events LANGUAGE plpgsql STABLE AS $$
@@ -98,7 +111,7 @@ BEGIN
     RETURN e;
 END $$;
 
--- Add one event to the counters (both tables).
+-- Add one event to the counters (the four tables).
 CREATE FUNCTION dashboard_count(e ticket_events) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     h timestamptz := date_trunc('hour', e.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
@@ -131,6 +144,38 @@ BEGIN
             one[5], one[6], one[7], one[8], one[9], one[10], coalesce(e.wait_s, 0), coalesce(e.first_reply_s, 0),
             one[11], coalesce(e.resolution_s, 0), one[12], coalesce(e.service_s, 0), one[13])
     ON CONFLICT (company_id, hour, user_id) DO UPDATE SET
+        created = c.created + excluded.created, queued = c.queued + excluded.queued,
+        accepted = c.accepted + excluded.accepted, assigned = c.assigned + excluded.assigned,
+        transferred = c.transferred + excluded.transferred, closed = c.closed + excluded.closed,
+        reopened = c.reopened + excluded.reopened, rated = c.rated + excluded.rated,
+        first_replies = c.first_replies + excluded.first_replies, wait_n = c.wait_n + excluded.wait_n,
+        wait_s = c.wait_s + excluded.wait_s, first_reply_s = c.first_reply_s + excluded.first_reply_s,
+        resolution_n = c.resolution_n + excluded.resolution_n, resolution_s = c.resolution_s + excluded.resolution_s,
+        service_n = c.service_n + excluded.service_n, service_s = c.service_s + excluded.service_s,
+        rating_sum = c.rating_sum + excluded.rating_sum;
+    INSERT INTO dashboard_hours AS c (company_id, hour, created, queued, accepted, assigned,
+                                           transferred, closed, reopened, rated, first_replies, wait_n, wait_s,
+                                           first_reply_s, resolution_n, resolution_s, service_n, service_s, rating_sum)
+    VALUES (e.company_id, h, one[1], one[2], one[3], one[4],
+            one[5], one[6], one[7], one[8], one[9], one[10], coalesce(e.wait_s, 0), coalesce(e.first_reply_s, 0),
+            one[11], coalesce(e.resolution_s, 0), one[12], coalesce(e.service_s, 0), one[13])
+    ON CONFLICT (company_id, hour) DO UPDATE SET
+        created = c.created + excluded.created, queued = c.queued + excluded.queued,
+        accepted = c.accepted + excluded.accepted, assigned = c.assigned + excluded.assigned,
+        transferred = c.transferred + excluded.transferred, closed = c.closed + excluded.closed,
+        reopened = c.reopened + excluded.reopened, rated = c.rated + excluded.rated,
+        first_replies = c.first_replies + excluded.first_replies, wait_n = c.wait_n + excluded.wait_n,
+        wait_s = c.wait_s + excluded.wait_s, first_reply_s = c.first_reply_s + excluded.first_reply_s,
+        resolution_n = c.resolution_n + excluded.resolution_n, resolution_s = c.resolution_s + excluded.resolution_s,
+        service_n = c.service_n + excluded.service_n, service_s = c.service_s + excluded.service_s,
+        rating_sum = c.rating_sum + excluded.rating_sum;
+    INSERT INTO dashboard_user_days AS c (company_id, day, user_id, created, queued, accepted, assigned,
+                                           transferred, closed, reopened, rated, first_replies, wait_n, wait_s,
+                                           first_reply_s, resolution_n, resolution_s, service_n, service_s, rating_sum)
+    VALUES (e.company_id, (e.created_at AT TIME ZONE 'UTC')::date, coalesce(e.user_id, 0), one[1], one[2], one[3], one[4],
+            one[5], one[6], one[7], one[8], one[9], one[10], coalesce(e.wait_s, 0), coalesce(e.first_reply_s, 0),
+            one[11], coalesce(e.resolution_s, 0), one[12], coalesce(e.service_s, 0), one[13])
+    ON CONFLICT (company_id, day, user_id) DO UPDATE SET
         created = c.created + excluded.created, queued = c.queued + excluded.queued,
         accepted = c.accepted + excluded.accepted, assigned = c.assigned + excluded.assigned,
         transferred = c.transferred + excluded.transferred, closed = c.closed + excluded.closed,
