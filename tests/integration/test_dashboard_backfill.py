@@ -71,8 +71,11 @@ def test_the_migration_backfills_events_durations_and_counters(database_at_20: s
             "SELECT sum(created), sum(accepted), sum(closed), sum(rated), sum(first_replies), sum(wait_s), "
             "sum(service_n), sum(resolution_s), sum(rating_sum) FROM dashboard_counters").fetchone()
         assert counters == (2, 1, 2, 1, 1, 300.0, 1, 3900.0 + 3 * 3600.0, 4)
-        per_user = conn.execute("SELECT sum(created), sum(closed) FROM dashboard_user_hours").fetchone()
-        assert per_user == (2, 2)
+        for table in ("dashboard_user_hours", "dashboard_hours", "dashboard_user_days"):  # the coarser copies
+            assert conn.execute(f"SELECT sum(created), sum(closed), sum(wait_s) FROM {table}").fetchone() == \
+                   (2, 2, 300.0), table
+        assert conn.execute("SELECT day::text, user_id, closed FROM dashboard_user_days ORDER BY 2").fetchall() == \
+               [("2024-03-01", 0, 0), ("2024-03-01", 1, 2)]
         by_hour = conn.execute("SELECT hour, created, closed FROM dashboard_user_hours WHERE user_id = 0 "
                                "ORDER BY hour").fetchall()
         assert [(row[0].isoformat()[:16], row[1]) for row in by_hour] == \
