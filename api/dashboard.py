@@ -103,8 +103,7 @@ async def status() -> Response:
 
 async def ticket_figures(db: Database, company_id: int, period: Period) -> dict[str, Any]:
     """`/dashboard/tickets`'s answer (also the benchmark's subject)."""
-    rows = await dashboard.hour_counts(db, span(company_id, period), raw=period.raw)
-    stats = await dashboard.statistics(db, span(company_id, period), raw=period.raw)
+    rows, stats = await dashboard.tickets_figures(db, span(company_id, period), raw=period.raw)
     field = field_for(period)
     start, end = period.start.isoformat(), period.end.isoformat()
     counters = series_of(period, field, rows, SERIES.values())
