@@ -68,11 +68,14 @@ async def test_the_benchmark_runs_and_reports_its_figures(name: str, pg_server_u
         assert math.isfinite(value) and value > 0, (dotted, value)
     assert {check["figure"] for check in document["checks"]} <= {*FIGURES[name], "kib_per_socket", *(
         f"{endpoint}.p99_ms" for endpoint in ("tickets_open", "tickets_search", "messages")), *(
-        f"{fmt}.peak_rss_growth_mib" for fmt in ("csv", "xlsx"))}  # memory: a number, maybe 0 at the tiny size
+        f"{fmt}.peak_rss_growth_mib" for fmt in ("csv", "xlsx")),  # memory: a number, maybe 0 at the tiny size
+        "same_figures", "keeping.rollup_matches_trigger"}  # dashboard: yes/no checks
     if name in ("fanout", "memory"):  # memory growth over a handful of sockets is noise: a number, maybe <= 0
         assert isinstance(document["kib_per_socket"], int | float)
     if name == "fanout":
         assert document["received"] == document["expected"] > 0
+    if name == "dashboard":  # the counters answer what the raw events answer; the rollup what the trigger counted
+        assert document["same_figures"] is True and document["keeping"]["rollup_matches_trigger"] is True
     if name == "timers":  # every timer fired, none twice
         assert document["not_done"] == 0 and document["fired_twice"] == 0
     assert "[bench." in stderr  # progress is shown while it runs
