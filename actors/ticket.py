@@ -134,6 +134,7 @@ class SendOut:
     media: tuple[bytes, str, str | None, str] | None = None  # (data, mimetype, filename, kind)
     quoted_message_id: int | None = None
     private: bool = False  # an internal note: stored ('private') and announced, never sent
+    sent_by: str | None = None  # an automated text sent for the agent (the farewell: 'system'); not a human reply
 
 
 @attrs.frozen
@@ -675,7 +676,8 @@ class TicketActor:
                       "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
                       "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
                       "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id,
-                      "wid": None if request.private else wid, "is_private": request.private}
+                      "wid": None if request.private else wid, "is_private": request.private,
+                      "sent_by": request.sent_by}
             last = conversations.last_message_text(IncomingRow(
                 wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
                 media_name=media_name))

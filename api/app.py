@@ -168,6 +168,7 @@ def create_app(deps: Deps) -> QuartTrio:
         companies,
         contact_lists,
         contacts,
+        dashboard,
         files,
         health,
         helps,
@@ -180,6 +181,7 @@ def create_app(deps: Deps) -> QuartTrio:
         queues,
         quick_messages,
         ratings,
+        reports,
         runtime_view,
         sandbox,
         scheduled_messages,
@@ -202,6 +204,8 @@ def create_app(deps: Deps) -> QuartTrio:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(runtime_view.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(reports.blueprint)
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:

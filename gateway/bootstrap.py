@@ -38,6 +38,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from prometheus_client import CollectorRegistry
 
 from actors.campaigns import CampaignSupervisor
+from actors.dashboard_push import DashboardPush
 from actors.number_check import NumberChecker
 from actors.scheduler import Scheduler
 from actors.schedules import ScheduledMessages
@@ -311,6 +312,9 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
         ChildSpec("presence", presence.run, RestartPolicy.PERMANENT),
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
+        # the dashboard's counters pushed to admins' sockets when events commit (at most once a second)
+        ChildSpec("dashboard-push", DashboardPush(db_url or config.database_url or "", broker.publish_local).run,
+                  RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
     async with _closing(sandbox), open_error_tracker(config) as errors, trio.open_nursery() as nursery:

@@ -670,11 +670,12 @@ SELECT created_at FROM messages WHERE id = %(id)s AND ticket_id = %(ticket_id)s 
 -- `wid` is chosen before the write (the id WhatsApp will get): a write retried after a lost COMMIT finds
 -- its row (no second message), and a send retried after a crash goes out under the same id.
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
-                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private)
+                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private,
+                      sent_by)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
         %(media_url)s, %(media_name)s, %(media_mimetype)s, CASE WHEN %(is_private)s THEN 2 ELSE 1 END,
         CASE WHEN %(is_private)s THEN 'private' ELSE 'pending' END, %(quoted_msg_id)s, %(user_id)s, true,
-        %(is_private)s)
+        %(is_private)s, %(sent_by)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
 

@@ -190,6 +190,17 @@ ROUTES = [
     Route("POST", "/webhooks/{webhook}/rotate-secret", "admin"),
     Route("POST", "/webhooks/{webhook}/test", "admin"),
     Route("GET", "/webhooks/{webhook}/deliveries?pageNumber=1", "admin"),
+    # dashboard and reports (issue 17; figures: test_dashboard.py, test_reports.py)
+    Route("GET", "/dashboard/status", "admin"),
+    Route("GET", "/dashboard/tickets?date_from=2018-11-04&date_to=2018-11-04", "admin"),
+    Route("GET", "/dashboard/users?date_from=2018-11-04&date_to=2018-11-04", "admin"),
+    Route("GET", "/dashboard?days=7", "admin"),
+    Route("GET", "/dashboard/ticketsUsers?initialDate=2018-11-04&finalDate=2018-11-04", "admin"),
+    Route("GET", "/dashboard/ticketsDay?initialDate=2018-11-04&finalDate=2018-11-04", "admin"),
+    Route("GET", "/ticketreport/reports", "admin"),
+    Route("GET", "/ticketreport/reports/export?format=csv", "admin"),
+    Route("GET", "/ticketreport/reports/export?format=xlsx", "admin"),
+    Route("GET", "/ticketreport/sla", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -599,3 +610,62 @@ async def test_other_company_webhook_is_not_found(server: Server, api: Api, worl
     """Beta's admin aiming at Alpha's webhook: 404, as a missing id, and nothing written."""
     with trio.fail_after(TIMEOUT):
         await assert_refused(server, api, world, route, world.b_admin, status=404, code="ERR_NOT_FOUND")
+# ─── the dashboard and reports: another company's figures are never reachable ──────────
+
+
+async def test_dashboard_and_reports_show_only_the_callers_company(server: Server, api: Api, world: World) -> None:
+    """Beta's tickets, events and ratings exist; Alpha's admin sees none of them — also naming Beta in
+    `companyId` (honoured for super admins only) or Beta's queue and user in the filters."""
+    with trio.fail_after(TIMEOUT):
+        def script() -> None:
+            wid = server.sql("INSERT INTO whatsapps (company_id, name, channel) VALUES (%s, 'B sandbox', 'sandbox') "
+                             "RETURNING id", (world.b_company_id,))[0][0]
+            contact = server.sql("INSERT INTO contacts (company_id, name, number) VALUES (%s, 'B client', "
+                                 "'5521900000001') RETURNING id", (world.b_company_id,))[0][0]
+            ticket = server.sql("INSERT INTO tickets (company_id, contact_id, whatsapp_id, queue_id, user_id, status) "
+                                "VALUES (%s, %s, %s, %s, %s, 'closed') RETURNING id",
+                                (world.b_company_id, contact, wid, world.b_queue_id, world.b_user_id))[0][0]
+            for kind in ("created", "accepted", "closed"):
+                server.sql("INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id) "
+                           "VALUES (%s, %s, %s, %s, %s)", (world.b_company_id, ticket, kind, world.b_user_id,
+                                                           world.b_queue_id))
+            server.sql("INSERT INTO user_ratings (company_id, ticket_id, user_id, rate) VALUES (%s, %s, %s, 5)",
+                       (world.b_company_id, ticket, world.b_user_id))
+
+        await trio.to_thread.run_sync(script)
+        b_events = await trio.to_thread.run_sync(server.sql, "SELECT count(*) FROM dashboard_counters "
+                                                 "WHERE company_id = %s", (world.b_company_id,))
+        assert b_events[0][0] > 0  # Beta's figures exist
+        headers = auth(world.a_admin.token)
+        beta = {"companyId": world.b_company_id}
+        status = (await api.client.get("/dashboard/status", params=beta, headers=headers)).json()
+        assert all(u["id"] != world.b_user_id for u in status["usersStatusSummary"])
+        alpha_active = await trio.to_thread.run_sync(server.sql, "SELECT count(*) FROM tickets WHERE company_id = %s "
+                                                     "AND status IN ('open', 'pending')", (world.a_admin.company_id,))
+        assert sum(s["count"] for s in status["ticketsStatusSummary"]) == alpha_active[0][0]
+        tickets = (await api.client.get("/dashboard/tickets", params={**beta, "date_from": "2000-01-01",
+                                                                       "date_to": "2001-01-01"}, headers=headers))
+        assert tickets.status_code == 200
+        now = (await api.client.get("/dashboard", params=beta, headers=headers)).json()
+        assert now["counters"]["supportFinished"] == 0
+        assert all(a["id"] != world.b_user_id for a in now["attendants"])
+        users = (await api.client.get("/dashboard/users", params={"date_from": "2026-01-01", "date_to": "2026-12-31",
+                                                                  **beta}, headers=headers)).json()
+        assert all(u["id"] != world.b_user_id and u["closedTickets"] == 0 for u in users["userReport"])
+        alpha_tickets = {row[0] for row in await trio.to_thread.run_sync(
+            server.sql, "SELECT id FROM tickets WHERE company_id = %s", (world.a_admin.company_id,))}
+        report = (await api.client.get("/ticketreport/reports", params=beta, headers=headers)).json()
+        assert {t["id"] for t in report["tickets"]} == alpha_tickets and report["count"] == len(alpha_tickets)
+        for params in ({"queueId": world.b_queue_id}, {"userId": world.b_user_id}):
+            report = (await api.client.get("/ticketreport/reports", params=params, headers=headers)).json()
+            assert report["tickets"] == [] and report["totalTickets"] == {"total": 0}, params
+        exported = await api.client.get("/ticketreport/reports/export", params={"format": "csv", **beta},
+                                        headers=headers)
+        assert exported.status_code == 200 and "B client" not in exported.text
+        assert len(exported.text.strip().splitlines()) == 1 + len(alpha_tickets)
+        sla = (await api.client.get("/ticketreport/sla", params=beta, headers=headers)).json()
+        assert sla["csat"]["count"] == 0 and sla["overall"]["resolution"]["count"] == 0
+        assert sla["byUser"] == [] and sum(map(sum, sla["heatmap"])) == 0
+        # the same calls by Beta's admin do see them: the checks above could fail
+        mine = (await api.client.get("/ticketreport/sla", headers=auth(world.b_admin.token))).json()
+        assert mine["csat"]["count"] == 1 and mine["overall"]["resolution"]["count"] == 1
