@@ -610,6 +610,8 @@ async def test_other_company_webhook_is_not_found(server: Server, api: Api, worl
     """Beta's admin aiming at Alpha's webhook: 404, as a missing id, and nothing written."""
     with trio.fail_after(TIMEOUT):
         await assert_refused(server, api, world, route, world.b_admin, status=404, code="ERR_NOT_FOUND")
+
+
 # ─── the dashboard and reports: another company's figures are never reachable ──────────
 
 
