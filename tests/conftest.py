@@ -32,6 +32,23 @@ TEST_DB_PREFIX = "zapgate_t_"
 _OWNED_NAME = re.compile(rf"^(?:{TEMPLATE_PREFIX}(?:gw\d+_|master_)?|{TEST_DB_PREFIX})(\d+)_[0-9a-f]+$")
 
 
+# Tests that take long by design (real-clock waits, tens of restarts, property searches), slowest first. They
+# start the run, so that under pytest-xdist they run beside the short ones instead of last and alone (the run
+# would then last as long as the last one started). A node-id prefix each; a renamed test only loses its place.
+SLOW_FIRST = (
+    "tests/e2e/test_faults.py",
+    "tests/e2e/test_schedules_restart.py::test_a_recurring_schedule_sends_its_count_on_the_real_clock_and_stops",
+    "tests/unit/test_hours.py::test_property_next_open_is_open_and_nothing_before_it_is",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((n for n, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix)), len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
+
+
 def _admin_conn(url: str) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True)
 

@@ -21,6 +21,7 @@ from collections import Counter
 
 import httpx
 import psycopg
+import pytest
 
 from tests.e2e.conftest import free_port, wait_until
 
@@ -169,9 +170,13 @@ def _run_cycles(zapgate, external_db_env, *, cycles: int, kill: bool) -> None:  
               " accepted, each stored/sent once")
 
 
+# One after the other on one worker under pytest-xdist: each loads the machine with 9 client threads and a
+# server it stops within a deadline, and two at once on a small machine would test the machine.
+@pytest.mark.xdist_group("faults")
 def test_sigterm_under_load_exits_in_time_and_loses_nothing(zapgate, external_db_env) -> None:
     _run_cycles(zapgate, external_db_env, cycles=STOPS, kill=False)
 
 
+@pytest.mark.xdist_group("faults")
 def test_sigkill_under_load_loses_nothing_and_sends_once(zapgate, external_db_env) -> None:
     _run_cycles(zapgate, external_db_env, cycles=KILLS, kill=True)
