@@ -36,9 +36,18 @@ _OWNED_NAME = re.compile(rf"^(?:{TEMPLATE_PREFIX}(?:gw\d+_|master_)?|{TEST_DB_PR
 # start the run, so that under pytest-xdist they run beside the short ones instead of last and alone (the run
 # would then last as long as the last one started). A node-id prefix each; a renamed test only loses its place.
 SLOW_FIRST = (
-    "tests/e2e/test_faults.py",
+    "tests/e2e/test_faults.py",  # 20 stops and 10 kills under load (~2.5 min)
     "tests/e2e/test_schedules_restart.py::test_a_recurring_schedule_sends_its_count_on_the_real_clock_and_stops",
+    "tests/e2e/test_routing_restart.py::test_a_timer_due_while_down_fires_once_after_start",
+    "tests/integration/test_bench_smoke.py",  # every benchmark at its tiny size, in its own process
+    "tests/e2e/test_campaign_restart.py",
+    "tests/e2e/test_routing_restart.py",
+    "tests/e2e/test_schedules_restart.py",
+    "tests/integration/test_actor_faults.py::test_stops_and_crashes_while_messages_arrive_lose_nothing_and_answer",
     "tests/unit/test_hours.py::test_property_next_open_is_open_and_nothing_before_it_is",
+    "tests/e2e/test_scale_out.py",
+    "tests/e2e/test_cli.py::test_create_company_and_user_then_log_in",
+    "tests/integration/test_auth.py::test_unknown_email_takes_as_long_as_a_wrong_password",
 )
 
 
