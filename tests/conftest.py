@@ -45,8 +45,15 @@ SLOW_FIRST = (
     "tests/e2e/test_schedules_restart.py",
     "tests/integration/test_actor_faults.py::test_stops_and_crashes_while_messages_arrive_lose_nothing_and_answer",
     "tests/unit/test_hours.py::test_property_next_open_is_open_and_nothing_before_it_is",
+    "tests/integration/test_imports.py::test_import_of_a_large_csv_and_xlsx_and_export_round_trip",
+    "tests/e2e/test_serve.py::test_first_start_on_embedded_postgres_prints_a_working_admin_login",
+    "tests/e2e/test_restart.py",
     "tests/e2e/test_scale_out.py",
     "tests/e2e/test_cli.py::test_create_company_and_user_then_log_in",
+    "tests/integration/test_realtime_limits.py::test_an_anonymous_flood_from_one_address_keeps_no_logged_in_user_out",
+    "tests/integration/test_db_outage.py::test_a_30s_database_outage_under_traffic",
+    "tests/integration/test_contacts.py::test_import_of_50_000_contacts",
+    "tests/integration/test_whatsapp_access.py::test_other_company_connections_are_not_found",
     "tests/integration/test_auth.py::test_unknown_email_takes_as_long_as_a_wrong_password",
 )
 

@@ -108,6 +108,10 @@ def _run_cycles(zapgate, external_db_env, *, cycles: int, kill: bool) -> None:  
     for cycle in range(cycles):
         load = Load(process.url, token, wid, ticket_id, cycle)
         load.start()
+        # The load is on once the server has accepted some of it (a fixed sleep alone is not enough when the
+        # machine is busy: a slow first answer left cycles with nothing accepted before the stop); then the
+        # stop comes at the cycle's moment.
+        wait_until(lambda load=load: load.accepted_inbound, timeout=30, what=f"cycle {cycle}: the load accepted")
         time.sleep(rng.uniform(0.8, 2 * LOAD_SECONDS) if kill else LOAD_SECONDS)
         began = time.monotonic()
         if kill:
