@@ -15,6 +15,8 @@ import attrs
 import h11
 import trio
 
+from tests.ports import free_port
+
 
 @attrs.frozen
 class Received:
@@ -36,10 +38,9 @@ class Answer:
 
 class Receiver:
     def __init__(self) -> None:
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        # a port only this test process hands out: the receiver is stopped and started again on it, and an
+        # ephemeral one may meanwhile go to another process (another pytest-xdist worker)
+        self.port = free_port()
         self.received: list[Received] = []  # answered 2xx
         self.refused: list[Received] = []  # answered otherwise
         self.answers: list[Answer] = []  # given first, one per request; then `default`
