@@ -139,63 +139,12 @@ WHERE s.id IN (SELECT id FROM campaign_shippings
 RETURNING s.*
 """
 
-CONTACT_UPSERT = """
-INSERT INTO contacts (company_id, name, number) VALUES (%(company_id)s, %(name)s, %(number)s)
-ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET number = EXCLUDED.number
-RETURNING id, name, number, email, lid, is_group, opted_out_at
-"""
-
-ACTIVE_TICKET = """
-SELECT id FROM tickets
-WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s AND whatsapp_id = %(whatsapp_id)s
-  AND status IN ('pending', 'open')
-ORDER BY id DESC LIMIT 1
-"""
-
-CLOSED_TICKET = """
-SELECT id FROM tickets
-WHERE company_id = %(company_id)s AND contact_id = %(contact_id)s AND whatsapp_id = %(whatsapp_id)s
-  AND status = 'closed'
-ORDER BY id DESC LIMIT 1
-"""
-
-TICKET_INSERT = """
-INSERT INTO tickets (company_id, contact_id, whatsapp_id, status, is_group)
-VALUES (%(company_id)s, %(contact_id)s, %(whatsapp_id)s, 'closed', false)
-RETURNING id, company_id, contact_id, whatsapp_id, user_id, queue_id
-"""
-
-EVENT_INSERT = """
-INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id, whatsapp_id)
-VALUES (%(company_id)s, %(ticket_id)s, %(kind)s, NULL, NULL, %(whatsapp_id)s)
-"""
-
-SHIPPING_SENDING = """
-UPDATE campaign_shippings SET wid = %(wid)s, message_id = %(message_id)s, contact_id = %(contact_id)s,
-                              message = %(message)s, updated_at = now()
-WHERE id = %(id)s AND company_id = %(company_id)s
-"""
 
 SEND_DAY = """
 INSERT INTO connection_send_days (company_id, whatsapp_id, day, sent) VALUES (%(company_id)s, %(whatsapp_id)s,
                                                                              %(day)s, %(count)s)
 ON CONFLICT (whatsapp_id, day) DO UPDATE SET sent = connection_send_days.sent + EXCLUDED.sent
 """
-
-
-def ticket_for(conn: psycopg.Connection[Row], company_id: int, contact_id: int, whatsapp_id: int) -> int:
-    """The ticket a campaign message goes into: the contact's active one on the connection, else its last
-    closed one, else a new closed one (in nobody's list — as the family keeps campaign sends out of the
-    tickets — but in the contact's history; the contact's answer reopens it as any message does)."""
-    params = {"company_id": company_id, "contact_id": contact_id, "whatsapp_id": whatsapp_id}
-    found = conn.execute(ACTIVE_TICKET, params).fetchone() or conn.execute(CLOSED_TICKET, params).fetchone()
-    if found is not None:
-        return int(found["id"])
-    row = conn.execute(TICKET_INSERT, params).fetchone()
-    assert row is not None
-    for kind in ("created", "closed"):
-        conn.execute(EVENT_INSERT, {**params, "ticket_id": row["id"], "kind": kind})
-    return int(row["id"])
 
 
 def claim(conn: psycopg.Connection[Row], company_id: int, campaign_id: int,
@@ -209,19 +158,6 @@ def claim(conn: psycopg.Connection[Row], company_id: int, campaign_id: int,
     return campaign, sorted(rows, key=lambda row: row["id"])
 
 
-def contact_for(conn: psycopg.Connection[Row], company_id: int, number: str, name: str) -> Row:
-    row = conn.execute(CONTACT_UPSERT, {"company_id": company_id, "number": number, "name": name or number}
-                       ).fetchone()
-    assert row is not None
-    return row
-
-
-def mark_sending(conn: psycopg.Connection[Row], company_id: int, shipping_id: int, *, wid: str, message_id: int,
-                 contact_id: int, message: str) -> None:
-    conn.execute(SHIPPING_SENDING, {"id": shipping_id, "company_id": company_id, "wid": wid,
-                                    "message_id": message_id, "contact_id": contact_id, "message": message})
-
-
 # ── the batch's statements (actors/campaigns.py `_claim_work`): a claimed batch costs a few statements, not a few
 # per contact ──
 
@@ -232,7 +168,7 @@ ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET number = EXCLU
 RETURNING id, name, number, email, lid, is_group, opted_out_at
 """
 
-# as `ticket_for`: the contact's active ticket on the connection, else its last closed one
+# the ticket a campaign message goes into: the contact's active one on the connection, else its last closed one
 TICKETS_OF = """
 SELECT DISTINCT ON (contact_id) contact_id, id FROM tickets
 WHERE company_id = %(company_id)s AND whatsapp_id = %(whatsapp_id)s AND contact_id = ANY(%(contact_ids)s::bigint[])
@@ -240,18 +176,14 @@ WHERE company_id = %(company_id)s AND whatsapp_id = %(whatsapp_id)s AND contact_
 ORDER BY contact_id, (status IN ('pending', 'open')) DESC, id DESC
 """
 
+# A campaign's ticket for a contact who has none on the connection: closed, in nobody's list (as the family keeps
+# campaign sends out of the tickets) but in the contact's history; the contact's answer reopens it as any message
+# does. No ticket event: it is not a conversation yet — the dashboard counts conversations, and a campaign of
+# 10,000 contacts is not 10,000 tickets created and resolved (its first event is the one its answer brings).
 TICKETS_INSERT = """
-WITH made AS (
-    INSERT INTO tickets (company_id, contact_id, whatsapp_id, status, is_group)
-    SELECT %(company_id)s, c.id, %(whatsapp_id)s, 'closed', false FROM unnest(%(contact_ids)s::bigint[]) AS c(id)
-    RETURNING id, contact_id
-), events AS (
-    INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id, whatsapp_id)
-    SELECT %(company_id)s, made.id, k.kind, NULL, NULL, %(whatsapp_id)s
-    FROM made CROSS JOIN (VALUES (1, 'created'), (2, 'closed')) AS k(ord, kind)
-    ORDER BY made.id, k.ord
-)
-SELECT id, contact_id FROM made
+INSERT INTO tickets (company_id, contact_id, whatsapp_id, status, is_group)
+SELECT %(company_id)s, c.id, %(whatsapp_id)s, 'closed', false FROM unnest(%(contact_ids)s::bigint[]) AS c(id)
+RETURNING id, contact_id
 """
 
 CUSTOM_FIELDS_OF = """
@@ -298,7 +230,7 @@ def contacts_for(conn: psycopg.Connection[Row], company_id: int, people: list[tu
 
 def tickets_for(conn: psycopg.Connection[Row], company_id: int, whatsapp_id: int,
                 contact_ids: list[int]) -> dict[int, int]:
-    """`ticket_for` for many contacts: contact id → the ticket its campaign message goes into."""
+    """Contact id → the ticket its campaign message goes into (TICKETS_OF; else a new closed one, TICKETS_INSERT)."""
     if not contact_ids:
         return {}
     params = {"company_id": company_id, "whatsapp_id": whatsapp_id, "contact_ids": contact_ids}
@@ -420,12 +352,6 @@ def retry_message(conn: psycopg.Connection[Row], company_id: int, message_id: in
         "UPDATE messages SET status = 'pending', ack = 1, error = NULL, body = %(body)s, updated_at = now() "
         "WHERE id = %(id)s AND company_id = %(company_id)s AND status = 'failed' RETURNING *",
         {"id": message_id, "company_id": company_id, "body": body}).fetchone()
-
-
-def skip(conn: psycopg.Connection[Row], company_id: int, shipping_id: int, reason: str) -> None:
-    conn.execute("UPDATE campaign_shippings SET state = 'skipped', error = %(error)s, updated_at = now() "
-                 "WHERE id = %(id)s AND company_id = %(company_id)s",
-                 {"id": shipping_id, "company_id": company_id, "error": reason[:500]})
 
 
 def count_send(conn: psycopg.Connection[Row], company_id: int, whatsapp_id: int, day: dt.date, count: int) -> None:

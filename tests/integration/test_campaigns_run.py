@@ -108,6 +108,10 @@ async def test_twenty_contacts_each_once_rotated_rendered_opt_out_skipped(api: A
         assert bodies[contacts[0]] == "Oi Cliente, loja Centro"  # variant 1 for the 1st, 2 for the 2nd, ...
         assert bodies[contacts[1]] == "Olá Cliente 1 Silva, loja Centro"
         assert bodies[contacts[2]].startswith("Oi ")
+        # their tickets (made closed, for the contacts' history) are not conversations: no ticket event, so a
+        # manager's dashboard does not count 20 tickets created and resolved
+        assert await sql(server, "SELECT count(*) FROM tickets") == [(20,)]
+        assert await sql(server, "SELECT count(*) FROM ticket_events") == [(0,)]
         await trio.sleep(PROGRESS_SETTLE)
         assert await states(server, campaign_id) == {"sent": 20, "skipped": 1}
         assert await sql(server, "SELECT error FROM campaign_shippings WHERE number = %s", (contacts[20],)) == \
