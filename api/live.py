@@ -72,6 +72,7 @@ AUDIENCE = "_audience"  # see ticket_audience; never sent to a client
 EVERY_COMPANY = 0  # the company id of events for every company's sockets (no company has id 0)
 SUPERS = "_supers"  # True: for super admins' sockets only; False: for all others; never sent to a client
 PARTICIPANTS = "_participants"  # the user ids an internal chat's event is for; never sent to a client
+DELETED_GRACE = 1.0  # seconds a deleted user's sockets wait for its `company-{id}-auth` notice before closing
 KEEP_SESSION = "_keep_session"  # `company-{id}-auth`: the login whose sockets it spares; never sent to a client
 SESSIONS = "_sessions"  # `company-{id}-auth`: the only logins whose sockets it is for; never sent to a client
 PRIVATE_KEYS = (AUDIENCE, SUPERS, PARTICIPANTS, KEEP_SESSION, SESSIONS)
@@ -459,6 +460,10 @@ class LiveBridge:
             try:
                 user = await users.show_user(self.namespaces.db, company_id, user_id)
             except NotFound:
+                # deleted: its deleter announces `company-{id}-auth` just after its commit, which tells the
+                # frontends to log out and closes the sockets; this read may land between the two — closing now
+                # would beat the notice. Give it a moment; close whatever is left (a notice that never came).
+                await trio.sleep(DELETED_GRACE)
                 self._close_user(company_id, user_id, "user deleted")
                 continue
             except StorageError as error:  # the database is away: its viewers stay as they are meanwhile
