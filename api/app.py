@@ -93,7 +93,7 @@ def build_throttle(config: Config) -> LoginThrottle:
 
 
 def create_app(deps: Deps) -> QuartTrio:
-    app = QuartTrio("zapgate")
+    app = QuartTrio("zapgate", static_folder=None)  # no /static route: zapgate serves no static folder
     app.config["MAX_CONTENT_LENGTH"] = deps.config.upload_max_size
     app.config["MAX_FORM_MEMORY_SIZE"] = deps.config.json_max_size
     app.config["JSON_SORT_KEYS"] = False
@@ -163,6 +163,7 @@ def create_app(deps: Deps) -> QuartTrio:
         invoices,
         media,
         messages,
+        openapi,
         plans,
         queue_options,
         queues,
@@ -185,6 +186,7 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
     app.register_blueprint(campaigns.blueprint)
+    app.register_blueprint(openapi.blueprint)  # /openapi.json and /docs: every route must be in the spec
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:
