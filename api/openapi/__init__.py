@@ -70,14 +70,14 @@ def all_operations() -> list[Operation]:
 def build_spec(app: Any, *, server_url: str | None = None) -> dict[str, Any]:
     """The OpenAPI document of `app`: the operations of the blueprints it registered."""
     served = set(app.blueprints)
+    operations = [operation for operation in all_operations() if operation.blueprint in served]
     paths: dict[str, dict[str, Any]] = {}
     ids: set[str] = set()
-    for operation in all_operations():
-        if operation.blueprint not in served:
-            continue
+    for operation in operations:
         item = paths.setdefault(operation.path, {})
         assert operation.method not in item, f"{operation.method.upper()} {operation.path} declared twice"
         item[operation.method] = _operation(operation, ids)
+    _link_creations(operations, paths)
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -137,6 +137,25 @@ def _operation(operation: Operation, ids: set[str]) -> dict[str, Any]:
     return shown
 
 
+def _link_creations(operations: list[Operation], paths: dict[str, dict[str, Any]]) -> None:
+    """OpenAPI links from each creation (a POST on a collection answering the new record) to the operations
+    that take that record's id as their first path parameter: `POST /tags` → `GET /tags/{tag_id}`, …; and to
+    the collections it `feeds`. The stateful fuzzing follows them with real ids."""
+    for creation in operations:
+        if creation.method != "post" or "{" in creation.path or creation.status not in (200, 201):
+            continue
+        prefixes = (creation.path, *creation.feeds)
+        links: dict[str, Any] = {}
+        for target in operations:
+            match = re.match(r"^(/[^{]*?)/{(\w+)}", target.path)
+            if target is creation or match is None or match.group(1) not in prefixes:
+                continue
+            target_id = paths[target.path][target.method]["operationId"]
+            links[target_id] = {"operationId": target_id, "parameters": {match.group(2): "$response.body#/id"}}
+        if links:
+            paths[creation.path]["post"]["responses"][str(creation.status)]["links"] = links
+
+
 def _operation_id(operation: Operation) -> str:
     words = re.sub(r"[{}]", "", operation.path).replace(".", "_").split("/")
     parts = [operation.method, *(re.sub(r"[^0-9A-Za-z]+", "_", word) for word in words if word)]
@@ -167,9 +186,6 @@ def _responses(operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.ok is not None:
         success["content"] = {operation.ok_type: {"schema": operation.ok}}
-    if operation.links:
-        success["links"] = {name: {"operationId": target, "parameters": {parameter: "$response.body#/id"}}
-                            for name, target, parameter in operation.links}
     responses[str(operation.status)] = success
     for status, description, schema in operation.extra_responses:
         shown: dict[str, Any] = {"description": description}

@@ -50,7 +50,7 @@ PLAN = obj({"id": ID, "name": STR, "users": INT, "connections": INT, "queues": I
 COMPANY = obj({"id": ID, "name": STR, "email": NSTR, "phone": NSTR, "document": NSTR,
                "status": nullable(BOOL), "dueDate": nullable(STR), "planId": NID, "recurrence": NSTR,
                **STAMPS, "plan": ref("Plan"),
-               "settings": {**FREE_OBJECT, "description": "the company's settings by key (when shown)"},
+               "settings": arr(obj(key=STR, value=NSTR), description="the company's stored settings (in lists)"),
                "schedules": arr(FREE_OBJECT, description="business hours (scheduleType company)")},
               optional="plan settings schedules", description="`dueDate` null: it never expires")
 

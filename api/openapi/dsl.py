@@ -148,7 +148,9 @@ class Operation:
     errors: tuple[int, ...] = ()  # statuses besides the common ones (see `responses`)
     description: str = ""
     extra_responses: tuple[tuple[int, str, Schema | None], ...] = ()  # (status, description, JSON schema)
-    links: tuple[tuple[str, str, str], ...] = ()  # (name, operationId, path parameter) fed by the body's `id`
+    # other collections whose records this one's answer (its `id`) names: `/tickets` creates what
+    # `/messages/{id}` and `/ticket-tags/{ticket_id}` take (a creation links to its own `/path/{x}` anyway)
+    feeds: tuple[str, ...] = ()
     operation_id: str = ""
 
     def __attrs_post_init__(self) -> None:

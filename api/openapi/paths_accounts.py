@@ -63,7 +63,8 @@ PLAN_BODY = body(
     **{name: BOOL for name in ("useCampaigns", "useSchedules", "useInternalChat", "useExternalApi", "useKanban",
                                "useOpenAi", "useIntegrations")},
 )
-CREATED_COMPANY = {"allOf": [ref("Company"), obj(adminId=ID)]}
+CREATED_COMPANY = {"allOf": [ref("Company"), obj(adminId={**NID, "description": "null: made without an admin "
+                                                                             "(no password given)"})]}
 
 OPERATIONS = [
     version.get("/", "The service's name and version", auth="public", ok=VERSION),
@@ -90,7 +91,7 @@ OPERATIONS = [
     users.get("/users/list", "Every user of the company, short form",
               ok=arr(obj(id=ID, name=STR, profile=STR, online=BOOL, queues=arr(FREE_OBJECT)))),
     users.post("/users", "Create a user", auth="admin", status=201, body=USER_BODY, body_required=True,
-               ok=ref("User"), errors=(409,), links=(("show", "get_users_user_id", "user_id"),)),
+               ok=ref("User"), errors=(409,)),
     users.get("/users/{user_id}", "A user (admins: any of the company; users: themselves)", ok=ref("User")),
     users.put("/users/{user_id}", "Change a user (admins; users change their own name, email, password)",
               body=USER_BODY, ok=ref("User"), errors=(409,)),
@@ -103,7 +104,7 @@ OPERATIONS = [
     companies.get("/companies/list", "Every company", auth="super", ok=arr(ref("Company"))),
     companies.post("/companies", "Create a company with its admin", auth="super", status=201,
                    body={**COMPANY_BODY, "required": ["name"]}, body_required=True, ok=CREATED_COMPANY,
-                   errors=(409,)),
+                   errors=(409,), feeds=("/companies/listPlan",)),
     companies.post("/companies/cadastro", "Public signup: a company on a public plan, with its admin",
                    auth="public", status=201, errors=(403, 409, 429), body_required=True,
                    body=body(name=text(255, 2), email=EMAIL, phone=nullable(text(64)), password=PASSWORD, planId=ID,
@@ -128,7 +129,7 @@ OPERATIONS = [
     plans.get("/plans/all", "Every plan", ok=arr(ref("Plan"))),
     plans.get("/plans/{plan_id}", "A plan (public ones without a token)", auth="optional", ok=ref("Plan")),
     plans.post("/plans", "Create a plan", auth="super", status=201, body={**PLAN_BODY, "required": ["name"]},
-               body_required=True, ok=ref("Plan"), errors=(409,), links=(("show", "get_plans_plan_id", "plan_id"),)),
+               body_required=True, ok=ref("Plan"), errors=(409,)),
     plans.put("/plans/{plan_id}", "Change a plan", auth="super", body=PLAN_BODY, ok=ref("Plan"), errors=(409,)),
     plans.delete("/plans/{plan_id}", "Delete a plan no company is on", auth="super", ok=MESSAGE, errors=(409,)),
 
@@ -152,8 +153,8 @@ OPERATIONS = [
                  auth="public", ok=NSTR),
     settings.post("/settings/logo", "Upload a logo (sets appLogo{mode}); answers its value", auth="super",
                   body=multipart({"file": FILE, "mode": enum("Light", "Dark", "Favicon")}, required=("file", "mode")),
-                  body_type="multipart/form-data", body_required=True, ok=STR),
+                  body_type="multipart/form-data", body_required=True, ok=STR, errors=(406,)),
     settings.post("/settings/publicFile", "Upload a public file for a platform setting; answers its value",
                   auth="super", body=multipart({"file": FILE, "settingKey": STR}, required=("file", "settingKey")),
-                  body_type="multipart/form-data", body_required=True, ok=STR),
+                  body_type="multipart/form-data", body_required=True, ok=STR, errors=(406,)),
 ]

@@ -33,9 +33,9 @@ media = Declare("media", tag="Media")
 MENSAGEM = obj(mensagem=STR, description="the family's acknowledgement of an upload or removal")
 ANNOUNCEMENT_BODY = body(title=text(255), text=text(10_000), priority={"type": "integer", "minimum": 1, "maximum": 3},
                          status={**BOOL, "description": "false: a draft"})
-HELP_BODY = body(title=text(255, 3), description=nullable(text(10_000)),
-                 video=nullable({**text(2000), "description": "a YouTube video id or link"}),
-                 link=nullable({**text(2000), "description": "an http(s) URL"}))
+HELP_BODY = body({"title": text(255, 3), "description": nullable(text(10_000)),
+                  "video": nullable({**text(2000), "description": "a YouTube video id or link"}),
+                  "link": nullable({**text(2000), "description": "an http(s) URL"})})
 FILE_BODY = body(name=text(255, 3), message=nullable(text(10_000)),
                  options=arr(obj(id=ID, name=nullable(text(1024)), optional="id name"), maxItems=100,
                              description="the list's options; on an edit, those without `id` are new"))
@@ -49,14 +49,13 @@ OPERATIONS = [
     announcements.get("/announcements/{announcement_id}", "An announcement", ok=ref("Announcement")),
     announcements.post("/announcements", "Create an announcement", auth="super",
                        body={**ANNOUNCEMENT_BODY, "required": ["title", "text"]}, body_required=True,
-                       ok=ref("Announcement"),
-                       links=(("show", "get_announcements_announcement_id", "announcement_id"),)),
+                       ok=ref("Announcement")),
     announcements.put("/announcements/{announcement_id}", "Change an announcement", auth="super",
                       body=ANNOUNCEMENT_BODY, ok=ref("Announcement")),
     announcements.delete("/announcements/{announcement_id}", "Delete an announcement", auth="super", ok=MESSAGE),
     announcements.post("/announcements/{announcement_id}/media-upload", "Attach an image or file", auth="super",
                        body=multipart({"file": FILE}), body_type="multipart/form-data", body_required=True,
-                       ok=MENSAGEM),
+                       ok=MENSAGEM, errors=(406,)),
     announcements.delete("/announcements/{announcement_id}/media-upload", "Remove its file", auth="super",
                          ok=MENSAGEM),
 
@@ -64,7 +63,7 @@ OPERATIONS = [
     helps.get("/helps/list", "Every help video", ok=arr(ref("Help"))),
     helps.get("/helps/{help_id}", "A help video", ok=ref("Help")),
     helps.post("/helps", "Create a help video", auth="super", body={**HELP_BODY, "required": ["title"]},
-               body_required=True, ok=ref("Help"), links=(("show", "get_helps_help_id", "help_id"),)),
+               body_required=True, ok=ref("Help")),
     helps.put("/helps/{help_id}", "Change a help video", auth="super", body=HELP_BODY, ok=ref("Help")),
     helps.delete("/helps/{help_id}", "Delete a help video", auth="super", ok=MESSAGE),
 
@@ -72,7 +71,7 @@ OPERATIONS = [
     files.get("/files/list", "Every file list", params=(SEARCH,), ok=arr(ref("FileList"))),
     files.get("/files/{file_id}", "A file list with its options", ok=ref("FileList")),
     files.post("/files", "Create a file list", body={**FILE_BODY, "required": ["name"]}, body_required=True,
-               ok=ref("FileList"), errors=(409,), links=(("show", "get_files_file_id", "file_id"),)),
+               ok=ref("FileList"), errors=(409,), feeds=("/files/uploadList",)),
     files.put("/files/{file_id}", "Change a file list and its options", auth="admin", body=FILE_BODY,
               ok=ref("FileList"), errors=(409,)),
     files.delete("/files/{file_id}", "Delete a file list", ok=MESSAGE),

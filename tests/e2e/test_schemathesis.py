@@ -1,0 +1,98 @@
+"""schemathesis fuzzes a live `zapgate serve` against its own OpenAPI document (`GET /openapi.json`).
+
+Every operation, with a fixed seed and a bounded number of examples each: the examples, fuzzing (valid and
+invalid data) and stateful phases (the spec's links feed a created record's id to the operations on it).
+Checks: `not_a_server_error` (zero 5xx), `response_schema_conformance` (every answer as the spec says) and
+`status_code_conformance` (every status documented). The server's own log must show no unhandled error and
+no actor crash over the run: fuzzing that breaks an actor without a 5xx is a bug too.
+
+Not fuzzed, and why:
+- `/socket.io` (GET, POST): Engine.IO long-polling holds a request up to the ping interval (25 s) and a
+  handshake opens a realtime session; the realtime tests (tests/e2e/realtime, tests/unit/test_realtime_*)
+  drive it with the stock socket.io client, which is what its contract is about.
+- `/media/{token}/{name}`, `/public/{token}/{name}` are fuzzed, but their tokens are random capabilities no
+  fuzzer can guess: they answer 404 (as they must).
+
+ZAPGATE_FUZZ_EXAMPLES (default 8) and ZAPGATE_FUZZ_SEED (default 20261206) change the budget and the seed for
+a longer local hunt; the README's "API spec" section shows the same run by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.conftest import wait_until
+
+ADMIN = {"email": "admin@zapgate.local", "password": "fuzz-admin-pass-1"}
+EXAMPLES = int(os.environ.get("ZAPGATE_FUZZ_EXAMPLES", "8"))
+SEED = int(os.environ.get("ZAPGATE_FUZZ_SEED", "20261206"))
+RUN_DEADLINE = 600  # seconds: the run takes about two minutes on two cores; a hang fails instead of stalling CI
+CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
+NOT_FUZZED = ("/socket.io",)
+# this checkout's code, whatever zapgate the environment has installed (a shared venv's editable install of
+# another checkout would otherwise serve its own routes and spec)
+ROOT = Path(__file__).resolve().parents[2]
+CRASHES = re.compile(r'"msg": "(unhandled error|[^"]*crashed[^"]*)"')
+
+
+def _seed(url: str) -> str:
+    """A company with something in it: a paired sandbox line, a contact who wrote (a ticket with messages),
+    a tag, a queue, a contact list. The super admin's access token for the run."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        token = client.post("/auth/login", json=ADMIN).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        line = client.post("/whatsapp", json={"name": "fuzz line", "channel": "sandbox"}).json()["id"]
+        wait_until(lambda: client.get(f"/whatsapp/{line}").json()["status"] == "qrcode", what="qrcode")
+        assert client.post(f"/sandbox/{line}/pair", json={"number": "5511900005555"}).status_code == 200
+        wait_until(lambda: client.get(f"/whatsapp/{line}").json()["status"] == "CONNECTED", what="connected")
+        for body in ("hello", "are you there?"):
+            assert client.post(f"/sandbox/{line}/inbound", json={"from": "5511988886666", "name": "Ana",
+                                                                 "body": body}).status_code == 200
+        wait_until(lambda: client.get("/tickets").json()["count"] == 1, what="the ticket")
+        assert client.post("/tags", json={"name": "fuzzed", "color": "#aa3300"}).status_code == 201
+        assert client.post("/queue", json={"name": "Sales", "color": "#00aa33"}).status_code == 201
+        assert client.post("/contact-lists", json={"name": "fuzz list"}).status_code == 201
+        return token
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(zapgate, external_db_env,
+                                                                      tmp_path: Path) -> None:
+    env = {**external_db_env, "ADMIN_PASSWORD": ADMIN["password"], "SANDBOX_QR_INTERVAL": "1",
+           "DEFAULT_CHANNEL": "sandbox", "ACCESS_TOKEN_TTL": "3600", "LOG_FORMAT": "json",
+           # the signup is fuzzed too, beyond its per-address hourly limit
+           "SIGNUP_MAX_PER_IP": "100000", "LOGIN_MAX_FAILURES_PER_IP": "100000",
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    process = zapgate(["serve"], env)
+    process.wait_healthy()
+    token = _seed(process.url)
+    spec = httpx.get(process.url + "/openapi.json", timeout=10).json()
+    operations = sum(len(item) for item in spec["paths"].values())
+    fuzzed = operations - sum(len(spec["paths"][path]) for path in NOT_FUZZED)
+    assert fuzzed >= 190
+
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{process.url}/openapi.json",
+               "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
+               "--phases", "examples,fuzzing,stateful", "--max-examples", str(EXAMPLES), "--seed", str(SEED),
+               "--generation-database", "none", "--workers", "1", "--request-timeout", "20",
+               "--no-color", "--report", "junit", "--report-dir", str(tmp_path / "report"),
+               *(arg for path in NOT_FUZZED for arg in ("--exclude-path", path))]
+    started = time.monotonic()
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_DEADLINE, check=False)
+    took = time.monotonic() - started
+    output = run.stdout + run.stderr
+    summary = re.search(r"(\d+) generated, (.*)", output)
+    print(f"schemathesis: {fuzzed} operations, {summary.group(0) if summary else '?'}, {took:.0f} s")
+    assert run.returncode == 0, f"schemathesis failed (seed {SEED}):\n{output[-20000:]}"
+    assert summary is not None and int(summary.group(1)) >= fuzzed, output[-3000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", output)
+    assert selected is not None and int(selected.group(1)) == fuzzed, output[-3000:]
+    assert re.search(r"✅\s+Stateful \(in", output), output[-3000:]  # the links were followed, and passed
+    crashes = CRASHES.findall(process.output())
+    assert not crashes, f"the server logged errors while fuzzed: {crashes[:5]}\n{process.output()[-8000:]}"
