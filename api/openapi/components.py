@@ -62,8 +62,10 @@ USER_SHORT = obj(id=ID, name=STR)
 
 USER = obj({"id": ID, "name": STR, "email": STR, "profile": enum("admin", "user"), "companyId": ID,
             "super": BOOL, "allTicket": STR, "online": BOOL, "whatsappId": NID,
-            "maxTickets": nullable(INT), "queues": arr(FREE_OBJECT), **STAMPS,
-            "company": {**FREE_OBJECT, "description": "the user's company (on /auth routes)"}},
+            "maxTickets": nullable(INT), "queues": arr(QUEUE_SHORT), **STAMPS,
+            "company": obj(id=ID, name=STR, status=nullable(BOOL), planId=NID, recurrence=NSTR, email=NSTR,
+                           dueDate={**STR, "description": "the last day the company is let in"},
+                           description="the user's company (`GET /users/:id` and the /auth routes)")},
            optional="company")
 
 SETTING = obj({"key": STR, "value": NSTR, **STAMPS})
@@ -82,7 +84,8 @@ WHATSAPP = obj({
     "ratingMessage": NSTR, "transferMessage": NSTR, "expiresTicket": nullable(INT),
     "expiresInactiveMessage": NSTR, "maxUseBotQueues": nullable(INT), "timeUseBotQueues": nullable(INT),
     "schedules": arr(FREE_OBJECT), "token": {**NSTR, "description": "the API token: admins only, else null"},
-    "lastDisconnectAt": NTIME, "lastDisconnectReason": NSTR, "queues": arr(FREE_OBJECT),
+    "lastDisconnectAt": NTIME, "lastDisconnectReason": NSTR,
+    "queues": arr(obj(id=ID, name=STR, color=STR, greetingMessage=NSTR, optional="greetingMessage")),
     "session": STR, "battery": ANY, "plugged": ANY, **STAMPS,
 })
 
@@ -126,10 +129,12 @@ MESSAGE = obj({
 })
 
 CHAT = obj({"id": ID, "uuid": STR, "title": STR, "ownerId": ID, "lastMessage": NSTR, "companyId": ID, **STAMPS,
-            "owner": nullable(FREE_OBJECT), "users": arr(FREE_OBJECT)})
+            "owner": USER_SHORT,
+            "users": arr(obj(id=ID, chatId=ID, userId=ID, unreads=INT, createdAt=NTIME, updatedAt=NTIME,
+                             user=USER_SHORT), description="the participants")})
 
 CHAT_MESSAGE = obj({"id": ID, "chatId": ID, "senderId": ID, "message": NSTR, "mediaPath": NSTR, "mediaType": STR,
-                    "mediaName": NSTR, "sender": nullable(FREE_OBJECT), **STAMPS})
+                    "mediaName": NSTR, "sender": USER_SHORT, **STAMPS})
 
 FILE_OPTION = obj({"id": ID, "fileId": ID, "name": STR, "path": NSTR, "mediaType": NSTR, "mediaUrl": NSTR,
                    **STAMPS})

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from api.openapi.components import NID, NSTR
+from api.openapi.components import NID, NSTR, QUEUE_SHORT
 from api.openapi.dsl import (
     BOOL,
     FILE,
@@ -33,7 +33,7 @@ EMAIL = {"type": "string", "format": "email", "maxLength": 255}
 VERSION = obj(name=STR, version=STR, tagName=STR, commitHash=STR, commitTimestamp=STR, branchName=STR,
               buildTimestamp=STR)
 SESSION = obj(token={**STR, "description": "the access token (JWT)"},
-              user={**obj(company=FREE_OBJECT), "allOf": [ref("User")],
+              user={**obj(company=obj(settings=arr(obj(key=STR, value=NSTR, companyId=ID)))), "allOf": [ref("User")],
                     "description": "the user; `company.settings` is `[{key, value, companyId}]`"})
 
 version = Declare("version", tag="Service")
@@ -89,7 +89,7 @@ OPERATIONS = [
     users.get("/users", "A page of the company's users", auth="admin", params=(SEARCH, PAGE),
               ok=page_of("users", ref("User"))),
     users.get("/users/list", "Every user of the company, short form",
-              ok=arr(obj(id=ID, name=STR, profile=STR, online=BOOL, queues=arr(FREE_OBJECT)))),
+              ok=arr(obj(id=ID, name=STR, profile=STR, online=BOOL, queues=arr(QUEUE_SHORT)))),
     users.post("/users", "Create a user", auth="admin", status=201, body=USER_BODY, body_required=True,
                ok=ref("User"), errors=(409,)),
     users.get("/users/{user_id}", "A user (admins: any of the company; users: themselves)", ok=ref("User")),

@@ -75,6 +75,8 @@ ROUTES = [
     Route("GET", "/ready", "public"),
     Route("GET", "/", "public"),
     Route("GET", "/version", "public"),
+    Route("GET", "/openapi.json", "public"),  # the API's description: no tenant's data
+    Route("GET", "/docs", "public"),
     Route("GET", "/public-settings/appName", "public"),
     Route("GET", "/announcements", "user"),
     Route("GET", "/announcements/list", "user"),
@@ -422,7 +424,9 @@ async def test_protected_route_needs_a_valid_token(server: Server, api: Api, wor
 
 PUBLIC_STATUS = {"POST /auth/login": 200, "POST /auth/refresh_token": 401, "GET /health": 200, "GET /ready": 200,
                  "GET /": 200, "GET /version": 200, "GET /public-settings/appName": 200, "GET /plans/list": 200,
-                 "GET /plans/all": 200, "POST /companies/cadastro": 403}  # signup: off unless allowSignup
+                 "GET /plans/all": 200, "POST /companies/cadastro": 403,  # signup: off unless allowSignup
+                 "GET /openapi.json": 200, "GET /docs": 200}
+PUBLIC_TYPE = {"GET /docs": "text/html"}
 
 
 @pytest.mark.parametrize("route", routes(exactly="public"))
@@ -431,7 +435,7 @@ async def test_public_route_answers_without_token(api: Api, world: World, route:
         api.client.cookies.clear()
         response = await send(api, world, route, None)
         assert response.status_code == PUBLIC_STATUS[route.id], response.text
-        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["content-type"].startswith(PUBLIC_TYPE.get(route.id, "application/json"))
 
 
 # ─── the table is honest: the least role named for each route is enough ────────────────
