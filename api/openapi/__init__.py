@@ -114,6 +114,8 @@ def _operation(operation: Operation, ids: set[str]) -> dict[str, Any]:
     assert operation_id not in ids, f"operationId {operation_id} twice"
     ids.add(operation_id)
     shown: dict[str, Any] = {"operationId": operation_id, "summary": operation.summary, "tags": [operation.tag]}
+    if operation.auth in ("admin", "super"):
+        shown["x-role"] = operation.auth  # the least role that may call it (the token's `profile`, `super`)
     role = {"admin": "Needs a company admin (or the super admin).", "super": "Needs the super admin.",
             "optional": "A token is optional; with one the answer may say more."}.get(operation.auth)
     description = " ".join(part for part in (operation.description, role or "") if part)

@@ -9,6 +9,7 @@ as compact type expressions (`{id: integer, name: string, tags: [Tag]}`) with li
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 STYLE = """
@@ -36,7 +37,7 @@ def docs_page(spec: dict[str, Any]) -> str:
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(info['title'])}</title>",
              f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>",
              f"<header><h1>{_e(info['title'])} {_e(info['version'])}</h1>",
-             f"<p>{_e(info['description'])} Machine-readable: <a href='openapi.json'>openapi.json</a>.</p></header>",
+             f"<p>{_text(info['description'])} Machine-readable: <a href='openapi.json'>openapi.json</a>.</p></header>",
              "<main><nav>"]
     parts += [f"<a href='#{_anchor(tag)}'>{_e(tag)}</a>" for tag in sorted(by_tag)]
     parts.append("</nav>")
@@ -45,6 +46,7 @@ def docs_page(spec: dict[str, Any]) -> str:
         parts.append(f"<h2 id='{_anchor(tag)}'>{_e(tag)}</h2>")
         for path, method, operation in by_tag[tag]:
             parts.append(_operation(path, method, operation))
+    parts.append(_errors(spec))
     parts.append("<h2 id='schemas'>Schemas</h2>")
     for name, schema in spec["components"]["schemas"].items():
         parts.append(f"<h3 id='schema-{_e(name)}'>{_e(name)}</h3>")
@@ -55,9 +57,25 @@ def docs_page(spec: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _errors(spec: dict[str, Any]) -> str:
+    """What each refusal status means, as the operations describe it (the first description met)."""
+    meaning: dict[str, str] = {}
+    for item in spec["paths"].values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if response.get("content", {}).get("application/json", {}).get("schema") == ERROR_REF:
+                    meaning.setdefault(status, response["description"])
+    rows = "".join(f"<tr><td>{_e(status)}</td><td>{_text(meaning[status])}</td></tr>" for status in sorted(meaning))
+    return (f"<h2 id='errors'>Errors</h2><p>Every refusal answers {type_of(ERROR_REF)} "
+            f"<code>{{error, message}}</code>.</p><table><tr><th>status</th><th>when</th></tr>{rows}</table>")
+
+
 def _security(spec: dict[str, Any]) -> str:
     rows = "".join(f"<tr><td><code>{_e(name)}</code></td><td>{_e(scheme.get('scheme') or scheme.get('in'))}</td>"
-                   f"<td>{_e(scheme.get('description', ''))}</td></tr>"
+                   f"<td>{_text(scheme.get('description', ''))}</td></tr>"
                    for name, scheme in spec["components"]["securitySchemes"].items())
     return f"<h2>Authentication</h2><table><tr><th>scheme</th><th>how</th><th>what</th></tr>{rows}</table>"
 
@@ -65,11 +83,13 @@ def _security(spec: dict[str, Any]) -> str:
 def _operation(path: str, method: str, operation: dict[str, Any]) -> str:
     security = operation.get("security")
     who = "no token" if security == [{}] else "token optional" if security and {} in security else \
-        "connection token" if security == [{"connectionToken": []}] else "user token"
+        "connection token" if security == [{"connectionToken": []}] else \
+        {"admin": "an admin's token", "super": "the super admin's token"}.get(operation.get("x-role", ""),
+                                                                                "a user's token")
     out = [f"<details id='{_e(operation['operationId'])}'><summary><span class='m {method}'>{method.upper()}</span>"
            f"{_e(path)}<span class=s>{_e(operation['summary'])} · {who}</span></summary><div class=body>"]
     if operation.get("description"):
-        out.append(f"<p>{_e(operation['description'])}</p>")
+        out.append(f"<p>{_text(operation['description'])}</p>")
     if operation.get("parameters"):
         rows = "".join(f"<tr><td><code>{_e(p['name'])}</code></td><td>{_e(p['in'])}</td>"
                        f"<td>{'yes' if p.get('required') else ''}</td><td><code>{type_of(p['schema'])}</code></td>"
@@ -79,11 +99,17 @@ def _operation(path: str, method: str, operation: dict[str, Any]) -> str:
     if "requestBody" in operation:
         for media, content in operation["requestBody"]["content"].items():
             out.append(f"<p>Body <code>{_e(media)}</code>:</p><pre>{type_of(content['schema'], expand=True)}</pre>")
-    rows = []
+    rows, refusals = [], []
     for status, response in operation["responses"].items():
-        shown = ", ".join(f"<code>{_e(media)}</code> {type_of(content['schema'])}"
-                          for media, content in response.get("content", {}).items())
-        rows.append(f"<tr><td>{_e(status)}</td><td>{_e(response['description'])}</td><td>{shown}</td></tr>")
+        content = response.get("content", {})
+        if list(content.values()) == [{"schema": ERROR_REF}] and not status.startswith("2"):
+            refusals.append(status)  # the common refusals: one row, explained once in "Errors"
+            continue
+        shown = ", ".join(f"<code>{_e(media)}</code> {type_of(body['schema'])}" for media, body in content.items())
+        rows.append(f"<tr><td>{_e(status)}</td><td>{_text(response['description'])}</td><td>{shown}</td></tr>")
+    if refusals:
+        rows.append(f"<tr><td>{' '.join(refusals)}</td><td>refused: see <a href='#errors'>Errors</a></td>"
+                    f"<td>{type_of(ERROR_REF)}</td></tr>")
     out.append(f"<table><tr><th>status</th><th>when</th><th>body</th></tr>{''.join(rows)}</table></div></details>")
     return "".join(out)
 
@@ -120,6 +146,11 @@ def type_of(schema: dict[str, Any], *, expand: bool = False, depth: int = 0) -> 
 
 def _anchor(tag: str) -> str:
     return "tag-" + "".join(ch if ch.isalnum() else "-" for ch in tag.lower())
+
+
+def _text(value: str) -> str:
+    """Escaped prose, its `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(value))
 
 
 def _e(value: Any) -> str:
