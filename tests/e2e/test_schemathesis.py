@@ -124,8 +124,10 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(zapgate, 
     # every operation but /socket.io's, and `GET /openapi.json`, which schemathesis loads and leaves out
     assert selected is not None and int(selected.group(1)) == fuzzed - 1, output[-3000:]
     assert re.search(r"✅\s+Stateful \(in", output), output[-3000:]  # the links were followed, and passed
-    # the tokens held for the whole run: only the signup (off by default: 403) is refused for want of rights
+    # the token held for the whole run (a fuzzed plan may lose features: a few operations then only answer 403)
     refused = re.search(r"Authentication failed: (\d+) operations? returned only 401/403", output)
-    assert refused is None or int(refused.group(1)) <= 1, output[-6000:]
+    assert refused is None or int(refused.group(1)) < fuzzed // 4, output[-6000:]
+    me = httpx.get(process.url + "/auth/me", headers={"Authorization": f"Bearer {seeded.token}"}, timeout=10)
+    assert me.status_code == 200, me.text
     crashes = CRASHES.findall(process.output())
     assert not crashes, f"the server logged errors while fuzzed: {crashes[:5]}\n{process.output()[-8000:]}"
