@@ -89,7 +89,7 @@ def build_spec(app: Any, *, server_url: str | None = None) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": copy.deepcopy(_schemas()),
             "securitySchemes": {
                 "userToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                               "description": "a user's access token from `POST /auth/login` or "
@@ -137,6 +137,16 @@ def _operation(operation: Operation, ids: set[str]) -> dict[str, Any]:
         shown["requestBody"] = {"required": operation.body_required, "content": content}
     shown["responses"] = _responses(operation)
     return shown
+
+
+def _schemas() -> dict[str, Schema]:
+    """The shared schemas: components.py's and those a path module adds (its `SCHEMAS`)."""
+    schemas = dict(SCHEMAS)
+    for module in MODULES:
+        for name, schema in getattr(module, "SCHEMAS", {}).items():
+            assert name not in schemas, f"two schemas named {name}"
+            schemas[name] = schema
+    return schemas
 
 
 def _link_creations(operations: list[Operation], paths: dict[str, dict[str, Any]]) -> None:

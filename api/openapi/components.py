@@ -148,11 +148,4 @@ SCHEMAS: dict[str, Schema] = {
     "QueueOption": QUEUE_OPTION, "Rating": RATING, "Contact": CONTACT, "Ticket": TICKET, "Message": MESSAGE,
     "Chat": CHAT, "ChatMessage": CHAT_MESSAGE, "FileList": FILE_LIST, "FileOption": FILE_OPTION,
 }
-# The campaign's shape lives with its operations (api/openapi/paths_automation.py registers it).
-
-
-def add(name: str, schema: Schema) -> Schema:
-    """Register a schema another module declares (a path module's own resource); its `$ref`."""
-    assert name not in SCHEMAS or SCHEMAS[name] == schema, f"two schemas named {name}"
-    SCHEMAS[name] = schema
-    return ref(name)
+# A path module may add shared schemas of its own area in its `SCHEMAS` (paths_automation: Campaign).

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from api.openapi.components import NID, NSTR, NTIME, STAMPS, add
+from api.openapi.components import NID, NSTR, NTIME, STAMPS
 from api.openapi.dsl import (
     BOOL,
     FILE,
@@ -74,7 +74,7 @@ CAMPAIGN = obj({
     "tagId": NID, "whatsapp": SHORT, "contactList": SHORT, "tag": SHORT, **STAMPS,
     "contactsCount": INT, "delivered": INT, "sent": INT, "confirmationRequested": INT, "confirmed": INT,
 }, optional="contactsCount delivered sent confirmationRequested confirmed")
-add("Campaign", CAMPAIGN)
+SCHEMAS = {"Campaign": CAMPAIGN}  # shared by the campaign operations (`ref("Campaign")`)
 CAMPAIGN_SHOWN = {"allOf": [ref("Campaign"), obj(campaign=ref("Campaign"), valids=INT, delivered=INT,
                                                  confirmationRequested=INT, confirmed=INT)],
                   "description": "the campaign, and its report's counts as ticketz's report screen reads them"}

@@ -4,6 +4,7 @@ fails here, naming it."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,10 @@ async def test_openapi_json_and_docs_are_served_without_a_token(tmp_path: Path) 
     assert docs.status_code == 200 and docs.mimetype == "text/html"
     assert "default-src 'none'" in docs.headers["Content-Security-Policy"]
     assert "/tickets" in (await docs.get_data(as_text=True))
+
+
+def test_every_reference_names_a_schema_of_the_document(tmp_path: Path) -> None:
+    spec = build_spec(_app(tmp_path, sandbox=True, realtime=True))
+    text = json.dumps(spec)
+    named = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    assert named and named <= set(spec["components"]["schemas"]), named - set(spec["components"]["schemas"])
