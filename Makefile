@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (the suite mostly waits on servers and clocks: 4 suit 2 cores);
+# PYTEST_WORKERS=0 runs it serially in one process. See DEVELOPERS.md "Parallel test runs".
+PYTEST_WORKERS ?= 4
 BENCH_ARGS ?=
 
 .PHONY: run test lint bench clean help
@@ -31,7 +34,7 @@ run: $(VENV)/.installed
 REALTIME_CLIENT := tests/e2e/realtime
 
 test: $(VENV)/.installed-dev $(REALTIME_CLIENT)/node_modules/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The stock npm socket.io-client that the realtime tests drive (skipped, as those tests are, without npm).
 $(REALTIME_CLIENT)/node_modules/.installed: $(REALTIME_CLIENT)/package.json $(REALTIME_CLIENT)/package-lock.json

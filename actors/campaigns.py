@@ -12,9 +12,11 @@ campaign's status and pause and calls `nudge(company_id, campaign_id)` after its
   row FOR SHARE: a cancel committed before means no claim), claims the next queued shipping(s)
   (queued → sending), finds or creates the contact and its ticket, writes the outbox row (sent_by
   'campaign', the body rendered for the contact, the file) under the WhatsApp id derived from (campaign,
-  number), and counts the connection's day. After the commit the send is handed to the conversation's
-  ticket actor (`TicketRouter.run_step`): it announces the message and flushes the outbox, in order with
-  the chat.
+  number), and counts the connection's day — a few statements for a batch of 50, not a few per contact.
+  After the commit this actor announces the batch and hands it to WhatsApp itself (`_send_batch`: the rows
+  marked in flight and checked still pending, as a cancel requires), then records WhatsApp's answers in one
+  statement. The conversations' actors are not asked (their flush would cost several statements per send);
+  a row left pending by a lost connection goes with the conversation's flush at the reconnect, under its id.
 - The shipping is `sent` once WhatsApp took the outbox row (its status 'sent'), `failed` with the reason
   when the send failed: `settle` copies the message rows' answer onto the shippings, between claims.
   Delivered/read are not copied: the report reads them from the messages (ack ≥ 3 / ≥ 4) by `message_id`.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -41,10 +43,11 @@ from actors import routing
 from actors.automation import hours as business_hours
 from actors.automation import pacing
 from actors.automation.render import render, variables
-from actors.session import SessionManager
-from actors.ticket import RunStep, TicketRouter, chat_of_contact
+from actors.session import SessionEnded, SessionManager
+from actors.ticket import TicketRouter, chat_of_contact
 from gateway.broker import Broker
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor, SupervisorHandle
+from gateway.whatsapp import transport as wa
 from storage import campaign_runs as rows
 from storage import routing as routing_rows
 from storage import timers
@@ -110,6 +113,10 @@ class CampaignActor:
         self._settings: tuple[float, pacing.Settings] | None = None
         self._pacer: pacing.Pacer | None = None
         self._progress_at = -1e9
+        self.recheck = False  # set by a nudge: a batch being sent checks its rows again before the next send
+        self.stranded = False  # sends left pending by a transport fault: sent again after a pause
+        self._stranded_delay = RETRY_INITIAL
+        self._media: tuple[str, bytes] | None = None
 
     # ── the run ──
 
@@ -128,6 +135,23 @@ class CampaignActor:
         if campaign["status"] != "EM_ANDAMENTO":
             return
         await self._resend_in_flight()
+        # the next batch (with pacing: the next send, at its moment) is claimed while the last one is sent
+        batches, to_send = trio.open_memory_channel[tuple[int, tuple[tuple[int, str, Row], ...]]](0)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sender, to_send)
+            async with batches:
+                await self._claim_loop(batches)
+
+    async def _sender(self, batches: trio.MemoryReceiveChannel[tuple[int, tuple[tuple[int, str, Row], ...]]]
+                      ) -> None:
+        async with batches:
+            async for whatsapp_id, sends in batches:
+                await self._send_batch(whatsapp_id, sends)
+                self._announce_progress()
+
+    async def _claim_loop(self, batches: trio.MemorySendChannel[tuple[int, tuple[tuple[int, str, Row], ...]]]
+                          ) -> None:
+        sup = self.sup
         while True:
             settings = await self._settings_now()
             await self._settle(settings)
@@ -149,6 +173,14 @@ class CampaignActor:
             if session is None or session.status != "CONNECTED":
                 await self._pause(rows.CONNECTION_DOWN)
                 continue
+            if self.stranded:  # WhatsApp refused some sends for a fault of its own: again, after a pause
+                self.stranded = False
+                await self._sleep(self._stranded_delay)
+                self._stranded_delay = min(RETRY_MAX, self._stranded_delay * 2)
+                again_on, again = await self._unsent()
+                if again_on is not None and again:
+                    await batches.send((again_on, tuple(again)))
+                continue
             if settings.pacing:
                 if not await self._gate(settings, whatsapp_id):
                     return  # a durable timer resumes it
@@ -167,34 +199,40 @@ class CampaignActor:
                 continue
             sup.claimed += len(batch.sends)
             self.in_flight += len(batch.sends)
-            for ticket_id, chat, message in batch.sends:
-                await self._hand_over(whatsapp_id, chat, ticket_id, message)
-            self._announce_progress()
-
-    async def _hand_over(self, whatsapp_id: int, chat: str, ticket_id: int, message: Row) -> None:
-        outcome = routing.Outcome(ticket_id, (message,))
-        # committed by the claim already: the conversation announces and sends it, without a transaction of its own
-        await self.sup.tickets.run_step(self.company_id, whatsapp_id, chat, RunStep(written=outcome))
+            await batches.send((whatsapp_id, batch.sends))  # when the sender is free: one batch waits, at most
 
     async def _resend_in_flight(self) -> None:
-        """Sends claimed by an earlier run and not answered yet: handed to their conversations again (their
-        outbox rows are pending under the same id: WhatsApp keeps one)."""
+        """Sends claimed by an earlier run and not answered yet: sent again (their outbox rows are pending under
+        the same ids: WhatsApp keeps one)."""
         found = await self._db(lambda conn: (rows.release_unwritten(conn, self.company_id, self.campaign_id),
                                              rows.sending(conn, self.company_id, self.campaign_id))[1])
-        campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
-        if campaign is None or campaign["whatsapp_id"] is None:
-            return
         self.in_flight = len(found)
-        for row in found:
-            if row["message_status"] == "pending":
-                chat = chat_of_contact({"is_group": False, "number": row["number"], "lid": None})
-                message = await self._db(lambda conn, row=row: conn.execute(
-                    "SELECT * FROM messages WHERE id = %(id)s AND company_id = %(c)s",
-                    {"id": row["message_id"], "c": self.company_id}).fetchone())
-                if message is not None:
-                    await self._hand_over(campaign["whatsapp_id"], chat, row["ticket_id"], message)
+        whatsapp_id, sends = await self._unsent(found)
+        if whatsapp_id is not None:
+            await self._send_batch(whatsapp_id, sends)
+
+    async def _unsent(self, found: list[Row] | None = None) -> tuple[int | None, list[tuple[int, str, Row]]]:
+        """The claimed sends whose outbox rows are still pending and not being sent now (WhatsApp refused them
+        for a transport fault, or an earlier run ended before their answer), ready to send again."""
+        if found is None:
+            found = await self._db(lambda conn: rows.sending(conn, self.company_id, self.campaign_id))
+        in_flight = self.sup.tickets.in_flight
+        ids = [row["message_id"] for row in found if row["message_status"] == "pending"
+               and row["message_id"] not in in_flight]
+        campaign = await self._db(lambda conn: rows.read(conn, self.company_id, self.campaign_id))
+        if not ids or campaign is None or campaign["whatsapp_id"] is None:
+            return None, []
+        messages = await self._db(lambda conn: conn.execute(
+            "SELECT * FROM messages WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(c)s ORDER BY id",
+            {"ids": ids, "c": self.company_id}).fetchall())
+        numbers = {row["message_id"]: row["number"] for row in found}
+        return campaign["whatsapp_id"], [
+            (message["ticket_id"], chat_of_contact({"is_group": False, "number": numbers[message["id"]], "lid": None}),
+             message) for message in messages]
 
     def _claim_work(self, settings: pacing.Settings, limit: int) -> Callable[[psycopg.Connection[Row]], Batch]:
+        """The claim's transaction: a few statements for the whole batch (contacts, tickets, custom fields,
+        outbox rows, shippings), the bodies rendered per contact in between."""
         clock = self.sup.clock
 
         def work(conn: psycopg.Connection[Row]) -> Batch:
@@ -208,24 +246,29 @@ class CampaignActor:
             media = routing.media_of((campaign["media_path"], campaign["media_name"] or "")) \
                 if campaign["media_path"] else None
             extra = settings.extra_values
-            sends: list[tuple[int, str, Row]] = []
-            skipped = 0
-            for shipping in claimed:
-                contact = rows.contact_for(conn, self.company_id, shipping["number"], shipping["name"])
-                if contact["opted_out_at"] is not None:
-                    rows.skip(conn, self.company_id, shipping["id"], "opted out")
-                    skipped += 1
-                    continue
-                ticket_id = rows.ticket_for(conn, self.company_id, contact["id"], whatsapp_id)
-                template = campaign[f"message{shipping['variant']}"] or ""
+            contacts = rows.contacts_for(conn, self.company_id,
+                                         [(shipping["number"], shipping["name"]) for shipping in claimed])
+            opted_out = [shipping["id"] for shipping in claimed
+                         if contacts[shipping["number"]]["opted_out_at"] is not None]
+            rows.skip_many(conn, self.company_id, opted_out, "opted out")
+            going = [shipping for shipping in claimed if contacts[shipping["number"]]["opted_out_at"] is None]
+            tickets = rows.tickets_for(conn, self.company_id, whatsapp_id,
+                                       [contacts[shipping["number"]]["id"] for shipping in going])
+            templates = {shipping["variant"]: campaign[f"message{shipping['variant']}"] or "" for shipping in going}
+            fields = rows.custom_fields_of(conn, self.company_id, [contacts[s["number"]]["id"] for s in going]) \
+                if any("{{" in template for template in templates.values()) else {}
+            fresh: list[tuple[Row, Row, int, str, str]] = []  # (shipping, contact, ticket id, wid, body)
+            retried: dict[int, Row] = {}
+            for shipping in going:
+                contact = contacts[shipping["number"]]
+                ticket_id = tickets[contact["id"]]
+                template = templates[shipping["variant"]]
                 body = template
                 if "{" in template:
-                    fields = routing_rows.custom_fields(conn, self.company_id, contact["id"]) \
-                        if "{{" in template else {}
                     values = {**extra, **variables(
                         contact_name=contact["name"] or shipping["name"], contact_email=contact["email"] or "",
-                        contact_number=contact["number"], custom_fields=fields, ticket_id=ticket_id, now=now,
-                        zone=zone)}
+                        contact_number=contact["number"], custom_fields=fields.get(contact["id"], {}),
+                        ticket_id=ticket_id, now=now, zone=zone)}
                     body = family_tokens(render(template, values), {
                         "nome": contact["name"] or shipping["name"], "email": contact["email"] or "",
                         "numero": contact["number"], **extra})
@@ -233,21 +276,118 @@ class CampaignActor:
                 # send by its retry under the id); else a new outbox row under the derived id
                 message = rows.retry_message(conn, self.company_id, shipping["message_id"], body) \
                     if shipping["message_id"] is not None else None
-                if message is None:
-                    wid = rows.wid_of(self.campaign_id, shipping["number"], shipping["attempts"])
-                    ticket = {"company_id": self.company_id, "whatsapp_id": whatsapp_id, "id": ticket_id,
-                              "contact_id": contact["id"]}
-                    message = routing_rows.insert_send(conn, ticket, wid=wid, body=body, media=media,
-                                                       sent_by="campaign")
-                wid = message["wid"]
-                ticket_id = message["ticket_id"]
-                rows.mark_sending(conn, self.company_id, shipping["id"], wid=wid, message_id=message["id"],
-                                  contact_id=contact["id"], message=body)
-                sends.append((ticket_id, chat_of_contact(contact), message))
+                if message is not None:
+                    retried[shipping["id"]] = message
+                wid = rows.wid_of(self.campaign_id, shipping["number"], shipping["attempts"])
+                fresh.append((shipping, contact, ticket_id, wid, body))
+            inserted = iter(rows.insert_sends(conn, self.company_id, whatsapp_id, [
+                (ticket_id, contact["id"], wid, body) for shipping, contact, ticket_id, wid, body in fresh
+                if shipping["id"] not in retried], media))
+            sends: list[tuple[int, str, Row]] = []
+            marks: list[tuple[int, str, int, int, str]] = []
+            for shipping, contact, _, _, body in fresh:
+                message = retried.get(shipping["id"]) or next(inserted)
+                marks.append((shipping["id"], message["wid"], message["id"], contact["id"], body))
+                sends.append((message["ticket_id"], chat_of_contact(contact), message))
+            rows.mark_sending_many(conn, self.company_id, marks)
             rows.count_send(conn, self.company_id, whatsapp_id, now.astimezone(zone).date(), len(sends))
-            return Batch(campaign, tuple(sends), skipped)
+            return Batch(campaign, tuple(sends), len(opted_out))
 
         return work
+
+    async def _send_batch(self, whatsapp_id: int, sends: Sequence[tuple[int, str, Row]]) -> None:
+        """Announce a committed batch and hand it to WhatsApp, then record the answers — a statement per batch
+        for each step, not per send. This actor sends its own outbox rows (the conversations' actors send theirs;
+        a campaign row left pending by a lost connection goes with the conversation's flush at the reconnect,
+        under the same id: WhatsApp keeps one). Each row is marked in flight, then checked still pending: a cancel
+        that committed before the check failed it (not sent); one that commits after waits for the flight to end
+        before it answers (TicketRouter.settled), and nudges this actor, which then checks the rest again before
+        each send. So no campaign send leaves after its cancel was answered."""
+        if not sends:
+            return
+        router = self.sup.tickets
+        flights: dict[int, trio.Event] = {}
+        for _, _, message in sends:
+            if message["id"] not in router.in_flight:  # else a conversation's flush has it now
+                flights[message["id"]] = router.in_flight[message["id"]] = trio.Event()
+        try:
+            ids = list(flights)
+            self.recheck = False
+            messages, tickets, pending = await self._db(lambda conn: (
+                *rows.shown(conn, self.company_id, ids, list({send[0] for send in sends})),
+                rows.still_pending(conn, self.company_id, ids)))
+            self._announce_created(messages, tickets)
+            session = self.sup.sessions.lookup(whatsapp_id)
+            sent: list[tuple[int, str, dt.datetime]] = []
+            failed: list[tuple[int, str]] = []
+            for _, chat, message in sends:
+                message_id = message["id"]
+                if message_id not in flights:
+                    continue
+                try:
+                    if self.recheck:  # nudged (a cancel, a pause): what is still to send
+                        self.recheck = False
+                        left = [one for one in ids if one in flights]
+                        pending = await self._db(lambda conn, left=left: rows.still_pending(conn, self.company_id,
+                                                                                          left))
+                    if message_id not in pending or session is None:
+                        continue
+                    try:
+                        answer = await session.send(await self._command_for(chat, message))
+                    except wa.SendFailed as failure:
+                        failed.append((message_id, failure.reason))
+                    except (wa.NotConnected, wa.TransportError, SessionEnded) as error:
+                        # the rest stays pending: sent again by this actor after a pause (`_unsent`), or with
+                        # the conversation's flush when the connection is back
+                        session = None
+                        self.stranded = True
+                        log.warning("campaign sends wait: WhatsApp did not take them", extra={"fields": {
+                            "campaign_id": self.campaign_id, "reason": str(error)[:200]}})
+                    else:
+                        sent.append((message_id, answer.id, answer.timestamp))
+                finally:
+                    flights.pop(message_id).set()
+                    router.in_flight.pop(message_id, None)
+            if sent:
+                router.sent[self.company_id, whatsapp_id] += len(sent)  # messages out (metrics)
+                if not self.stranded:
+                    self._stranded_delay = RETRY_INITIAL
+            # WhatsApp has them: recorded however long the database takes (until then the rows stay pending,
+            # and a resend after a restart goes out under the same ids: WhatsApp keeps one)
+            changed = await self._db(lambda conn: rows.record_answers(conn, self.company_id, sent, failed))
+            for row in changed:
+                before = messages.get(row["id"])
+                ticket = tickets.get(row["ticket_id"])
+                router.publish_message("update", self.company_id, {**before, **row} if before else row, ticket)
+        finally:
+            for message_id, flight in flights.items():
+                flight.set()
+                router.in_flight.pop(message_id, None)
+
+    def _announce_created(self, messages: dict[int, Row], tickets: dict[int, Row]) -> None:
+        router = self.sup.tickets
+        shown_tickets: dict[int, dict[str, Any]] = {}
+        for ticket_id, ticket in tickets.items():
+            shown_tickets[ticket_id] = router.presenters.ticket(ticket)
+            router.publish(self.company_id, "ticket", {"action": "update", "ticket": shown_tickets[ticket_id]})
+        for message in messages.values():
+            ticket = tickets.get(message["ticket_id"])
+            router.publish_message("create", self.company_id, message, ticket,
+                                   shown_tickets.get(message["ticket_id"]))
+
+    async def _command_for(self, chat: str, row: Row) -> wa.Command:
+        """A campaign row as WhatsApp gets it: its text, or its file with the text as the caption (the file read
+        once per run)."""
+        if row["media_url"]:
+            token, name = row["media_url"].split("/")[2:4]
+            found = self.sup.tickets.media.find(token, name)
+            if found is not None:
+                if self._media is None or self._media[0] != row["media_url"]:
+                    self._media = (row["media_url"], await trio.to_thread.run_sync(found.path.read_bytes))
+                return wa.SendMedia(chat, wa.MessageKind(row["media_type"]), self._media[1],
+                                    row["media_mimetype"] or found.mimetype, found.filename, row["body"], None,
+                                    id=row["wid"])
+        return wa.SendText(chat, row["body"], None, id=row["wid"])
 
     # ── answers, the breaker, the end ──
 
@@ -287,6 +427,8 @@ class CampaignActor:
                 return True
             await self._sleep(SETTLE_POLL)
             await self._settle(settings)
+            if self.stranded:
+                return False  # the loop sends them again
             state = await self._db(lambda conn: conn.execute(
                 "SELECT c.status, c.paused_at, EXISTS (SELECT 1 FROM campaign_shippings s WHERE s.campaign_id = c.id "
                 "AND s.state = 'queued') AS queued FROM campaigns c WHERE c.id = %(id)s AND c.company_id = %(c)s",
@@ -473,6 +615,7 @@ class CampaignSupervisor:
         actor = self.actors.get(campaign_id)
         if actor is not None:
             actor.wake.set()
+            actor.recheck = True
         if self._nursery is not None:
             self._nursery.start_soon(self._look_safely, company_id, campaign_id)
 
@@ -576,6 +719,23 @@ class CampaignSupervisor:
                 self.broker.publish(actor.company_id, f"company-{actor.company_id}-campaign",
                                     {"action": "progress", "campaignId": campaign_id, "counts": counts})
             await trio.sleep(PROGRESS_EVERY / 4)
+
+    def supervisor_stats(self) -> dict[str, Any]:
+        """Its supervisor's counters (restarts, crash loops, children given up); {} while not running."""
+        return self._supervisor.stats() if self._supervisor is not None else {}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each campaign's actor now (the runtime view): campaign, company, state, restarts, sends in flight."""
+        if self._supervisor is None:
+            return []
+        shown = []
+        for child in self._supervisor.describe_children():
+            campaign_id = child.id[1] if isinstance(child.id, tuple) and len(child.id) == 3 else None
+            actor = self.actors.get(campaign_id or 0)
+            shown.append({"campaignId": campaign_id, "companyId": actor.company_id if actor else None,
+                          "state": child.state.value, "restarts": child.restarts, "crashLooping": child.crash_looping,
+                          "inFlight": actor.in_flight if actor else 0})
+        return shown
 
     def stats(self) -> dict[str, Any]:
         supervisor = self._supervisor.stats() if self._supervisor is not None else {}

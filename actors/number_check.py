@@ -105,6 +105,11 @@ class NumberChecker:
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 raise RuntimeError(f"the number check has {MAILBOX} steps waiting") from None
 
+    def mailbox(self) -> dict[str, int]:
+        """Steps waiting in its mailbox now (the runtime view)."""
+        mailbox = self._mailbox
+        return {"depth": mailbox.statistics().current_buffer_used if mailbox is not None else 0, "size": MAILBOX}
+
     def stats(self) -> dict[str, Any]:
         return {"steps": self.steps, "numbersChecked": self.numbers_checked, "waits": self.waits,
                 "lastError": self.last_error}

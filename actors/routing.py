@@ -90,8 +90,12 @@ class Step:
         self.ticket = routing.update_ticket(self.conn, before, fields)
         if any(name in fields for name in ("queue_id", "user_id", "status", "chatbot", "queue_option_id")):
             self.changed = True
-        if fields.get("status") == "closed":  # (queueing and assignment by the bot get their kinds in issue 17)
+        if fields.get("status") == "closed":
             routing.record_event(self.conn, self.ticket, "closed")
+        if fields.get("queue_id") is not None:  # the menu or a forward put it in a queue: its wait starts over
+            routing.record_event(self.conn, self.ticket, "queued")
+        if fields.get("user_id") is not None:  # the bot gave it to an agent (auto-assignment)
+            routing.record_event(self.conn, self.ticket, "assigned")
 
     def arm(self, kind: str, due_at: dt.datetime, payload: Mapping[str, Any] | None = None) -> None:
         timers.schedule(self.conn, company_id=self.company_id, kind=kind, key=f"ticket:{self.ticket['id']}",
@@ -265,6 +269,7 @@ def _rating_answer(step: Step, setup: routing.Setup, body: str) -> None:
     step.disarm("ticket.rating")
     if isinstance(answer, int):
         routing.insert_rating(step.conn, step.ticket, answer)
+        routing.record_event(step.conn, step.ticket, "rated")  # its rate is the rating's (migration 0021)
         step.update({"rating_at": None})
         step.changed = True
         connection = setup.connection

@@ -154,6 +154,11 @@ class SessionHandle:
         """Its status waits for the database to be written."""
         return self._actor.writes_due
 
+    @property
+    def mailbox_depth(self) -> int:
+        """Commands waiting in its mailbox (of COMMAND_MAILBOX)."""
+        return self._mailbox.statistics().current_buffer_used
+
     async def _ask(self, make: Callable[[trio.MemorySendChannel[Any]], Any]) -> Any:
         """Send a command and wait for its answer, at most ASK_TIMEOUT (every request to an actor has a bound)."""
         reply_send, reply_receive = trio.open_memory_channel[Any](1)
@@ -309,6 +314,8 @@ class SessionActor:
             except Exception as error:  # a transport failure: retry this session only
                 if isinstance(error, BaseExceptionGroup) and error.subgroup(NotFound) is not None:
                     raise NotFound(f"connection {self.whatsapp_id}") from error
+                if wa.injected_crash(error):
+                    raise  # a stand-in for a bug (the sandbox's test-only "crash" fault): the supervisor's to restart
                 failure = error
             # No awaits above this line: a write failing inside an `except` would replace the error it handles.
             if outcome is not None:
@@ -692,6 +699,7 @@ class SessionManager:
     restore_on_start: bool = True
     _supervisor: SupervisorHandle | None = None
     _child_ids: dict[int, tuple[str, int, int]] = attrs.field(factory=dict)
+    _companies: dict[int, int] = attrs.field(factory=dict)  # connection → company, of the children started
     _starts: int = 0
 
     async def run(self, *, task_status: trio.TaskStatus[SessionManager] = trio.TASK_STATUS_IGNORED) -> None:
@@ -707,6 +715,7 @@ class SessionManager:
             finally:
                 self._supervisor = None
                 self._child_ids.clear()
+                self._companies.clear()
 
     def lookup(self, whatsapp_id: int) -> SessionHandle | None:
         return self.registry.lookup(whatsapp_id)
@@ -724,6 +733,7 @@ class SessionManager:
         self._starts += 1
         child_id = ("session", whatsapp_id, self._starts)  # unique: a stopping incarnation may linger
         self._child_ids[whatsapp_id] = child_id
+        self._companies[whatsapp_id] = company_id
         # A budget of its own: one connection's crash loop never spends the others' (nor an outage common
         # to all: those are ridden out inside the session and never crash it).
         max_restarts, max_seconds = SESSION_RESTART_BUDGET
@@ -783,6 +793,26 @@ class SessionManager:
             self._supervisor.terminate_child(child_id)
         except KeyError:
             pass  # it had ended already
+
+    def supervisor_stats(self) -> dict[str, Any]:
+        """Its supervisor's counters (restarts, crash loops, children given up); {} while not running."""
+        return self._supervisor.stats() if self._supervisor is not None else {}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each supervised session now (the runtime view): its connection and company, status, supervision
+        state, restarts, whether it crash-loops, and the commands waiting in its mailbox."""
+        if self._supervisor is None:
+            return []
+        sessions = []
+        for child in self._supervisor.describe_children():
+            whatsapp_id = child.id[1] if isinstance(child.id, tuple) and len(child.id) == 3 else None
+            handle = child.handle if isinstance(child.handle, SessionHandle) else None
+            sessions.append({
+                "whatsappId": whatsapp_id, "companyId": handle.company_id if handle else
+                self._companies.get(whatsapp_id or 0), "status": handle.status if handle else None,
+                "state": child.state.value, "restarts": child.restarts, "crashLooping": child.crash_looping,
+                "mailbox": {"depth": handle.mailbox_depth if handle else 0, "size": COMMAND_MAILBOX}})
+        return sessions
 
     def stats(self) -> dict[str, Any]:
         by_status: dict[str, int] = {}

@@ -41,6 +41,7 @@ import trio.lowlevel
 
 from actors import campaign_replies, routing
 from actors.automation import rules
+from actors.receipts import ReceiptBatcher
 from actors.session import SessionEnded, SessionManager
 from gateway.broker import Broker
 from gateway.registry import Registry
@@ -133,6 +134,7 @@ class SendOut:
     media: tuple[bytes, str, str | None, str] | None = None  # (data, mimetype, filename, kind)
     quoted_message_id: int | None = None
     private: bool = False  # an internal note: stored ('private') and announced, never sent
+    sent_by: str | None = None  # an automated text sent for the agent (the farewell: 'system'); not a human reply
 
 
 @attrs.frozen
@@ -219,6 +221,12 @@ class TicketHandle:
     closed: bool = False  # ended for good: takes nothing more
     ended: trio.Event = attrs.field(factory=trio.Event)
     _router: Any = None  # the TicketRouter: its retire hook and overflow gauge
+    company_id: int = 0
+
+    @property
+    def mailbox_depth(self) -> int:
+        """Messages waiting in its mailbox (of MAILBOX), and beyond it in its overflow."""
+        return self._mailbox.statistics().current_buffer_used + len(self.overflow)
 
     def idle(self) -> bool:
         """Nothing to do and nothing under way: stopping the actor now costs nothing."""
@@ -267,7 +275,8 @@ class TicketActor:
         if self._handle is None:
             send, self._receive = trio.open_memory_channel[Any](MAILBOX)
             self._handle = TicketHandle((self.whatsapp_id, self.chat), send, last_used=trio.current_time(),
-                                        to_flush=self._to_flush, router=self.router)
+                                        to_flush=self._to_flush, router=self.router,
+                                        company_id=self.company_id)
             self.router.registry.register(self._handle.key, self._handle)
         else:  # restarted: whatever the last incarnation cached may be what made it crash
             self.contact = self.ticket = None
@@ -602,9 +611,19 @@ class TicketActor:
         """Acks for our messages of this chat; ids that are not (another chat's messages, a contact's own)
         are ignored and logged."""
         db = self.router.db
-        rows = await db.fetch_all(db.q.message_ack, {
-            **conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat), "wids": list(event.ids),
-            "ack": int(event.ack)})
+        params = {**conversations.chat_scope(self.company_id, self.whatsapp_id, self.chat), "wids": list(event.ids),
+                  "ack": int(event.ack)}
+        known = self.ticket["id"] if self.ticket is not None else None
+
+        def work(conn: Any) -> tuple[list[Row], dict[int, Row]]:
+            # the acks and, in the same round trip, the tickets to announce them with (not the cached one)
+            rows = conn.execute(db.q.message_ack, params).fetchall()
+            wanted = list({row["ticket_id"] for row in rows if row["id"] is not None} - {known})
+            tickets = {ticket["id"]: ticket for ticket in conn.execute(
+                db.q.tickets_show, {"ids": wanted, "company_id": self.company_id})} if wanted else {}
+            return rows, tickets
+
+        rows, tickets = await db.run(work)  # one commit, then the announcements
         ours = {row["target"] for row in rows}
         foreign = [wid for wid in event.ids if wid not in ours]
         if foreign:
@@ -613,8 +632,11 @@ class TicketActor:
         for row in rows:
             if row["id"] is None:
                 continue  # ours, but its ack was already there (or further)
+            if self.router.on_ack is not None:  # how long the contact's phone took (metrics)
+                since = row.get("wa_timestamp") or row["created_at"]
+                self.router.on_ack(int(event.ack), max(0.0, (event.timestamp - since).total_seconds()))
             ticket = self.ticket if self.ticket and self.ticket["id"] == row["ticket_id"] else \
-                await conversations.show_ticket(db, self.company_id, row["ticket_id"])
+                tickets.get(row["ticket_id"]) or await conversations.show_ticket(db, self.company_id, row["ticket_id"])
             self.router.publish_message("update", self.company_id, await self._with_quote(row), ticket)
 
     async def _refresh_ticket(self, base: Row, *, full: bool) -> dict[str, Any]:
@@ -662,7 +684,8 @@ class TicketActor:
                       "contact_id": ticket["contact_id"], "body": request.body, "media_type": media_type,
                       "media_url": media_url, "media_name": media_name, "media_mimetype": media_mimetype,
                       "quoted_msg_id": request.quoted_message_id, "user_id": request.user_id,
-                      "wid": None if request.private else wid, "is_private": request.private}
+                      "wid": None if request.private else wid, "is_private": request.private,
+                      "sent_by": request.sent_by}
             last = conversations.last_message_text(IncomingRow(
                 wid="", from_me=True, body=request.body, media_type=media_type, at=ticket["last_message_at"],
                 media_name=media_name))
@@ -715,6 +738,7 @@ class TicketActor:
                     if still is None or still["status"] != "pending":
                         continue
                 sent = await session.send(command)
+                router.sent[self.company_id, self.whatsapp_id] += 1
             except wa.SendFailed as failure:
                 updated = await db.fetch_one(db.q.outbox_failed, {"id": row["id"], "error": failure.reason[:500]})
             except (wa.NotConnected, wa.TransportError, SessionEnded):
@@ -826,6 +850,11 @@ class TicketRouter:
     _profiles: dict[tuple[int, int], tuple[float, RoutingProfile]] = attrs.field(factory=dict)
     # campaign messages being handed to WhatsApp now (by id), each with the event set when its flight ends
     in_flight: dict[int, trio.Event] = attrs.field(factory=dict)
+    _receipts: ReceiptBatcher | None = None  # the receipts of chats without an actor, written in bulk
+    # for metrics, read when scraped: messages from WhatsApp routed, and handed to WhatsApp, by (company, connection)
+    received: collections.Counter[tuple[int, int]] = attrs.field(factory=collections.Counter)
+    sent: collections.Counter[tuple[int, int]] = attrs.field(factory=collections.Counter)
+    on_ack: Callable[[int, float], None] | None = None  # (ack, seconds since sent) of each receipt that moved one
 
     async def settled(self, message_ids: set[int], patience: float = 10.0) -> bool:
         """Wait until none of `message_ids` is being handed to WhatsApp (a cancel answers after that); False
@@ -845,6 +874,9 @@ class TicketRouter:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._supervisor = await nursery.start(supervisor.run)
+            self._receipts = await nursery.start(ReceiptBatcher(
+                self.db, self.publish_message, on_ack=lambda ack, seconds: self.on_ack and self.on_ack(ack, seconds)
+            ).run)
             nursery.start_soon(self._reap_idle)
             if self.scheduler is not None:
                 for kind in rules.KINDS:
@@ -856,6 +888,7 @@ class TicketRouter:
                 await trio.sleep_forever()
             finally:
                 self._supervisor = None
+                self._receipts = None
                 self._nursery = None
 
     # ── entry points ──
@@ -870,9 +903,18 @@ class TicketRouter:
                 if event.is_group and await self._ignores_groups(company_id):
                     wa.settle(event)
                     return
-            await self._deliver(company_id, whatsapp_id, chat_key(event), Deliver(event), wait=False)
+                self.received[company_id, whatsapp_id] += 1
+            chat = chat_key(event)
+            if isinstance(event, wa.Receipt) and self._receipts is not None and not self._is_live((whatsapp_id, chat)):
+                await self._receipts.put(company_id, whatsapp_id, event)  # no conversation running: in bulk
+                return
+            await self._deliver(company_id, whatsapp_id, chat, Deliver(event), wait=False)
         elif isinstance(event, wa.Connected) and self._nursery is not None:
             self._nursery.start_soon(self._flush_connection, company_id, whatsapp_id)
+
+    def _is_live(self, key: Key) -> bool:
+        """A conversation has an actor (running, starting or stopping): its receipts go to it, in order."""
+        return self.registry.has(key) or key in self._retiring
 
     async def send(self, company_id: int, ticket: Row, request: Callable[[trio.MemorySendChannel[Any]], SendOut]
                    ) -> Row:
@@ -1132,6 +1174,34 @@ class TicketRouter:
             payload["contact"] = ticket.get("contact")
         self.publish(company_id, "appMessage", payload)
 
+    def supervisor_stats(self) -> dict[str, Any]:
+        """Its supervisor's counters (restarts, crash loops, children given up); {} while not running."""
+        return self._supervisor.stats() if self._supervisor is not None else {}
+
+    def describe(self, *, deepest: int = 10) -> dict[str, Any]:
+        """The conversations' actors now (the runtime view): how many per company, the `deepest` mailboxes, and
+        the actors crash-looping (restarted more than half their own budget recently)."""
+        by_company: collections.Counter[int] = collections.Counter()
+        depths: list[tuple[int, TicketHandle]] = []
+        for handle in self.registry.handles():
+            by_company[handle.company_id] += 1
+            depth = handle.mailbox_depth
+            if depth:
+                depths.append((depth, handle))
+        depths.sort(key=lambda item: item[0], reverse=True)
+        looping = []
+        if self._supervisor is not None:
+            looping = [{"whatsappId": child.id[1], "chat": child.id[2], "restarts": child.restarts,
+                        "state": child.state.value} for child in self._supervisor.describe_children()
+                       if child.crash_looping and isinstance(child.id, tuple) and len(child.id) == 4]
+        return {"alive": len(self.registry), "stopping": len(self._retiring), "overflowed": self._overflowed,
+                "byCompany": {str(company): count for company, count in sorted(by_company.items())},
+                "mailboxSize": MAILBOX, "mailboxWaiting": sum(depth for depth, _ in depths),
+                "deepestMailboxes": [{"whatsappId": handle.key[0], "chat": handle.key[1],
+                                      "companyId": handle.company_id, "depth": depth}
+                                     for depth, handle in depths[:deepest]],
+                "crashLooping": looping[:deepest]}
+
     def stats(self) -> dict[str, Any]:
         supervisor = self._supervisor.stats() if self._supervisor is not None else {}
         return {"alive": len(self.registry), "spawned": self._spawned, "stopping": len(self._retiring),
@@ -1141,4 +1211,5 @@ class TicketRouter:
                 "given_up_total": supervisor.get("given_up_total", 0),
                 "given_up_recent": supervisor.get("given_up_recent", []),
                 "restarts_total": supervisor.get("restarts_total", 0),
-                "writer": self.writer.stats()}
+                "writer": self.writer.stats(),
+                "receipts": self._receipts.stats() if self._receipts is not None else {}}

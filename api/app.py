@@ -21,15 +21,19 @@ from actors.campaigns import CampaignSupervisor
 from actors.scheduler import Scheduler
 from actors.session import SessionManager
 from actors.ticket import TicketRouter
+from actors.webhooks import WebhookDispatcher
 from api import auth as auth_module
 from api.auth import LoginThrottle, TokenService
 from api.errors import register_error_handlers
+from api.metrics import Metrics
 from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
+from api.runtime import Runtime
 from api.subscriptions import AccessCache, check_request
 from gateway.broker import Broker
 from gateway.config import Config
+from gateway.error_tracking import ErrorTracker
 from gateway.whatsapp.sandbox import SandboxNetwork
 from storage.db import Database
 from storage.media import MediaStore
@@ -66,7 +70,11 @@ class Deps:
     presence: Presence | None = None  # who is online, by their sockets (None: no realtime server)
     scheduler: Scheduler | None = None  # durable timers (actors/scheduler.py)
     campaigns: CampaignSupervisor | None = None  # runs campaigns; `nudge(company_id, campaign_id)` after a commit
+    webhooks: WebhookDispatcher | None = None  # posts webhook deliveries; `nudge()` after a test delivery
     health: Callable[[], dict[str, Any]] = dict  # runtime stats (supervisors) for /health
+    runtime: Runtime | None = None  # the supervision tree, read live (GET /admin/runtime, /metrics)
+    metrics: Metrics = attrs.field(factory=Metrics)  # this app's Prometheus registry (GET /metrics)
+    errors: ErrorTracker = attrs.field(factory=ErrorTracker)  # unhandled errors to Sentry (SENTRY_DSN)
     # the super admin's public files (logos, announcements' images), served at /public
     public_files: MediaStore = attrs.field(
         default=attrs.Factory(lambda self: MediaStore(self.config.data_dir / "public", prefix="/public"),
@@ -144,9 +152,12 @@ def create_app(deps: Deps) -> QuartTrio:
                 )
                 response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
         _log_request(response)
+        rule = request.url_rule
+        deps.metrics.observe_request(request.method, rule.rule if rule is not None else None, response.status_code,
+                                     time.perf_counter() - g.get("started", time.perf_counter()))
         return response
 
-    register_error_handlers(app)
+    register_error_handlers(app, report=deps.errors.report)
     app.asgi_app = _without_trailing_slash(app.asgi_app)  # type: ignore[method-assign]
 
     from api import (
@@ -157,18 +168,22 @@ def create_app(deps: Deps) -> QuartTrio:
         companies,
         contact_lists,
         contacts,
+        dashboard,
         files,
         health,
         helps,
         invoices,
         media,
         messages,
+        metrics,
         openapi,
         plans,
         queue_options,
         queues,
         quick_messages,
         ratings,
+        reports,
+        runtime_view,
         sandbox,
         scheduled_messages,
         settings,
@@ -177,6 +192,7 @@ def create_app(deps: Deps) -> QuartTrio:
         tickets,
         users,
         version,
+        webhooks,
         whatsapp,
     )
 
@@ -186,6 +202,11 @@ def create_app(deps: Deps) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     app.register_blueprint(contact_lists.blueprint)
     app.register_blueprint(campaigns.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(runtime_view.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(reports.blueprint)
     app.register_blueprint(openapi.blueprint)  # /openapi.json and /docs: every route must be in the spec
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)

@@ -287,7 +287,11 @@ async def cancel_campaign(campaign_id: str) -> Response:
         row = await campaigns.cancel(deps.db, principal.company_id, path_id(campaign_id, "campaign"), now=utc_now())
     except campaigns.NotEditable as error:
         raise _not_editable(error) from None
-    # the sends already being handed to WhatsApp finish first: after this answer, none leaves
+    # the sends already being handed to WhatsApp finish first: after this answer, none leaves (the nudge makes
+    # the campaign's actor check its batch again before its next send)
+    core = getattr(deps, "campaigns", None)
+    if core is not None:
+        core.nudge(principal.company_id, row["id"])
     flying = await campaigns.in_flight_messages(deps.db, principal.company_id, row["id"])
     if flying and not await deps.tickets.settled(flying):
         log.warning("campaign cancelled with sends still in flight", extra={"fields": {"campaign_id": row["id"]}})

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from quart import Quart, Response, g, jsonify
+from quart import Quart, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from actors.ticket import ActorUnavailable
@@ -104,7 +105,16 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
     return response
 
 
-def register_error_handlers(app: Quart) -> None:
+Report = Callable[..., Any]  # gateway.error_tracking.ErrorTracker.report
+
+
+def _not_reported(error: BaseException, **_: Any) -> None:
+    return None
+
+
+def register_error_handlers(app: Quart, *, report: Report = _not_reported) -> None:
+    """The JSON error answers; `report` gets every unhandled error (Sentry, when SENTRY_DSN is set)."""
+
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:
         response = error_response(error.status, error.code, error.message, field=error.field)
@@ -174,6 +184,9 @@ def register_error_handlers(app: Quart) -> None:
         error_id = uuid.uuid4().hex[:12]
         log.error("unhandled error", exc_info=error,
                   extra={"fields": {"error_id": error_id, "request_id": g.get("request_id")}})
+        rule = request.url_rule
+        report(error, request_id=g.get("request_id"), error_id=error_id, method=request.method, path=request.path,
+               route=rule.rule if rule is not None else None)
         return error_response(500, "ERR_INTERNAL", "internal error; quote this id to your administrator",
                               errorId=error_id)
 

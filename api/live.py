@@ -401,7 +401,8 @@ class LiveBridge:
             user_id = _user_id(payload)
             return [socket for socket in sockets if isinstance(socket.context, LiveContext)
                     and socket.context.principal.user_id == user_id and _revoked(socket.context.principal, audience)]
-        if kind == "userOnlineChange":  # ticketz's presence, for its dashboard: admins only, as ticketz sends it
+        # ticketz's presence and its dashboard's `counter` (actors/dashboard_push.py): admins only, as ticketz does
+        if kind in ("userOnlineChange", "counter"):
             return [socket for socket in sockets if isinstance(socket.context, LiveContext)
                     and socket.context.viewer.is_admin]
         return [socket for socket in sockets if isinstance(socket.context, LiveContext)]

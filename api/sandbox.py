@@ -41,7 +41,7 @@ MEDIA = {
     "filename": Field("str", nullable=True, max_len=255),
     "base64": Field("str", required=True, max_len=2**31, strip=False),
 }
-FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer")
+FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer", "crash")
 
 
 async def _sandbox_connection(raw_id: str) -> tuple[Deps, SandboxNetwork, dict[str, Any]]:
@@ -62,7 +62,7 @@ _BAD_INPUT: dict[str, str | None] = {
     "ERR_SANDBOX_BAD_SENDER": "from", "ERR_SANDBOX_BAD_ID": "id", "ERR_SANDBOX_BAD_GROUP": "group.id",
     "ERR_SANDBOX_BAD_TIMESTAMP": "timestamp", "ERR_SANDBOX_BAD_MEDIA": "media", "ERR_SANDBOX_BAD_MESSAGE": None,
     "ERR_SANDBOX_BAD_NUMBER": "number", "ERR_SANDBOX_BAD_ACK": "ack", "ERR_SANDBOX_UNKNOWN_FAULT": "kind",
-    "ERR_SANDBOX_BAD_FAULT": None,
+    "ERR_SANDBOX_BAD_FAULT": None, "ERR_SANDBOX_CRASH_DISABLED": "kind",
 }
 
 
@@ -233,6 +233,8 @@ async def fault(whatsapp_id: str) -> Response:
     params: dict[str, Any] = {}
     if kind == "disconnect" and "redeliver" in raw:
         params["redeliver"] = check_field("redeliver", raw["redeliver"], Field("int", minimum=0, maximum=1000))
+    if kind == "crash" and "count" in raw:
+        params["count"] = check_field("count", raw["count"], Field("int", minimum=1, maximum=1000))
     if kind == "send_failure":
         if "count" in raw:
             params["count"] = check_field("count", raw["count"], Field("int", minimum=1, maximum=100_000))

@@ -181,7 +181,7 @@ async def _send_farewell(deps: Deps, principal: Principal, ticket: Row) -> None:
                                   user=(ticket.get("user") or {}).get("name") or "", now=utc_now(), zone=zone))
     try:
         await deps.tickets.send(principal.company_id, ticket, lambda reply: SendOut(
-            ticket_id=ticket["id"], body=body, user_id=principal.user_id, reply=reply))
+            ticket_id=ticket["id"], body=body, user_id=principal.user_id, reply=reply, sent_by="system"))
     except Exception as error:
         log.warning("farewell message not sent; closing the ticket anyway", exc_info=error,
                     extra={"fields": {"ticket_id": ticket["id"], "whatsapp_id": ticket["whatsapp_id"]}})

@@ -30,7 +30,7 @@ import psutil
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 # fanout: when bench/fanout.py exists
-BENCHMARKS = ("ingest", "api", "memory", "fanout", "tags", "timers", "imports", "campaign")
+BENCHMARKS = ("ingest", "api", "memory", "fanout", "tags", "timers", "imports", "campaign", "webhooks", "dashboard")
 TIMEOUT = 600.0  # seconds per benchmark (quick mode takes under 2 minutes)
 
 

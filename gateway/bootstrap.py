@@ -35,26 +35,33 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.middleware import ProxyFixMiddleware
+from prometheus_client import CollectorRegistry
 
 from actors.campaigns import CampaignSupervisor
+from actors.dashboard_push import DashboardPush
 from actors.number_check import NumberChecker
 from actors.scheduler import Scheduler
 from actors.schedules import ScheduledMessages
 from actors.session import SessionManager, SessionPolicy, TransportFactory
 from actors.ticket import Presenters, TicketRouter
+from actors.webhooks import Settings as WebhookSettings
+from actors.webhooks import WebhookDispatcher
 from api import present, present_tickets, scheduled_messages
 from api.app import Deps, build_throttle, build_tokens, create_app
 from api.auth import check_password, hash_password
 from api.campaigns import present_campaign
 from api.contact_lists import present_item as present_list_item
 from api.live import CompanyNamespaces, LiveBridge, realtime_config
+from api.metrics import Metrics
 from api.presence import Presence
 from api.present_tickets import MessagePresenter
 from api.realtime import RealtimeServer
 from api.realtime.direct import DirectWebsockets
+from api.runtime import Runtime
 from gateway import front
 from gateway.broker import Broker
 from gateway.config import Config
+from gateway.error_tracking import open_error_tracker
 from gateway.housekeeper import Housekeeper
 from gateway.redis_bridge import RedisBridge
 from gateway.supervisor import ChildSpec, RestartPolicy, Supervisor
@@ -65,6 +72,7 @@ from storage import companies, invoices, migrate, plans, schedules, timers, user
 from storage.db import Database, open_pool
 from storage.errors import Conflict
 from storage.media import MediaStore
+from storage.webhooks import DeliveryStore, Disabled
 from storage.whatsapps import SessionStore
 from storage.writer import GroupCommitWriter
 
@@ -245,8 +253,10 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     # outbox), the messages not yet acknowledged, LIDs and logouts in its journal in the data dir
     journal = config.data_dir / "sandbox.sqlite3" if config.sandbox_journal else None
     outbox = DatabaseOutbox(db) if config.sandbox_journal else None
-    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, journal=journal, outbox=outbox) \
-        if config.sandbox else None
+    sandbox = SandboxNetwork(qr_interval=config.sandbox_qr_interval, latency=config.sandbox_latency, journal=journal,
+                             outbox=outbox, crash_faults=config.sandbox_crash_faults) if config.sandbox else None
+    # this app's metrics, in a registry of its own (several apps in one process never share a series)
+    metrics = Metrics(CollectorRegistry())
     policy = SessionPolicy(max_qr_codes=config.session_max_qr_codes,
                            reconnect_initial=config.session_reconnect_initial,
                            reconnect_max=max(config.session_reconnect_max, config.session_reconnect_initial))
@@ -254,6 +264,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                               transport_factory=transport_factory(config, db_url or config.database_url, sandbox),
                               present=present.session)
     writer = GroupCommitWriter(db)
+    writer.on_flush = metrics.observe_flush
     media = MediaStore(config.data_dir / "media")
     public_files = MediaStore(config.data_dir / "public", prefix="/public")  # logos, announcements' images
     messages = MessagePresenter(config.backend_url)
@@ -261,6 +272,7 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
                            presenters=Presenters(ticket=present_tickets.ticket, message=messages,
                                                  contact=present_contact))
     sessions.inbound = tickets.inbound
+    tickets.on_ack = metrics.observe_ack
     scheduler = Scheduler(db)  # durable timers; their owners register a handler per kind
     tickets.scheduler = scheduler
     # contact lists' numbers checked on WhatsApp, paced, through the sessions
@@ -268,8 +280,12 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
     # scheduled messages: their timers are sent through the conversations' actors
     scheduled = ScheduledMessages(db, tickets, broker, media, present=scheduled_messages.shown)
     tickets.timer_kinds[schedules.KIND] = scheduled.timers_due
-    # campaigns: one actor per running campaign, its sends handed to the conversations' actors
+    # campaigns: one actor per running campaign, sending its batches itself
     campaigns = CampaignSupervisor(db, broker, scheduler, tickets, sessions, present=present_campaign)
+    # outbound webhooks: the rows the triggers wrote in each change's transaction, posted signed, retried
+    webhooks = WebhookDispatcher(DeliveryStore(db), webhook_settings(config),
+                                 on_disabled=partial(_webhook_disabled, broker),
+                                 on_outcome=metrics.count_webhook_delivery)
     tokens = build_tokens(config)
     realtime = RealtimeServer(realtime_config(config))
     # one process: no socket survived its restart, so every user starts offline; several: the others' users
@@ -291,24 +307,34 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         ChildSpec("number-check", number_check.run, RestartPolicy.PERMANENT),
         ChildSpec("tickets", tickets.run, RestartPolicy.PERMANENT),
         ChildSpec("campaigns", campaigns.run, RestartPolicy.PERMANENT),
+        ChildSpec("webhooks", webhooks.run, RestartPolicy.PERMANENT),
         ChildSpec("sessions", sessions.run, RestartPolicy.PERMANENT),
         ChildSpec("realtime", realtime.run, RestartPolicy.PERMANENT),
         ChildSpec("presence", presence.run, RestartPolicy.PERMANENT),
         ChildSpec("live", live.run, RestartPolicy.PERMANENT),
+        # the dashboard's counters pushed to admins' sockets when events commit (at most once a second)
+        ChildSpec("dashboard-push", DashboardPush(db_url or config.database_url or "", broker.publish_local).run,
+                  RestartPolicy.PERMANENT),
     ])
     websockets = DirectWebsockets(realtime, trusted_proxies=config.trusted_proxies)
-    async with _closing(sandbox), trio.open_nursery() as nursery:
+    async with _closing(sandbox), open_error_tracker(config) as errors, trio.open_nursery() as nursery:
         if sandbox is not None:
             await sandbox.take_over_old_outbox()  # a journal of before version 15 held it
         supervisor = await nursery.start(root.run)
+        runtime = Runtime(root=supervisor, sessions=sessions, tickets=tickets, campaigns=campaigns, scheduler=scheduler,
+                          number_check=number_check, scheduled=scheduled, writer=writer, broker=broker, db=db,
+                          realtime=realtime, websockets=websockets)
+        runtime.sections["webhooks"] = webhooks.stats  # the deliverer: posts in flight, outcomes
+        metrics.watch(runtime)
         deps = Deps(config=config, db=db, tokens=tokens, throttle=build_throttle(config),
                     broker=broker, sessions=sessions, sandbox=sandbox, tickets=tickets, media=media,
                     messages=messages, realtime=realtime, presence=presence, public_files=public_files,
-                    scheduler=scheduler, campaigns=campaigns,
+                    scheduler=scheduler, campaigns=campaigns, webhooks=webhooks, runtime=runtime, metrics=metrics,
+                    errors=errors,
                     health=lambda: {"supervisors": {"root": supervisor.stats()}, "sessions": sessions.stats(),
                                     "tickets": tickets.stats(), "broker": broker.stats(),
                                     "scheduler": scheduler.stats(), "schedules": scheduled.stats(),
-                                    "campaigns": campaigns.stats(),
+                                    "campaigns": campaigns.stats(), "webhooks": webhooks.stats(),
                                     "numberCheck": number_check.stats(),
                                     "realtime": {**live.stats(), "websockets": websockets.stats()}})
         if on_deps is not None:  # tests and benchmarks reach the parts through this
@@ -337,6 +363,21 @@ async def run_app(config: Config, db: Database, *, hc: HypercornConfig | None = 
         await stop_in_order(config.graceful_timeout, sessions=sessions, tickets=tickets, writer=writer,
                             front_stopped=front_stopped)
         supervisor.cancel()
+
+
+def webhook_settings(config: Config) -> WebhookSettings:
+    return WebhookSettings(timeout=config.webhook_timeout, retry_for=config.webhook_retry_for,
+                           disable_after=config.webhook_disable_after,
+                           backoff_initial=config.webhook_backoff_initial,
+                           backoff_max=max(config.webhook_backoff_max, config.webhook_backoff_initial),
+                           max_in_flight=config.webhook_max_in_flight, poll_interval=config.webhook_poll_interval,
+                           allow_private=config.webhook_allow_private)
+
+
+def _webhook_disabled(broker: Broker, disabled: Disabled) -> None:
+    """An open admin screen hears that zapgate disabled an endpoint (the reason is on its row too)."""
+    broker.publish(disabled.company_id, f"company-{disabled.company_id}-webhook",
+                   {"action": "disabled", "webhookId": disabled.webhook_id, "reason": disabled.reason})
 
 
 async def stop_in_order(graceful_timeout: float, *, sessions: SessionManager, tickets: TicketRouter,

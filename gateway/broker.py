@@ -120,6 +120,12 @@ class Broker:
         if self._bridge is not None:
             self._bridge.offer(event)
 
+    def publish_local(self, company_id: int, name: str, payload: dict[str, Any]) -> None:
+        """Deliver to this process's subscribers only: for events every node produces by itself (the
+        dashboard's `counter`, which each node hears from PostgreSQL)."""
+        self.published += 1
+        self._deliver(Event(company_id, name, payload))
+
     def _deliver(self, event: Event) -> None:
         """Local fan-out only (events from other processes come in here)."""
         for key in (event.company_id, None):

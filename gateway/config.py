@@ -66,6 +66,7 @@ class Config:
     secure_cookies: bool = False
     trusted_proxies: int = 0
     sandbox_qr_interval: float = 20.0
+    sandbox_latency: float = 0.0  # seconds the simulated network takes per send (a slow network, for trials)
     # the sandbox keeps across restarts what zapgate sent (PostgreSQL) and what it has not delivered (DATA_DIR)
     sandbox_journal: bool = True
     # the channel of a connection created without one (the family's frontends never send it)
@@ -82,6 +83,21 @@ class Config:
     realtime_join_rate: float = 5.0  # join events per second and socket, after a burst of …
     realtime_join_burst: int = 20
     presence_grace: float = 30.0  # a user stays online this long after their last socket closed
+    # outbound webhooks (README "Webhooks"; actors/webhooks.py)
+    webhook_allow_private: bool = False  # on: URLs may resolve to loopback, link-local and private addresses
+    webhook_timeout: float = 10.0  # one POST, in all
+    webhook_retry_for: float = 24 * 3600.0  # a delivery is retried until it is this old, then failed
+    webhook_disable_after: float = 24 * 3600.0  # an endpoint failing this long with no success is disabled
+    webhook_backoff_initial: float = 5.0  # the first retry's delay (doubling, jittered)
+    webhook_backoff_max: float = 3600.0
+    webhook_max_in_flight: int = 4  # attempts at once per endpoint
+    webhook_poll_interval: float = 1.0  # seconds between looks for due deliveries
+    # operations (README "Metrics", "Error tracking")
+    metrics_token: str | None = None  # /metrics wants `Authorization: Bearer <it>` when set
+    sentry_dsn: str | None = None  # unhandled errors are reported to this Sentry (or compatible) project
+    sentry_environment: str = "production"
+    # test-only: the sandbox's "crash" fault (a session crashing as a bug would); never on in production
+    sandbox_crash_faults: bool = False
 
     @property
     def embedded_db(self) -> bool:
@@ -291,6 +307,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         invoice_days_ahead=_int(env, "INVOICE_DAYS_AHEAD", 20, maximum=365),
         trusted_proxies=_int(env, "TRUSTED_PROXIES", 0, maximum=10),
         sandbox_qr_interval=_float(env, "SANDBOX_QR_INTERVAL", 20.0),
+        sandbox_latency=_float(env, "SANDBOX_LATENCY", 0.0),
         sandbox_journal=_bool(env, "SANDBOX_JOURNAL", True),
         default_channel=_default_channel(env),
         session_max_qr_codes=_int(env, "SESSION_MAX_QR_CODES", 6, minimum=1, maximum=100),
@@ -305,8 +322,29 @@ def load_config(environ: Mapping[str, str] | None = None, *, env_file: Path | No
         realtime_join_rate=_positive(env, "REALTIME_JOIN_RATE", 5.0),
         realtime_join_burst=_int(env, "REALTIME_JOIN_BURST", 20, minimum=1),
         presence_grace=_float(env, "PRESENCE_GRACE", 30.0),
+        webhook_allow_private=_bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_timeout=_positive(env, "WEBHOOK_TIMEOUT", 10.0),
+        webhook_retry_for=_positive(env, "WEBHOOK_RETRY_FOR", 24 * 3600.0),
+        webhook_disable_after=_positive(env, "WEBHOOK_DISABLE_AFTER", 24 * 3600.0),
+        webhook_backoff_initial=_positive(env, "WEBHOOK_BACKOFF_INITIAL", 5.0),
+        webhook_backoff_max=_positive(env, "WEBHOOK_BACKOFF_MAX", 3600.0),
+        webhook_max_in_flight=_int(env, "WEBHOOK_MAX_IN_FLIGHT", 4, minimum=1, maximum=100),
+        webhook_poll_interval=_positive(env, "WEBHOOK_POLL_INTERVAL", 1.0),
+        metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+        sentry_dsn=_sentry_dsn(env),
+        sentry_environment=env.get("SENTRY_ENVIRONMENT", "").strip() or "production",
+        sandbox_crash_faults=_bool(env, "SANDBOX_CRASH_FAULTS", False),
         secure_cookies=_bool(env, "SECURE_COOKIES", frontend[0].startswith("https://") if frontend else False),
     )
+
+
+def _sentry_dsn(env: Mapping[str, str]) -> str | None:
+    dsn = env.get("SENTRY_DSN", "").strip()
+    if not dsn:
+        return None
+    if not re.match(r"^https?://[^@/\s]+@[^/\s]+/\S*\d$", dsn):
+        raise ConfigError("SENTRY_DSN", "expected a DSN like https://<key>@<host>/<project id>")
+    return dsn
 
 
 def _default_channel(env: Mapping[str, str]) -> str:

@@ -79,6 +79,10 @@ class Registry(Generic[K, H]):
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
+    def has(self, key: K) -> bool:
+        """Someone has ``key``: registered, or being started."""
+        return key in self._entries or key in self._pending
+
     async def get_or_start(self, key: K, start_fn: Callable[[], Awaitable[H]]) -> H:
         """The handle for ``key``, starting it with ``await start_fn()`` if nobody has it.
 

@@ -424,16 +424,20 @@ class Supervisor:
 
     # -- introspection -----------------------------------------------------------------------------
 
+    def _looping(self, child: _Child, now: float) -> bool:
+        """Whether the child restarted more than half its budget (its own, or the supervisor's) recently."""
+        spec = child.spec
+        if spec.max_restarts is not None and spec.max_seconds is not None:
+            _prune(child.restart_times, now - spec.max_seconds)
+            return len(child.restart_times) > spec.max_restarts / 2
+        _prune(child.restart_times, now - self._max_seconds)
+        return len(child.restart_times) > self._max_restarts / 2
+
     def _stats(self) -> dict[str, Any]:
         horizon = trio.current_time() - self._max_seconds
         _prune(self._restart_times, horizon)
-        looping = []
         now = trio.current_time()
-        for child in self._children.values():
-            own = child.spec.max_restarts is not None and child.spec.max_seconds is not None
-            _prune(child.restart_times, now - child.spec.max_seconds if own else horizon)  # type: ignore[operator]
-            if len(child.restart_times) > (child.spec.max_restarts if own else self._max_restarts) / 2:  # type: ignore[operator]
-                looping.append(child.spec.id)
+        looping = [child.spec.id for child in self._children.values() if self._looping(child, now)]
         while self._given_up_recent and self._given_up_recent[0][0] <= horizon:
             self._given_up_recent.popleft()
         return {
@@ -448,6 +452,11 @@ class Supervisor:
             "given_up_recent": [repr(child_id) for _, child_id in self._given_up_recent],
         }
 
+    def _describe_children(self) -> list[ChildInfo]:
+        now = trio.current_time()
+        return [ChildInfo(child.spec.id, child.state, child.restarts, self._looping(child, now), child.handle)
+                for child in self._children.values()]
+
     def _log(self, level: int, child: _Child, what: str, exc_info: BaseException | None = None) -> None:
         logger.log(
             level,
@@ -458,6 +467,17 @@ class Supervisor:
             exc_info=exc_info,
             extra={"fields": {"supervisor": self.name, "child": repr(child.spec.id)}},
         )
+
+
+@attrs.frozen(eq=False)
+class ChildInfo:
+    """One child as its supervisor sees it now (`SupervisorHandle.describe_children`)."""
+
+    id: Hashable
+    state: ChildState
+    restarts: int  # since it was started
+    crash_looping: bool  # restarted more than half its budget within the budget's period
+    handle: Any  # the current incarnation's handle (None while it restarts)
 
 
 @attrs.frozen(eq=False)
@@ -486,6 +506,10 @@ class SupervisorHandle:
         """The current incarnation's handle (it changes on restart), or None."""
         child = self._supervisor._children.get(child_id)
         return None if child is None else child.handle
+
+    def describe_children(self) -> list[ChildInfo]:
+        """Every child now, in start order: its state, restarts and whether it crash-loops (the runtime view)."""
+        return self._supervisor._describe_children()
 
     def stats(self) -> dict[str, Any]:
         """Counters for a health endpoint; a child restarted more than half the budget recently is looping."""

@@ -222,6 +222,197 @@ def mark_sending(conn: psycopg.Connection[Row], company_id: int, shipping_id: in
                                     "message_id": message_id, "contact_id": contact_id, "message": message})
 
 
+# ── the batch's statements (actors/campaigns.py `_claim_work`): a claimed batch costs a few statements, not a few
+# per contact ──
+
+CONTACTS_UPSERT = """
+INSERT INTO contacts (company_id, name, number)
+SELECT %(company_id)s, n.name, n.number FROM unnest(%(numbers)s::text[], %(names)s::text[]) AS n(number, name)
+ON CONFLICT (company_id, number) WHERE number <> '' DO UPDATE SET number = EXCLUDED.number
+RETURNING id, name, number, email, lid, is_group, opted_out_at
+"""
+
+# as `ticket_for`: the contact's active ticket on the connection, else its last closed one
+TICKETS_OF = """
+SELECT DISTINCT ON (contact_id) contact_id, id FROM tickets
+WHERE company_id = %(company_id)s AND whatsapp_id = %(whatsapp_id)s AND contact_id = ANY(%(contact_ids)s::bigint[])
+  AND status IN ('pending', 'open', 'closed')
+ORDER BY contact_id, (status IN ('pending', 'open')) DESC, id DESC
+"""
+
+TICKETS_INSERT = """
+WITH made AS (
+    INSERT INTO tickets (company_id, contact_id, whatsapp_id, status, is_group)
+    SELECT %(company_id)s, c.id, %(whatsapp_id)s, 'closed', false FROM unnest(%(contact_ids)s::bigint[]) AS c(id)
+    RETURNING id, contact_id
+), events AS (
+    INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id, whatsapp_id)
+    SELECT %(company_id)s, made.id, k.kind, NULL, NULL, %(whatsapp_id)s
+    FROM made CROSS JOIN (VALUES (1, 'created'), (2, 'closed')) AS k(ord, kind)
+    ORDER BY made.id, k.ord
+)
+SELECT id, contact_id FROM made
+"""
+
+CUSTOM_FIELDS_OF = """
+SELECT contact_id, name, value FROM contact_custom_fields
+WHERE company_id = %(company_id)s AND contact_id = ANY(%(contact_ids)s::bigint[])
+"""
+
+SENDS_INSERT = """
+WITH made AS (
+    INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
+                          media_name, media_mimetype, ack, status, read, sent_by, sent_by_user_id)
+    SELECT %(company_id)s, %(whatsapp_id)s, s.ticket_id, s.contact_id, s.wid, true, s.body, %(media_type)s,
+           %(media_url)s, %(media_name)s, %(media_mimetype)s, 1, 'pending', true, 'campaign', NULL
+    FROM unnest(%(ticket_ids)s::bigint[], %(contact_ids)s::bigint[], %(wids)s::text[], %(bodies)s::text[])
+         WITH ORDINALITY AS s(ticket_id, contact_id, wid, body, ord)
+    ORDER BY s.ord
+    RETURNING *
+), touched AS (
+    UPDATE tickets t SET last_message = left(coalesce(nullif(made.body, ''), %(media_name)s, ''), 255),
+                         last_message_at = now(), updated_at = now()
+    FROM made WHERE t.id = made.ticket_id AND t.company_id = %(company_id)s
+      AND (made.body <> '' OR %(media_name)s::text IS NOT NULL)
+)
+SELECT * FROM made
+"""
+
+SHIPPINGS_SENDING = """
+UPDATE campaign_shippings s SET wid = v.wid, message_id = v.message_id, contact_id = v.contact_id,
+                                message = v.message, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(wids)s::text[], %(message_ids)s::bigint[], %(contact_ids)s::bigint[],
+            %(messages)s::text[]) AS v(id, wid, message_id, contact_id, message)
+WHERE s.id = v.id AND s.company_id = %(company_id)s
+"""
+
+
+def contacts_for(conn: psycopg.Connection[Row], company_id: int, people: list[tuple[str, str]]) -> dict[str, Row]:
+    """The contacts of (number, name) pairs (distinct numbers), created when missing: number → contact."""
+    if not people:
+        return {}
+    found = conn.execute(CONTACTS_UPSERT, {"company_id": company_id, "numbers": [number for number, _ in people],
+                                           "names": [name or number for number, name in people]}).fetchall()
+    return {row["number"]: row for row in found}
+
+
+def tickets_for(conn: psycopg.Connection[Row], company_id: int, whatsapp_id: int,
+                contact_ids: list[int]) -> dict[int, int]:
+    """`ticket_for` for many contacts: contact id → the ticket its campaign message goes into."""
+    if not contact_ids:
+        return {}
+    params = {"company_id": company_id, "whatsapp_id": whatsapp_id, "contact_ids": contact_ids}
+    found = {row["contact_id"]: int(row["id"]) for row in conn.execute(TICKETS_OF, params).fetchall()}
+    missing = [contact_id for contact_id in contact_ids if contact_id not in found]
+    if missing:
+        made = conn.execute(TICKETS_INSERT, {**params, "contact_ids": missing}).fetchall()
+        found.update({row["contact_id"]: int(row["id"]) for row in made})
+    return found
+
+
+def custom_fields_of(conn: psycopg.Connection[Row], company_id: int,
+                     contact_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Contact id → its custom fields (name → value), for the contacts that have some."""
+    fields: dict[int, dict[str, str]] = {}
+    if contact_ids:
+        for row in conn.execute(CUSTOM_FIELDS_OF, {"company_id": company_id, "contact_ids": contact_ids}):
+            fields.setdefault(row["contact_id"], {})[row["name"]] = row["value"]
+    return fields
+
+
+def insert_sends(conn: psycopg.Connection[Row], company_id: int, whatsapp_id: int,
+                 sends: list[tuple[int, int, str, str]], media: tuple[str, str, str, str] | None) -> list[Row]:
+    """The outbox rows of (ticket id, contact id, wid, body), pending, in that order (`routing.insert_send` for
+    many: each ticket's last message set too); `media` as there."""
+    if not sends:
+        return []
+    url, name, mimetype, kind = media if media else (None, None, None, "chat")
+    return conn.execute(SENDS_INSERT, {
+        "company_id": company_id, "whatsapp_id": whatsapp_id, "ticket_ids": [send[0] for send in sends],
+        "contact_ids": [send[1] for send in sends], "wids": [send[2] for send in sends],
+        "bodies": [send[3] for send in sends], "media_type": kind, "media_url": url, "media_name": name,
+        "media_mimetype": mimetype}).fetchall()
+
+
+def mark_sending_many(conn: psycopg.Connection[Row], company_id: int,
+                      marks: list[tuple[int, str, int, int, str]]) -> None:
+    """`mark_sending` for many: (shipping id, wid, message id, contact id, message)."""
+    if marks:
+        conn.execute(SHIPPINGS_SENDING, {
+            "company_id": company_id, "ids": [mark[0] for mark in marks], "wids": [mark[1] for mark in marks],
+            "message_ids": [mark[2] for mark in marks], "contact_ids": [mark[3] for mark in marks],
+            "messages": [mark[4] for mark in marks]})
+
+
+def skip_many(conn: psycopg.Connection[Row], company_id: int, shipping_ids: list[int], reason: str) -> None:
+    if shipping_ids:
+        conn.execute("UPDATE campaign_shippings SET state = 'skipped', error = %(error)s, updated_at = now() "
+                     "WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(company_id)s",
+                     {"ids": shipping_ids, "company_id": company_id, "error": reason[:500]})
+
+
+# The batch after WhatsApp answered: one statement for the sends it took (as `outbox_sent`: a receipt that came
+# first, 3 or more, stays) and one for those it refused (as `outbox_failed`).
+SENT_MANY = """
+UPDATE messages m SET wid = v.wid, status = 'sent', ack = greatest(m.ack, 2), wa_timestamp = v.at, error = NULL,
+                      updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(wids)s::text[], %(ats)s::timestamptz[]) AS v(id, wid, at)
+WHERE m.id = v.id AND m.company_id = %(company_id)s
+RETURNING m.*
+"""
+
+FAILED_MANY = """
+UPDATE messages m SET status = 'failed', ack = -1, error = v.error, updated_at = now()
+FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS v(id, error)
+WHERE m.id = v.id AND m.company_id = %(company_id)s
+RETURNING m.*
+"""
+
+
+def record_answers(conn: psycopg.Connection[Row], company_id: int, sent: list[tuple[int, str, dt.datetime]],
+                   failed: list[tuple[int, str]]) -> list[Row]:
+    """WhatsApp's answers for a batch of outbox rows: (id, its wid, when) taken, (id, reason) refused; the rows
+    after."""
+    changed: list[Row] = []
+    if sent:
+        changed += conn.execute(SENT_MANY, {"company_id": company_id, "ids": [one[0] for one in sent],
+                                            "wids": [one[1] for one in sent], "ats": [one[2] for one in sent]}
+                                ).fetchall()
+    if failed:
+        changed += conn.execute(FAILED_MANY, {"company_id": company_id, "ids": [one[0] for one in failed],
+                                              "errors": [one[1][:500] for one in failed]}).fetchall()
+    return changed
+
+
+def still_pending(conn: psycopg.Connection[Row], company_id: int, message_ids: list[int]) -> set[int]:
+    """Which of these outbox rows are still to send (a cancel fails those it finds pending)."""
+    found = conn.execute("SELECT id FROM messages WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(company_id)s "
+                         "AND status = 'pending'", {"ids": message_ids, "company_id": company_id}).fetchall()
+    return {row["id"] for row in found}
+
+
+SHOWN_MESSAGES = """
+SELECT m.*, q.wid AS quoted_wid, q.body AS quoted_body, q.from_me AS quoted_from_me, q.media_type AS quoted_media_type,
+       q.media_url AS quoted_media_url, q.media_name AS quoted_media_name, q.media_mimetype AS quoted_media_mimetype,
+       q.latitude AS quoted_latitude, q.longitude AS quoted_longitude, q.participant AS quoted_participant,
+       coalesce(q.wa_timestamp, q.created_at) AS quoted_at
+FROM messages m LEFT JOIN messages q ON q.id = m.quoted_msg_id
+WHERE m.id = ANY(%(ids)s::bigint[]) AND m.company_id = %(company_id)s
+"""
+
+
+def shown(conn: psycopg.Connection[Row], company_id: int, message_ids: list[int],
+          ticket_ids: list[int]) -> tuple[dict[int, Row], dict[int, Row]]:
+    """The messages as `message_show` shows them and their tickets as `ticket_show` does, by id: what the batch's
+    announcements are made of, in two statements."""
+    messages = {row["id"]: row for row in conn.execute(SHOWN_MESSAGES, {"ids": message_ids,
+                                                                        "company_id": company_id})}
+    tickets = {row["id"]: row for row in conn.execute(
+        "SELECT * FROM tickets_shown WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(company_id)s",
+        {"ids": ticket_ids, "company_id": company_id})}
+    return messages, tickets
+
+
 def retry_message(conn: psycopg.Connection[Row], company_id: int, message_id: int, body: str) -> Row | None:
     """A restarted shipping's failed outbox row, pending again (same id, same ticket); None when it is gone
     (or not failed)."""

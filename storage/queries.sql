@@ -529,6 +529,32 @@ WITH ours AS (
 )
 SELECT ours.wid AS target, moved.* FROM ours LEFT JOIN moved ON moved.id = ours.id
 
+-- name: message_ack_many
+-- message_ack for the receipts of many chats of one connection at once (the conversations that have no actor
+-- running: actors/receipts.py): a row per (WhatsApp id, ack, the chat's number or LID, group?); each id counts
+-- only for our message to that chat's contact; the highest ack wins. A row per message of ours (`target`), with
+-- the updated message's columns, all NULL when its ack did not move, and `matched`: how many of the rows asked
+-- for were ours (the others are not our messages of their chats: ignored).
+WITH wanted AS (
+    SELECT * FROM unnest(%(wids)s::text[], %(acks)s::int[], %(numbers)s::text[], %(lids)s::text[],
+                         %(groups)s::boolean[]) AS w(wid, ack, number, lid, is_group)
+), matched AS (
+    SELECT m.id, m.wid, w.ack
+    FROM wanted w
+    JOIN messages m ON m.whatsapp_id = %(whatsapp_id)s AND m.wid = w.wid AND m.company_id = %(company_id)s AND m.from_me
+    JOIN contacts c ON c.id = m.contact_id AND c.company_id = %(company_id)s AND c.is_group = w.is_group
+                   AND ((c.number = w.number AND c.number <> '') OR c.lid = w.lid)
+), ours AS (
+    SELECT DISTINCT ON (id) id, wid, ack FROM matched ORDER BY id, ack DESC
+), moved AS (
+    UPDATE messages m SET ack = ours.ack, updated_at = now()
+    FROM ours
+    WHERE m.id = ours.id AND m.ack >= 0 AND m.ack < ours.ack
+    RETURNING m.*
+)
+SELECT ours.wid AS target, (SELECT count(*) FROM matched)::int AS matched, moved.*
+FROM ours LEFT JOIN moved ON moved.id = ours.id
+
 -- name: message_edit_own
 -- An agent edits a message sent from here (after WhatsApp took the edit).
 UPDATE messages SET
@@ -554,6 +580,10 @@ RETURNING *
 
 -- name: ticket_show
 SELECT * FROM tickets_shown WHERE id = %(id)s AND company_id = %(company_id)s
+
+-- name: tickets_show
+-- ticket_show for several tickets (`ids`).
+SELECT * FROM tickets_shown WHERE id = ANY(%(ids)s::bigint[]) AND company_id = %(company_id)s
 
 -- name: ticket_by_uuid
 SELECT id FROM tickets WHERE uuid = %(uuid)s AND company_id = %(company_id)s
@@ -640,11 +670,12 @@ SELECT created_at FROM messages WHERE id = %(id)s AND ticket_id = %(ticket_id)s 
 -- `wid` is chosen before the write (the id WhatsApp will get): a write retried after a lost COMMIT finds
 -- its row (no second message), and a send retried after a crash goes out under the same id.
 INSERT INTO messages (company_id, whatsapp_id, ticket_id, contact_id, wid, from_me, body, media_type, media_url,
-                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private)
+                      media_name, media_mimetype, ack, status, quoted_msg_id, sent_by_user_id, read, is_private,
+                      sent_by)
 VALUES (%(company_id)s, %(whatsapp_id)s, %(ticket_id)s, %(contact_id)s, %(wid)s, true, %(body)s, %(media_type)s,
         %(media_url)s, %(media_name)s, %(media_mimetype)s, CASE WHEN %(is_private)s THEN 2 ELSE 1 END,
         CASE WHEN %(is_private)s THEN 'private' ELSE 'pending' END, %(quoted_msg_id)s, %(user_id)s, true,
-        %(is_private)s)
+        %(is_private)s, %(sent_by)s)
 ON CONFLICT (whatsapp_id, wid) WHERE wid IS NOT NULL DO NOTHING
 RETURNING *
 

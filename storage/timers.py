@@ -179,6 +179,12 @@ def count_pending(conn: psycopg.Connection[Row]) -> int:
     return 0 if row is None else int(row["pending"])
 
 
+def overview(conn: psycopg.Connection[Row], *, now: dt.datetime) -> list[Row]:
+    """The live timers of all companies by kind: pending, due (pending and due by `now`), claimed, the next
+    due and the oldest claim (the super admin's runtime view)."""
+    return conn.execute(Q.timer_overview, {"now": now}).fetchall()
+
+
 async def prune_finished(db: Database, *, older_than: dt.timedelta = PRUNE_AFTER) -> int:
     """Delete done and failed timers finished more than `older_than` ago (the housekeeper, hourly)."""
     before = dt.datetime.now(dt.UTC) - older_than

@@ -100,6 +100,21 @@ RETURNING id, state;
 -- name: timer_count_pending
 SELECT count(*) AS pending FROM timers WHERE state = 'pending';
 
+-- name: timer_overview
+-- The live timers of every company by kind, for the super admin's runtime view (api/runtime.py): pending, of
+-- those already due at `now` (waiting for the scheduler), claimed (handed to an owner), the next due and the
+-- oldest claim.
+SELECT kind,
+       count(*) FILTER (WHERE state = 'pending') AS pending,
+       count(*) FILTER (WHERE state = 'pending' AND due_at <= %(now)s) AS due,
+       count(*) FILTER (WHERE state = 'claimed') AS claimed,
+       min(due_at) FILTER (WHERE state = 'pending') AS next_due_at,
+       min(claimed_at) FILTER (WHERE state = 'claimed') AS oldest_claim_at
+FROM timers
+WHERE state IN ('pending', 'claimed')
+GROUP BY kind
+ORDER BY kind;
+
 -- name: timer_prune
 -- Finished timers older than `before`, a slice at a time (the caller repeats while a full slice went).
 DELETE FROM timers

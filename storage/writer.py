@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, overload
 
@@ -89,6 +90,15 @@ class GroupCommitWriter:
         self.writes = 0
         self.batched_writes = 0
         self.largest_batch = 0
+        self.queue_size = queue_size
+        # called after each flush with its number of writes and its seconds (metrics; set by the composition root)
+        self.on_flush: Callable[[int, float], None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for a flush, and submitters waiting for room in the queue."""
+        stats = self._send.statistics()
+        return stats.current_buffer_used + stats.tasks_waiting_send
 
     @overload
     async def submit(self, write: Batched[T]) -> T: ...
@@ -141,8 +151,11 @@ class GroupCommitWriter:
                     batch = self._take_nowait([await self._receive.receive()])
                 # A flush is not interrupted halfway by a cancel (its callers are waiting for it), but it is
                 # bounded: a database that hangs is abandoned after flush_timeout.
+                began = time.perf_counter()
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + self.flush_timeout):
                     await self._flush(batch, committed)
+                if self.on_flush is not None:
+                    self.on_flush(len(batch), time.perf_counter() - began)
                 committed, batch = batch, []
         finally:
             _wake(committed)

@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 import trio
 
+from tests.ports import free_port
+
 CHUNK = 65_536
 
 
@@ -34,7 +36,9 @@ class FaultProxy:
     def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
         self.host = host
-        self.port = 0
+        # Not bind(0)'s: the proxy listens again on its port after a cut, and an ephemeral port may have gone
+        # to another process (another pytest-xdist worker) meanwhile. A loopback port only we hand out.
+        self.port = free_port() if host == "127.0.0.1" else 0
         self.accepted = 0  # connections accepted, all time
         self.cuts = 0
         self._nursery: trio.Nursery | None = None

@@ -93,7 +93,7 @@ STORE_RETRY = 1.0  # seconds before receipts the outbox could not be asked about
 LOGOUT_REASON = "logged out from the phone"
 BAN_REASON = "banned by WhatsApp"
 DEFAULT_NUMBER_PREFIX = "5511"
-FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer")
+FAULTS = ("disconnect", "logout", "ban", "send_failure", "latency", "slow_answer", "crash")
 
 # WhatsApp's pairing-code alphabet (no 0, I, O, U).
 _PAIRING_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTVWXYZ"
@@ -107,9 +107,11 @@ class SandboxNetwork:
     def __init__(self, *, qr_interval: float = 20.0,
                  ack_delays: tuple[float | None, float | None] = (0.5, 1.5),
                  latency: float = 0.0, rng: random.Random | None = None,
-                 journal: Path | str | None = None, outbox: OutboxStore | None = None) -> None:
+                 journal: Path | str | None = None, outbox: OutboxStore | None = None,
+                 crash_faults: bool = False) -> None:
         """`journal`: the file that keeps the events not settled, the LIDs and logouts across restarts;
-        `outbox`: where what was sent is kept (None for either: memory only).
+        `outbox`: where what was sent is kept (None for either: memory only); `crash_faults`: the fault "crash"
+        may be injected (tests of supervision; SANDBOX_CRASH_FAULTS, off by default).
 
         Another process holding the journal makes this one run in memory, its outbox too (logged)."""
         if qr_interval <= 0:
@@ -117,6 +119,7 @@ class SandboxNetwork:
         if latency < 0 or any(d is not None and d < 0 for d in ack_delays):
             raise ValueError("latency and ack delays must not be negative")
         self._qr_interval = qr_interval
+        self.crash_faults = crash_faults
         self._ack_delays = ack_delays
         self._latency = latency
         self._rng = rng or random.Random()
@@ -265,11 +268,14 @@ class SandboxNetwork:
     def fault(self, connection_id: int, kind: str, **params: Any) -> None:
         """Break something: "disconnect" (redeliver=0), "logout" / "ban" (reason), "send_failure"
         (count=1, reason), "latency" (seconds), "slow_answer" (seconds: each send is accepted, in the
-        outbox, at once, and answered that much later; a connection lost meanwhile leaves it unanswered)."""
+        outbox, at once, and answered that much later; a connection lost meanwhile leaves it unanswered),
+        "crash" (count=1; only with `crash_faults`): the session crashes `count` times, as a bug in its code
+        would (`InjectedCrash`) — the running connection at once, then each next run as it starts."""
         if kind not in FAULTS:
             raise SandboxError("ERR_SANDBOX_UNKNOWN_FAULT", f"fault must be one of {', '.join(FAULTS)}")
         allowed = {"disconnect": {"redeliver"}, "logout": {"reason"}, "ban": {"reason"},
-                   "send_failure": {"count", "reason"}, "latency": {"seconds"}, "slow_answer": {"seconds"}}[kind]
+                   "send_failure": {"count", "reason"}, "latency": {"seconds"}, "slow_answer": {"seconds"},
+                   "crash": {"count"}}[kind]
         if unknown := set(params) - allowed:
             raise SandboxError("ERR_SANDBOX_BAD_FAULT", f"{kind} takes no {', '.join(sorted(unknown))}")
         if kind == "disconnect":
@@ -293,6 +299,17 @@ class SandboxNetwork:
                 raise SandboxError("ERR_SANDBOX_NOT_PAIRED", f"connection {connection_id} is not paired")
             else:
                 line.run.stop(ending)
+        elif kind == "crash":
+            if not self.crash_faults:
+                raise SandboxError("ERR_SANDBOX_CRASH_DISABLED", "the crash fault needs SANDBOX_CRASH_FAULTS=on")
+            count = _int_param(params, "count", 1)
+            if count < 1:
+                raise SandboxError("ERR_SANDBOX_BAD_FAULT", "count must be an integer >= 1")
+            line = self._line(connection_id)
+            line.crashes = count
+            if line.run is not None:  # the running connection crashes now (one of `count`)
+                line.crashes -= 1
+                line.run.stop(_Ending("crash", f"sandbox: injected crash of connection {connection_id}"))
         elif kind == "send_failure":
             line = self._line(connection_id)
             line.send_failures = _int_param(params, "count", 1)

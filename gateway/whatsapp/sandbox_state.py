@@ -72,7 +72,7 @@ class _Signal:
 class _Ending:
     """Why a run stops: the connection was lost, the device was unlinked (phone/ban), or we logged out."""
 
-    kind: Literal["lost", "unlinked", "logout"]
+    kind: Literal["lost", "unlinked", "logout", "crash"]
     reason: str = ""
     banned: bool = False
 
@@ -128,6 +128,7 @@ class _Line:
     extra_latency: float = 0.0
     answer_delay: float = 0.0  # fault "slow_answer": seconds between accepting a send and answering it
     send_failures: int = 0
+    crashes: int = 0  # fault "crash": runs that still crash the session (InjectedCrash), one each
     send_failure_reason: str = SEND_FAILURE_REASON
     pending_unlink: _Ending | None = None
     # `is_on_whatsapp`: every phone number has an account except these (control `registry`), and the calls

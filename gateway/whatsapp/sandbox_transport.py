@@ -33,6 +33,7 @@ from gateway.whatsapp.transport import (
     DeleteForEveryone,
     EditMessage,
     Event,
+    InjectedCrash,
     LoggedOut,
     MediaRef,
     MessageKind,
@@ -78,6 +79,9 @@ class SandboxTransport:
     async def run(self, events: trio.MemorySendChannel[Event], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         line = self._network._line(self._connection_id)
+        if line.crashes > 0:  # fault "crash" (test-only): this run crashes the session at once
+            line.crashes -= 1
+            raise InjectedCrash(f"sandbox: injected crash of connection {self._connection_id}")
         if line.run is not None:  # WhatsApp keeps one connection per device: the newer one wins
             line.run.stop(_Ending("lost", "sandbox: connection replaced by another session"))
         conn = self._run = line.run = _Run(line, events)
@@ -103,6 +107,8 @@ class SandboxTransport:
         assert ending is not None  # the body only ends through conn.stop()
         if ending.kind == "lost":
             raise TransportError(ending.reason)
+        if ending.kind == "crash":
+            raise InjectedCrash(ending.reason)
         if ending.kind == "unlinked":
             await self._unlinked(conn, ending)
 

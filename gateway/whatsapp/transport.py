@@ -49,6 +49,19 @@ class PairingTimeout(TransportError):
     """Nobody scanned the QR codes (or typed the pairing code) in time: the session stops waiting (TIMEOUT)."""
 
 
+class InjectedCrash(Exception):
+    """A fault injected on purpose (the sandbox's "crash", only with SANDBOX_CRASH_FAULTS=on): not a transport
+    failure to ride out, but a stand-in for a bug in the session's own code, which the session lets crash it so
+    that its supervisor restarts it (how supervision, crash loops and the runtime view are tested end to end)."""
+
+
+def injected_crash(error: BaseException) -> bool:
+    """Whether `error` is, or is a group holding, an :class:`InjectedCrash`."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(InjectedCrash) is not None
+    return isinstance(error, InjectedCrash)
+
+
 class NotConnected(TransportError):
     """A command was given while the transport is not connected."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,16 +17,12 @@ import httpx
 import pytest
 
 from tests.conftest import url_of
+from tests.ports import free_port
 
 ZAPGATE = [sys.executable, "-m", "gateway.cli"]
+CHECKOUT = Path(__file__).resolve().parents[2]
 BANNER_PASSWORD = re.compile(r"password:\s+(\S+)\s+\(change it")
 BANNER_URL = re.compile(r"zapgate is running at (\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @attrs.define
@@ -76,7 +71,12 @@ class Process:
 
 def start_zapgate(args: list[str], env: dict[str, str], cwd: Path, port: int | None = None) -> Process:
     port = port or free_port()
-    full_env = {**os.environ, **env, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    # The process gets Redis only when the test gives it one: a REDIS_URL inherited from the test run (CI sets
+    # it) would join every zapgate of every test running at once (pytest-xdist workers) on one pub/sub channel.
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("REDIS_")}
+    full_env = {**inherited, **env, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    # the code of this checkout, not the one the virtualenv's editable install points at (a git worktree)
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHECKOUT), os.environ.get("PYTHONPATH"))))
     proc = subprocess.Popen(ZAPGATE + args, env=full_env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     process = Process(proc, port)

@@ -1,14 +1,15 @@
-"""A 300-contact campaign survives two kill -9s mid-run (issue 14's acceptance): every contact receives it
-exactly once — counted from the sandbox outbox, which survives the kills as WhatsApp's servers would — and
-it ends FINALIZADA with its shippings matching the outbox.
+"""A 300-contact campaign with pacing off survives two kill -9s mid-run (issue 14's acceptance): every contact
+receives it exactly once — counted from the sandbox outbox, which survives the kills as WhatsApp's servers
+would — and it ends FINALIZADA with its shippings matching the outbox.
 
-The campaign is written by SQL (the campaigns API is built beside this), before a start: the supervisor finds
-running campaigns when it starts. Pacing is on with a 10 ms interval: with pacing off the 300 sends finish
-in about a second here, too fast to be killed mid-run reliably (the claim, the outbox and the kill are the
-same either way)."""
+The campaign is made through the API (settings: pacing off; scheduled a few seconds ahead, so its start is a
+durable timer that the first kill leaves pending). With pacing off zapgate sends 300 messages in well under a
+second here, too fast to kill mid-run reliably: the simulated network is made slow instead (SANDBOX_LATENCY,
+10 ms a send, as a real network's round trip), which is the network's pace, not the campaign's."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 from typing import Any
 
@@ -34,20 +35,23 @@ def _kill(process: Any) -> None:
 
 
 def test_three_hundred_contacts_exactly_once_across_two_kills(zapgate, external_db_env) -> None:
-    env, port, db = _env(external_db_env), free_port(), external_db_env["DATABASE_URL"]
+    env, port, db = {**_env(external_db_env), "SANDBOX_LATENCY": "0.01"}, free_port(), external_db_env["DATABASE_URL"]
     first = _start(zapgate, env, port)
     client = _login(first.url)
     wid = _connected(client)
-    [(list_id,)] = _sql(db, "INSERT INTO contact_lists (company_id, name) VALUES (1, 'all') RETURNING id")
+    made = client.post("/contact-lists", json={"name": "all"})
+    assert made.status_code == 201, made.text
     with_items = "INSERT INTO contact_list_items (company_id, contact_list_id, name, number) " \
                  "SELECT 1, %s, 'Cliente ' || n, n FROM unnest(%s::text[]) AS n"
-    _sql(db, with_items, (list_id, CONTACTS))
-    for key, value in (("messageInterval", "0.01"), ("intervalJitter", "0"), ("longerIntervalAfter", "0")):
-        _sql(db, "INSERT INTO campaign_settings (company_id, key, value) VALUES (1, %s, %s)", (key, value))
-    [(campaign_id,)] = _sql(db, "INSERT INTO campaigns (company_id, name, status, whatsapp_id, contact_list_id, "
-                                "message1, message2) VALUES (1, 'Black Friday', 'EM_ANDAMENTO', %s, %s, "
-                                "'Oi {{firstname}}!', 'Olá {{name}}!') RETURNING id", (wid, list_id))
-    _kill(first)  # not nudged: the next start finds it running
+    _sql(db, with_items, (made.json()["id"], CONTACTS))  # the list's 300 numbers (its import is tested elsewhere)
+    assert client.post("/campaign-settings", json={"settings": {"pacing": False}}).status_code == 200
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).isoformat()
+    campaign = client.post("/campaigns", json={
+        "name": "Black Friday", "whatsappId": wid, "contactListId": made.json()["id"], "scheduledAt": soon,
+        "message1": "Oi {{firstname}}!", "message2": "Olá {{name}}!", "confirmation": False})
+    assert campaign.status_code == 200 and campaign.json()["status"] == "PROGRAMADA", campaign.text
+    campaign_id = campaign.json()["id"]
+    _kill(first)  # before its time: the start is a durable timer the next process fires
 
     second = _start(zapgate, env, port)
     client = _login(second.url)

@@ -11,11 +11,13 @@ The namespace handler here is a toy (namespace `/tenant-1`, token "good"); zapga
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -214,12 +216,17 @@ def node() -> str:
         if _ci():
             pytest.fail("node must be on PATH when CI=true")
         pytest.skip("node is not on PATH")
-    if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed to install socket.io-client")
-        command = [npm, "ci" if (CLIENT_DIR / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"]
-        subprocess.run(command, cwd=CLIENT_DIR, check=True, timeout=300, capture_output=True)
+    # One install at a time: pytest-xdist workers each reach this fixture; the first installs, the others wait
+    # for it and find node_modules there (two `npm ci` in one directory break each other).
+    with open(Path(tempfile.gettempdir()) / "zapgate-test-npm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
+            npm = shutil.which("npm")
+            if npm is None:
+                pytest.fail("npm is needed to install socket.io-client")
+            command = [npm, "ci" if (CLIENT_DIR / "package-lock.json").exists() else "install", "--no-audit",
+                       "--no-fund"]
+            subprocess.run(command, cwd=CLIENT_DIR, check=True, timeout=300, capture_output=True)
     return executable
 
 

@@ -38,6 +38,7 @@ def make_config(tmp_path: Path, database_url: str, **overrides: Any) -> Config:
         "frontend_urls": ("http://frontend.test",),
         "sandbox_qr_interval": 1.0, "session_max_qr_codes": 30, "session_reconnect_initial": 0.2,
         "session_reconnect_max": 2.0,
+        "webhook_allow_private": True,  # the tests' receivers listen on loopback
     }
     values.update(overrides)
     return Config(**values)

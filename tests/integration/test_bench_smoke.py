@@ -30,8 +30,13 @@ FIGURES = {
     "tags": [f"{case}.p50_ms" for case in ("unfiltered", "rare", "common", "both", "contact", "open_common")],
     "timers": ["timers_per_s", "lateness_p50_ms", "lateness_p99_ms", "raw_update_per_s", "sql_ceiling_per_s"],
     "imports": [f"{fmt}.{figure}" for fmt in ("csv", "xlsx") for figure in ("rows_per_s", "seconds", "created")],
+    "dashboard": [f"{route}.{figure}" for route in ("tickets", "users", "counters_tickets", "counters_users",
+                                                     "raw_tickets", "raw_users") for figure in ("p50_ms", "p99_ms")]
+    + ["raw_tickets.ratio", "raw_users.ratio", "keeping.on_events_per_s", "keeping.off_events_per_s"],
     "campaign": ["sends_per_s", "cpu_ms_per_1000", "ten.sends_per_s", "ten.cpu_ms_per_1000", "paced.on_sends_per_s",
                  "paced.off_sends_per_s", "pacing_cost_ratio"],
+    "webhooks": ["messages_per_s_with", "messages_per_s_without", "ratio", "intake_sql_per_s_no_triggers",
+                 "intake_sql_per_s_without", "intake_sql_per_s_with", "sql_ratio_with"],
 }
 
 
@@ -65,11 +70,14 @@ async def test_the_benchmark_runs_and_reports_its_figures(name: str, pg_server_u
         assert math.isfinite(value) and value > 0, (dotted, value)
     assert {check["figure"] for check in document["checks"]} <= {*FIGURES[name], "kib_per_socket", *(
         f"{endpoint}.p99_ms" for endpoint in ("tickets_open", "tickets_search", "messages")), *(
-        f"{fmt}.peak_rss_growth_mib" for fmt in ("csv", "xlsx"))}  # memory: a number, maybe 0 at the tiny size
+        f"{fmt}.peak_rss_growth_mib" for fmt in ("csv", "xlsx")),  # memory: a number, maybe 0 at the tiny size
+        "same_figures", "keeping.rollup_matches_trigger"}  # dashboard: yes/no checks
     if name in ("fanout", "memory"):  # memory growth over a handful of sockets is noise: a number, maybe <= 0
         assert isinstance(document["kib_per_socket"], int | float)
     if name == "fanout":
         assert document["received"] == document["expected"] > 0
+    if name == "dashboard":  # the counters answer what the raw events answer; the rollup what the trigger counted
+        assert document["same_figures"] is True and document["keeping"]["rollup_matches_trigger"] is True
     if name == "timers":  # every timer fired, none twice
         assert document["not_done"] == 0 and document["fired_twice"] == 0
     assert "[bench." in stderr  # progress is shown while it runs

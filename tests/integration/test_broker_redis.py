@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ import trio.lowlevel
 from gateway.broker import Broker, Event, Subscription
 from gateway.redis_bridge import RedisBridge
 from tests.conftest import redis_url_or_skip
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.trio, pytest.mark.redis]
 
@@ -132,12 +132,6 @@ async def test_foreign_messages_on_the_channel_are_ignored(redis_url: str, chann
 
 
 # ── losing Redis ──
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class PrivateRedis:
     """A redis-server of the test's own, on a fixed port, that the test can kill and start again."""

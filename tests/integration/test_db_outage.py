@@ -53,6 +53,15 @@ def through(proxy: FaultProxy, database_url: str) -> str:
     return make_conninfo(database_url, host=proxy.host, port=str(proxy.port))
 
 
+async def serve_through(nursery: trio.Nursery, proxy: FaultProxy, database_url: str, tmp_path: Path,
+                        **overrides: Any) -> AsyncIterator[Server]:
+    """A test server whose database connections go through the proxy (a fixture's body: yields it, then stops)."""
+    srv = await start_server(nursery, make_config(tmp_path, through(proxy, database_url), **overrides))
+    yield srv
+    nursery.cancel_scope.cancel()
+    await srv.db.aclose()
+
+
 def direct_sql(database_url: str, query: str) -> list[tuple[Any, ...]]:
     """Run SQL on the server itself, past the proxy (blocking)."""
     with psycopg.connect(database_url, autocommit=True) as conn:

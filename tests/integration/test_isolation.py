@@ -77,6 +77,8 @@ ROUTES = [
     Route("GET", "/version", "public"),
     Route("GET", "/openapi.json", "public"),  # the API's description: no tenant's data
     Route("GET", "/docs", "public"),
+    Route("GET", "/metrics", "public"),  # open unless METRICS_TOKEN is set (tests/integration/test_metrics.py)
+    Route("GET", "/admin/runtime", "super"),  # every company's runtime: super admins only
     Route("GET", "/public-settings/appName", "public"),
     Route("GET", "/announcements", "user"),
     Route("GET", "/announcements/list", "user"),
@@ -181,6 +183,26 @@ ROUTES = [
     Route("GET", "/campaigns/{running}/export?format=csv", "user"),
     Route("GET", "/campaign-settings", "user"),
     Route("POST", "/campaign-settings", "user", {"settings": {"messageInterval": 10}}),
+    # webhooks (the rest: test_webhooks.py): {webhook} an endpoint of Alpha
+    Route("GET", "/webhooks", "admin"),
+    Route("POST", "/webhooks", "admin", {"url": "http://127.0.0.1:9/hook", "events": ["message.created"]}),
+    Route("GET", "/webhooks/{webhook}", "admin"),
+    Route("PUT", "/webhooks/{webhook}", "admin", {"enabled": False}),
+    Route("DELETE", "/webhooks/{webhook}", "admin"),
+    Route("POST", "/webhooks/{webhook}/rotate-secret", "admin"),
+    Route("POST", "/webhooks/{webhook}/test", "admin"),
+    Route("GET", "/webhooks/{webhook}/deliveries?pageNumber=1", "admin"),
+    # dashboard and reports (issue 17; figures: test_dashboard.py, test_reports.py)
+    Route("GET", "/dashboard/status", "admin"),
+    Route("GET", "/dashboard/tickets?date_from=2018-11-04&date_to=2018-11-04", "admin"),
+    Route("GET", "/dashboard/users?date_from=2018-11-04&date_to=2018-11-04", "admin"),
+    Route("GET", "/dashboard?days=7", "admin"),
+    Route("GET", "/dashboard/ticketsUsers?initialDate=2018-11-04&finalDate=2018-11-04", "admin"),
+    Route("GET", "/dashboard/ticketsDay?initialDate=2018-11-04&finalDate=2018-11-04", "admin"),
+    Route("GET", "/ticketreport/reports", "admin"),
+    Route("GET", "/ticketreport/reports/export?format=csv", "admin"),
+    Route("GET", "/ticketreport/reports/export?format=xlsx", "admin"),
+    Route("GET", "/ticketreport/sla", "admin"),
 ]
 RANK = {"public": 0, "user": 1, "admin": 2, "super": 3}
 
@@ -224,6 +246,7 @@ class World:
     a_schedule_id: int = 0  # a scheduled message of Alpha's plain user, to that contact
     a_campaign_id: int = 0  # a draft campaign of Alpha (its connection, its list)
     a_running_id: int = 0  # a campaign of Alpha in progress
+    a_webhook_id: int = 0  # a webhook of Alpha
 
     def path(self, route: Route, caller: Caller | None) -> str:
         me = caller.user_id if caller is not None else self.a_user.user_id
@@ -237,7 +260,8 @@ class World:
                                  queue=self.a_queue_id, option=self.a_option_id, own=own, quick=self.a_quick_id,
                                  ticket=self.a_ticket_id, contact=self.a_contact_id, note=self.a_note_id,
                                  schedule=self.a_schedule_id, list=self.a_list_id, item=self.a_item_id,
-                                 campaign=self.a_campaign_id, running=self.a_running_id)
+                                 campaign=self.a_campaign_id, running=self.a_running_id,
+                                 webhook=self.a_webhook_id)
 
     def body(self, route: Route) -> dict[str, Any] | None:
         if route.body is None:
@@ -301,6 +325,11 @@ def _add_campaigns(server: Server, company_id: int, list_id: int) -> dict[str, i
     return made
 
 
+def _add_webhook(server: Server, company_id: int) -> int:
+    return server.sql("INSERT INTO webhooks (company_id, url, events, secret) VALUES (%s, 'http://127.0.0.1:9/hook', "
+                      "'{ticket.created}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') RETURNING id", (company_id,))[0][0]
+
+
 @pytest.fixture
 async def world(server: Server, api: Api) -> World:
     super_admin = await _caller(api, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -332,6 +361,7 @@ async def world(server: Server, api: Api) -> World:
         a_list_id=a_list_id, a_item_id=a_item_id,
         **workspace,
         **await trio.to_thread.run_sync(_add_campaigns, server, alpha["id"], a_list_id),
+        a_webhook_id=await trio.to_thread.run_sync(_add_webhook, server, alpha["id"]),
     )
 
 
@@ -342,7 +372,7 @@ SNAPSHOT_TABLES = ("companies", "users", "user_queues", "queues", "settings", "a
                    "plans", "invoices", "queue_options", "user_ratings",
                    "quick_messages", "ticket_notes", "schedules", "timers", "contact_lists", "contact_list_items",
                    "contacts", "contact_custom_fields", "campaigns", "campaign_shippings",
-                   "campaign_settings", "campaign_opt_outs")
+                   "campaign_settings", "campaign_opt_outs", "webhooks", "webhook_deliveries")
 SNAPSHOT_SQL = "SELECT " + ", ".join(
     f"(SELECT coalesce(json_agg(t ORDER BY t::text), '[]') FROM {table} t) AS {table}" for table in SNAPSHOT_TABLES
 )
@@ -425,8 +455,9 @@ async def test_protected_route_needs_a_valid_token(server: Server, api: Api, wor
 PUBLIC_STATUS = {"POST /auth/login": 200, "POST /auth/refresh_token": 401, "GET /health": 200, "GET /ready": 200,
                  "GET /": 200, "GET /version": 200, "GET /public-settings/appName": 200, "GET /plans/list": 200,
                  "GET /plans/all": 200, "POST /companies/cadastro": 403,  # signup: off unless allowSignup
-                 "GET /openapi.json": 200, "GET /docs": 200}
-PUBLIC_TYPE = {"GET /docs": "text/html"}
+                 "GET /openapi.json": 200, "GET /docs": 200, "GET /metrics": 200}
+PUBLIC_TYPES = {"GET /docs": "text/html",  # the spec's reader page
+                "GET /metrics": "text/plain"}  # the Prometheus text format; every other answer is JSON
 
 
 @pytest.mark.parametrize("route", routes(exactly="public"))
@@ -435,7 +466,7 @@ async def test_public_route_answers_without_token(api: Api, world: World, route:
         api.client.cookies.clear()
         response = await send(api, world, route, None)
         assert response.status_code == PUBLIC_STATUS[route.id], response.text
-        assert response.headers["content-type"].startswith(PUBLIC_TYPE.get(route.id, "application/json"))
+        assert response.headers["content-type"].startswith(PUBLIC_TYPES.get(route.id, "application/json"))
 
 
 # ─── the table is honest: the least role named for each route is enough ────────────────
@@ -575,3 +606,71 @@ async def test_company_admin_cannot_take_over_the_super_admin(server: Server, ap
     with trio.fail_after(TIMEOUT):
         await assert_refused(server, api, world, route, world.default_admin, status=403, code="ERR_NO_PERMISSION")
         await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.id) for r in ROUTES if "{webhook}" in r.path])
+async def test_other_company_webhook_is_not_found(server: Server, api: Api, world: World, route: Route) -> None:
+    """Beta's admin aiming at Alpha's webhook: 404, as a missing id, and nothing written."""
+    with trio.fail_after(TIMEOUT):
+        await assert_refused(server, api, world, route, world.b_admin, status=404, code="ERR_NOT_FOUND")
+
+
+# ─── the dashboard and reports: another company's figures are never reachable ──────────
+
+
+async def test_dashboard_and_reports_show_only_the_callers_company(server: Server, api: Api, world: World) -> None:
+    """Beta's tickets, events and ratings exist; Alpha's admin sees none of them — also naming Beta in
+    `companyId` (honoured for super admins only) or Beta's queue and user in the filters."""
+    with trio.fail_after(TIMEOUT):
+        def script() -> None:
+            wid = server.sql("INSERT INTO whatsapps (company_id, name, channel) VALUES (%s, 'B sandbox', 'sandbox') "
+                             "RETURNING id", (world.b_company_id,))[0][0]
+            contact = server.sql("INSERT INTO contacts (company_id, name, number) VALUES (%s, 'B client', "
+                                 "'5521900000001') RETURNING id", (world.b_company_id,))[0][0]
+            ticket = server.sql("INSERT INTO tickets (company_id, contact_id, whatsapp_id, queue_id, user_id, status) "
+                                "VALUES (%s, %s, %s, %s, %s, 'closed') RETURNING id",
+                                (world.b_company_id, contact, wid, world.b_queue_id, world.b_user_id))[0][0]
+            for kind in ("created", "accepted", "closed"):
+                server.sql("INSERT INTO ticket_events (company_id, ticket_id, kind, user_id, queue_id) "
+                           "VALUES (%s, %s, %s, %s, %s)", (world.b_company_id, ticket, kind, world.b_user_id,
+                                                           world.b_queue_id))
+            server.sql("INSERT INTO user_ratings (company_id, ticket_id, user_id, rate) VALUES (%s, %s, %s, 5)",
+                       (world.b_company_id, ticket, world.b_user_id))
+
+        await trio.to_thread.run_sync(script)
+        b_events = await trio.to_thread.run_sync(server.sql, "SELECT count(*) FROM dashboard_counters "
+                                                 "WHERE company_id = %s", (world.b_company_id,))
+        assert b_events[0][0] > 0  # Beta's figures exist
+        headers = auth(world.a_admin.token)
+        beta = {"companyId": world.b_company_id}
+        status = (await api.client.get("/dashboard/status", params=beta, headers=headers)).json()
+        assert all(u["id"] != world.b_user_id for u in status["usersStatusSummary"])
+        alpha_active = await trio.to_thread.run_sync(server.sql, "SELECT count(*) FROM tickets WHERE company_id = %s "
+                                                     "AND status IN ('open', 'pending')", (world.a_admin.company_id,))
+        assert sum(s["count"] for s in status["ticketsStatusSummary"]) == alpha_active[0][0]
+        tickets = (await api.client.get("/dashboard/tickets", params={**beta, "date_from": "2000-01-01",
+                                                                       "date_to": "2001-01-01"}, headers=headers))
+        assert tickets.status_code == 200
+        now = (await api.client.get("/dashboard", params=beta, headers=headers)).json()
+        assert now["counters"]["supportFinished"] == 0
+        assert all(a["id"] != world.b_user_id for a in now["attendants"])
+        users = (await api.client.get("/dashboard/users", params={"date_from": "2026-01-01", "date_to": "2026-12-31",
+                                                                  **beta}, headers=headers)).json()
+        assert all(u["id"] != world.b_user_id and u["closedTickets"] == 0 for u in users["userReport"])
+        alpha_tickets = {row[0] for row in await trio.to_thread.run_sync(
+            server.sql, "SELECT id FROM tickets WHERE company_id = %s", (world.a_admin.company_id,))}
+        report = (await api.client.get("/ticketreport/reports", params=beta, headers=headers)).json()
+        assert {t["id"] for t in report["tickets"]} == alpha_tickets and report["count"] == len(alpha_tickets)
+        for params in ({"queueId": world.b_queue_id}, {"userId": world.b_user_id}):
+            report = (await api.client.get("/ticketreport/reports", params=params, headers=headers)).json()
+            assert report["tickets"] == [] and report["totalTickets"] == {"total": 0}, params
+        exported = await api.client.get("/ticketreport/reports/export", params={"format": "csv", **beta},
+                                        headers=headers)
+        assert exported.status_code == 200 and "B client" not in exported.text
+        assert len(exported.text.strip().splitlines()) == 1 + len(alpha_tickets)
+        sla = (await api.client.get("/ticketreport/sla", params=beta, headers=headers)).json()
+        assert sla["csat"]["count"] == 0 and sla["overall"]["resolution"]["count"] == 0
+        assert sla["byUser"] == [] and sum(map(sum, sla["heatmap"])) == 0
+        # the same calls by Beta's admin do see them: the checks above could fail
+        mine = (await api.client.get("/ticketreport/sla", headers=auth(world.b_admin.token))).json()
+        assert mine["csat"]["count"] == 1 and mine["overall"]["resolution"]["count"] == 1

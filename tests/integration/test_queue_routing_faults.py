@@ -13,8 +13,8 @@ import trio
 
 from actors import routing
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import Api, Server, make_config, start_server
-from tests.integration.test_db_outage import eventually, through
+from tests.integration.conftest import Api, Server
+from tests.integration.test_db_outage import eventually, serve_through
 from tests.integration.test_db_outage import proxy as proxy
 from tests.integration.test_queue_routing import settle, ticket_of, two_queues
 
@@ -26,10 +26,8 @@ MENU = "Olá Ana! Escolha um setor:\n\n*[ 1 ]* - Vendas\n*[ 2 ]* - Suporte"
 @pytest.fixture
 async def cut_server(nursery: trio.Nursery, proxy: FaultProxy, database_url: str,
                      tmp_path: Path) -> AsyncIterator[Server]:
-    srv = await start_server(nursery, make_config(tmp_path, through(proxy, database_url), sandbox_qr_interval=0.2))
-    yield srv
-    nursery.cancel_scope.cancel()
-    await srv.db.aclose()
+    async for srv in serve_through(nursery, proxy, database_url, tmp_path, sandbox_qr_interval=0.2):
+        yield srv
 
 
 async def test_an_answer_during_a_database_outage_routes_once_when_it_is_back(

@@ -290,7 +290,9 @@ async def test_other_company_connections_are_not_found(server: Server, api: Api,
     """Every route with an id answers 404 for Beta's connections, as for an id that does not exist,
     whatever the caller's role; Beta's rows, sandbox state and event stream stay as they were."""
     caller: Caller = getattr(world, who)
-    with trio.fail_after(TIMEOUT), server.broker.subscribe(world.b_company) as beta_events:
+    # ~150 requests, each with its before/after snapshot of Beta's rows: a hang guard of its size (30 s was hit
+    # with the machine's cores shared by parallel tests).
+    with trio.fail_after(2 * TIMEOUT), server.broker.subscribe(world.b_company) as beta_events:
         for route in WITH_ID:
             for target in (world.b_live, world.b_waiting, MISSING_ID):
                 label = f"{route.id} on {target} by {who}"

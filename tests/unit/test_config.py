@@ -80,3 +80,17 @@ def test_default_channel(tmp_path: Path) -> None:
     assert config(tmp_path, DEFAULT_CHANNEL="Sandbox").default_channel == "sandbox"
     with pytest.raises(ConfigError, match="ZAPGATE_SANDBOX"):
         config(tmp_path, DEFAULT_CHANNEL="sandbox", ZAPGATE_SANDBOX="off")
+
+
+def test_operations_variables(tmp_path: Path) -> None:
+    loaded = config(tmp_path)
+    assert loaded.metrics_token is None and loaded.sentry_dsn is None and loaded.sandbox_crash_faults is False
+    loaded = config(tmp_path, METRICS_TOKEN=" scrape ", SENTRY_DSN="https://abc123@o1.ingest.sentry.io/4507",
+                  SENTRY_ENVIRONMENT="staging", SANDBOX_CRASH_FAULTS="on")
+    assert loaded.metrics_token == "scrape"
+    assert loaded.sentry_dsn == "https://abc123@o1.ingest.sentry.io/4507" and loaded.sentry_environment == "staging"
+    assert loaded.sandbox_crash_faults is True
+    for bad in ("not a dsn", "https://sentry.io/42", "https://key@sentry.io/", "ftp://key@host/1"):
+        with pytest.raises(ConfigError) as error:
+            config(tmp_path, SENTRY_DSN=bad)
+        assert error.value.variable == "SENTRY_DSN"

@@ -21,6 +21,7 @@ from gateway.whatsapp.transport import (
     EditMessage,
     Event,
     InboundMessage,
+    InjectedCrash,
     LoggedOut,
     MessageKind,
     NotConnected,
@@ -34,6 +35,7 @@ from gateway.whatsapp.transport import (
     SendText,
     Transport,
     TransportError,
+    injected_crash,
     settle,
 )
 
@@ -919,3 +921,48 @@ async def test_number_checks_answer_from_the_connections_registry(nursery, autoj
             net.registry(CID, **bad)
         assert error.value.code == "ERR_SANDBOX_BAD_NUMBER"
     assert net.state(CID)["registry"]["notOnWhatsapp"] == ["5511988887777"]  # a refused change changes nothing
+
+
+# ─── the test-only "crash" fault (SANDBOX_CRASH_FAULTS) ─────────────────────────────────
+
+async def _run_to_crash(transport: SandboxTransport) -> BaseException | None:
+    send, _receive = trio.open_memory_channel[Event](100)
+    try:
+        await transport.run(send)
+    except InjectedCrash as crash:
+        return crash
+    return None
+
+
+async def test_the_crash_fault_is_refused_unless_enabled(nursery, autojump_clock):
+    session = await paired_session(nursery, network())
+    with pytest.raises(SandboxError) as refused:
+        session.net.fault(CID, "crash")
+    assert refused.value.code == "ERR_SANDBOX_CRASH_DISABLED"
+    assert session.done.is_set() is False  # the connection goes on
+
+
+async def test_the_crash_fault_crashes_the_running_connection_then_each_next_run(nursery, autojump_clock):
+    net = network(crash_faults=True)
+    session = Session(net, dict(DEVICE))
+    with pytest.raises(SandboxError):
+        net.fault(CID, "crash", count=0)
+    crashed: list[BaseException | None] = []
+
+    async def run_once(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        crashed.append(await _run_to_crash(session.transport))
+
+    nursery.start_soon(run_once)
+    await trio.sleep(1)
+    assert net.state(CID)["connected"]
+    net.fault(CID, "crash", count=3)  # the running one, then two more runs
+    await trio.sleep(1)
+    assert isinstance(crashed[-1], InjectedCrash)
+    for _ in range(2):
+        assert isinstance(await _run_to_crash(session.transport), InjectedCrash)
+    assert injected_crash(ExceptionGroup("nursery", [InjectedCrash("x")]))
+    assert not injected_crash(ExceptionGroup("nursery", [TransportError("x")]))
+    # the count is spent: the next run connects as before
+    await session.start(nursery)
+    assert isinstance(await session.next(), Connected)

@@ -37,7 +37,7 @@ def login(w: Walk) -> None:
     page = w.page
     with w.screen("login", settle=False):  # what loads next is the dashboard's
         w.submit_login()
-    with w.screen("dashboard (where login lands)", core=False):  # issue 17's screen
+    with w.screen("dashboard (where login lands)"):  # its figures: the `dashboard` screen
         page.wait_for_url(lambda url: "/login" not in url)
         w.settle()
     with w.screen("reload stays logged in"):
@@ -700,6 +700,70 @@ def campaigns_config(w: Walk, state: dict) -> None:
         raise AssertionError(f"POST /campaign-settings answered {post.value.status}")
 
 
+DASHBOARD_CUSTOMERS = ("5511987650011", "5511987650012")  # write in on the dashboard screen
+
+
+def _card(w: Walk, title: str) -> str:
+    """The value a dashboard card shows under its title (ticketz's InfoCard / InfoRingCard: an h3 and an h1)."""
+    card = w.page.locator("h3", has_text=title).first.locator("xpath=following-sibling::h1[1]")
+    card.wait_for()
+    return card.inner_text().strip()
+
+
+def dashboard(w: Walk, state: dict) -> None:
+    """The Dashboard shows zapgate's figures: two customers write in (two tickets waiting), one is accepted
+    and closed through the API; the cards show what /dashboard/status and /dashboard/tickets answered the
+    page (and the close is among them), the chart is drawn, the attendants table lists the walker with a
+    closed ticket; a close made while the page is open updates its waiting card live (`counter`)."""
+    page = w.page
+    wid = _sandbox(w, state)
+    me = w.backend("GET", "/auth/me").json()
+    for number in DASHBOARD_CUSTOMERS:
+        w.backend("POST", f"/sandbox/{wid}/inbound", json={"from": number, "name": f"Dash {number[-2:]}",
+                                                           "body": f"Dashboard walk {state['stamp']}"})
+
+    def pending_of(number: str) -> dict | None:
+        listed = w.backend("GET", "/tickets", params={"status": "pending", "showAll": "true"}).json()
+        return next((t for t in listed["tickets"] if t["contact"]["number"] == number), None)
+
+    first = w.wait_for(lambda: pending_of(DASHBOARD_CUSTOMERS[0]), what="the first customer's ticket")
+    second = w.wait_for(lambda: pending_of(DASHBOARD_CUSTOMERS[1]), what="the second customer's ticket")
+    w.backend("PUT", f"/tickets/{first['id']}", json={"status": "open", "userId": me["id"]})
+    w.backend("PUT", f"/tickets/{first['id']}", json={"status": "closed"})
+    with page.expect_response(lambda r: "/dashboard/tickets" in r.url) as tickets_answer, \
+            page.expect_response(lambda r: "/dashboard/users" in r.url) as users_answer, \
+            page.expect_response(lambda r: "/dashboard/status" in r.url) as status_answer:
+        w.goto("/")
+    figures, users, status = (tickets_answer.value.json(), users_answer.value.json(), status_answer.value.json())
+    statistics = figures["ticketStatistics"]
+    if not statistics["totalClosed"] or statistics["totalClosed"] < 1:
+        raise AssertionError(f"the close made here is not counted: {statistics}")
+    waiting = sum(s["count"] for s in status["ticketsStatusSummary"] if s["status"] == "pending")
+    w.wait_for(lambda: _card(w, "Tickets waiting") == str(waiting), what=f"'Tickets waiting' showing {waiting}")
+    if _card(w, "Resolved tickets") != str(statistics["totalClosed"]):
+        raise AssertionError(f"'Resolved tickets' shows {_card(w, 'Resolved tickets')}, the API {statistics}")
+    if _card(w, "New contacts") != str(statistics["newContacts"] or 0):
+        raise AssertionError(f"'New contacts' shows {_card(w, 'New contacts')}, the API {statistics}")
+    online = sum(1 for u in status["usersStatusSummary"] if u["online"])
+    if _card(w, "Users online") != f"{online}/{len(status['usersStatusSummary'])}":
+        raise AssertionError(f"'Users online' shows {_card(w, 'Users online')}, the API {status}")
+    page.locator(".recharts-area-area").first.wait_for()  # the chart of created/closed tickets is drawn
+    mine = next(u for u in users["userReport"] if u["id"] == me["id"])
+    row = page.locator("tr", has=page.get_by_role("cell", name=me["name"], exact=True)).first
+    row.wait_for()
+    if str(mine["closedTickets"]) not in row.inner_text() or mine["closedTickets"] < 1:
+        raise AssertionError(f"the attendants table shows {row.inner_text()!r}, the API {mine}")
+    page.locator("h3", has_text="Resolved tickets").first.scroll_into_view_if_needed()  # the page scrolls inside
+    page.screenshot(path=str(w.out / "dashboard-cards.png"))
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=str(w.out / "dashboard-chart-and-attendants.png"))
+    # live: the second ticket accepted and closed while the page is open → `counter` → the card re-reads
+    w.backend("PUT", f"/tickets/{second['id']}", json={"status": "open", "userId": me["id"]})
+    w.backend("PUT", f"/tickets/{second['id']}", json={"status": "closed"})
+    w.wait_for(lambda: _card(w, "Tickets waiting") == str(waiting - 1),
+               what=f"'Tickets waiting' updated live to {waiting - 1}")
+
+
 SCREENS = [  # in this order: the chat is transferred to the queue and agent made before it
     ("connections", connections),
     ("queues", queues),
@@ -720,6 +784,7 @@ SCREENS = [  # in this order: the chat is transferred to the queue and agent mad
     ("schedules", schedules),
     ("campaigns", campaigns),
     ("campaigns config", campaigns_config),
+    ("dashboard", dashboard),
 ]
 
 # Served screens the walk only visits (their content is the super admin's: nothing to act on here).
@@ -731,7 +796,6 @@ VISITS = [
 # Screens of features zapgate does not serve yet (docs/frontend-compat.md: which issue serves each): visited
 # so that the report lists what they call and how they fail.
 LATER = [
-    ("dashboard", "/"),
     ("todo list", "/todolist"),
     ("messages api", "/messages-api"),
     ("financial", "/financeiro"),
@@ -741,7 +805,6 @@ LATER = [
 # Backend routes of features zapgate does not serve yet → the issue that will (docs/frontend-compat.md).
 # Their failures are listed apart in the report and do not fail the walk.
 LATER_ROUTES = {
-    "/dashboard": "issue 17 (dashboard and reports)",
     "/tags": "issue 13 (tags and kanban)",
     "/ticket-tags": "issue 13 (tags and kanban)",
     "/ticket/kanban": "issue 13 (tags and kanban)",
