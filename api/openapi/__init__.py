@@ -29,12 +29,15 @@ from api.openapi import (
     paths_connections,
     paths_contacts,
     paths_conversations,
+    paths_operations,
+    paths_reports,
 )
 from api.openapi.components import SCHEMAS
 from api.openapi.dsl import Declare, Operation, Schema, obj, ref
 from api.openapi.render import docs_page
 
-MODULES = (paths_accounts, paths_admin, paths_connections, paths_conversations, paths_contacts, paths_automation)
+MODULES = (paths_accounts, paths_admin, paths_connections, paths_conversations, paths_contacts, paths_automation,
+           paths_operations, paths_reports)
 
 blueprint = Blueprint("openapi", __name__)
 op = Declare("openapi", tag="API description")
@@ -97,6 +100,9 @@ def build_spec(app: Any, *, server_url: str | None = None) -> dict[str, Any]:
                 "connectionToken": {"type": "http", "scheme": "bearer",
                                     "description": "a connection's API token (`token` of `GET /whatsapp/{id}`, "
                                                    "admins only), for `POST /api/messages/send`"},
+                "metricsToken": {"type": "http", "scheme": "bearer",
+                                 "description": "`METRICS_TOKEN` of the server's configuration, for `GET /metrics` "
+                                                "when it is set (unset: the metrics are open)"},
                 "refreshCookie": {"type": "apiKey", "in": "cookie", "name": "jrt",
                                   "description": "the httpOnly refresh-token cookie set by `POST /auth/login`"},
             },
@@ -131,6 +137,8 @@ def _operation(operation: Operation, ids: set[str]) -> dict[str, Any]:
         shown["security"] = [{}] if operation.auth == "public" else [{}, {"userToken": []}]
     elif operation.auth == "connection":
         shown["security"] = [{"connectionToken": []}]
+    elif operation.auth == "metrics":  # open, or (METRICS_TOKEN set) that token
+        shown["security"] = [{}, {"metricsToken": []}]
     if operation.body is not None:
         content = {operation.body_type: {"schema": operation.body}}
         content.update({media: {"schema": schema} for media, schema in operation.other_bodies})
@@ -198,6 +206,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.ok is not None:
         success["content"] = {operation.ok_type: {"schema": operation.ok}}
+        success["content"].update({media: {"schema": schema} for media, schema in operation.other_ok})
     responses[str(operation.status)] = success
     for status, description, schema in operation.extra_responses:
         shown: dict[str, Any] = {"description": description}
@@ -205,7 +214,9 @@ def _responses(operation: Operation) -> dict[str, Any]:
             shown["content"] = {"application/json": {"schema": schema}}
         responses[str(status)] = shown
     statuses = {400, 404, 503, *operation.errors}
-    if operation.auth not in ("public",):
+    if operation.auth == "metrics":
+        statuses |= {401}
+    elif operation.auth != "public":
         statuses |= {401, 402, 403}
     if operation.body is not None:
         statuses |= {413, 415}

@@ -124,7 +124,7 @@ SEARCH = query("searchParam", text(200), "text to look for (case- and accent-ins
 
 # ─── operations ─────────────────────────────────────────────────────────────────────────
 
-AUTHS = ("user", "admin", "super", "public", "optional", "connection")
+AUTHS = ("user", "admin", "super", "public", "optional", "connection", "metrics")
 
 
 @attrs.frozen
@@ -136,7 +136,7 @@ class Operation:
     summary: str
     blueprint: str  # the Quart blueprint serving it (optional blueprints: only when registered)
     tag: str
-    auth: str = "user"  # user | admin | super (the least role) | public | optional | connection
+    auth: str = "user"  # user | admin | super (the least role) | public | optional | connection | metrics
     params: tuple[dict[str, Any], ...] = ()
     body: Schema | None = None
     body_type: str = "application/json"
@@ -145,6 +145,7 @@ class Operation:
     ok: Schema | None = None  # the success body (None: no body)
     status: int = 200
     ok_type: str = "application/json"
+    other_ok: tuple[tuple[str, Schema], ...] = ()  # the same success in other media types (HTML, XLSX)
     errors: tuple[int, ...] = ()  # statuses besides the common ones (see `responses`)
     description: str = ""
     extra_responses: tuple[tuple[int, str, Schema | None], ...] = ()  # (status, description, JSON schema)

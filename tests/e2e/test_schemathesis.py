@@ -94,6 +94,10 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(zapgate, 
            "DEFAULT_CHANNEL": "sandbox", "ACCESS_TOKEN_TTL": "3600", "LOG_FORMAT": "json",
            # the signup is fuzzed too, beyond its per-address hourly limit
            "SIGNUP_MAX_PER_IP": "100000", "LOGIN_MAX_FAILURES_PER_IP": "100000",
+           # fuzzed webhooks: the SSRF guard refuses every loopback/private URL (never off here), a post to
+           # whatever public address a fuzzed URL names is bounded (2 s, one at a time, retried for 10 s)
+           "WEBHOOK_ALLOW_PRIVATE": "off", "WEBHOOK_TIMEOUT": "2", "WEBHOOK_MAX_IN_FLIGHT": "1",
+           "WEBHOOK_RETRY_FOR": "10", "WEBHOOK_DISABLE_AFTER": "10",
            "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     process = zapgate(["serve"], env)
     process.wait_healthy()
