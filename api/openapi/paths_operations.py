@@ -30,7 +30,8 @@ webhooks = Declare("webhooks", tag="Webhooks")
 metrics = Declare("metrics", tag="Operations")
 runtime = Declare("runtime", tag="Operations")
 
-WEBHOOK = obj(id=ID, companyId=ID, url=STR, events=arr(enum(*EVENTS)), enabled=BOOL, description=STR,
+WEBHOOK = obj({"description": STR},  # a property: `description=` is the schema's own
+              id=ID, companyId=ID, url=STR, events=arr(enum(*EVENTS)), enabled=BOOL,
               disabledReason={**NSTR, "description": "why it was turned off (failing for WEBHOOK_DISABLE_AFTER)"},
               disabledAt=NTIME, failingSince=NTIME, createdAt=TIME, updatedAt=TIME)
 # the secret is shown by the creation and the rotation only: never by a read
@@ -45,8 +46,8 @@ DELIVERY = obj(id=ID, webhookId=ID, messageId={**STR, "description": "`msg_…`:
 SCHEMAS = {"Webhook": WEBHOOK, "WebhookDelivery": DELIVERY}
 URL = {**text(2000), "description": "an http(s) URL; its host must resolve to public addresses unless "
                                    "WEBHOOK_ALLOW_PRIVATE=on (else 400 `ERR_WEBHOOK_URL`)"}
-WEBHOOK_BODY = body(url=URL, events=arr(enum(*EVENTS), minItems=1, maxItems=len(EVENTS)), enabled=BOOL,
-                    description=nullable(text(500)))
+WEBHOOK_BODY = body({"description": nullable(text(500))}, url=URL,
+                    events=arr(enum(*EVENTS), minItems=1, maxItems=len(EVENTS)), enabled=BOOL)
 MESSAGE = obj(message=STR)
 
 # /admin/runtime: api/runtime.py's snapshot plus the timers; the parts' sections vary with what runs

@@ -33,8 +33,9 @@ COMPANY = query("companyId", ID, "the super admin only: another company's figure
 
 
 def dates(first: str, last: str, *, required: bool = False) -> tuple[dict[str, Schema], dict[str, Schema]]:
-    return (query(first, DATE, "the period's first local day", required=required),
-            query(last, DATE, "its last local day (at most a year after the first)", required=required))
+    day = {**DATE, "format": "date"}  # YYYY-MM-DD (api/dashboard_time.py)
+    return (query(first, day, "the period's first local day", required=required),
+            query(last, day, "its last local day (at most a year after the first)", required=required))
 
 
 TICKETZ_PERIOD = (*dates("date_from", "date_to", required=True), query("hour_from", HOUR), query("hour_to", HOUR),

@@ -141,3 +141,46 @@ def test_every_reference_names_a_schema_of_the_document(tmp_path: Path) -> None:
     text = json.dumps(spec)
     named = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
     assert named and named <= set(spec["components"]["schemas"]), named - set(spec["components"]["schemas"])
+
+
+def _descriptions(node: Any, where: str = "") -> list[str]:
+    """The places where a `description` is not text (a property named `description` passed where the
+    schema's own description goes): schemathesis refuses such a schema outright."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and not isinstance(value, str) and not where.endswith("/properties"):
+                found.append(where)
+            found += _descriptions(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _descriptions(value, f"{where}/{index}")
+    return found
+
+
+def test_every_description_is_text(tmp_path: Path) -> None:
+    spec = build_spec(_app(tmp_path, sandbox=True, realtime=True))
+    assert not _descriptions(spec), _descriptions(spec)[:5]
+
+
+def test_operations_side_routes_say_their_media_types_security_and_the_secret_once(tmp_path: Path) -> None:
+    spec = build_spec(_app(tmp_path, sandbox=False, realtime=False))
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    metrics = paths["/metrics"]["get"]
+    assert metrics["security"] == [{}, {"metricsToken": []}]
+    assert spec["components"]["securitySchemes"]["metricsToken"]["scheme"] == "bearer"
+    assert list(metrics["responses"]["200"]["content"]) == ["text/plain"]
+    assert "403" not in metrics["responses"] and "401" in metrics["responses"]
+    runtime = paths["/admin/runtime"]["get"]
+    assert set(runtime["responses"]["200"]["content"]) == {"application/json", "text/html"}
+    assert runtime["x-role"] == "super"
+    export = paths["/ticketreport/reports/export"]["get"]
+    assert set(export["responses"]["200"]["content"]) == {
+        "text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+    # the secret: in the creation's and the rotation's answers, never in a read's
+    assert "secret" not in schemas["Webhook"]["properties"]
+    for path, method, status in (("/webhooks", "post", "201"), ("/webhooks/{webhook_id}/rotate-secret", "post", "200")):
+        shown = paths[path][method]["responses"][status]["content"]["application/json"]["schema"]
+        assert "secret" in json.dumps(shown), path
+    read = paths["/webhooks/{webhook_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert read == {"$ref": "#/components/schemas/Webhook"}
