@@ -51,7 +51,7 @@ from storage import conversations, settings, timers
 from storage import routing as routing_rows
 from storage.conversations import ContactIdentity, IncomingRow, Reuse
 from storage.db import Database, Row
-from storage.errors import DB_AWAY, NotFound, Unavailable
+from storage.errors import DB_AWAY, InvalidReference, NotFound, Unavailable
 from storage.media import MediaStore
 from storage.writer import GroupCommitWriter
 
@@ -460,15 +460,23 @@ class TicketActor:
         # Known contact and active ticket (nearly every message): one statement, batched with other chats'.
         # The first try is made straight (this runs for every message); a database that is away is then
         # waited out, each later try on the slow path (the cached contact and ticket may be stale).
-        try:
-            result = await router.writer.submit(conversations.intake_write(
+        def write(contact: Row | None, ticket: Row | None) -> Awaitable[conversations.Intake]:
+            return router.writer.submit(conversations.intake_write(
                 q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=contact,
                 ticket=ticket, message=row, reuse=reuse))
+
+        try:
+            try:
+                result = await write(contact, ticket)
+            except InvalidReference:
+                # The cached contact or ticket was deleted meanwhile (DELETE /contacts/:id takes its tickets):
+                # the message starts over from what the database holds, as a first message does — a new
+                # contact and ticket — instead of crashing the actor on a foreign key.
+                self.contact = self.ticket = None
+                result = await write(None, None)
         except DB_AWAY as error:
             router.note_unavailable(error)
-            result = await self._while_unavailable(lambda: router.writer.submit(conversations.intake_write(
-                q, company_id=self.company_id, whatsapp_id=self.whatsapp_id, who=who, contact=None, ticket=None,
-                message=row, reuse=reuse)))
+            result = await self._while_unavailable(lambda: write(None, None))
         self.contact = result.contact
         if result.message is None:  # the same WhatsApp message again: stored once, announced once —
             if profile is not None:  # and routed once: a crash may have come between its commit and its routing

@@ -101,7 +101,7 @@ def build_throttle(config: Config) -> LoginThrottle:
 
 
 def create_app(deps: Deps) -> QuartTrio:
-    app = QuartTrio("zapgate")
+    app = QuartTrio("zapgate", static_folder=None)  # no /static route: zapgate serves no static folder
     app.config["MAX_CONTENT_LENGTH"] = deps.config.upload_max_size
     app.config["MAX_FORM_MEMORY_SIZE"] = deps.config.json_max_size
     app.config["JSON_SORT_KEYS"] = False
@@ -176,6 +176,7 @@ def create_app(deps: Deps) -> QuartTrio:
         media,
         messages,
         metrics,
+        openapi,
         plans,
         queue_options,
         queues,
@@ -206,6 +207,7 @@ def create_app(deps: Deps) -> QuartTrio:
     app.register_blueprint(runtime_view.blueprint)
     app.register_blueprint(dashboard.blueprint)
     app.register_blueprint(reports.blueprint)
+    app.register_blueprint(openapi.blueprint)  # /openapi.json and /docs: every route must be in the spec
     if deps.sandbox is not None:
         app.register_blueprint(sandbox.blueprint)
     if deps.realtime is not None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import trio
 
 MAX_URL = 2000
+RESOLVE_DEADLINE = 5.0  # seconds a host's name may take to resolve; slower is refused (a request never hangs on DNS)
 
 
 class RefusedDestination(Exception):
@@ -67,9 +68,12 @@ async def check_destination(url: str, *, allow_private: bool) -> None:
         addresses = [literal]
     else:
         try:
-            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            with trio.fail_after(RESOLVE_DEADLINE):
+                infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as error:
             raise RefusedDestination(f"host {host!r} does not resolve ({error})") from None
+        except trio.TooSlowError:
+            raise RefusedDestination(f"host {host!r} did not resolve within {RESOLVE_DEADLINE:g}s") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for address in addresses:
         if forbidden(address):

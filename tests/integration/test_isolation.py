@@ -75,6 +75,8 @@ ROUTES = [
     Route("GET", "/ready", "public"),
     Route("GET", "/", "public"),
     Route("GET", "/version", "public"),
+    Route("GET", "/openapi.json", "public"),  # the API's description: no tenant's data
+    Route("GET", "/docs", "public"),
     Route("GET", "/metrics", "public"),  # open unless METRICS_TOKEN is set (tests/integration/test_metrics.py)
     Route("GET", "/admin/runtime", "super"),  # every company's runtime: super admins only
     Route("GET", "/public-settings/appName", "public"),
@@ -453,8 +455,9 @@ async def test_protected_route_needs_a_valid_token(server: Server, api: Api, wor
 PUBLIC_STATUS = {"POST /auth/login": 200, "POST /auth/refresh_token": 401, "GET /health": 200, "GET /ready": 200,
                  "GET /": 200, "GET /version": 200, "GET /public-settings/appName": 200, "GET /plans/list": 200,
                  "GET /plans/all": 200, "POST /companies/cadastro": 403,  # signup: off unless allowSignup
-                 "GET /metrics": 200}
-PUBLIC_TYPES = {"GET /metrics": "text/plain"}  # the Prometheus text format; every other answer is JSON
+                 "GET /openapi.json": 200, "GET /docs": 200, "GET /metrics": 200}
+PUBLIC_TYPES = {"GET /docs": "text/html",  # the spec's reader page
+                "GET /metrics": "text/plain"}  # the Prometheus text format; every other answer is JSON
 
 
 @pytest.mark.parametrize("route", routes(exactly="public"))

@@ -17,7 +17,7 @@ import trio
 from standardwebhooks import Webhook
 
 from actors.webhooks import Response, Settings, WebhookDispatcher, retry_after, retry_delay
-from gateway.ssrf import RefusedDestination, check_url, forbidden
+from gateway.ssrf import RESOLVE_DEADLINE, RefusedDestination, check_destination, check_url, forbidden
 from storage.errors import Unavailable
 from storage.webhooks import Claimed, Disabled, Outcome, new_secret
 
@@ -196,6 +196,28 @@ def test_public_addresses_are_allowed(address: str) -> None:
 def test_malformed_urls_are_refused(url: str) -> None:
     with pytest.raises(RefusedDestination):
         check_url(url)
+
+
+class _HangingResolver(trio.abc.HostnameResolver):
+    """A DNS that never answers (a resolver that is away)."""
+
+    async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+        await trio.sleep_forever()
+
+    async def getnameinfo(self, *args: Any, **kwargs: Any) -> Any:
+        await trio.sleep_forever()
+
+
+async def test_a_name_that_does_not_resolve_in_time_is_refused_not_waited_for(autojump_clock: Any) -> None:
+    # a webhook's save (and each delivery's check) must not hang on DNS: the fuzzer's random host names
+    trio.socket.set_custom_hostname_resolver(_HangingResolver())
+    try:
+        started = trio.current_time()
+        with pytest.raises(RefusedDestination, match="did not resolve"):
+            await check_destination("https://hooks.example.test/x", allow_private=False)
+        assert trio.current_time() - started == pytest.approx(RESOLVE_DEADLINE)
+    finally:
+        trio.socket.set_custom_hostname_resolver(None)
 
 
 # ─── the actor ─────────────────────────────────────────────────────────────────────────
