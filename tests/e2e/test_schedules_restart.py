@@ -59,7 +59,10 @@ def test_a_schedule_due_while_killed_is_sent_exactly_once_after_restart(zapgate,
 
     second = _start(zapgate, env, port)
     client = _login(second.url)
-    wait_until(lambda: len(_outbox(client, wid)) == 1, what="the scheduled message")
+    try:  # the process's own log, when it does not come (a hang guard, sized for a loaded machine)
+        wait_until(lambda: len(_outbox(client, wid)) == 1, timeout=60, what="the scheduled message")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{second.output()[-4000:]}") from None
     shown = client.get(f"/schedules/{schedule_id}").json()
     assert (shown["status"], shown["sentCount"]) == ("ENVIADA", 1)
     # killed again right after it was sent, and started once more: it is not sent again
