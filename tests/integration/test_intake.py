@@ -64,10 +64,12 @@ async def test_reactions_edits_and_deletions_update_their_message(api: Api, serv
         await wait_sql(server, "SELECT is_deleted FROM messages WHERE wid = %s", (target,), [(True,)])
         assert server.sql("SELECT count(*) FROM messages") == [(1,)]
         assert server.sql("SELECT edit_history->0->>'body' FROM messages") == [("original",)]
-        updates = []
-        while (event := events.receive_nowait()) is not None:
-            if event.name == "company-1-appMessage" and event.payload["action"] == "update":
-                updates.append(event.payload["message"])
+        updates: list[dict] = []
+        while not updates or not updates[-1]["isDeleted"]:  # announced just after the commit read above
+            while (event := events.receive_nowait()) is not None:
+                if event.name == "company-1-appMessage" and event.payload["action"] == "update":
+                    updates.append(event.payload["message"])
+            await trio.sleep(0.05)
         assert [u["reaction"] for u in updates][:1] == ["👍"] and updates[-1]["isDeleted"] is True
 
 
